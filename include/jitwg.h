@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Types shared by the XDP program (bpf/jitwg.bpf.c) and userspace. Only
+ * fixed-width types: this header is compiled for both targets.
+ */
+#ifndef JITWG_H
+#define JITWG_H
+
+#ifdef __bpf__
+/* vmlinux.h provides __u8 … __u64 */
+#else
+#include <linux/types.h>
+#endif
+
+/* WireGuard message sizes and types, WireGuard paper §5.4. */
+enum {
+	WG_MSG_INITIATION = 1,
+	WG_MSG_RESPONSE = 2,
+	WG_MSG_COOKIE = 3,
+	WG_MSG_DATA = 4,
+	WG_INITIATION_LEN = 148,
+	WG_DEFAULT_PORT = 51820,
+};
+
+/*
+ * One captured handshake initiation, as pushed through the ring buffer.
+ * Addresses are 16 bytes, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d); ports
+ * in host byte order.
+ */
+struct jitwg_event {
+	__u64 ts_ns;          /* bpf_ktime_get_ns() at receive (CLOCK_MONOTONIC) */
+	__u32 ifindex;        /* receiving interface */
+	__u16 sport;          /* UDP source port, host order */
+	__u16 dport;          /* UDP destination port, host order */
+	__u8 saddr[16];       /* source address, IPv4-mapped for IPv4 */
+	__u8 daddr[16];       /* destination address, IPv4-mapped for IPv4 */
+	__u8 family;          /* 4 or 6 */
+	__u8 vlan_depth;      /* 0, 1 or 2 VLAN tags seen */
+	__u16 reserved;       /* zero */
+	__u8 msg[WG_INITIATION_LEN]; /* the initiation, byte for byte */
+};
+
+_Static_assert(sizeof(struct jitwg_event) == 200, "jitwg_event layout is ABI");
+
+/*
+ * Runtime settings, one entry in the config array map. Rates are tokens per
+ * second, bursts the bucket size; a rate of 0 disables that limit.
+ */
+struct jitwg_config {
+	__u32 src_rate;       /* per-source refill, initiations/s */
+	__u32 src_burst;      /* per-source bucket size */
+	__u32 global_rate;    /* global refill, initiations/s */
+	__u32 global_burst;   /* global bucket size */
+	__u32 flags;          /* JITWG_F_* */
+	__u32 reserved;
+};
+
+_Static_assert(sizeof(struct jitwg_config) == 24, "jitwg_config layout is ABI");
+
+enum jitwg_flags {
+	JITWG_F_DROP_LIMITED = 1 << 0, /* XDP_DROP initiations over the limit */
+};
+
+/* Defaults: generous enough for many real clients behind one NAT address. */
+enum {
+	JITWG_DEFAULT_SRC_RATE = 100,
+	JITWG_DEFAULT_SRC_BURST = 200,
+	JITWG_DEFAULT_GLOBAL_RATE = 20000,
+	JITWG_DEFAULT_GLOBAL_BURST = 40000,
+	JITWG_SRC_MAP_ENTRIES = 65536,
+	JITWG_RINGBUF_BYTES = 1 << 22,
+	JITWG_MAX_PORTS = 64,
+};
+
+/* Token bucket state. Tokens are kept in nanoseconds of refill time. */
+struct jitwg_bucket {
+	__u64 tokens;         /* available tokens × 1e9 / rate units, see bpf */
+	__u64 last_ns;        /* last refill */
+};
+
+/* Per-source bucket key: IPv4 address (mapped), or IPv6 /64 prefix. */
+struct jitwg_src_key {
+	__u8 addr[16];
+};
+
+/* Per-CPU counters, indexes into the counters array map. */
+enum jitwg_counter {
+	JITWG_CTR_PACKETS,        /* packets seen */
+	JITWG_CTR_WG_UDP,         /* UDP to a WireGuard port */
+	JITWG_CTR_MATCHED,        /* handshake initiations matched */
+	JITWG_CTR_EVENTS,         /* events sent to the ring buffer */
+	JITWG_CTR_LIMITED_SRC,    /* over the per-source limit */
+	JITWG_CTR_LIMITED_GLOBAL, /* over the global limit */
+	JITWG_CTR_RINGBUF_FULL,   /* ring buffer reservation failed */
+	JITWG_CTR_MALFORMED,      /* truncated or inconsistent headers */
+	JITWG_CTR_MAX,
+};
+
+#endif

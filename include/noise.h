@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The responder's half of WireGuard's first handshake message, in stages the
+ * caller can stop between (WireGuard paper §5.4.2, Noise_IKpsk2), and an
+ * initiator that builds such messages (tests, load generator).
+ *
+ *   1. shape          noise_check_shape()     no crypto
+ *   2. mac1           noise_check_mac1()      one keyed BLAKE2s
+ *   3. identity       noise_identify()        DH(r_priv, e_pub), opens static
+ *   4. authentication noise_authenticate()    DH(r_priv, s_pub), opens timestamp
+ *   5. freshness      noise_authenticate()    timestamp > last accepted
+ *
+ * A peer that is already installed needs only 1–3; a new key must pass 1–5
+ * before anything is fetched or installed: without step 4 anyone can encrypt
+ * a victim's public key under their own ephemeral key.
+ */
+#ifndef JITWG_NOISE_H
+#define JITWG_NOISE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NOISE_KEY_LEN 32
+#define NOISE_TIMESTAMP_LEN 12 /* TAI64N: 8-byte seconds, 4-byte ns, big-endian */
+#define NOISE_INITIATION_LEN 148
+
+/* Every outcome of a decode stage; 0 is success. */
+enum noise_status {
+	NOISE_OK = 0,
+	NOISE_ERR_SHAPE,     /* wrong length, type or non-zero reserved bytes */
+	NOISE_ERR_MAC1,      /* mac1 does not verify for this responder */
+	NOISE_ERR_STATIC,    /* encrypted_static does not open */
+	NOISE_ERR_TIMESTAMP, /* encrypted_timestamp does not open */
+	NOISE_ERR_REPLAY,    /* timestamp not newer than the last accepted */
+	NOISE_ERR_LOW_ORDER, /* a DH gave the all-zero result (low-order point) */
+	NOISE_ERR_INTERNAL,  /* out of memory, libsodium failure */
+};
+
+/* A short stable word for logs: "ok", "bad_shape", "bad_mac1", … */
+const char *noise_status_str(enum noise_status st);
+
+/*
+ * The responder: the interface's private key in locked memory plus what
+ * depends only on it (public key, mac1 key, the initial chaining hash).
+ */
+struct noise_responder;
+
+int noise_responder_new(struct noise_responder **out,
+			const uint8_t private_key[static NOISE_KEY_LEN]);
+void noise_responder_free(struct noise_responder *r);
+void noise_responder_public_key(const struct noise_responder *r,
+				uint8_t out[static NOISE_KEY_LEN]);
+
+/*
+ * Handshake state carried from noise_identify() to noise_authenticate().
+ * Holds secrets: noise_authenticate() wipes it on every path; a caller that
+ * stops after identify calls noise_state_wipe().
+ */
+struct noise_state {
+	uint8_t chaining_key[32];
+	uint8_t hash[32];
+	uint8_t initiator_static[NOISE_KEY_LEN];
+};
+
+void noise_state_wipe(struct noise_state *st);
+
+enum noise_status noise_check_shape(const uint8_t *msg, size_t len);
+enum noise_status noise_check_mac1(const struct noise_responder *r,
+				   const uint8_t msg[static NOISE_INITIATION_LEN]);
+
+/* Stage 3. On NOISE_OK, initiator_public holds the claimed (not yet proven) key. */
+enum noise_status noise_identify(const struct noise_responder *r,
+				 const uint8_t msg[static NOISE_INITIATION_LEN],
+				 struct noise_state *st,
+				 uint8_t initiator_public[static NOISE_KEY_LEN]);
+
+/*
+ * Stages 4 and 5. last_timestamp is the greatest timestamp accepted for this
+ * key, or NULL when none is known; an equal or older one is NOISE_ERR_REPLAY.
+ * On NOISE_OK (and on NOISE_ERR_REPLAY) timestamp_out holds the decrypted
+ * timestamp. Wipes *st.
+ */
+enum noise_status noise_authenticate(const struct noise_responder *r,
+				     const uint8_t msg[static NOISE_INITIATION_LEN],
+				     struct noise_state *st,
+				     const uint8_t *last_timestamp,
+				     uint8_t timestamp_out[static NOISE_TIMESTAMP_LEN]);
+
+/* Stages 1–5 in one call. */
+enum noise_status noise_decode(const struct noise_responder *r,
+			       const uint8_t *msg, size_t len,
+			       const uint8_t *last_timestamp,
+			       uint8_t initiator_public[static NOISE_KEY_LEN],
+			       uint8_t timestamp_out[static NOISE_TIMESTAMP_LEN]);
+
+/* memcmp order of two TAI64N timestamps: <0, 0, >0. */
+int noise_timestamp_cmp(const uint8_t a[static NOISE_TIMESTAMP_LEN],
+			const uint8_t b[static NOISE_TIMESTAMP_LEN]);
+/* Now, as TAI64N (TAI = UTC + 10 s offset label 2^62, as WireGuard does). */
+void noise_timestamp_now(uint8_t out[static NOISE_TIMESTAMP_LEN]);
+/* Seconds since the Unix epoch of a TAI64N timestamp (for display). */
+double noise_timestamp_unix(const uint8_t ts[static NOISE_TIMESTAMP_LEN]);
+
+/*
+ * The initiator: a static key pair and the responder's public key, with
+ * everything that depends only on them precomputed, so building a message
+ * costs two X25519 operations (ephemeral keygen and DH(e, S_r)).
+ */
+struct noise_initiator;
+
+int noise_initiator_new(struct noise_initiator **out,
+			const uint8_t static_private[static NOISE_KEY_LEN],
+			const uint8_t responder_public[static NOISE_KEY_LEN]);
+void noise_initiator_free(struct noise_initiator *in);
+
+/* Deliberate defects for tests; 0 builds a valid message. */
+enum noise_defect {
+	NOISE_DEFECT_NONE = 0,
+	NOISE_DEFECT_MAC1 = 1 << 0,      /* wrong mac1 */
+	NOISE_DEFECT_STATIC = 1 << 1,    /* corrupt encrypted_static */
+	NOISE_DEFECT_TIMESTAMP = 1 << 2, /* corrupt encrypted_timestamp */
+	NOISE_DEFECT_LOW_ORDER_EPHEMERAL = 1 << 3, /* ephemeral = low-order point */
+};
+
+/*
+ * Claim another public key (a victim's) while keeping this initiator's own
+ * private key for the static-static DH: what an attacker without the
+ * victim's private key can do. Identify yields the victim's key;
+ * authentication must fail.
+ */
+void noise_initiator_forge_identity(struct noise_initiator *in,
+				    const uint8_t victim_public[static NOISE_KEY_LEN]);
+
+int noise_build_initiation(struct noise_initiator *in, uint32_t sender_index,
+			   const uint8_t timestamp[static NOISE_TIMESTAMP_LEN],
+			   unsigned int defects,
+			   uint8_t out[static NOISE_INITIATION_LEN]);
+
+#endif

@@ -1,0 +1,78 @@
+# Shared helpers for shell test suites. Each test_* function runs in its own
+# bash process (tests/run.sh); everything it registers with on_exit runs when
+# that process ends, however it ends.
+#
+#   ns NAME            a namespace name unique to this run: jw<pid>NAME
+#   netns_add NAME     create that namespace; deleted (with its processes) on exit
+#   bg CMD...          start CMD in the background; killed on exit; sets BG_PID
+#   on_exit CMD        run CMD (a string) on exit, last registered first
+#   check DESC CMD...  run CMD; on failure print DESC and fail the test
+#   expect_eq A B DESC fail the test unless A = B
+#   fail MSG           fail the test now
+#   skip REASON        skip the test (exit 77) with a reason the runner prints
+
+ROOT=${JITWG_ROOT:-$(pwd)}
+RUNID=${JITWG_RUNID:-$$}
+BUILD=$ROOT/build
+_cleanups=()
+
+on_exit() { _cleanups=("$1" "${_cleanups[@]}"); }
+
+lib_cleanup() {
+	local c
+	for c in "${_cleanups[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+	_cleanups=()
+}
+
+lib_run_test() {
+	trap lib_cleanup EXIT
+	trap 'exit 143' TERM INT
+	"$1"
+}
+
+ns() { echo "jw${RUNID}$1"; }
+
+netns_add() {
+	local n
+	n=$(ns "$1")
+	ip netns add "$n" || fail "cannot create namespace $n"
+	on_exit "ip netns pids $n | xargs -r kill -9; sleep 0.1; ip netns del $n"
+	ip -n "$n" link set lo up
+}
+
+bg() {
+	"$@" &
+	BG_PID=$!
+	on_exit "kill $BG_PID; sleep 0.2; kill -9 $BG_PID"
+}
+
+fail() {
+	echo "  failed: $*" >&2
+	exit 1
+}
+
+skip() {
+	echo "SKIP-REASON: $*"
+	exit 77
+}
+
+check() {
+	local desc=$1
+	shift
+	"$@" || fail "$desc (command: $*)"
+}
+
+expect_eq() {
+	[ "$1" = "$2" ] || fail "$3: expected '$2', got '$1'"
+}
+
+# wait_for TIMEOUT_S CMD...: poll CMD every 50 ms until it succeeds.
+wait_for() {
+	local t=$1 i
+	shift
+	for ((i = 0; i < t * 20; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	return 1
+}
