@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The loader of the XDP capture program (user/capture.c): loads the BPF
+ * skeleton and attaches it to a device, or uses an object already loaded and
+ * attached with bpftool through its pinned maps; sets the WireGuard ports
+ * and rate limits; consumes ring-buffer events; reads the counters.
+ *
+ * Functions return 0 or -errno; capture_error() then holds a one-line
+ * message with the remedy (no such device, not root, verifier log tail,
+ * bpffs not mounted, ring buffer map missing).
+ */
+#ifndef JITWG_CAPTURE_H
+#define JITWG_CAPTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jitwg.h"
+
+enum capture_mode {
+	CAPTURE_AUTO,    /* native, else generic */
+	CAPTURE_NATIVE,
+	CAPTURE_GENERIC,
+	CAPTURE_PINNED,  /* bpftool loaded and attached it: use pin_dir's maps */
+};
+
+struct capture_opts {
+	const char *ifname;      /* device to attach to (not for CAPTURE_PINNED) */
+	enum capture_mode mode;
+	const char *pin_dir;     /* bpffs directory of pinned maps, or NULL */
+	const uint16_t *ports;   /* WireGuard ports; NULL/0 = 51820 */
+	size_t n_ports;
+	struct jitwg_config limits; /* zero = defaults */
+	bool drop_limited;       /* XDP_DROP initiations over the limit */
+};
+
+/* Called once per event from capture_poll(); a negative return stops polling. */
+typedef int (*capture_event_fn)(void *ctx, const struct jitwg_event *ev);
+
+struct capture;
+
+int capture_open(struct capture **out, const struct capture_opts *opts,
+		 capture_event_fn fn, void *ctx);
+/* Detaches (unless pinned/bpftool-owned) and frees. */
+void capture_close(struct capture *c);
+const char *capture_error(const struct capture *c);
+/* Fill a message for errors capture_open() returned before c existed. */
+const char *capture_open_error(void);
+
+/* The ring buffer's epoll fd, readable when events wait. */
+int capture_fd(const struct capture *c);
+/* Consume waiting events, waiting up to timeout_ms; returns events or -errno. */
+int capture_poll(struct capture *c, int timeout_ms);
+
+int capture_set_ports(struct capture *c, const uint16_t *ports, size_t n);
+int capture_set_limits(struct capture *c, const struct jitwg_config *cfg);
+/* Counters summed over CPUs, indexed by enum jitwg_counter. */
+int capture_read_counters(struct capture *c, uint64_t out[static JITWG_CTR_MAX]);
+const char *capture_counter_name(enum jitwg_counter ctr);
+
+#endif
