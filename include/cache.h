@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Persistent cache (user/cache.c), LMDB in one directory (--cache-dir),
+ * files created mode 0600: the cache holds preshared keys, which are
+ * secrets. Four kinds of records, all keyed by the 32-byte public key, in
+ * three named LMDB databases:
+ *   "peers"    positive entries (the control plane's answer, with a TTL) and
+ *              negative entries (404, with their own shorter TTL); a 404
+ *              replaces a positive entry, a 200 replaces a negative one
+ *   "ts"       the last accepted TAI64N timestamp of each key (12 bytes), so
+ *              that replay protection survives restarts (WireGuard paper §5.1)
+ *   "managed"  peers jitwgd installed: when, from which endpoint, last seen
+ *
+ * Durability: every write is one LMDB transaction committed with LMDB's
+ * default durable sync (no MDB_NOSYNC), so a kill -9 or a crash at any moment
+ * leaves the last committed state; reopening never needs a repair. Opening is
+ * O(1) in the cache size (nothing is scanned).
+ *
+ * Threads: one cache handle is shared by all threads. Every call runs its own
+ * transaction (MDB_NOTLS: read transactions are not bound to a thread); write
+ * transactions are serialised by LMDB. No call holds a transaction when it
+ * returns, and callbacks run outside any transaction.
+ *
+ * Times are wall-clock Unix seconds (they are persisted across restarts),
+ * passed in by the caller so tests can move time.
+ *
+ * All functions return 0 (or a state >= 0 where said) or -errno:
+ *   -ENOENT  no such record      -ENOSPC  map full (raise map_size)
+ *   -EIO     LMDB error (corruption, I/O)   -ENOMEM
+ */
+#ifndef JITWG_CACHE_H
+#define JITWG_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.h"
+#include "wgdev.h"
+
+enum {
+	CACHE_TS_LEN = 12,                  /* TAI64N */
+	CACHE_DEFAULT_TTL = 300,            /* positive entries, seconds */
+	CACHE_DEFAULT_NEGATIVE_TTL = 30,    /* 404 entries, seconds */
+};
+
+/* 4 GiB of address space (sparse file): > 1,000,000 entries of each kind. */
+#define CACHE_DEFAULT_MAP_SIZE (4ULL << 30)
+
+/* Zero fields take the defaults. */
+struct cache_options {
+	uint64_t map_size;       /* bytes [CACHE_DEFAULT_MAP_SIZE] */
+	uint32_t default_ttl;    /* positive TTL when the answer has none [300] */
+	uint32_t negative_ttl;   /* 404 TTL [30] */
+};
+
+enum cache_state {
+	CACHE_MISS,      /* no entry, or an expired negative entry */
+	CACHE_FRESH,     /* positive, now < expires_at */
+	CACHE_STALE,     /* positive, expired: use only if the API is unreachable */
+	CACHE_NEGATIVE,  /* 404 cached and not expired: do not ask again */
+};
+
+/* A positive entry as stored. peer.preshared_key is a secret: wipe it. */
+struct cache_entry {
+	struct api_peer peer;
+	uint64_t fetched_at;  /* when the answer arrived */
+	uint64_t expires_at;  /* fetched_at + ttl */
+};
+
+/* One managed-peer record. */
+struct cache_managed {
+	uint8_t public_key[32];
+	uint64_t installed_at;          /* when jitwgd installed the peer */
+	uint64_t last_seen;             /* last sighting or handshake */
+	union wgdev_endpoint endpoint;  /* where the initiation came from */
+	uint32_t flags;                 /* free for the daemon, stored as is */
+};
+
+struct cache;
+
+/*
+ * Open (creating dir's files 0600 if needed; dir itself must exist).
+ * opts may be NULL. One handle per process per directory (LMDB rule).
+ */
+int cache_open(struct cache **out, const char *dir,
+	       const struct cache_options *opts);
+void cache_close(struct cache *c);
+
+/* Store a 200 answer; expires_at = now + (peer ttl if given, else default). */
+int cache_put_peer(struct cache *c, const struct api_peer *peer, uint64_t now);
+
+/* Store a 404 for key; expires at now + negative_ttl. */
+int cache_put_negative(struct cache *c, const uint8_t key[static 32],
+		       uint64_t now);
+
+/*
+ * Look key up. Returns a cache_state (>= 0) or -errno. out (may be NULL) is
+ * filled for CACHE_FRESH and CACHE_STALE; for CACHE_NEGATIVE only its
+ * fetched_at and expires_at are set.
+ */
+int cache_get_peer(struct cache *c, const uint8_t key[static 32], uint64_t now,
+		   struct cache_entry *out);
+
+/* Remove the positive or negative entry (-ENOENT if none). */
+int cache_del_peer(struct cache *c, const uint8_t key[static 32]);
+
+/*
+ * Replay check and update in one write transaction: if ts is greater than
+ * the stored timestamp (or none is stored), store it and return 0; otherwise
+ * return -ESTALE and change nothing. TAI64N compares as big-endian bytes.
+ * Call only after the initiation authenticated (its timestamp decrypted).
+ */
+int cache_ts_accept(struct cache *c, const uint8_t key[static 32],
+		    const uint8_t ts[static CACHE_TS_LEN]);
+int cache_ts_get(struct cache *c, const uint8_t key[static 32],
+		 uint8_t ts[static CACHE_TS_LEN]);
+
+/* Insert or replace the record of m->public_key. */
+int cache_managed_put(struct cache *c, const struct cache_managed *m);
+int cache_managed_get(struct cache *c, const uint8_t key[static 32],
+		      struct cache_managed *out);
+/* Update last_seen, and the endpoint unless ep is NULL; -ENOENT if absent. */
+int cache_managed_touch(struct cache *c, const uint8_t key[static 32],
+			uint64_t last_seen, const union wgdev_endpoint *ep);
+int cache_managed_del(struct cache *c, const uint8_t key[static 32]);
+/* Number of managed records, O(1) (LMDB keeps the count). */
+int cache_managed_count(struct cache *c, size_t *n);
+
+/*
+ * Cursor iteration over managed records in key order. Records are read in
+ * batches, each batch in its own short read transaction, and cb runs outside
+ * any transaction, so cb may call any cache function (e.g. delete the record
+ * it is given). Records added or deleted during the walk may or may not be
+ * seen; no record present throughout is missed or seen twice. cb returns 0
+ * to continue, anything else stops the walk and is returned.
+ */
+typedef int (*cache_managed_fn)(const struct cache_managed *m, void *arg);
+int cache_managed_foreach(struct cache *c, cache_managed_fn cb, void *arg);
+
+/* Entry counts per database, O(1). */
+struct cache_stats {
+	size_t peers;    /* positive + negative */
+	size_t ts;
+	size_t managed;
+	uint64_t map_size, used_bytes;
+};
+int cache_stats(struct cache *c, struct cache_stats *out);
+
+#endif
