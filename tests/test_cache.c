@@ -1,0 +1,625 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests of the LMDB cache: entries and their TTLs, negative and stale
+ * entries, replay timestamps, managed records and their iteration, reopen,
+ * concurrent workers, and consistency after a writer is killed with SIGKILL.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cache.h"
+#include "check.h"
+#include "keys.h"
+
+static char dir[64];
+
+static void key_of(uint8_t key[32], uint32_t i, uint8_t tag)
+{
+	memset(key, tag, 32);
+	memcpy(key, &i, sizeof(i));
+}
+
+/* A peer whose whole content derives from i, so a reader can verify it. */
+static void peer_of(struct api_peer *p, uint32_t i)
+{
+	memset(p, 0, sizeof(*p));
+	key_of(p->public_key, i, 0xaa);
+	memset(p->preshared_key, (int)(i & 0xff), 32);
+	p->flags = API_PEER_HAS_PSK | API_PEER_HAS_KEEPALIVE | API_PEER_HAS_TTL;
+	p->persistent_keepalive = (uint16_t)(i % 60);
+	p->ttl = 100;
+	p->n_allowed_ips = 2 + i % 3;
+	for (size_t j = 0; j < p->n_allowed_ips; j++) {
+		struct wgdev_allowed_ip *a = &p->allowed_ips[j];
+
+		if (j % 2 == 0) {
+			a->family = AF_INET;
+			a->cidr = 32;
+			a->ip4.s_addr = htonl(0x0a000000u + i * 4 + (uint32_t)j);
+		} else {
+			a->family = AF_INET6;
+			a->cidr = 128;
+			memset(&a->ip6, 0, 16);
+			a->ip6.s6_addr[0] = 0xfd;
+			memcpy(&a->ip6.s6_addr[8], &i, 4);
+			a->ip6.s6_addr[15] = (uint8_t)j;
+		}
+	}
+}
+
+static int peer_eq(const struct api_peer *a, const struct api_peer *b)
+{
+	if (memcmp(a->public_key, b->public_key, 32) || a->flags != b->flags ||
+	    a->persistent_keepalive != b->persistent_keepalive ||
+	    a->n_allowed_ips != b->n_allowed_ips)
+		return 0;
+	if ((a->flags & API_PEER_HAS_PSK) &&
+	    memcmp(a->preshared_key, b->preshared_key, 32))
+		return 0;
+	for (size_t j = 0; j < a->n_allowed_ips; j++) {
+		const struct wgdev_allowed_ip *x = &a->allowed_ips[j];
+		const struct wgdev_allowed_ip *y = &b->allowed_ips[j];
+
+		if (x->family != y->family || x->cidr != y->cidr ||
+		    memcmp(&x->ip6, &y->ip6, x->family == AF_INET ? 4 : 16))
+			return 0;
+	}
+	return 1;
+}
+
+static void ts_of(uint8_t ts[12], uint64_t sec, uint32_t nsec)
+{
+	for (int i = 0; i < 8; i++)
+		ts[i] = (uint8_t)(sec >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		ts[8 + i] = (uint8_t)(nsec >> (24 - 8 * i));
+}
+
+static void rm_dir(const char *d)
+{
+	char p[512];
+	DIR *dh = opendir(d);
+	struct dirent *e;
+
+	if (!dh)
+		return;
+	while ((e = readdir(dh))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
+		unlink(p);
+	}
+	closedir(dh);
+	rmdir(d);
+}
+
+static void test_modes(void)
+{
+	struct cache *c;
+	struct stat st;
+	char p[128];
+	int ok = 1, ret;
+
+	ret = cache_open(&c, dir, NULL);
+	CHECK("cache_open", ret == 0, "ret %d", ret);
+	if (ret)
+		exit(1);
+	cache_close(c);
+	snprintf(p, sizeof(p), "%s/data.mdb", dir);
+	ok &= EXPECT(stat(p, &st) == 0, "data.mdb exists");
+	ok &= EXPECT((st.st_mode & 0777) == 0600, "data.mdb mode %o",
+		     st.st_mode & 0777);
+	snprintf(p, sizeof(p), "%s/lock.mdb", dir);
+	ok &= EXPECT(stat(p, &st) == 0, "lock.mdb exists");
+	ok &= EXPECT((st.st_mode & 0777) == 0600, "lock.mdb mode %o",
+		     st.st_mode & 0777);
+	CHECK("cache_files_mode_0600", ok, "modes");
+
+	ret = cache_open(&c, "/nonexistent/jitwg-cache", NULL);
+	CHECK("cache_open_missing_dir", ret == -ENOENT, "ret %d", ret);
+}
+
+static void test_entries(struct cache *c)
+{
+	struct api_peer p, q;
+	struct cache_entry e;
+	uint8_t key[32];
+	int ok, ret;
+
+	peer_of(&p, 7);
+	ret = cache_put_peer(c, &p, 1000);
+	ok = EXPECT(ret == 0, "put %d", ret);
+	ret = cache_get_peer(c, p.public_key, 1000, &e);
+	ok &= EXPECT(ret == CACHE_FRESH, "state %d", ret);
+	ok &= EXPECT(peer_eq(&p, &e.peer), "same content");
+	ok &= EXPECT(e.fetched_at == 1000 && e.expires_at == 1100,
+		     "times %llu %llu", (unsigned long long)e.fetched_at,
+		     (unsigned long long)e.expires_at);
+	CHECK("cache_positive_roundtrip", ok, "see above");
+
+	/* Row: just before expiry fresh, at expiry and after stale but whole. */
+	ok = EXPECT(cache_get_peer(c, p.public_key, 1099, NULL) == CACHE_FRESH,
+		    "1099");
+	ret = cache_get_peer(c, p.public_key, 1100, &e);
+	ok &= EXPECT(ret == CACHE_STALE, "1100 state %d", ret);
+	ret = cache_get_peer(c, p.public_key, 999999, &e);
+	ok &= EXPECT(ret == CACHE_STALE, "999999 state %d", ret);
+	ok &= EXPECT(peer_eq(&p, &e.peer), "stale content intact");
+	CHECK("cache_stale_entry_retrievable", ok, "see above");
+
+	/* No ttl in the answer: the default (options: 50). */
+	peer_of(&q, 8);
+	q.flags &= ~API_PEER_HAS_TTL;
+	q.flags &= ~API_PEER_HAS_PSK;
+	cache_put_peer(c, &q, 2000);
+	ret = cache_get_peer(c, q.public_key, 2000, &e);
+	ok = EXPECT(ret == CACHE_FRESH, "state %d", ret);
+	ok &= EXPECT(e.expires_at == 2050, "expires %llu",
+		     (unsigned long long)e.expires_at);
+	ok &= EXPECT(!(e.peer.flags & API_PEER_HAS_PSK), "no psk");
+	ok &= EXPECT(key_is_zero(e.peer.preshared_key), "psk zero");
+	CHECK("cache_default_ttl", ok, "see above");
+
+	/* Negative: own ttl (options: 10), replaces the positive entry. */
+	ret = cache_put_negative(c, p.public_key, 3000);
+	ok = EXPECT(ret == 0, "put %d", ret);
+	ret = cache_get_peer(c, p.public_key, 3000, &e);
+	ok &= EXPECT(ret == CACHE_NEGATIVE, "state %d", ret);
+	ok &= EXPECT(e.expires_at == 3010, "expires %llu",
+		     (unsigned long long)e.expires_at);
+	ret = cache_get_peer(c, p.public_key, 3009, NULL);
+	ok &= EXPECT(ret == CACHE_NEGATIVE, "3009 state %d", ret);
+	ret = cache_get_peer(c, p.public_key, 3010, NULL);
+	ok &= EXPECT(ret == CACHE_MISS, "expired negative state %d", ret);
+	CHECK("cache_negative_ttl", ok, "see above");
+
+	/* A 200 replaces the negative entry. */
+	cache_put_peer(c, &p, 4000);
+	ret = cache_get_peer(c, p.public_key, 4000, &e);
+	ok = EXPECT(ret == CACHE_FRESH, "state %d", ret);
+	ok &= EXPECT(peer_eq(&p, &e.peer), "content");
+	CHECK("cache_positive_replaces_negative", ok, "see above");
+
+	key_of(key, 12345, 0x55);
+	ret = cache_get_peer(c, key, 0, &e);
+	ok = EXPECT(ret == CACHE_MISS, "state %d", ret);
+	ret = cache_del_peer(c, key);
+	ok &= EXPECT(ret == -ENOENT, "del missing %d", ret);
+	ret = cache_del_peer(c, p.public_key);
+	ok &= EXPECT(ret == 0, "del %d", ret);
+	ok &= EXPECT(cache_get_peer(c, p.public_key, 0, NULL) == CACHE_MISS,
+		     "gone");
+	CHECK("cache_miss_and_delete", ok, "see above");
+
+	/* The most allowed IPs an answer may carry round-trip too. */
+	peer_of(&p, 9);
+	p.n_allowed_ips = API_MAX_ALLOWED_IPS;
+	for (size_t j = 0; j < p.n_allowed_ips; j++) {
+		p.allowed_ips[j].family = AF_INET;
+		p.allowed_ips[j].cidr = 32;
+		p.allowed_ips[j].ip4.s_addr = htonl(0x0b000000u + (uint32_t)j);
+	}
+	ret = cache_put_peer(c, &p, 10);
+	ok = EXPECT(ret == 0, "put %d", ret);
+	ret = cache_get_peer(c, p.public_key, 10, &e);
+	ok &= EXPECT(ret == CACHE_FRESH && peer_eq(&p, &e.peer), "state %d", ret);
+	CHECK("cache_max_allowed_ips", ok, "see above");
+}
+
+static void test_ts(struct cache *c)
+{
+	/* Rows: (sec, nsec, expected result) in order, for one key. */
+	static const struct {
+		uint64_t sec;
+		uint32_t nsec;
+		int want;
+		const char *name;
+	} rows[] = {
+		{ 0x400000006000000aull, 5, 0, "first timestamp accepted" },
+		{ 0x400000006000000aull, 5, -ESTALE, "same timestamp replayed" },
+		{ 0x400000006000000aull, 4, -ESTALE, "older nanoseconds" },
+		{ 0x4000000060000009ull, 999, -ESTALE, "older seconds" },
+		{ 0x400000006000000aull, 6, 0, "newer nanoseconds" },
+		{ 0x400000006000000bull, 0, 0, "newer seconds" },
+	};
+	uint8_t key[32], ts[12], got[12], other[32];
+	int ok = 1, ret;
+
+	key_of(key, 1, 0x77);
+	key_of(other, 2, 0x77);
+	ret = cache_ts_get(c, key, got);
+	ok &= EXPECT(ret == -ENOENT, "no ts yet: %d", ret);
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		ts_of(ts, rows[i].sec, rows[i].nsec);
+		ret = cache_ts_accept(c, key, ts);
+		ok &= EXPECT(ret == rows[i].want, "%s: %d", rows[i].name, ret);
+	}
+	ret = cache_ts_get(c, key, got);
+	ts_of(ts, 0x400000006000000bull, 0);
+	ok &= EXPECT(ret == 0 && !memcmp(got, ts, 12), "stored is the newest");
+	/* Keys are independent. */
+	ts_of(ts, 1, 0);
+	ok &= EXPECT(cache_ts_accept(c, other, ts) == 0, "other key");
+	CHECK("cache_timestamps", ok, "see above");
+}
+
+struct walk {
+	size_t n;
+	int sorted;
+	uint8_t prev[32];
+	struct cache *c;
+	int del_every; /* delete every n-th record while walking */
+	int stop_at;
+};
+
+static int walk_cb(const struct cache_managed *m, void *arg)
+{
+	struct walk *w = arg;
+
+	if (w->n && memcmp(w->prev, m->public_key, 32) >= 0)
+		w->sorted = 0;
+	memcpy(w->prev, m->public_key, 32);
+	w->n++;
+	if (w->del_every && w->n % (size_t)w->del_every == 0)
+		cache_managed_del(w->c, m->public_key);
+	if (w->stop_at && w->n == (size_t)w->stop_at)
+		return 42;
+	return 0;
+}
+
+static void test_managed(struct cache *c)
+{
+	struct cache_managed m, g;
+	union wgdev_endpoint ep = { 0 };
+	struct walk w;
+	size_t n;
+	int ok, ret;
+
+	memset(&m, 0, sizeof(m));
+	key_of(m.public_key, 1, 0x11);
+	m.installed_at = 500;
+	m.last_seen = 501;
+	m.flags = 3;
+	m.endpoint.addr4.sin_family = AF_INET;
+	m.endpoint.addr4.sin_port = htons(51820);
+	inet_pton(AF_INET, "192.0.2.7", &m.endpoint.addr4.sin_addr);
+	ret = cache_managed_put(c, &m);
+	ok = EXPECT(ret == 0, "put %d", ret);
+	ret = cache_managed_get(c, m.public_key, &g);
+	ok &= EXPECT(ret == 0, "get %d", ret);
+	ok &= EXPECT(g.installed_at == 500 && g.last_seen == 501 &&
+			     g.flags == 3,
+		     "fields");
+	ok &= EXPECT(g.endpoint.addr4.sin_family == AF_INET &&
+			     g.endpoint.addr4.sin_port == htons(51820) &&
+			     g.endpoint.addr4.sin_addr.s_addr ==
+				     m.endpoint.addr4.sin_addr.s_addr,
+		     "endpoint v4");
+	CHECK("cache_managed_roundtrip", ok, "see above");
+
+	ep.addr6.sin6_family = AF_INET6;
+	ep.addr6.sin6_port = htons(4000);
+	inet_pton(AF_INET6, "2001:db8::9", &ep.addr6.sin6_addr);
+	ret = cache_managed_touch(c, m.public_key, 900, &ep);
+	ok = EXPECT(ret == 0, "touch %d", ret);
+	cache_managed_get(c, m.public_key, &g);
+	ok &= EXPECT(g.last_seen == 900 && g.installed_at == 500, "times");
+	ok &= EXPECT(g.endpoint.addr6.sin6_family == AF_INET6 &&
+			     g.endpoint.addr6.sin6_port == htons(4000) &&
+			     !memcmp(&g.endpoint.addr6.sin6_addr,
+				     &ep.addr6.sin6_addr, 16),
+		     "endpoint v6");
+	ret = cache_managed_touch(c, m.public_key, 901, NULL);
+	cache_managed_get(c, m.public_key, &g);
+	ok &= EXPECT(ret == 0 && g.last_seen == 901 &&
+			     g.endpoint.addr6.sin6_family == AF_INET6,
+		     "touch without endpoint keeps it");
+	key_of(g.public_key, 99, 0x11);
+	ret = cache_managed_touch(c, g.public_key, 1, NULL);
+	ok &= EXPECT(ret == -ENOENT, "touch missing %d", ret);
+	ret = cache_managed_get(c, g.public_key, &g);
+	ok &= EXPECT(ret == -ENOENT, "get missing %d", ret);
+	CHECK("cache_managed_touch", ok, "see above");
+
+	ret = cache_managed_del(c, m.public_key);
+	ok = EXPECT(ret == 0, "del %d", ret);
+	ret = cache_managed_del(c, m.public_key);
+	ok &= EXPECT(ret == -ENOENT, "del again %d", ret);
+	CHECK("cache_managed_delete", ok, "see above");
+
+	/* 1000 records: several batches of the walk. */
+	for (uint32_t i = 0; i < 1000; i++) {
+		memset(&m, 0, sizeof(m));
+		key_of(m.public_key, i * 2654435761u, 0x22);
+		m.installed_at = i;
+		if (cache_managed_put(c, &m))
+			break;
+	}
+	ret = cache_managed_count(c, &n);
+	CHECK("cache_managed_count", ret == 0 && n == 1000, "%d %zu", ret, n);
+
+	memset(&w, 0, sizeof(w));
+	w.sorted = 1;
+	ret = cache_managed_foreach(c, walk_cb, &w);
+	CHECK("cache_managed_foreach_all_sorted",
+	      ret == 0 && w.n == 1000 && w.sorted, "ret %d n %zu sorted %d",
+	      ret, w.n, w.sorted);
+
+	memset(&w, 0, sizeof(w));
+	w.sorted = 1;
+	w.stop_at = 300;
+	ret = cache_managed_foreach(c, walk_cb, &w);
+	CHECK("cache_managed_foreach_stop", ret == 42 && w.n == 300,
+	      "ret %d n %zu", ret, w.n);
+
+	/* The callback may delete records, including the one it was given. */
+	memset(&w, 0, sizeof(w));
+	w.sorted = 1;
+	w.c = c;
+	w.del_every = 2;
+	ret = cache_managed_foreach(c, walk_cb, &w);
+	cache_managed_count(c, &n);
+	CHECK("cache_managed_foreach_delete_during_walk",
+	      ret == 0 && w.n == 1000 && w.sorted && n == 500,
+	      "ret %d seen %zu left %zu", ret, w.n, n);
+}
+
+static void test_reopen(void)
+{
+	struct cache_options o = { .default_ttl = 50, .negative_ttl = 10 };
+	struct cache *c;
+	struct cache_entry e;
+	struct cache_stats st;
+	struct api_peer p;
+	uint8_t ts[12], got[12];
+	int ok, ret;
+
+	ret = cache_open(&c, dir, &o);
+	if (ret) {
+		CHECK("cache_reopen", 0, "open %d", ret);
+		return;
+	}
+	peer_of(&p, 4242);
+	ok = EXPECT(cache_put_peer(c, &p, 7) == 0, "put");
+	ts_of(ts, 77, 7);
+	ok &= EXPECT(cache_ts_accept(c, p.public_key, ts) == 0, "ts");
+	cache_close(c);
+
+	ret = cache_open(&c, dir, &o);
+	ok &= EXPECT(ret == 0, "reopen %d", ret);
+	if (ret) {
+		CHECK("cache_reopen", 0, "see above");
+		return;
+	}
+	ret = cache_get_peer(c, p.public_key, 8, &e);
+	ok &= EXPECT(ret == CACHE_FRESH && peer_eq(&p, &e.peer), "peer %d", ret);
+	ok &= EXPECT(cache_ts_get(c, p.public_key, got) == 0 &&
+			     !memcmp(got, ts, 12),
+		     "timestamp survived");
+	ok &= EXPECT(cache_ts_accept(c, p.public_key, ts) == -ESTALE,
+		     "replay refused after restart");
+	ok &= EXPECT(cache_stats(c, &st) == 0 && st.managed == 500 &&
+			     st.map_size == CACHE_DEFAULT_MAP_SIZE,
+		     "stats managed %zu", st.managed);
+	CHECK("cache_reopen", ok, "see above");
+	cache_close(c);
+}
+
+struct worker {
+	struct cache *c;
+	uint32_t id;
+	int errors;
+	int accepted;
+};
+
+static void *worker(void *arg)
+{
+	struct worker *w = arg;
+	struct api_peer p;
+	struct cache_entry e;
+	uint8_t ts[12], shared[32];
+
+	key_of(shared, 0xfeed, 0x33);
+	for (uint32_t i = 0; i < 200; i++) {
+		uint32_t k = w->id * 100000 + i;
+
+		peer_of(&p, k);
+		if (cache_put_peer(w->c, &p, 1))
+			w->errors++;
+		if (cache_get_peer(w->c, p.public_key, 1, &e) != CACHE_FRESH ||
+		    !peer_eq(&p, &e.peer))
+			w->errors++;
+		/* Every thread offers the same timestamps for one key. */
+		ts_of(ts, 100 + i, 0);
+		if (cache_ts_accept(w->c, shared, ts) == 0)
+			w->accepted++;
+	}
+	return NULL;
+}
+
+static void test_threads(struct cache *c)
+{
+	enum { N = 4 };
+	pthread_t t[N];
+	struct worker w[N];
+	int errors = 0, accepted = 0;
+
+	for (int i = 0; i < N; i++) {
+		w[i] = (struct worker){ .c = c, .id = (uint32_t)i + 1 };
+		pthread_create(&t[i], NULL, worker, &w[i]);
+	}
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		errors += w[i].errors;
+		accepted += w[i].accepted;
+	}
+	CHECK("cache_threads_consistent", errors == 0, "%d errors", errors);
+	/* 200 distinct increasing timestamps: each accepted exactly once. */
+	CHECK("cache_threads_ts_accepted_once", accepted == 200,
+	      "accepted %d of 200", accepted);
+}
+
+/*
+ * Child: write in a loop, each iteration a positive entry, a timestamp and a
+ * managed record derived from i, and report i on the pipe after it committed.
+ */
+static void writer(int fd, uint32_t base)
+{
+	struct cache *c;
+	struct api_peer p;
+	struct cache_managed m;
+	uint8_t ts[12];
+
+	if (cache_open(&c, dir, NULL))
+		_exit(2);
+	for (uint32_t i = base;; i++) {
+		peer_of(&p, i);
+		if (cache_put_peer(c, &p, 1000 + i))
+			_exit(3);
+		ts_of(ts, 1000 + i, i);
+		if (cache_ts_accept(c, p.public_key, ts))
+			_exit(4);
+		memset(&m, 0, sizeof(m));
+		memcpy(m.public_key, p.public_key, 32);
+		m.installed_at = 1000 + i;
+		m.last_seen = 1000 + i;
+		if (cache_managed_put(c, &m))
+			_exit(5);
+		if (write(fd, &i, sizeof(i)) != sizeof(i))
+			_exit(6);
+	}
+}
+
+struct verify {
+	struct cache *c;
+	uint32_t max_seen;
+	int bad;
+};
+
+static int verify_cb(const struct cache_managed *m, void *arg)
+{
+	struct verify *v = arg;
+	struct cache_entry e;
+	struct api_peer p;
+	uint8_t ts[12], got[12];
+	uint32_t i;
+
+	if (m->public_key[31] != 0xaa)
+		return 0; /* not a writer record */
+	memcpy(&i, m->public_key, 4);
+	if (i > v->max_seen)
+		v->max_seen = i;
+	peer_of(&p, i);
+	/* The managed record is written last: the others must be complete. */
+	ts_of(ts, 1000 + i, i);
+	if (m->installed_at != 1000 + i ||
+	    cache_get_peer(v->c, p.public_key, 0, &e) != CACHE_FRESH ||
+	    !peer_eq(&p, &e.peer) || cache_ts_get(v->c, p.public_key, got) ||
+	    memcmp(got, ts, 12))
+		v->bad++;
+	return 0;
+}
+
+static void test_kill9(void)
+{
+	static const int delays_ms[] = { 30, 77, 150 };
+	size_t total = 0;
+	int ok = 1;
+
+	for (size_t r = 0; r < sizeof(delays_ms) / sizeof(delays_ms[0]); r++) {
+		struct timespec d = { 0, delays_ms[r] * 1000000L };
+		struct cache *c;
+		struct verify v = { 0 };
+		uint32_t i, last = 0;
+		size_t n = 0;
+		int fds[2], st, got = 0, ret;
+		pid_t pid;
+
+		if (pipe(fds))
+			break;
+		pid = fork();
+		if (pid == 0) {
+			close(fds[0]);
+			writer(fds[1], (uint32_t)r * 1000000);
+		}
+		close(fds[1]);
+		/* Wait for the first commit, then kill at an arbitrary moment. */
+		if (read(fds[0], &i, sizeof(i)) == sizeof(i))
+			got = 1;
+		nanosleep(&d, NULL);
+		kill(pid, SIGKILL);
+		waitpid(pid, &st, 0);
+		while (read(fds[0], &i, sizeof(i)) == sizeof(i))
+			last = i;
+		close(fds[0]);
+		ok &= EXPECT(got && WIFSIGNALED(st) &&
+				     WTERMSIG(st) == SIGKILL,
+			     "round %zu: writer ran and was killed", r);
+
+		ret = cache_open(&c, dir, NULL);
+		ok &= EXPECT(ret == 0, "round %zu: reopen %d", r, ret);
+		if (ret)
+			break;
+		v.c = c;
+		ret = cache_managed_foreach(c, verify_cb, &v);
+		ok &= EXPECT(ret == 0 && v.bad == 0, "round %zu: %d bad records",
+			     r, v.bad);
+		/* Every write acknowledged before the kill is there. */
+		ok &= EXPECT(v.max_seen >= last, "round %zu: acked %u seen %u",
+			     r, last, v.max_seen);
+		cache_managed_count(c, &n);
+		total += last + 1 - (uint32_t)r * 1000000;
+		ok &= EXPECT(n >= total, "round %zu: count %zu < acked %zu", r,
+			     n, total);
+		printf("  kill -9 round %zu: %u writes acknowledged, %zu managed\n",
+		       r, last + 1 - (uint32_t)r * 1000000, n);
+		cache_close(c);
+	}
+	CHECK("cache_kill9_consistent", ok, "see above");
+}
+
+int main(void)
+{
+	struct cache_options o = { .default_ttl = 50, .negative_ttl = 10 };
+	struct cache *c;
+	int ret;
+
+	if (sodium_init() < 0)
+		return 1;
+	snprintf(dir, sizeof(dir), "/tmp/jitwg-cache-XXXXXX");
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_modes();
+	ret = cache_open(&c, dir, &o);
+	if (ret) {
+		CHECK("cache_open_options", 0, "ret %d", ret);
+		rm_dir(dir);
+		CHECK_EXIT();
+	}
+	test_entries(c);
+	test_ts(c);
+	test_managed(c);
+	test_threads(c);
+	cache_close(c);
+	test_reopen();
+	rm_dir(dir);
+
+	snprintf(dir, sizeof(dir), "/tmp/jitwg-cache-XXXXXX");
+	if (!mkdtemp(dir))
+		return 1;
+	test_kill9();
+	rm_dir(dir);
+	CHECK_EXIT();
+}
