@@ -23,7 +23,12 @@ enum capture_mode {
 	CAPTURE_NATIVE,
 	CAPTURE_GENERIC,
 	CAPTURE_PINNED,  /* bpftool loaded and attached it: use pin_dir's maps */
+	CAPTURE_LOAD_ONLY, /* load, do not attach (tests, benchmarks) */
 };
+
+const char *capture_mode_str(enum capture_mode mode);
+/* "auto", "native", "generic" → mode; -EINVAL otherwise. */
+int capture_mode_parse(const char *s, enum capture_mode *mode);
 
 struct capture_opts {
 	const char *ifname;      /* device to attach to (not for CAPTURE_PINNED) */
@@ -53,8 +58,15 @@ int capture_fd(const struct capture *c);
 /* Consume waiting events, waiting up to timeout_ms; returns events or -errno. */
 int capture_poll(struct capture *c, int timeout_ms);
 
+/* The program's fd (not for CAPTURE_PINNED), for BPF_PROG_TEST_RUN. */
+int capture_prog_fd(const struct capture *c);
+/* Whether the program runs in native (driver) XDP mode. */
+bool capture_is_native(const struct capture *c);
+
 int capture_set_ports(struct capture *c, const uint16_t *ports, size_t n);
 int capture_set_limits(struct capture *c, const struct jitwg_config *cfg);
+/* Forget all bucket state (every source and the global bucket start full). */
+int capture_reset_limits(struct capture *c);
 /* Counters summed over CPUs, indexed by enum jitwg_counter. */
 int capture_read_counters(struct capture *c, uint64_t out[static JITWG_CTR_MAX]);
 const char *capture_counter_name(enum jitwg_counter ctr);

@@ -72,10 +72,13 @@ enum {
 	JITWG_MAX_PORTS = 64,
 };
 
-/* Token bucket state. Tokens are kept in nanoseconds of refill time. */
+/*
+ * Token bucket state, kept as GCRA's "theoretical arrival time" (ns,
+ * bpf_ktime_get_ns clock): one word updated by compare-and-swap.
+ */
 struct jitwg_bucket {
-	__u64 tokens;         /* available tokens × 1e9 / rate units, see bpf */
-	__u64 last_ns;        /* last refill */
+	__u64 tokens;         /* theoretical arrival time of the next packet */
+	__u64 reserved;
 };
 
 /* Per-source bucket key: IPv4 address (mapped), or IPv6 /64 prefix. */

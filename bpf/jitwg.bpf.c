@@ -1,0 +1,367 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * jitwg XDP capture: finds WireGuard handshake initiations on the uplink,
+ * rate-limits them per source and globally, and hands them to userspace
+ * through a ring buffer. Every other packet passes untouched; initiations
+ * pass too (WireGuard itself must still receive them) unless the operator
+ * asked to drop those over the limit.
+ *
+ * Parsers take a cursor and return the next protocol, or a negative value
+ * when the packet is not ours (NOT_OURS) or its headers are cut short or
+ * inconsistent (MALFORMED).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "jitwg.h"
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
+#define UDP_HLEN 8
+#define WG_UDP_LEN (UDP_HLEN + WG_INITIATION_LEN)
+
+enum { NOT_OURS = -1, MALFORMED = -2 };
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+/* Handshake initiations for userspace. Written here, read by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, JITWG_RINGBUF_BYTES);
+} events SEC(".maps");
+
+/* enum jitwg_counter → count, per CPU. Written here, summed by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, JITWG_CTR_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* One struct jitwg_config: rate limits and flags. Written by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct jitwg_config);
+} settings SEC(".maps");
+
+/*
+ * WireGuard UDP ports as a 65,536-bit bitmap: entry port / 64, bit port % 64.
+ * An array lookup is inlined by the verifier, so UDP to other ports costs
+ * a load and a test. Written by the loader.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536 / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} ports SEC(".maps");
+
+/*
+ * Per-source bucket: IPv4 address or IPv6 /64 → GCRA state (see limit()).
+ * LRU so that a flood of spoofed sources recycles entries instead of
+ * filling the map. Written here only.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, JITWG_SRC_MAP_ENTRIES);
+	__type(key, struct jitwg_src_key);
+	__type(value, struct jitwg_bucket);
+} src_buckets SEC(".maps");
+
+/* The global bucket, one entry. Written here only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct jitwg_bucket);
+} global_bucket SEC(".maps");
+
+struct cursor {
+	void *pos;
+	void *end;
+};
+
+struct flow {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport, dport;
+	__u16 l4_len;  /* bytes after the IP header, from the IP header */
+	__u8 family;
+	__u8 vlan_depth;
+};
+
+static __always_inline void count(__u32 ctr)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &ctr);
+
+	if (v)
+		*v += 1;
+}
+
+/* Ethernet and up to two VLAN tags (802.1ad outer, 802.1Q inner). */
+static __always_inline int parse_eth(struct cursor *c, struct flow *f)
+{
+	struct ethhdr *eth = c->pos;
+	struct vlan_hdr *vh;
+	__u16 proto;
+	int i;
+
+	if ((void *)(eth + 1) > c->end)
+		return MALFORMED;
+	proto = eth->h_proto;
+	c->pos = eth + 1;
+#pragma unroll
+	for (i = 0; i < 2; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) &&
+		    proto != bpf_htons(ETH_P_8021AD))
+			break;
+		vh = c->pos;
+		if ((void *)(vh + 1) > c->end)
+			return MALFORMED;
+		proto = vh->h_vlan_encapsulated_proto;
+		c->pos = vh + 1;
+		f->vlan_depth++;
+	}
+	return proto;
+}
+
+/*
+ * IPv4 with any header length. Fragments are never matched: a first
+ * fragment's UDP length covers data that is not here, and later fragments
+ * carry no UDP header at all.
+ */
+static __always_inline int parse_ipv4(struct cursor *c, struct flow *f)
+{
+	struct iphdr *ip = c->pos;
+	__u32 hlen;
+
+	if ((void *)(ip + 1) > c->end)
+		return MALFORMED;
+	hlen = ip->ihl * 4;
+	if (ip->version != 4 || hlen < sizeof(*ip))
+		return MALFORMED;
+	if (c->pos + hlen > c->end)
+		return MALFORMED;
+	if (ip->protocol != IPPROTO_UDP)
+		return NOT_OURS;
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return NOT_OURS;
+	if (bpf_ntohs(ip->tot_len) < hlen)
+		return MALFORMED;
+	f->l4_len = bpf_ntohs(ip->tot_len) - hlen;
+	/* IPv4-mapped IPv6: ::ffff:a.b.c.d */
+	__builtin_memset(f->saddr, 0, 10);
+	__builtin_memset(f->daddr, 0, 10);
+	f->saddr[10] = f->saddr[11] = 0xff;
+	f->daddr[10] = f->daddr[11] = 0xff;
+	__builtin_memcpy(&f->saddr[12], &ip->saddr, 4);
+	__builtin_memcpy(&f->daddr[12], &ip->daddr, 4);
+	f->family = 4;
+	c->pos += hlen;
+	return IPPROTO_UDP;
+}
+
+/* IPv6 carrying UDP directly; extension headers are not followed. */
+static __always_inline int parse_ipv6(struct cursor *c, struct flow *f)
+{
+	struct ipv6hdr *ip6 = c->pos;
+
+	if ((void *)(ip6 + 1) > c->end)
+		return MALFORMED;
+	if (ip6->version != 6)
+		return MALFORMED;
+	if (ip6->nexthdr != IPPROTO_UDP)
+		return NOT_OURS;
+	f->l4_len = bpf_ntohs(ip6->payload_len);
+	__builtin_memcpy(f->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(f->daddr, &ip6->daddr, 16);
+	f->family = 6;
+	c->pos = ip6 + 1;
+	return IPPROTO_UDP;
+}
+
+static __always_inline bool is_wg_port(__u16 port)
+{
+	__u32 idx = port >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&ports, &idx);
+
+	return bits && (*bits & (1ULL << (port & 63)));
+}
+
+/*
+ * Generic cell rate algorithm, the token bucket in one word: the bucket
+ * state is the "theoretical arrival time" tat. A packet conforms when
+ * tat - now <= (burst - 1) * interval, and then moves tat on by one
+ * interval. Equivalent to a bucket of `burst` tokens refilled at `rate`
+ * per second, and updatable with one compare-and-swap, so concurrent CPUs
+ * never admit more than the bucket allows. Returns true when limited.
+ */
+static __always_inline bool limited(struct jitwg_bucket *b, __u32 rate,
+				    __u32 burst, __u64 now)
+{
+	__u64 interval, tol, tat, start;
+	int i;
+
+	if (!rate)
+		return false;
+	interval = 1000000000ULL / rate;
+	tol = (burst ? burst - 1 : 0) * interval;
+	tat = b->tokens;
+	/* Two tries; losing twice to other CPUs counts as limited. */
+#pragma unroll
+	for (i = 0; i < 2; i++) {
+		__u64 old;
+
+		start = tat > now ? tat : now;
+		if (start - now > tol)
+			return true;
+		old = __sync_val_compare_and_swap(&b->tokens, tat,
+						  start + interval);
+		if (old == tat)
+			return false;
+		tat = old;
+	}
+	return true;
+}
+
+static __always_inline bool src_limited(const struct flow *f,
+					const struct jitwg_config *cfg,
+					__u64 now)
+{
+	struct jitwg_src_key key = {};
+	struct jitwg_bucket *b, fresh = {};
+
+	if (!cfg->src_rate)
+		return false;
+	/* IPv6 sources share a bucket per /64, as one host may own all of it. */
+	if (f->family == 6)
+		__builtin_memcpy(key.addr, f->saddr, 8);
+	else
+		__builtin_memcpy(key.addr, f->saddr, 16);
+	b = bpf_map_lookup_elem(&src_buckets, &key);
+	if (!b) {
+		bpf_map_update_elem(&src_buckets, &key, &fresh, BPF_NOEXIST);
+		b = bpf_map_lookup_elem(&src_buckets, &key);
+		if (!b)
+			return false;
+	}
+	return limited(b, cfg->src_rate, cfg->src_burst, now);
+}
+
+static __always_inline bool global_limited(const struct jitwg_config *cfg,
+					   __u64 now)
+{
+	__u32 zero = 0;
+	struct jitwg_bucket *b = bpf_map_lookup_elem(&global_bucket, &zero);
+
+	return b && limited(b, cfg->global_rate, cfg->global_burst, now);
+}
+
+static __always_inline int emit(struct xdp_md *ctx, const struct flow *f,
+				const __u8 *msg, __u64 now)
+{
+	struct jitwg_event *ev;
+
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		count(JITWG_CTR_RINGBUF_FULL);
+		return -1;
+	}
+	ev->ts_ns = now;
+	ev->ifindex = ctx->ingress_ifindex;
+	ev->sport = f->sport;
+	ev->dport = f->dport;
+	__builtin_memcpy(ev->saddr, f->saddr, 16);
+	__builtin_memcpy(ev->daddr, f->daddr, 16);
+	ev->family = f->family;
+	ev->vlan_depth = f->vlan_depth;
+	ev->reserved = 0;
+	__builtin_memcpy(ev->msg, msg, WG_INITIATION_LEN);
+	bpf_ringbuf_submit(ev, 0);
+	count(JITWG_CTR_EVENTS);
+	return 0;
+}
+
+SEC("xdp")
+int jitwg_xdp(struct xdp_md *ctx)
+{
+	struct cursor c = {
+		.pos = (void *)(long)ctx->data,
+		.end = (void *)(long)ctx->data_end,
+	};
+	struct flow f = {};
+	struct jitwg_config *cfg;
+	struct udphdr *udp;
+	__u8 *msg;
+	__u32 zero = 0;
+	__u64 now;
+	int proto;
+
+	count(JITWG_CTR_PACKETS);
+	proto = parse_eth(&c, &f);
+	if (proto == bpf_htons(ETH_P_IP))
+		proto = parse_ipv4(&c, &f);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		proto = parse_ipv6(&c, &f);
+	else if (proto != MALFORMED)
+		return XDP_PASS;
+	if (proto != IPPROTO_UDP)
+		goto out;
+
+	udp = c.pos;
+	if ((void *)(udp + 1) > c.end) {
+		proto = MALFORMED;
+		goto out;
+	}
+	f.dport = bpf_ntohs(udp->dest);
+	if (!is_wg_port(f.dport))
+		return XDP_PASS;
+	count(JITWG_CTR_WG_UDP);
+	f.sport = bpf_ntohs(udp->source);
+
+	/* Exactly 148 bytes, type 1, three reserved zero bytes (paper §5.4.2). */
+	msg = (void *)(udp + 1);
+	if (bpf_ntohs(udp->len) != WG_UDP_LEN)
+		return XDP_PASS;
+	if (f.l4_len != WG_UDP_LEN || (void *)(msg + WG_INITIATION_LEN) > c.end) {
+		proto = MALFORMED; /* IP and UDP lengths disagree, or cut short */
+		goto out;
+	}
+	if (*(__u32 *)msg != bpf_htonl(WG_MSG_INITIATION << 24))
+		return XDP_PASS;
+	count(JITWG_CTR_MATCHED);
+
+	cfg = bpf_map_lookup_elem(&settings, &zero);
+	if (!cfg)
+		return XDP_PASS;
+	now = bpf_ktime_get_ns();
+	/*
+	 * Per source first, so that one flooding source spends its own tokens
+	 * and never the global ones everybody shares; the global bucket then
+	 * caps what many (spoofed) sources can push together.
+	 */
+	if (src_limited(&f, cfg, now)) {
+		count(JITWG_CTR_LIMITED_SRC);
+		goto limit;
+	}
+	if (global_limited(cfg, now)) {
+		count(JITWG_CTR_LIMITED_GLOBAL);
+		goto limit;
+	}
+	emit(ctx, &f, msg, now);
+	return XDP_PASS;
+
+limit:
+	return cfg->flags & JITWG_F_DROP_LIMITED ? XDP_DROP : XDP_PASS;
+out:
+	if (proto == MALFORMED)
+		count(JITWG_CTR_MALFORMED);
+	return XDP_PASS;
+}

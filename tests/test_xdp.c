@@ -1,0 +1,349 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The XDP program on crafted frames through BPF_PROG_TEST_RUN: verdict,
+ * whether an event came out, the event byte for byte, and the counters.
+ * Then the rate limits.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+
+#include "capture.h"
+#include "check.h"
+#include "frames.h"
+
+enum { MAX_EVENTS = 64 };
+
+static struct capture *cap;
+static struct jitwg_event events[MAX_EVENTS];
+static int n_events;
+
+static int on_event(void *ctx, const struct jitwg_event *ev)
+{
+	(void)ctx;
+	if (n_events < MAX_EVENTS)
+		events[n_events] = *ev;
+	n_events++;
+	return 0;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* Run one frame; return the verdict, collect events, give counter deltas. */
+static int run(const uint8_t *frame, size_t len, uint64_t delta[JITWG_CTR_MAX])
+{
+	uint64_t before[JITWG_CTR_MAX], after[JITWG_CTR_MAX];
+	uint8_t out[FRAME_MAX];
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame, .data_size_in = len,
+		    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
+	int i;
+
+	n_events = 0;
+	if (capture_read_counters(cap, before))
+		return -1;
+	if (bpf_prog_test_run_opts(capture_prog_fd(cap), &o))
+		return -errno;
+	capture_poll(cap, 0);
+	if (capture_read_counters(cap, after))
+		return -1;
+	for (i = 0; i < JITWG_CTR_MAX; i++)
+		delta[i] = after[i] - before[i];
+	/* The program never rewrites a frame it passes. */
+	if (o.retval == XDP_PASS &&
+	    (o.data_size_out != len || memcmp(out, frame, len)))
+		return -EBADMSG;
+	return o.retval;
+}
+
+enum want { NO_EVENT, EVENT };
+
+struct row {
+	const char *name;
+	struct frame_spec spec;
+	uint8_t type;        /* message type byte, default 1 */
+	int reserved_byte;   /* 1..3: make that reserved byte non-zero */
+	size_t truncate_at;  /* cut the frame: offset from a layout field */
+	enum { CUT_NONE, CUT_L3, CUT_L4, CUT_PAYLOAD, CUT_ABS } cut;
+	int udp_len_delta;   /* corrupt the UDP length field */
+	enum want want;
+	uint64_t wg_udp, matched, malformed;
+};
+
+static const uint8_t src_v4[4] = { 198, 51, 100, 7 };
+static const uint8_t src_v6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0xaa, 0xbb, 0xcc,
+				    0xdd, 1, 2, 3, 4, 5, 6, 7, 8 };
+
+/* Rows override the macros' defaults on purpose. */
+#pragma GCC diagnostic ignored "-Woverride-init"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#define V4(...) { .family = 4, .saddr = src_v4, .sport = 40000, .dport = 51820, \
+		  .payload_len = 148, __VA_ARGS__ }
+#define V6(...) { .family = 6, .saddr = src_v6, .sport = 40001, .dport = 51820, \
+		  .payload_len = 148, __VA_ARGS__ }
+
+static const struct row rows[] = {
+	/* valid initiations */
+	{ "ipv4 initiation", V4(), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	{ "ipv6 initiation", V6(), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	{ "ipv4 one vlan tag", V4(.vlans = 1), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	{ "ipv6 one vlan tag", V6(.vlans = 1), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	{ "ipv4 two vlan tags", V4(.vlans = 2), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	{ "ipv6 two vlan tags", V6(.vlans = 2), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	{ "ipv4 with 8 option bytes", V4(.ip_opts = 8), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	{ "ipv4 with 40 option bytes", V4(.ip_opts = 40), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	{ "second port 51821", V4(.dport = 51821), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	/* not initiations */
+	{ "udp to port 53", V4(.dport = 53) },
+	{ "udp to port 51822", V6(.dport = 51822) },
+	{ "tcp to 51820", V4(.l4proto = 6) },
+	{ "not ip (arp)", { .family = 0 } },
+	{ "type 2 response (92 bytes)", V4(.payload_len = 92), .type = 2, .wg_udp = 1 },
+	{ "type 3 cookie (64 bytes)", V4(.payload_len = 64), .type = 3, .wg_udp = 1 },
+	{ "type 4 data (96 bytes)", V4(.payload_len = 96), .type = 4, .wg_udp = 1 },
+	{ "type 2 with 148 bytes", V4(), .type = 2, .wg_udp = 1 },
+	{ "type 3 with 148 bytes", V6(), .type = 3, .wg_udp = 1 },
+	{ "type 4 with 148 bytes", V4(), .type = 4, .wg_udp = 1 },
+	{ "payload 147 bytes", V4(.payload_len = 147), .wg_udp = 1 },
+	{ "payload 149 bytes", V4(.payload_len = 149), .wg_udp = 1 },
+	{ "ipv6 payload 149 bytes", V6(.payload_len = 149), .wg_udp = 1 },
+	{ "reserved byte 1 set", V4(), .reserved_byte = 1, .wg_udp = 1 },
+	{ "reserved byte 2 set", V4(), .reserved_byte = 2, .wg_udp = 1 },
+	{ "reserved byte 3 set", V6(), .reserved_byte = 3, .wg_udp = 1 },
+	{ "ipv4 first fragment (MF)", V4(.frag = 0x2000) },
+	{ "ipv4 later fragment", V4(.frag = 0x0010) },
+	{ "ipv4 DF is not a fragment", V4(.frag = 0x4000), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	/* truncated inside every header, or lengths that disagree */
+	{ "cut inside first vlan tag", V4(.vlans = 1), .cut = CUT_ABS, .truncate_at = 15, .malformed = 1 },
+	{ "cut inside second vlan tag", V4(.vlans = 2), .cut = CUT_ABS, .truncate_at = 19, .malformed = 1 },
+	{ "cut inside ipv4 header", V4(), .cut = CUT_L3, .truncate_at = 10, .malformed = 1 },
+	{ "cut inside ipv4 options", V4(.ip_opts = 12), .cut = CUT_L3, .truncate_at = 24, .malformed = 1 },
+	{ "cut inside ipv6 header", V6(), .cut = CUT_L3, .truncate_at = 30, .malformed = 1 },
+	{ "cut inside udp header", V4(), .cut = CUT_L4, .truncate_at = 5, .malformed = 1 },
+	{ "cut inside ipv6 udp header", V6(), .cut = CUT_L4, .truncate_at = 3, .malformed = 1 },
+	{ "cut inside initiation", V4(), .cut = CUT_PAYLOAD, .truncate_at = 100, .wg_udp = 1, .malformed = 1 },
+	{ "cut inside ipv6 initiation", V6(.vlans = 2), .cut = CUT_PAYLOAD, .truncate_at = 147, .wg_udp = 1, .malformed = 1 },
+	{ "udp length says 148, ip says more", V4(.payload_len = 150), .udp_len_delta = -2, .wg_udp = 1, .malformed = 1 },
+};
+
+static void apply(const struct row *r, uint8_t *frame, size_t *len,
+		  const struct frame_layout *l)
+{
+	if (l->payload < *len && r->type)
+		frame[l->payload] = r->type;
+	if (r->reserved_byte)
+		frame[l->payload + r->reserved_byte] = 0x01;
+	if (r->udp_len_delta) {
+		uint16_t v = (frame[l->l4 + 4] << 8 | frame[l->l4 + 5]) + r->udp_len_delta;
+
+		frame[l->l4 + 4] = v >> 8;
+		frame[l->l4 + 5] = v;
+	}
+	switch (r->cut) {
+	case CUT_L3: *len = l->l3 + r->truncate_at; break;
+	case CUT_L4: *len = l->l4 + r->truncate_at; break;
+	case CUT_PAYLOAD: *len = l->payload + r->truncate_at; break;
+	case CUT_ABS: *len = r->truncate_at; break;
+	case CUT_NONE: break;
+	}
+}
+
+/* The event must be this frame's, byte for byte. */
+static int event_matches(const struct jitwg_event *ev, const struct row *r,
+			 const uint8_t *frame, const struct frame_layout *l,
+			 uint64_t t0, uint64_t t1)
+{
+	uint8_t saddr[16] = {}, daddr[16] = {};
+	int ok = 1;
+
+	if (r->spec.family == 4) {
+		saddr[10] = saddr[11] = daddr[10] = daddr[11] = 0xff;
+		memcpy(saddr + 12, frame + l->l3 + 12, 4);
+		memcpy(daddr + 12, frame + l->l3 + 16, 4);
+	} else {
+		memcpy(saddr, frame + l->l3 + 8, 16);
+		memcpy(daddr, frame + l->l3 + 24, 16);
+	}
+	ok &= EXPECT(ev->ts_ns >= t0 && ev->ts_ns <= t1, "ts %llu in [%llu, %llu]",
+		     (unsigned long long)ev->ts_ns, (unsigned long long)t0,
+		     (unsigned long long)t1);
+	ok &= EXPECT(ev->ifindex == 1, "ifindex %u (loopback in test runs)", ev->ifindex);
+	ok &= EXPECT(ev->sport == r->spec.sport, "sport %u", ev->sport);
+	ok &= EXPECT(ev->dport == r->spec.dport, "dport %u", ev->dport);
+	ok &= EXPECT(!memcmp(ev->saddr, saddr, 16), "saddr");
+	ok &= EXPECT(!memcmp(ev->daddr, daddr, 16), "daddr");
+	ok &= EXPECT(ev->family == r->spec.family, "family %u", ev->family);
+	ok &= EXPECT(ev->vlan_depth == r->spec.vlans, "vlan_depth %u", ev->vlan_depth);
+	ok &= EXPECT(ev->reserved == 0, "reserved %u", ev->reserved);
+	ok &= EXPECT(!memcmp(ev->msg, frame + l->payload, 148), "msg bytes");
+	return ok;
+}
+
+static void test_table(void)
+{
+	uint8_t frame[FRAME_MAX], msg[160];
+	uint64_t d[JITWG_CTR_MAX];
+	struct frame_layout l;
+	size_t i, len;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		const struct row *r = &rows[i];
+		struct frame_spec spec = r->spec;
+		uint64_t t0, t1;
+		int verdict, ok = 1;
+
+		memset(msg, 0, sizeof(msg));
+		frame_initiation(msg, i);
+		spec.payload = msg;
+		len = frame_build(frame, &spec, &l);
+		apply(r, frame, &len, &l);
+
+		t0 = mono_ns();
+		verdict = run(frame, len, d);
+		t1 = mono_ns();
+		ok &= EXPECT(verdict == XDP_PASS, "verdict %d", verdict);
+		ok &= EXPECT(n_events == (r->want == EVENT), "%d events", n_events);
+		if (n_events == 1 && r->want == EVENT)
+			ok &= event_matches(&events[0], r, frame, &l, t0, t1);
+		ok &= EXPECT(d[JITWG_CTR_PACKETS] == 1, "packets +%llu", (unsigned long long)d[JITWG_CTR_PACKETS]);
+		ok &= EXPECT(d[JITWG_CTR_WG_UDP] == r->wg_udp, "wg_udp +%llu", (unsigned long long)d[JITWG_CTR_WG_UDP]);
+		ok &= EXPECT(d[JITWG_CTR_MATCHED] == r->matched, "matched +%llu", (unsigned long long)d[JITWG_CTR_MATCHED]);
+		ok &= EXPECT(d[JITWG_CTR_EVENTS] == (r->want == EVENT), "events +%llu", (unsigned long long)d[JITWG_CTR_EVENTS]);
+		ok &= EXPECT(d[JITWG_CTR_MALFORMED] == r->malformed, "malformed +%llu", (unsigned long long)d[JITWG_CTR_MALFORMED]);
+		ok &= EXPECT(d[JITWG_CTR_LIMITED_SRC] + d[JITWG_CTR_LIMITED_GLOBAL] +
+				     d[JITWG_CTR_RINGBUF_FULL] == 0, "limited or full");
+		CHECK(r->name, ok, "see above");
+	}
+}
+
+/* Send one valid IPv4/IPv6 initiation from saddr; return events seen (0/1). */
+static int knock(int family, const uint8_t *saddr, int *verdict, uint64_t d[JITWG_CTR_MAX])
+{
+	struct frame_spec spec = { .family = family, .saddr = saddr,
+				   .sport = 12345, .dport = 51820,
+				   .payload_len = 148 };
+	uint8_t frame[FRAME_MAX], msg[148];
+	struct frame_layout l;
+	size_t len;
+
+	frame_initiation(msg, 9);
+	spec.payload = msg;
+	len = frame_build(frame, &spec, &l);
+	*verdict = run(frame, len, d);
+	return n_events;
+}
+
+static void set_limits(uint32_t sr, uint32_t sb, uint32_t gr, uint32_t gb, uint32_t flags)
+{
+	struct jitwg_config cfg = { .src_rate = sr, .src_burst = sb,
+				    .global_rate = gr, .global_burst = gb,
+				    .flags = flags };
+
+	if (capture_set_limits(cap, &cfg) || capture_reset_limits(cap))
+		printf("  cannot set limits: %s\n", capture_error(cap));
+}
+
+static void test_limits(void)
+{
+	uint8_t a[4] = { 10, 9, 0, 1 }, b[4] = { 10, 9, 0, 2 };
+	uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2 };
+	uint64_t d[JITWG_CTR_MAX];
+	int i, v, got, ok;
+
+	/* per-source burst: 3 pass, the 4th is limited, another source is not */
+	set_limits(1, 3, 0, 0, 0);
+	for (ok = 1, i = 0; i < 3; i++)
+		ok &= EXPECT(knock(4, a, &v, d) == 1, "knock %d passed", i);
+	ok &= EXPECT(knock(4, a, &v, d) == 0, "4th limited");
+	ok &= EXPECT(d[JITWG_CTR_LIMITED_SRC] == 1 && d[JITWG_CTR_MATCHED] == 1,
+		     "limited_src +%llu", (unsigned long long)d[JITWG_CTR_LIMITED_SRC]);
+	ok &= EXPECT(v == XDP_PASS, "limited initiation still passes (verdict %d)", v);
+	ok &= EXPECT(knock(4, b, &v, d) == 1, "other source unaffected");
+	CHECK("per-source burst then limit", ok, "see above");
+
+	/* tokens come back: 4/s, bucket of 1 → after 300 ms one more passes */
+	set_limits(4, 1, 0, 0, 0);
+	ok = EXPECT(knock(4, a, &v, d) == 1, "first passes");
+	ok &= EXPECT(knock(4, a, &v, d) == 0, "second limited");
+	usleep(300 * 1000);
+	ok &= EXPECT(knock(4, a, &v, d) == 1, "refilled after 300 ms");
+	ok &= EXPECT(knock(4, a, &v, d) == 0, "and only one token");
+	CHECK("per-source tokens come back with time", ok, "see above");
+
+	/* global bucket caps many distinct sources */
+	set_limits(1000, 1000, 1, 10, 0);
+	for (got = 0, i = 0; i < 20; i++) {
+		uint8_t s[4] = { 10, 20, 0, (uint8_t)(i + 1) };
+
+		got += knock(4, s, &v, d);
+	}
+	ok = EXPECT(got == 10, "%d of 20 sources passed, want 10", got);
+	CHECK("global bucket caps many sources", ok, "see above");
+
+	/* IPv6 sources in one /64 share a bucket */
+	set_limits(1, 2, 0, 0, 0);
+	v6[15] = 1;
+	ok = EXPECT(knock(6, v6, &v, d) == 1, "::1 passes");
+	v6[15] = 2;
+	v6[9] = 0x77; /* different interface identifier, same /64 */
+	ok &= EXPECT(knock(6, v6, &v, d) == 1, "::2 passes (2nd token)");
+	v6[15] = 3;
+	ok &= EXPECT(knock(6, v6, &v, d) == 0, "::3 limited: same /64");
+	v6[7] = 3; /* another /64 */
+	ok &= EXPECT(knock(6, v6, &v, d) == 1, "another /64 passes");
+	CHECK("ipv6 sources in one /64 share a bucket", ok, "see above");
+
+	/* drop option: over-limit initiations are dropped, others still pass */
+	set_limits(1, 1, 0, 0, JITWG_F_DROP_LIMITED);
+	ok = EXPECT(knock(4, a, &v, d) == 1 && v == XDP_PASS, "first passes");
+	ok &= EXPECT(knock(4, a, &v, d) == 0 && v == XDP_DROP, "second dropped (verdict %d)", v);
+	CHECK("drop option drops only initiations over the limit", ok, "see above");
+
+	/* rate 0 disables a limit */
+	set_limits(0, 0, 0, 0, 0);
+	for (got = 0, i = 0; i < 50; i++)
+		got += knock(4, a, &v, d);
+	CHECK("rate 0 disables limits", got == 50, "%d of 50 passed", got);
+}
+
+static void test_settings(void)
+{
+	struct jitwg_config bad = { .src_rate = 5, .src_burst = 0 };
+	uint16_t none = 0;
+
+	CHECK("rate without burst refused", capture_set_limits(cap, &bad) == -EINVAL,
+	      "accepted");
+	CHECK("port 0 refused", capture_set_ports(cap, &none, 1) == -EINVAL, "accepted");
+}
+
+int main(void)
+{
+	static const uint16_t ports[] = { 51820, 51821 };
+	struct capture_opts opts = { .mode = CAPTURE_LOAD_ONLY, .ports = ports,
+				     .n_ports = 2 };
+	struct jitwg_config wide = { .src_rate = 0, .global_rate = 0 };
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (capture_open(&cap, &opts, on_event, NULL)) {
+		printf("FAIL: load xdp program: %s\n", capture_open_error());
+		return 1;
+	}
+	CHECK("load and configure", 1, "%s", "-");
+	/* The table checks parsing; limits are off so every row is independent. */
+	capture_set_limits(cap, &wide);
+	test_table();
+	test_limits();
+	test_settings();
+	capture_close(cap);
+	CHECK_EXIT();
+}

@@ -1,0 +1,519 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Loader of the XDP capture program: skeleton load and attach, or the maps
+ * of an object that bpftool loaded and pinned; settings; ring buffer;
+ * counters.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <net/if.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <linux/magic.h>
+
+#include "capture.h"
+#include "jitwg.skel.h"
+
+enum { ERR_LEN = 512, LOG_KEEP = 4096, PORT_WORDS = 65536 / 64 };
+
+struct capture {
+	struct jitwg_bpf *skel; /* NULL when using pinned maps */
+	struct ring_buffer *rb;
+	capture_event_fn fn;
+	void *ctx;
+	int ifindex;
+	__u32 attach_flags; /* 0 when not attached by us */
+	bool native;
+	int fd_events, fd_counters, fd_settings, fd_ports;
+	int fd_src, fd_global;
+	int prog_fd;
+	int ncpus;
+	char err[ERR_LEN];
+};
+
+static char open_err[ERR_LEN];
+
+/*
+ * libbpf's messages, kept so that a verifier rejection can be reported
+ * with the end of its log. Only used while loading, single-threaded.
+ */
+static char liblog[LOG_KEEP];
+static size_t liblog_len;
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt,
+			va_list ap)
+{
+	char line[1024];
+	int n;
+
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	if (n <= 0)
+		return 0;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	if (liblog_len + n >= LOG_KEEP) {
+		/* Keep the tail: that is where the verifier says why. */
+		size_t drop = liblog_len + n - LOG_KEEP + 1;
+
+		if (drop > liblog_len)
+			drop = liblog_len;
+		memmove(liblog, liblog + drop, liblog_len - drop);
+		liblog_len -= drop;
+	}
+	memcpy(liblog + liblog_len, line, n);
+	liblog_len += n;
+	liblog[liblog_len] = '\0';
+	return 0;
+}
+
+/* The last `lines` lines of the verifier log, joined with " | ". */
+static void log_tail(char *out, size_t len, int lines)
+{
+	const char *end = strstr(liblog, "-- END PROG LOAD LOG --");
+	const char *p;
+	size_t o = 0;
+	int seen = 0;
+
+	if (!end)
+		end = liblog + liblog_len;
+	for (p = end; p > liblog; p--) {
+		if (p[-1] == '\n' && p != end && ++seen > lines)
+			break;
+	}
+	for (; p < end && o + 4 < len; p++) {
+		if (*p == '\n') {
+			if (p + 1 < end) {
+				memcpy(out + o, " | ", 3);
+				o += 3;
+			}
+		} else {
+			out[o++] = *p;
+		}
+	}
+	out[o] = '\0';
+}
+
+static int fail(struct capture *c, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->err, sizeof(c->err), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+const char *capture_error(const struct capture *c)
+{
+	return c->err;
+}
+
+const char *capture_open_error(void)
+{
+	return open_err;
+}
+
+const char *capture_mode_str(enum capture_mode mode)
+{
+	switch (mode) {
+	case CAPTURE_AUTO:
+		return "auto";
+	case CAPTURE_NATIVE:
+		return "native";
+	case CAPTURE_GENERIC:
+		return "generic";
+	case CAPTURE_PINNED:
+		return "pinned";
+	case CAPTURE_LOAD_ONLY:
+		return "load-only";
+	}
+	return "?";
+}
+
+int capture_mode_parse(const char *s, enum capture_mode *mode)
+{
+	if (!strcmp(s, "auto"))
+		*mode = CAPTURE_AUTO;
+	else if (!strcmp(s, "native"))
+		*mode = CAPTURE_NATIVE;
+	else if (!strcmp(s, "generic"))
+		*mode = CAPTURE_GENERIC;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static const char *const counter_names[JITWG_CTR_MAX] = {
+	[JITWG_CTR_PACKETS] = "packets",
+	[JITWG_CTR_WG_UDP] = "wg_udp",
+	[JITWG_CTR_MATCHED] = "initiations",
+	[JITWG_CTR_EVENTS] = "events",
+	[JITWG_CTR_LIMITED_SRC] = "limited_src",
+	[JITWG_CTR_LIMITED_GLOBAL] = "limited_global",
+	[JITWG_CTR_RINGBUF_FULL] = "ringbuf_full",
+	[JITWG_CTR_MALFORMED] = "malformed",
+};
+
+const char *capture_counter_name(enum jitwg_counter ctr)
+{
+	return ctr < JITWG_CTR_MAX ? counter_names[ctr] : "?";
+}
+
+static int on_sample(void *ctx, void *data, size_t size)
+{
+	struct capture *c = ctx;
+
+	if (size < sizeof(struct jitwg_event))
+		return 0;
+	return c->fn ? c->fn(c->ctx, data) : 0;
+}
+
+static const char *perm_hint =
+	"run as root, or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON";
+
+/* Open one pinned map, naming the remedy when it is not there. */
+static int pinned_map(struct capture *c, const char *dir, const char *name,
+		      int *fd)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	*fd = bpf_obj_get(path);
+	if (*fd >= 0)
+		return 0;
+	if (errno == EPERM || errno == EACCES)
+		return fail(c, -errno, "cannot open pinned map %s: %s", path,
+			    perm_hint);
+	if (!strcmp(name, "events"))
+		return fail(c, -ENOENT,
+			    "ring buffer map missing: %s not found; load the "
+			    "object with 'bpftool prog loadall build/jitwg.bpf.o "
+			    "DIR pinmaps %s' first",
+			    path, dir);
+	return fail(c, -ENOENT,
+		    "map %s missing under %s: was it pinned from jitwg.bpf.o?",
+		    name, dir);
+}
+
+static int open_pinned(struct capture *c, const char *dir)
+{
+	struct statfs st;
+	int err;
+
+	if (!dir)
+		return fail(c, -EINVAL, "pinned mode needs a pin directory");
+	if (statfs(dir, &st))
+		return fail(c, -errno,
+			    "pin directory %s: %s (is bpffs mounted? 'mount -t "
+			    "bpf bpf /sys/fs/bpf')",
+			    dir, strerror(errno));
+	if (st.f_type != BPF_FS_MAGIC)
+		return fail(c, -ENOTSUP,
+			    "%s is not on a BPF filesystem: mount it with "
+			    "'mount -t bpf bpf /sys/fs/bpf' and pin there",
+			    dir);
+	if ((err = pinned_map(c, dir, "events", &c->fd_events)) ||
+	    (err = pinned_map(c, dir, "counters", &c->fd_counters)) ||
+	    (err = pinned_map(c, dir, "settings", &c->fd_settings)) ||
+	    (err = pinned_map(c, dir, "ports", &c->fd_ports)) ||
+	    (err = pinned_map(c, dir, "src_buckets", &c->fd_src)) ||
+	    (err = pinned_map(c, dir, "global_bucket", &c->fd_global)))
+		return err;
+	return 0;
+}
+
+static int load(struct capture *c)
+{
+	char tail[400];
+	int err;
+
+	libbpf_set_print(libbpf_print);
+	liblog_len = 0;
+	liblog[0] = '\0';
+	c->skel = jitwg_bpf__open();
+	if (!c->skel)
+		return fail(c, -errno, "cannot open the BPF object: %s",
+			    strerror(errno));
+	err = jitwg_bpf__load(c->skel);
+	if (err == -EPERM || err == -EACCES)
+		return fail(c, err, "permission denied loading BPF: %s",
+			    perm_hint);
+	if (err) {
+		log_tail(tail, sizeof(tail), 4);
+		return fail(c, err, "the kernel rejected the XDP program (%s): %s",
+			    strerror(-err), tail[0] ? tail : "no verifier log");
+	}
+	c->prog_fd = bpf_program__fd(c->skel->progs.jitwg_xdp);
+	c->fd_events = bpf_map__fd(c->skel->maps.events);
+	c->fd_counters = bpf_map__fd(c->skel->maps.counters);
+	c->fd_settings = bpf_map__fd(c->skel->maps.settings);
+	c->fd_ports = bpf_map__fd(c->skel->maps.ports);
+	c->fd_src = bpf_map__fd(c->skel->maps.src_buckets);
+	c->fd_global = bpf_map__fd(c->skel->maps.global_bucket);
+	return 0;
+}
+
+static int attach(struct capture *c, const char *ifname, enum capture_mode mode)
+{
+	__u32 base = XDP_FLAGS_UPDATE_IF_NOEXIST;
+	int err;
+
+	if (mode == CAPTURE_AUTO || mode == CAPTURE_NATIVE) {
+		err = bpf_xdp_attach(c->ifindex, c->prog_fd,
+				     base | XDP_FLAGS_DRV_MODE, NULL);
+		if (!err) {
+			c->attach_flags = XDP_FLAGS_DRV_MODE;
+			c->native = true;
+			return 0;
+		}
+		if (mode == CAPTURE_NATIVE || err == -EBUSY || err == -EEXIST ||
+		    err == -EPERM)
+			goto fail;
+	}
+	err = bpf_xdp_attach(c->ifindex, c->prog_fd, base | XDP_FLAGS_SKB_MODE,
+			     NULL);
+	if (!err) {
+		c->attach_flags = XDP_FLAGS_SKB_MODE;
+		return 0;
+	}
+fail:
+	if (err == -EBUSY || err == -EEXIST)
+		return fail(c, err,
+			    "%s already has an XDP program ('bpftool net show "
+			    "dev %s'); detach it, or run against its pinned "
+			    "maps with --pin-dir",
+			    ifname, ifname);
+	if (err == -EPERM)
+		return fail(c, err, "permission denied attaching XDP to %s: %s",
+			    ifname, perm_hint);
+	if (err == -EOPNOTSUPP)
+		return fail(c, err,
+			    "%s has no native XDP support; use --xdp-mode "
+			    "generic (or auto)",
+			    ifname);
+	return fail(c, err, "cannot attach XDP to %s in %s mode: %s", ifname,
+		    capture_mode_str(mode), strerror(-err));
+}
+
+int capture_open(struct capture **out, const struct capture_opts *opts,
+		 capture_event_fn fn, void *ctx)
+{
+	static const uint16_t default_port = WG_DEFAULT_PORT;
+	struct jitwg_config defaults = {
+		.src_rate = JITWG_DEFAULT_SRC_RATE,
+		.src_burst = JITWG_DEFAULT_SRC_BURST,
+		.global_rate = JITWG_DEFAULT_GLOBAL_RATE,
+		.global_burst = JITWG_DEFAULT_GLOBAL_BURST,
+	};
+	static const struct jitwg_config zero;
+	struct capture *c;
+	int err;
+
+	*out = NULL;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(open_err, sizeof(open_err), "out of memory");
+		return -ENOMEM;
+	}
+	c->fn = fn;
+	c->ctx = ctx;
+	c->prog_fd = c->fd_events = c->fd_counters = c->fd_settings = -1;
+	c->fd_ports = c->fd_src = c->fd_global = -1;
+	c->ncpus = libbpf_num_possible_cpus();
+	if (c->ncpus <= 0) {
+		err = fail(c, -EIO, "cannot count possible CPUs");
+		goto err;
+	}
+
+	if (opts->mode != CAPTURE_PINNED && opts->mode != CAPTURE_LOAD_ONLY) {
+		c->ifindex = if_nametoindex(opts->ifname ? opts->ifname : "");
+		if (!c->ifindex) {
+			err = fail(c, -ENODEV,
+				   "no such device '%s' (see 'ip link'; run "
+				   "inside its network namespace)",
+				   opts->ifname ? opts->ifname : "");
+			goto err;
+		}
+	}
+
+	err = opts->mode == CAPTURE_PINNED ? open_pinned(c, opts->pin_dir) :
+					     load(c);
+	if (err)
+		goto err;
+
+	/* Settings before attaching, so that no packet sees an empty port map. */
+	err = capture_set_limits(c, memcmp(&opts->limits, &zero, sizeof(zero)) ?
+					    &opts->limits : &defaults);
+	if (!err && opts->drop_limited) {
+		struct jitwg_config cfg;
+		__u32 key = 0;
+
+		err = bpf_map_lookup_elem(c->fd_settings, &key, &cfg) ? -errno : 0;
+		cfg.flags |= JITWG_F_DROP_LIMITED;
+		if (!err)
+			err = capture_set_limits(c, &cfg);
+	}
+	if (!err)
+		err = opts->n_ports ? capture_set_ports(c, opts->ports, opts->n_ports) :
+				      capture_set_ports(c, &default_port, 1);
+	if (err)
+		goto err;
+
+	c->rb = ring_buffer__new(c->fd_events, on_sample, c, NULL);
+	if (!c->rb) {
+		err = fail(c, -errno, "cannot open the ring buffer: %s",
+			   strerror(errno));
+		goto err;
+	}
+
+	if (opts->mode != CAPTURE_PINNED && opts->mode != CAPTURE_LOAD_ONLY) {
+		err = attach(c, opts->ifname, opts->mode);
+		if (err)
+			goto err;
+	}
+	*out = c;
+	return 0;
+err:
+	snprintf(open_err, sizeof(open_err), "%s", c->err);
+	capture_close(c);
+	return err;
+}
+
+void capture_close(struct capture *c)
+{
+	int *fds[] = { &c->fd_events, &c->fd_counters, &c->fd_settings,
+		       &c->fd_ports, &c->fd_src, &c->fd_global };
+	size_t i;
+
+	if (!c)
+		return;
+	if (c->attach_flags) {
+		/* Detach only our program, should someone have replaced it. */
+		LIBBPF_OPTS(bpf_xdp_attach_opts, o, .old_prog_fd = c->prog_fd);
+
+		bpf_xdp_detach(c->ifindex, c->attach_flags | XDP_FLAGS_REPLACE,
+			       &o);
+	}
+	ring_buffer__free(c->rb);
+	if (c->skel) {
+		jitwg_bpf__destroy(c->skel);
+	} else {
+		for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+			if (*fds[i] >= 0)
+				close(*fds[i]);
+	}
+	free(c);
+}
+
+int capture_fd(const struct capture *c)
+{
+	return ring_buffer__epoll_fd(c->rb);
+}
+
+int capture_poll(struct capture *c, int timeout_ms)
+{
+	int n = timeout_ms ? ring_buffer__poll(c->rb, timeout_ms) :
+			     ring_buffer__consume(c->rb);
+
+	if (n == -EINTR)
+		return 0;
+	if (n < 0)
+		return fail(c, n, "ring buffer poll: %s", strerror(-n));
+	return n;
+}
+
+int capture_prog_fd(const struct capture *c)
+{
+	return c->prog_fd;
+}
+
+bool capture_is_native(const struct capture *c)
+{
+	return c->native;
+}
+
+int capture_set_ports(struct capture *c, const uint16_t *ports, size_t n)
+{
+	__u64 bits[PORT_WORDS] = { 0 };
+	__u32 i;
+
+	if (n > JITWG_MAX_PORTS)
+		return fail(c, -E2BIG, "at most %d WireGuard ports", JITWG_MAX_PORTS);
+	for (i = 0; i < n; i++) {
+		if (!ports[i])
+			return fail(c, -EINVAL, "port 0 is not a WireGuard port");
+		bits[ports[i] / 64] |= 1ULL << (ports[i] % 64);
+	}
+	/* Each word is written whole: a packet sees its old or new value. */
+	for (i = 0; i < PORT_WORDS; i++)
+		if (bpf_map_update_elem(c->fd_ports, &i, &bits[i], BPF_ANY))
+			return fail(c, -errno, "cannot set ports: %s",
+				    strerror(errno));
+	return 0;
+}
+
+int capture_set_limits(struct capture *c, const struct jitwg_config *cfg)
+{
+	__u32 key = 0;
+
+	if ((cfg->src_rate && !cfg->src_burst) ||
+	    (cfg->global_rate && !cfg->global_burst))
+		return fail(c, -EINVAL, "a rate limit needs a burst of at least 1");
+	if (cfg->src_rate > 1000000000 || cfg->global_rate > 1000000000)
+		return fail(c, -EINVAL, "rates are at most 1e9 per second");
+	if (bpf_map_update_elem(c->fd_settings, &key, cfg, BPF_ANY))
+		return fail(c, -errno, "cannot set limits: %s", strerror(errno));
+	return 0;
+}
+
+int capture_reset_limits(struct capture *c)
+{
+	struct jitwg_src_key key, next;
+	struct jitwg_bucket full = {};
+	__u32 zero = 0;
+
+	/* Deleting while walking: always restart from the first key. */
+	while (!bpf_map_get_next_key(c->fd_src, NULL, &next)) {
+		key = next;
+		if (bpf_map_delete_elem(c->fd_src, &key) && errno != ENOENT)
+			return fail(c, -errno, "cannot reset source buckets: %s",
+				    strerror(errno));
+	}
+	if (bpf_map_update_elem(c->fd_global, &zero, &full, BPF_ANY))
+		return fail(c, -errno, "cannot reset the global bucket: %s",
+			    strerror(errno));
+	return 0;
+}
+
+int capture_read_counters(struct capture *c, uint64_t out[static JITWG_CTR_MAX])
+{
+	__u64 *vals;
+	__u32 k;
+	int i, err = 0;
+
+	vals = calloc(c->ncpus, sizeof(*vals));
+	if (!vals)
+		return fail(c, -ENOMEM, "out of memory");
+	for (k = 0; k < JITWG_CTR_MAX; k++) {
+		out[k] = 0;
+		if (bpf_map_lookup_elem(c->fd_counters, &k, vals)) {
+			err = fail(c, -errno, "cannot read counters: %s",
+				   strerror(errno));
+			break;
+		}
+		for (i = 0; i < c->ncpus; i++)
+			out[k] += vals[i];
+	}
+	free(vals);
+	return err;
+}
