@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests of jitwgd's pure logic: the eviction policy, allowed-IP
+ * overlap, the peer table (never evicting unmanaged peers), the options and
+ * config file, logfmt quoting.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "../user/daemon.h"
+
+static void test_evict_decide(void)
+{
+	static const struct {
+		const char *name;
+		bool on_device;
+		uint64_t now, installed_at, last_handshake;
+		enum evict_verdict want;
+	} rows[] = {
+		/* handshake 10 s ago, idle 300: keep */
+		{ "evict: recent handshake kept", true, 1000, 500, 990, EVICT_KEEP },
+		/* exactly at the idle timeout: evict */
+		{ "evict: idle at timeout", true, 1300, 500, 1000, EVICT_IDLE },
+		{ "evict: idle long ago", true, 5000, 500, 1000, EVICT_IDLE },
+		/* installed 5 s ago, no handshake yet, window 30: keep */
+		{ "evict: new peer inside window kept", true, 1005, 1000, 0, EVICT_KEEP },
+		{ "evict: no handshake within window", true, 1030, 1000, 0, EVICT_NEVER },
+		/* installed long ago but handshake recent: the window no longer applies */
+		{ "evict: old install, live handshake", true, 9000, 100, 8990, EVICT_KEEP },
+		/* removed by hand meanwhile: forget, never remove */
+		{ "evict: gone from device", false, 1000, 500, 990, EVICT_GONE },
+		/* wall clock stepped backwards: keep */
+		{ "evict: clock went back", true, 500, 900, 1000, EVICT_KEEP },
+		{ "evict: clock went back, no handshake", true, 500, 900, 0, EVICT_KEEP },
+	};
+	struct evict_policy p = { .idle_timeout = 300, .handshake_window = 30 };
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		enum evict_verdict v = evict_decide(&p, rows[i].now, rows[i].on_device,
+						    rows[i].installed_at,
+						    rows[i].last_handshake);
+
+		CHECK(rows[i].name, v == rows[i].want, "got %s want %s",
+		      evict_verdict_str(v), evict_verdict_str(rows[i].want));
+	}
+}
+
+static struct wgdev_allowed_ip ip(const char *s)
+{
+	struct wgdev_allowed_ip a;
+	char buf[64], *slash;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(buf, sizeof(buf), "%s", s);
+	slash = strchr(buf, '/');
+	*slash = '\0';
+	a.cidr = (uint8_t)atoi(slash + 1);
+	if (strchr(buf, ':')) {
+		a.family = AF_INET6;
+		inet_pton(AF_INET6, buf, &a.ip6);
+	} else {
+		a.family = AF_INET;
+		inet_pton(AF_INET, buf, &a.ip4);
+	}
+	return a;
+}
+
+static void test_overlap(void)
+{
+	static const struct {
+		const char *a, *b;
+		bool want;
+	} rows[] = {
+		{ "10.0.0.2/32", "10.0.0.2/32", true },   /* same host */
+		{ "10.0.0.2/32", "10.0.0.3/32", false },  /* neighbours */
+		{ "10.0.0.0/24", "10.0.0.77/32", true },  /* host inside net */
+		{ "10.0.1.0/24", "10.0.0.77/32", false },
+		{ "0.0.0.0/0", "192.168.1.1/32", true },  /* default route */
+		{ "10.0.0.0/23", "10.0.1.0/24", true },   /* bits beyond a byte */
+		{ "10.0.2.0/23", "10.0.1.0/24", false },
+		{ "fd00::2/128", "fd00::2/128", true },
+		{ "fd00::/64", "fd00::1:2/128", true },
+		{ "fd00:1::/64", "fd00::2/128", false },
+		{ "10.0.0.2/32", "::ffff:10.0.0.2/128", false }, /* families differ */
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct wgdev_allowed_ip a = ip(rows[i].a), b = ip(rows[i].b);
+		char name[128];
+
+		snprintf(name, sizeof(name), "overlap: %s vs %s", rows[i].a, rows[i].b);
+		CHECK(name, allowed_ip_overlap(&a, &b) == rows[i].want &&
+		      allowed_ip_overlap(&b, &a) == rows[i].want,
+		      "want %d", rows[i].want);
+	}
+}
+
+static void test_table(void)
+{
+	struct peer_table *t;
+	struct wgdev_peer dev[3];
+	struct wgdev_allowed_ip hand_ip = ip("10.0.0.9/32"), m_ip = ip("10.0.0.2/32");
+	struct wgdev_allowed_ip want;
+	struct managed_peer mp, *snap;
+	uint8_t k_hand[32], k_m[32], k_new[32], other[32];
+	size_t n, i;
+	bool ok;
+
+	memset(k_hand, 0x11, 32);
+	memset(k_m, 0x22, 32);
+	memset(k_new, 0x33, 32);
+	CHECK("table: create", ptab_new(&t) == 0, "ptab_new");
+
+	/* The device has a peer added by hand. */
+	memset(dev, 0, sizeof(dev));
+	memcpy(dev[0].public_key, k_hand, 32);
+	dev[0].allowed_ips = &hand_ip;
+	dev[0].n_allowed_ips = 1;
+	ptab_refresh_device(t, dev, 1);
+	CHECK("table: hand-added peer on device, not managed",
+	      ptab_on_device(t, k_hand) && !ptab_is_managed(t, k_hand), "state");
+
+	memset(&mp, 0, sizeof(mp));
+	memcpy(mp.key, k_m, 32);
+	mp.installed_at = 100;
+	mp.ips = &m_ip;
+	mp.n_ips = 1;
+	CHECK("table: add managed", ptab_add_managed(t, &mp) == 0 &&
+	      ptab_is_managed(t, k_m) && ptab_on_device(t, k_m), "state");
+
+	want = ip("10.0.0.2/32");
+	CHECK("table: overlap with a managed peer refused",
+	      ptab_overlap(t, k_new, &want, 1, other) && !memcmp(other, k_m, 32),
+	      "no overlap found");
+	want = ip("10.0.0.0/28");
+	CHECK("table: overlap with a hand-added peer refused",
+	      ptab_overlap(t, k_new, &want, 1, other), "no overlap found");
+	want = ip("10.0.0.2/32");
+	CHECK("table: a peer does not overlap itself",
+	      !ptab_overlap(t, k_m, &want, 1, other), "self overlap");
+	want = ip("10.0.0.3/32");
+	CHECK("table: disjoint allowed IP accepted",
+	      !ptab_overlap(t, k_new, &want, 1, other), "overlap");
+
+	/* Only managed peers are ever candidates for eviction. */
+	CHECK("table: snapshot holds only managed peers",
+	      ptab_snapshot_managed(t, &snap, &n) == 0 && n == 1 &&
+	      !memcmp(snap[0].key, k_m, 32), "n=%zu", n);
+	free(snap);
+
+	/* A refresh without the managed peer: it stays managed (the sweep
+	 * forgets it), and the hand-added one stays unmanaged. */
+	ptab_refresh_device(t, dev, 1);
+	CHECK("table: refresh keeps managed record",
+	      ptab_is_managed(t, k_m) && !ptab_on_device(t, k_m), "state");
+	ptab_remove(t, k_m);
+	CHECK("table: remove", !ptab_is_managed(t, k_m) && ptab_count_managed(t) == 0,
+	      "still there");
+
+	/* Growth past the initial bucket count keeps every key findable. */
+	ok = true;
+	for (i = 0; i < 5000; i++) {
+		memset(mp.key, 0, 32);
+		memcpy(mp.key, &i, sizeof(i));
+		mp.key[31] = 0x77;
+		mp.n_ips = 0;
+		ok &= ptab_add_managed(t, &mp) == 0;
+	}
+	for (i = 0; i < 5000; i++) {
+		memset(mp.key, 0, 32);
+		memcpy(mp.key, &i, sizeof(i));
+		mp.key[31] = 0x77;
+		ok &= ptab_is_managed(t, mp.key);
+	}
+	CHECK("table: 5000 managed peers", ok && ptab_count_managed(t) == 5000,
+	      "count %zu", ptab_count_managed(t));
+	ptab_free(t);
+}
+
+static int parse(struct daemon_opts *o, char *err, size_t len, ...)
+{
+	char *argv[32];
+	int argc = 0;
+	va_list ap;
+	char *a;
+
+	argv[argc++] = "jitwgd";
+	va_start(ap, len);
+	while ((a = va_arg(ap, char *)))
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	opts_init(o);
+	return opts_parse(o, argc, argv, err, len);
+}
+
+static void test_opts(void)
+{
+	struct daemon_opts o;
+	char err[256], path[] = "/tmp/jitwgd-test-XXXXXX";
+	FILE *f;
+	int fd, r;
+
+	r = parse(&o, err, sizeof(err), "--wg-dev", "wg0", "--xdp-dev", "eth0",
+		  "--api", "http://127.0.0.1:8080", NULL);
+	CHECK("opts: minimal command line",
+	      r == 0 && opts_validate(&o, err, sizeof(err)) == 0 &&
+	      !strcmp(o.wg_dev, "wg0") && o.idle_timeout >= 180 &&
+	      o.initiate_back && o.backend == WGDEV_AUTO, "r=%d err=%s", r, err);
+	opts_free(&o);
+
+	r = parse(&o, err, sizeof(err), "--wg-dev", "wg0", "--xdp-dev", "eth0",
+		  "--api", "http://x", "--idle-timeout", "5", "--evict-interval", "1",
+		  "--backend", "uapi", "--xdp-mode", "native", "--no-initiate-back",
+		  "--workers", "3", "--log-level", "debug", NULL);
+	CHECK("opts: every kind of value",
+	      r == 0 && o.idle_timeout == 5 && o.evict_interval == 1 &&
+	      o.backend == WGDEV_UAPI && o.xdp_mode == CAPTURE_NATIVE &&
+	      !o.initiate_back && o.workers == 3 && o.log_level == LOG_DEBUG,
+	      "r=%d err=%s", r, err);
+	opts_free(&o);
+
+	r = parse(&o, err, sizeof(err), "--wg-dev", "wg0", "--bogus", NULL);
+	CHECK("opts: unknown option rejected", r == -EINVAL && strstr(err, "--bogus"),
+	      "r=%d err=%s", r, err);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--idle-timeout", "soon", NULL);
+	CHECK("opts: non-numeric value rejected", r == -EINVAL && strstr(err, "idle-timeout"),
+	      "r=%d err=%s", r, err);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--workers", "0", NULL);
+	CHECK("opts: out-of-range value rejected", r == -EINVAL, "r=%d", r);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--backend", "kernel", NULL);
+	CHECK("opts: bad enum rejected", r == -EINVAL, "r=%d", r);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--wg-dev", NULL);
+	CHECK("opts: missing value rejected", r == -EINVAL, "r=%d err=%s", r, err);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--xdp-dev", "eth0", "--api", "http://x", NULL);
+	CHECK("opts: missing --wg-dev fails validation",
+	      r == 0 && opts_validate(&o, err, sizeof(err)) == -EINVAL &&
+	      strstr(err, "--wg-dev"), "err=%s", err);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--wg-dev", "wg0", "--xdp-dev", "e",
+		  "--api", "ftp://x", NULL);
+	CHECK("opts: non-http api rejected",
+	      r == 0 && opts_validate(&o, err, sizeof(err)) == -EINVAL, "err=%s", err);
+	opts_free(&o);
+
+	/* Config file: every option settable; the command line wins. */
+	fd = mkstemp(path);
+	f = fdopen(fd, "w");
+	fprintf(f, "# jitwgd config\n"
+		   "wg-dev = wgfile\n"
+		   "xdp-dev = ethfile\n"
+		   "api = \"http://127.0.0.1:9\"\n"
+		   "idle-timeout = 600\n"
+		   "no-initiate-back\n"
+		   "\n"
+		   "log-level = warn\n");
+	fclose(f);
+	r = parse(&o, err, sizeof(err), "--config", path, "--idle-timeout", "200", NULL);
+	CHECK("opts: config file read, command line overrides",
+	      r == 0 && !strcmp(o.wg_dev, "wgfile") && !strcmp(o.api_url, "http://127.0.0.1:9") &&
+	      o.idle_timeout == 200 && !o.initiate_back && o.log_level == LOG_WARN,
+	      "r=%d err=%s", r, err);
+	opts_free(&o);
+
+	f = fopen(path, "w");
+	fprintf(f, "wg-dev = a\nfrobnicate = 1\n");
+	fclose(f);
+	r = parse(&o, err, sizeof(err), "--config", path, NULL);
+	CHECK("opts: unknown config setting names file and line",
+	      r == -EINVAL && strstr(err, ":2:") && strstr(err, "frobnicate"),
+	      "r=%d err=%s", r, err);
+	opts_free(&o);
+
+	f = fopen(path, "w");
+	fprintf(f, "no-initiate-back = maybe\n");
+	fclose(f);
+	r = parse(&o, err, sizeof(err), "--config", path, NULL);
+	CHECK("opts: bad boolean in config rejected", r == -EINVAL, "r=%d", r);
+	opts_free(&o);
+	unlink(path);
+
+	r = parse(&o, err, sizeof(err), "--config", "/nonexistent/jitwgd.conf", NULL);
+	CHECK("opts: missing config file rejected",
+	      r == -EINVAL && strstr(err, "/nonexistent"), "r=%d err=%s", r, err);
+	opts_free(&o);
+}
+
+static void test_log(void)
+{
+	char out[64];
+	uint8_t key[32];
+	char fp[9];
+
+	CHECK("log: plain value unquoted", !strcmp(log_quote(out, sizeof(out), "abc"), "abc"),
+	      "%s", out);
+	CHECK("log: spaces quoted",
+	      !strcmp(log_quote(out, sizeof(out), "a b"), "\"a b\""), "%s", out);
+	CHECK("log: quotes escaped",
+	      !strcmp(log_quote(out, sizeof(out), "say \"x\""), "\"say \\\"x\\\"\""), "%s", out);
+	CHECK("log: newline cannot split a line",
+	      !strchr(log_quote(out, sizeof(out), "a\nb"), '\n'), "%s", out);
+	CHECK("log: empty value quoted", !strcmp(log_quote(out, sizeof(out), ""), "\"\""),
+	      "%s", out);
+	memset(key, 0, sizeof(key));
+	log_fingerprint(fp, key);
+	CHECK("log: fingerprint is 8 characters of base64", !strcmp(fp, "AAAAAAAA"), "%s", fp);
+}
+
+int main(void)
+{
+	test_evict_decide();
+	test_overlap();
+	test_table();
+	test_opts();
+	test_log();
+	CHECK_EXIT();
+}

@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * jitwgd internals shared by user/jitwgd.c and user/daemon_*.c: options and
+ * config file, logfmt logging, the managed-peer table and its eviction
+ * policy, the provisioning pipeline.
+ */
+#ifndef JITWG_DAEMON_H
+#define JITWG_DAEMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <pthread.h>
+
+#include "api.h"
+#include "capture.h"
+#include "wgdev.h"
+
+/* ---- options (user/daemon_opts.c) ---- */
+
+enum {
+	/* WireGuard's REJECT_AFTER_TIME is 180 s: evicting a peer whose
+	 * session may still be alive strands it for ~15 s (WIREGUARD-NOTES). */
+	OPT_DEFAULT_IDLE_TIMEOUT = 300,
+	OPT_DEFAULT_EVICT_INTERVAL = 30,
+	/* A client retries for REKEY_ATTEMPT_TIME = 90 s; a peer installed
+	 * on a forged-looking endpoint that never answers is gone well
+	 * before that. */
+	OPT_DEFAULT_HANDSHAKE_WINDOW = 30,
+	OPT_MAX_WORKERS = 256,
+};
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+struct daemon_opts {
+	char *wg_dev;
+	char *xdp_dev;
+	char *api_url;
+	char *api_token_file;
+	char *ca_file;
+	char *cache_dir;
+	char *pin_dir;
+	char *config;
+	unsigned int idle_timeout;     /* s */
+	unsigned int evict_interval;   /* s */
+	unsigned int handshake_window; /* s */
+	unsigned int workers;          /* 0 = number of online CPUs */
+	enum wgdev_backend backend;
+	enum capture_mode xdp_mode;
+	bool initiate_back;
+	enum log_level log_level;
+};
+
+void opts_init(struct daemon_opts *o);
+void opts_free(struct daemon_opts *o);
+/*
+ * Parse the command line; a --config file found there is read first and
+ * the command line overrides it. Returns 0, 1 for --help (usage printed),
+ * or -EINVAL with a message in err (caller exits 2).
+ */
+int opts_parse(struct daemon_opts *o, int argc, char **argv, char *err,
+	       size_t errlen);
+/* One "name = value" setting; the config file's names are the long options. */
+int opts_set(struct daemon_opts *o, const char *name, const char *value,
+	     char *err, size_t errlen);
+int opts_load_file(struct daemon_opts *o, const char *path, char *err,
+		   size_t errlen);
+/* Required options present and values consistent. */
+int opts_validate(const struct daemon_opts *o, char *err, size_t errlen);
+void opts_usage(FILE *f);
+
+/* ---- logging (user/daemon_log.c) ---- */
+
+extern enum log_level log_level_current;
+int log_level_parse(const char *s, enum log_level *out);
+/*
+ * One logfmt line on stderr: "ts=… level=… msg=<msg> " followed by fmt,
+ * which the caller writes as key=value pairs. Values that may contain
+ * spaces go through log_quote(). Never pass a key or token: use
+ * log_fingerprint().
+ */
+void dlog(enum log_level lvl, const char *msg, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define LOG_ENABLED(l) ((l) <= log_level_current)
+/* First 8 characters of the key's base64: enough to tell peers apart in a log. */
+void log_fingerprint(char out[static 9], const uint8_t key[static 32]);
+/* A logfmt value: quoted and escaped when needed. Returns out. */
+const char *log_quote(char *out, size_t outlen, const char *s);
+
+/* ---- managed peers and eviction (user/daemon_managed.c) ---- */
+
+enum evict_verdict {
+	EVICT_KEEP,
+	EVICT_IDLE,      /* last handshake older than the idle timeout */
+	EVICT_NEVER,     /* no handshake within the window after install */
+	EVICT_GONE,      /* no longer on the device: forget the record */
+};
+
+struct evict_policy {
+	uint64_t idle_timeout;     /* s */
+	uint64_t handshake_window; /* s */
+};
+
+/*
+ * Pure decision for one managed peer: installed_at and last_handshake are
+ * wall-clock seconds (0 = never), on_device tells whether the device still
+ * has the peer. Unmanaged peers are never passed here.
+ */
+enum evict_verdict evict_decide(const struct evict_policy *p, uint64_t now,
+				bool on_device, uint64_t installed_at,
+				uint64_t last_handshake);
+const char *evict_verdict_str(enum evict_verdict v);
+
+struct managed_peer {
+	uint8_t key[32];
+	uint64_t installed_at;   /* wall s */
+	uint64_t last_handshake; /* wall s, 0 = never (from the device) */
+	uint64_t first_seen_ns;  /* CLOCK_MONOTONIC of the initiation that installed it */
+	uint64_t installed_ns;   /* CLOCK_MONOTONIC */
+	union wgdev_endpoint endpoint;
+	uint16_t keepalive;      /* the peer's own persistent keepalive */
+	bool initiated;          /* installed with the keepalive switch */
+	bool handshake_done;     /* seen a handshake since install */
+	struct wgdev_allowed_ip *ips;
+	size_t n_ips;
+};
+
+/*
+ * The daemon's view of peers: those it manages (with allowed IPs, for the
+ * overlap check) and the set of keys the device had at the last listing
+ * (managed or not: "already installed" means present on the device).
+ * Open addressing on the key's first 8 bytes, which are uniformly random.
+ * All functions take the table's lock themselves unless noted.
+ */
+struct peer_table;
+
+int ptab_new(struct peer_table **out);
+void ptab_free(struct peer_table *t);
+/* Present on the device (as of the last refresh or our own installs). */
+bool ptab_on_device(struct peer_table *t, const uint8_t key[static 32]);
+bool ptab_is_managed(struct peer_table *t, const uint8_t key[static 32]);
+/*
+ * Another peer (managed, or on the device with known allowed IPs) that
+ * holds an allowed IP overlapping one of ips. Returns true and its key.
+ */
+bool ptab_overlap(struct peer_table *t, const uint8_t key[static 32],
+		  const struct wgdev_allowed_ip *ips, size_t n,
+		  uint8_t other[static 32]);
+/* Record a peer we installed (copies ips). Also marks it on the device. */
+int ptab_add_managed(struct peer_table *t, const struct managed_peer *mp);
+/* Forget a managed peer (and its on-device mark). */
+void ptab_remove(struct peer_table *t, const uint8_t key[static 32]);
+/* Replace the on-device set and device allowed IPs with a fresh listing. */
+int ptab_refresh_device(struct peer_table *t, const struct wgdev_peer *peers,
+			size_t n);
+/* Copies of the managed peers (ips not copied: NULL). Caller frees. */
+int ptab_snapshot_managed(struct peer_table *t, struct managed_peer **out,
+			  size_t *n);
+/* Update fields of a managed peer after a listing; false when not managed. */
+bool ptab_update_managed(struct peer_table *t, const uint8_t key[static 32],
+			 uint64_t last_handshake, bool handshake_done);
+size_t ptab_count_managed(struct peer_table *t);
+/* Overlap of two prefixes (same family). */
+bool allowed_ip_overlap(const struct wgdev_allowed_ip *a,
+			const struct wgdev_allowed_ip *b);
+
+/* ---- the pipeline (user/daemon_pipeline.c) ---- */
+
+struct daemon;
+struct cache;
+struct api_client;
+struct noise_responder;
+
+struct daemon_stats {
+	uint64_t events, queue_full, bad_shape, bad_mac1, bad_identity;
+	uint64_t sightings, bad_auth, replays, waiting, installed, unknown;
+	uint64_t refused, errors, handshakes, evicted;
+};
+
+/*
+ * Everything the daemon runs on; the objects are opened by main and owned
+ * by it, the daemon only uses them. initiate_keepalive is the keepalive
+ * interval of the install-and-initiate switch.
+ */
+struct daemon_env {
+	const struct daemon_opts *opts;
+	struct wgdev *dev;
+	struct noise_responder *responder;
+	struct cache *cache;
+	struct capture *capture; /* may be set after daemon_start() */
+	uint16_t listen_port;
+};
+
+int daemon_new(struct daemon **out, const struct daemon_env *env);
+/* Start-up reconciliation: device peers ∩ managed records. */
+int daemon_reconcile(struct daemon *d, size_t *n_device, size_t *n_managed);
+/* The api client's completion callback (api_config.done, arg = daemon). */
+void daemon_api_done(const uint8_t key[32], const struct api_result *res,
+		     void *ctx, void *arg);
+void daemon_set_api(struct daemon *d, struct api_client *api);
+void daemon_set_capture(struct daemon *d, struct capture *c);
+int daemon_start(struct daemon *d);
+/* capture_event_fn: queue one event for the workers (never blocks). */
+int daemon_on_event(void *ctx, const struct jitwg_event *ev);
+/* Ask the monitor thread for an eviction sweep now (SIGHUP). */
+void daemon_request_sweep(struct daemon *d);
+/* Stop threads; pending fetches are dropped. */
+void daemon_stop(struct daemon *d);
+void daemon_free(struct daemon *d);
+void daemon_get_stats(struct daemon *d, struct daemon_stats *out);
+
+/* ---- time helpers ---- */
+uint64_t now_mono_ns(void);
+uint64_t now_wall_s(void);
+
+#endif

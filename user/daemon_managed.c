@@ -1,0 +1,445 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The daemon's table of peers: the ones it installed (managed) and the keys
+ * present on the device, plus the eviction policy. Never touching a peer
+ * jitwgd did not install is enforced here: only managed entries are ever
+ * handed to eviction.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "daemon.h"
+
+uint64_t now_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+uint64_t now_wall_s(void)
+{
+	return (uint64_t)time(NULL);
+}
+
+enum evict_verdict evict_decide(const struct evict_policy *p, uint64_t now,
+				bool on_device, uint64_t installed_at,
+				uint64_t last_handshake)
+{
+	if (!on_device)
+		return EVICT_GONE;
+	if (last_handshake) {
+		/* A clock step backwards must not evict: treat as fresh. */
+		if (now > last_handshake && now - last_handshake >= p->idle_timeout)
+			return EVICT_IDLE;
+		return EVICT_KEEP;
+	}
+	if (now > installed_at && now - installed_at >= p->handshake_window)
+		return EVICT_NEVER;
+	return EVICT_KEEP;
+}
+
+const char *evict_verdict_str(enum evict_verdict v)
+{
+	switch (v) {
+	case EVICT_KEEP:
+		return "keep";
+	case EVICT_IDLE:
+		return "idle";
+	case EVICT_NEVER:
+		return "no_handshake";
+	case EVICT_GONE:
+		return "gone";
+	}
+	return "?";
+}
+
+bool allowed_ip_overlap(const struct wgdev_allowed_ip *a,
+			const struct wgdev_allowed_ip *b)
+{
+	const uint8_t *x, *y;
+	unsigned int bits, full, rem;
+
+	if (a->family != b->family)
+		return false;
+	bits = a->cidr < b->cidr ? a->cidr : b->cidr;
+	if (a->family == AF_INET) {
+		x = (const uint8_t *)&a->ip4;
+		y = (const uint8_t *)&b->ip4;
+	} else {
+		x = (const uint8_t *)&a->ip6;
+		y = (const uint8_t *)&b->ip6;
+	}
+	/* Two prefixes overlap iff they agree on the shorter one's bits. */
+	full = bits / 8;
+	rem = bits % 8;
+	if (memcmp(x, y, full))
+		return false;
+	if (rem) {
+		uint8_t mask = (uint8_t)(0xff << (8 - rem));
+
+		if ((x[full] & mask) != (y[full] & mask))
+			return false;
+	}
+	return true;
+}
+
+/* ---- the table ---- */
+
+struct pentry {
+	struct pentry *next;
+	bool managed;
+	bool on_device;
+	struct managed_peer mp; /* key always set; the rest when managed */
+	struct wgdev_allowed_ip *dev_ips; /* from the device listing */
+	size_t n_dev_ips;
+};
+
+struct peer_table {
+	pthread_mutex_t lock;
+	struct pentry **buckets;
+	size_t n_buckets; /* power of two */
+	size_t n_entries;
+	size_t n_managed;
+};
+
+static size_t hash_key(const uint8_t key[static 32])
+{
+	uint64_t h;
+
+	/* Public keys are uniformly random: their bytes are a hash already. */
+	memcpy(&h, key, sizeof(h));
+	return (size_t)h;
+}
+
+int ptab_new(struct peer_table **out)
+{
+	struct peer_table *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return -ENOMEM;
+	t->n_buckets = 1024;
+	t->buckets = calloc(t->n_buckets, sizeof(*t->buckets));
+	if (!t->buckets) {
+		free(t);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&t->lock, NULL);
+	*out = t;
+	return 0;
+}
+
+static void entry_free(struct pentry *e)
+{
+	free(e->mp.ips);
+	free(e->dev_ips);
+	free(e);
+}
+
+void ptab_free(struct peer_table *t)
+{
+	size_t i;
+
+	if (!t)
+		return;
+	for (i = 0; i < t->n_buckets; i++) {
+		struct pentry *e = t->buckets[i], *n;
+
+		for (; e; e = n) {
+			n = e->next;
+			entry_free(e);
+		}
+	}
+	free(t->buckets);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+static struct pentry *find(struct peer_table *t, const uint8_t key[static 32])
+{
+	struct pentry *e = t->buckets[hash_key(key) & (t->n_buckets - 1)];
+
+	for (; e; e = e->next)
+		if (!memcmp(e->mp.key, key, 32))
+			return e;
+	return NULL;
+}
+
+static void grow(struct peer_table *t)
+{
+	size_t n = t->n_buckets * 2, i;
+	struct pentry **b = calloc(n, sizeof(*b));
+
+	if (!b)
+		return; /* keep working with longer chains */
+	for (i = 0; i < t->n_buckets; i++) {
+		struct pentry *e = t->buckets[i], *next;
+
+		for (; e; e = next) {
+			size_t h = hash_key(e->mp.key) & (n - 1);
+
+			next = e->next;
+			e->next = b[h];
+			b[h] = e;
+		}
+	}
+	free(t->buckets);
+	t->buckets = b;
+	t->n_buckets = n;
+}
+
+static struct pentry *get_or_add(struct peer_table *t, const uint8_t key[static 32])
+{
+	struct pentry *e = find(t, key);
+	size_t h;
+
+	if (e)
+		return e;
+	if (t->n_entries >= t->n_buckets)
+		grow(t);
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	memcpy(e->mp.key, key, 32);
+	h = hash_key(key) & (t->n_buckets - 1);
+	e->next = t->buckets[h];
+	t->buckets[h] = e;
+	t->n_entries++;
+	return e;
+}
+
+static void unlink_entry(struct peer_table *t, struct pentry *victim)
+{
+	struct pentry **pp = &t->buckets[hash_key(victim->mp.key) & (t->n_buckets - 1)];
+
+	for (; *pp; pp = &(*pp)->next) {
+		if (*pp == victim) {
+			*pp = victim->next;
+			t->n_entries--;
+			entry_free(victim);
+			return;
+		}
+	}
+}
+
+bool ptab_on_device(struct peer_table *t, const uint8_t key[static 32])
+{
+	struct pentry *e;
+	bool r;
+
+	pthread_mutex_lock(&t->lock);
+	e = find(t, key);
+	r = e && e->on_device;
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+bool ptab_is_managed(struct peer_table *t, const uint8_t key[static 32])
+{
+	struct pentry *e;
+	bool r;
+
+	pthread_mutex_lock(&t->lock);
+	e = find(t, key);
+	r = e && e->managed;
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+static bool any_overlap(const struct wgdev_allowed_ip *a, size_t na,
+			const struct wgdev_allowed_ip *b, size_t nb)
+{
+	size_t i, j;
+
+	for (i = 0; i < na; i++)
+		for (j = 0; j < nb; j++)
+			if (allowed_ip_overlap(&a[i], &b[j]))
+				return true;
+	return false;
+}
+
+bool ptab_overlap(struct peer_table *t, const uint8_t key[static 32],
+		  const struct wgdev_allowed_ip *ips, size_t n,
+		  uint8_t other[static 32])
+{
+	size_t i;
+	bool r = false;
+
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < t->n_buckets && !r; i++) {
+		struct pentry *e = t->buckets[i];
+
+		for (; e && !r; e = e->next) {
+			if (!memcmp(e->mp.key, key, 32))
+				continue;
+			if ((e->managed && any_overlap(ips, n, e->mp.ips, e->mp.n_ips)) ||
+			    (e->on_device && any_overlap(ips, n, e->dev_ips, e->n_dev_ips))) {
+				memcpy(other, e->mp.key, 32);
+				r = true;
+			}
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+int ptab_add_managed(struct peer_table *t, const struct managed_peer *mp)
+{
+	struct wgdev_allowed_ip *ips = NULL;
+	struct pentry *e;
+	int ret = -ENOMEM;
+
+	if (mp->n_ips) {
+		ips = malloc(mp->n_ips * sizeof(*ips));
+		if (!ips)
+			return -ENOMEM;
+		memcpy(ips, mp->ips, mp->n_ips * sizeof(*ips));
+	}
+	pthread_mutex_lock(&t->lock);
+	e = get_or_add(t, mp->key);
+	if (!e)
+		goto out;
+	free(e->mp.ips);
+	e->mp = *mp;
+	e->mp.ips = ips;
+	ips = NULL;
+	if (!e->managed)
+		t->n_managed++;
+	e->managed = true;
+	e->on_device = true;
+	ret = 0;
+out:
+	pthread_mutex_unlock(&t->lock);
+	free(ips);
+	return ret;
+}
+
+void ptab_remove(struct peer_table *t, const uint8_t key[static 32])
+{
+	struct pentry *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = find(t, key);
+	if (e) {
+		if (e->managed)
+			t->n_managed--;
+		unlink_entry(t, e);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+int ptab_refresh_device(struct peer_table *t, const struct wgdev_peer *peers,
+			size_t n)
+{
+	size_t i;
+	int ret = 0;
+
+	pthread_mutex_lock(&t->lock);
+	/* Mark everything absent, then mark what the listing holds. */
+	for (i = 0; i < t->n_buckets; i++) {
+		struct pentry *e = t->buckets[i];
+
+		for (; e; e = e->next)
+			e->on_device = false;
+	}
+	for (i = 0; i < n; i++) {
+		struct pentry *e = get_or_add(t, peers[i].public_key);
+
+		if (!e) {
+			ret = -ENOMEM;
+			break;
+		}
+		e->on_device = true;
+		free(e->dev_ips);
+		e->dev_ips = NULL;
+		e->n_dev_ips = 0;
+		if (peers[i].n_allowed_ips) {
+			e->dev_ips = malloc(peers[i].n_allowed_ips * sizeof(*e->dev_ips));
+			if (e->dev_ips) {
+				memcpy(e->dev_ips, peers[i].allowed_ips,
+				       peers[i].n_allowed_ips * sizeof(*e->dev_ips));
+				e->n_dev_ips = peers[i].n_allowed_ips;
+			}
+		}
+	}
+	/* Entries neither managed nor on the device are dropped. */
+	for (i = 0; i < t->n_buckets; i++) {
+		struct pentry **pp = &t->buckets[i];
+
+		while (*pp) {
+			struct pentry *e = *pp;
+
+			if (!e->managed && !e->on_device) {
+				*pp = e->next;
+				t->n_entries--;
+				entry_free(e);
+			} else {
+				pp = &e->next;
+			}
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return ret;
+}
+
+int ptab_snapshot_managed(struct peer_table *t, struct managed_peer **out,
+			  size_t *n)
+{
+	struct managed_peer *v;
+	size_t i, k = 0;
+
+	pthread_mutex_lock(&t->lock);
+	v = calloc(t->n_managed ? t->n_managed : 1, sizeof(*v));
+	if (!v) {
+		pthread_mutex_unlock(&t->lock);
+		return -ENOMEM;
+	}
+	for (i = 0; i < t->n_buckets; i++) {
+		struct pentry *e = t->buckets[i];
+
+		for (; e; e = e->next) {
+			if (!e->managed)
+				continue;
+			v[k] = e->mp;
+			v[k].ips = NULL;
+			v[k].n_ips = 0;
+			k++;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+bool ptab_update_managed(struct peer_table *t, const uint8_t key[static 32],
+			 uint64_t last_handshake, bool handshake_done)
+{
+	struct pentry *e;
+	bool r = false;
+
+	pthread_mutex_lock(&t->lock);
+	e = find(t, key);
+	if (e && e->managed) {
+		e->mp.last_handshake = last_handshake;
+		e->mp.handshake_done |= handshake_done;
+		r = true;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return r;
+}
+
+size_t ptab_count_managed(struct peer_table *t)
+{
+	size_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = t->n_managed;
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}

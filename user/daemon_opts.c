@@ -1,0 +1,401 @@
+// SPDX-License-Identifier: MIT
+/*
+ * jitwgd's options. Every long option is also a config-file setting with
+ * the same name ("idle-timeout = 300"); the command line wins over the file.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "daemon.h"
+
+enum opt_kind { K_STR, K_UINT, K_BOOL_TRUE, K_BACKEND, K_XDP_MODE, K_LEVEL };
+
+struct opt_def {
+	const char *name;
+	enum opt_kind kind;
+	size_t off;
+	unsigned int min, max; /* K_UINT */
+	const char *help;
+};
+
+#define OFF(f) offsetof(struct daemon_opts, f)
+
+static const struct opt_def defs[] = {
+	{ "wg-dev", K_STR, OFF(wg_dev), 0, 0,
+	  "WireGuard device to provision (required)" },
+	{ "xdp-dev", K_STR, OFF(xdp_dev), 0, 0,
+	  "device to attach the XDP capture to (required unless xdp-mode=pinned)" },
+	{ "api", K_STR, OFF(api_url), 0, 0,
+	  "control plane base URL, e.g. https://cp.example/v1 (required)" },
+	{ "api-token-file", K_STR, OFF(api_token_file), 0, 0,
+	  "file holding the bearer token for the control plane" },
+	{ "ca-file", K_STR, OFF(ca_file), 0, 0,
+	  "CA bundle to verify the control plane's TLS certificate" },
+	{ "cache-dir", K_STR, OFF(cache_dir), 0, 0,
+	  "LMDB cache directory (default /var/lib/jitwg)" },
+	{ "idle-timeout", K_UINT, OFF(idle_timeout), 1, 86400 * 30,
+	  "evict managed peers with no handshake for S seconds (default 300)" },
+	{ "evict-interval", K_UINT, OFF(evict_interval), 1, 86400,
+	  "seconds between eviction sweeps (default 30)" },
+	{ "handshake-window", K_UINT, OFF(handshake_window), 1, 3600,
+	  "evict installed peers with no handshake after S seconds (default 30)" },
+	{ "backend", K_BACKEND, OFF(backend), 0, 0,
+	  "device API: auto|netlink|uapi (default auto)" },
+	{ "xdp-mode", K_XDP_MODE, OFF(xdp_mode), 0, 0,
+	  "auto|native|generic|pinned (default auto)" },
+	{ "pin-dir", K_STR, OFF(pin_dir), 0, 0,
+	  "bpffs directory for pinned maps (XDP stays attached on exit)" },
+	{ "no-initiate-back", K_BOOL_TRUE, OFF(initiate_back), 0, 0,
+	  "do not start the handshake towards a new peer; wait for its retry" },
+	{ "workers", K_UINT, OFF(workers), 1, OPT_MAX_WORKERS,
+	  "decoder threads (default: online CPUs)" },
+	{ "config", K_STR, OFF(config), 0, 0,
+	  "config file of \"name = value\" lines, names as the long options" },
+	{ "log-level", K_LEVEL, OFF(log_level), 0, 0,
+	  "error|warn|info|debug (default info)" },
+};
+
+#define N_DEFS (sizeof(defs) / sizeof(defs[0]))
+
+void opts_init(struct daemon_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->idle_timeout = OPT_DEFAULT_IDLE_TIMEOUT;
+	o->evict_interval = OPT_DEFAULT_EVICT_INTERVAL;
+	o->handshake_window = OPT_DEFAULT_HANDSHAKE_WINDOW;
+	o->backend = WGDEV_AUTO;
+	o->xdp_mode = CAPTURE_AUTO;
+	o->initiate_back = true;
+	o->log_level = LOG_INFO;
+}
+
+void opts_free(struct daemon_opts *o)
+{
+	size_t i;
+
+	for (i = 0; i < N_DEFS; i++)
+		if (defs[i].kind == K_STR) {
+			char **p = (char **)((char *)o + defs[i].off);
+
+			free(*p);
+			*p = NULL;
+		}
+}
+
+void opts_usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: jitwgd --wg-dev DEV --xdp-dev DEV --api URL [options]\n\n"
+		   "Provisions WireGuard peers just in time: captures handshake\n"
+		   "initiations with XDP, authenticates them, fetches the peer from\n"
+		   "the control plane (or the cache) and installs it.\n\noptions:\n");
+	for (i = 0; i < N_DEFS; i++) {
+		char arg[48];
+
+		snprintf(arg, sizeof(arg), "--%s%s", defs[i].name,
+			 defs[i].kind == K_BOOL_TRUE ? "" :
+			 defs[i].kind == K_UINT ? " N" : " VALUE");
+		fprintf(f, "  %-26s %s\n", arg, defs[i].help);
+	}
+	fprintf(f, "  %-26s %s\n", "--help", "this text");
+	fprintf(f, "\nSignals: SIGHUP sweeps idle peers now; SIGTERM/SIGINT stop.\n");
+}
+
+static const struct opt_def *lookup(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < N_DEFS; i++)
+		if (!strcmp(defs[i].name, name))
+			return &defs[i];
+	return NULL;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+	if (!v || !*v || !strcasecmp(v, "true") || !strcasecmp(v, "yes") ||
+	    !strcmp(v, "1") || !strcasecmp(v, "on")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcmp(v, "0") ||
+	    !strcasecmp(v, "off")) {
+		*out = false;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int opts_set(struct daemon_opts *o, const char *name, const char *value,
+	     char *err, size_t errlen)
+{
+	const struct opt_def *d = lookup(name);
+	void *p;
+
+	if (!d) {
+		snprintf(err, errlen, "unknown option '%s' (see --help)", name);
+		return -EINVAL;
+	}
+	p = (char *)o + d->off;
+	switch (d->kind) {
+	case K_STR: {
+		char *s;
+
+		if (!value || !*value) {
+			snprintf(err, errlen, "option '%s' needs a value", name);
+			return -EINVAL;
+		}
+		s = strdup(value);
+		if (!s) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		free(*(char **)p);
+		*(char **)p = s;
+		return 0;
+	}
+	case K_UINT: {
+		char *end;
+		unsigned long v;
+
+		errno = 0;
+		if (!value || !isdigit((unsigned char)*value))
+			goto bad;
+		v = strtoul(value, &end, 10);
+		if (errno || *end || v < d->min || v > d->max) {
+			snprintf(err, errlen,
+				 "invalid value '%s' for '%s': want an integer from %u to %u",
+				 value, name, d->min, d->max);
+			return -EINVAL;
+		}
+		*(unsigned int *)p = (unsigned int)v;
+		return 0;
+	}
+	case K_BOOL_TRUE: {
+		/* "no-initiate-back" switches initiate_back off. */
+		bool b;
+
+		if (parse_bool(value, &b))
+			goto bad;
+		*(bool *)p = !b;
+		return 0;
+	}
+	case K_BACKEND:
+		if (!value)
+			goto bad;
+		if (!strcmp(value, "auto"))
+			*(enum wgdev_backend *)p = WGDEV_AUTO;
+		else if (!strcmp(value, "netlink"))
+			*(enum wgdev_backend *)p = WGDEV_NETLINK;
+		else if (!strcmp(value, "uapi"))
+			*(enum wgdev_backend *)p = WGDEV_UAPI;
+		else
+			goto bad;
+		return 0;
+	case K_XDP_MODE:
+		if (!value)
+			goto bad;
+		if (!strcmp(value, "auto"))
+			*(enum capture_mode *)p = CAPTURE_AUTO;
+		else if (!strcmp(value, "native"))
+			*(enum capture_mode *)p = CAPTURE_NATIVE;
+		else if (!strcmp(value, "generic"))
+			*(enum capture_mode *)p = CAPTURE_GENERIC;
+		else if (!strcmp(value, "pinned"))
+			*(enum capture_mode *)p = CAPTURE_PINNED;
+		else
+			goto bad;
+		return 0;
+	case K_LEVEL:
+		if (!value || log_level_parse(value, (enum log_level *)p))
+			goto bad;
+		return 0;
+	}
+bad:
+	snprintf(err, errlen, "invalid value '%s' for '%s' (see --help)",
+		 value ? value : "", name);
+	return -EINVAL;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+int opts_load_file(struct daemon_opts *o, const char *path, char *err,
+		   size_t errlen)
+{
+	char line[4096], e2[256];
+	unsigned int lineno = 0;
+	FILE *f;
+	int ret = 0;
+
+	f = fopen(path, "re");
+	if (!f) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot read config file %s: %s", path,
+			 strerror(errno));
+		return ret;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *s, *eq, *name, *value;
+
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
+			ret = -EINVAL;
+			break;
+		}
+		s = trim(line);
+		if (!*s || *s == '#' || *s == ';')
+			continue;
+		eq = strchr(s, '=');
+		if (eq) {
+			*eq = '\0';
+			value = trim(eq + 1);
+		} else {
+			value = NULL; /* a bare flag: "no-initiate-back" */
+		}
+		name = trim(s);
+		if (!strncmp(name, "--", 2))
+			name += 2;
+		/* Quotes around a value are allowed and dropped. */
+		if (value && value[0] == '"' && strlen(value) >= 2 &&
+		    value[strlen(value) - 1] == '"') {
+			value[strlen(value) - 1] = '\0';
+			value++;
+		}
+		if (!strcmp(name, "config")) {
+			snprintf(err, errlen, "%s:%u: 'config' cannot be set in a config file",
+				 path, lineno);
+			ret = -EINVAL;
+			break;
+		}
+		if (lookup(name) && lookup(name)->kind != K_BOOL_TRUE && !value) {
+			snprintf(err, errlen, "%s:%u: '%s' needs '= value'", path,
+				 lineno, name);
+			ret = -EINVAL;
+			break;
+		}
+		ret = opts_set(o, name, value, e2, sizeof(e2));
+		if (ret) {
+			snprintf(err, errlen, "%s:%u: %s", path, lineno, e2);
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+int opts_parse(struct daemon_opts *o, int argc, char **argv, char *err,
+	       size_t errlen)
+{
+	struct option lopts[N_DEFS + 2];
+	size_t i;
+	int c, idx, ret;
+
+	for (i = 0; i < N_DEFS; i++) {
+		lopts[i].name = defs[i].name;
+		lopts[i].has_arg = defs[i].kind == K_BOOL_TRUE ? no_argument :
+								 required_argument;
+		lopts[i].flag = NULL;
+		lopts[i].val = 0x100 + (int)i;
+	}
+	lopts[N_DEFS] = (struct option){ "help", no_argument, NULL, 'h' };
+	lopts[N_DEFS + 1] = (struct option){ 0 };
+
+	/* Pass 1: --help and --config only. */
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":h", lopts, &idx)) != -1) {
+		if (c == 'h') {
+			opts_usage(stdout);
+			return 1;
+		}
+		if (c >= 0x100 && !strcmp(defs[c - 0x100].name, "config")) {
+			ret = opts_set(o, "config", optarg, err, errlen);
+			if (ret)
+				return ret;
+		}
+	}
+	if (o->config) {
+		ret = opts_load_file(o, o->config, err, errlen);
+		if (ret)
+			return -EINVAL;
+	}
+	/* Pass 2: everything, overriding the file. */
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":h", lopts, &idx)) != -1) {
+		if (c == '?') {
+			if (optopt)
+				snprintf(err, errlen, "unknown option '-%c' (see --help)", optopt);
+			else
+				snprintf(err, errlen, "unknown option '%s' (see --help)",
+					 argv[optind - 1]);
+			return -EINVAL;
+		}
+		if (c == ':') {
+			snprintf(err, errlen, "option '%s' needs a value",
+				 argv[optind - 1]);
+			return -EINVAL;
+		}
+		if (c < 0x100)
+			continue;
+		if (!strcmp(defs[c - 0x100].name, "config"))
+			continue;
+		ret = opts_set(o, defs[c - 0x100].name, optarg, err, errlen);
+		if (ret)
+			return -EINVAL;
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s' (see --help)",
+			 argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int opts_validate(const struct daemon_opts *o, char *err, size_t errlen)
+{
+	if (!o->wg_dev) {
+		snprintf(err, errlen, "--wg-dev is required (the WireGuard device)");
+		return -EINVAL;
+	}
+	if (strlen(o->wg_dev) >= IFNAMSIZ) {
+		snprintf(err, errlen, "--wg-dev '%s' is longer than %d characters",
+			 o->wg_dev, IFNAMSIZ - 1);
+		return -EINVAL;
+	}
+	if (!o->xdp_dev && o->xdp_mode != CAPTURE_PINNED) {
+		snprintf(err, errlen, "--xdp-dev is required (the device receiving WireGuard's UDP)");
+		return -EINVAL;
+	}
+	if (o->xdp_mode == CAPTURE_PINNED && !o->pin_dir) {
+		snprintf(err, errlen, "--xdp-mode pinned needs --pin-dir");
+		return -EINVAL;
+	}
+	if (!o->api_url) {
+		snprintf(err, errlen, "--api is required (the control plane's base URL)");
+		return -EINVAL;
+	}
+	if (strncmp(o->api_url, "http://", 7) && strncmp(o->api_url, "https://", 8)) {
+		snprintf(err, errlen, "--api '%s' must be an http:// or https:// URL",
+			 o->api_url);
+		return -EINVAL;
+	}
+	return 0;
+}

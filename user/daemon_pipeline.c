@@ -1,0 +1,1040 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The provisioning pipeline:
+ *
+ *   capture (main thread) ──queue──▶ workers: shape, mac1, identify (1 DH)
+ *        already on the device? → note the sighting, stop
+ *        authenticate (2nd DH) + freshness against the cached timestamp
+ *        one provisioning per key at a time (later sightings update the
+ *        endpoint and wait for it)
+ *        cache: fresh → install; negative → stop; miss/stale → api_submit()
+ *   api thread ──queue (JOB_FETCHED)──▶ workers: cache the answer, install
+ *   monitor thread: watches new peers until their handshake (restores their
+ *        keepalive, logs the time), and sweeps idle managed peers.
+ *
+ * Nothing on the packet path waits for the control plane: the api client
+ * runs its own thread and hands results back through the queue.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "api.h"
+#include "cache.h"
+#include "daemon.h"
+#include "keys.h"
+#include "noise.h"
+
+enum {
+	QUEUE_MAX = 1 << 17,         /* events waiting for a worker */
+	PENDING_BUCKETS = 4096,
+	/* Keepalive of the install-and-initiate switch; the peer's own value
+	 * is restored once the handshake is done (WIREGUARD-NOTES). */
+	INITIATE_KEEPALIVE = 25,
+	MANAGED_F_INITIATED = 1 << 0, /* cache_managed.flags; keepalive in bits 16-31 */
+	WATCH_POLL_MIN_US = 2000,
+};
+
+enum job_type { JOB_EVENT, JOB_FETCHED };
+
+struct pending;
+
+struct job {
+	struct job *next;
+	enum job_type type;
+	union {
+		struct jitwg_event ev;
+		struct {
+			struct pending *p;
+			enum api_status status;
+			int err;
+			long http_status;
+			unsigned int attempts;
+			char reason[API_REASON_LEN];
+			struct api_peer peer;
+		} f;
+	};
+};
+
+/* A key being provisioned: authenticated, waiting for the cache or the API. */
+struct pending {
+	struct pending *next;
+	uint8_t key[32];
+	union wgdev_endpoint ep;  /* latest authenticated sighting's source */
+	uint64_t t_event, t_seen, t_ident, t_auth, t_fetch;
+	unsigned int sightings;
+	bool has_stale;
+	struct api_peer stale;    /* secret: wiped on free */
+};
+
+struct watch {
+	uint8_t key[32];
+	uint64_t t_event, t_install;
+	bool initiated;
+	uint16_t keepalive;
+};
+
+struct daemon {
+	struct daemon_env env;
+	struct api_client *api;
+	struct peer_table *ptab;
+	struct evict_policy policy;
+	pthread_mutex_t dev_lock;     /* the wgdev handle is not thread-safe */
+
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond;
+	struct job *qhead, *qtail;
+	size_t qlen;
+	bool stopping;
+	pthread_t *workers;
+	unsigned int n_workers, n_started;
+
+	pthread_mutex_t plock;
+	struct pending *pending[PENDING_BUCKETS];
+
+	pthread_mutex_t mlock;        /* monitor: watches, sweep requests */
+	pthread_cond_t mcond;
+	struct watch *watches;
+	size_t n_watches, cap_watches;
+	bool sweep_requested, mon_stop, mon_started;
+	pthread_t monitor;
+
+	struct {
+		_Atomic uint64_t events, queue_full, bad_shape, bad_mac1, bad_identity;
+		_Atomic uint64_t sightings, bad_auth, replays, waiting, installed;
+		_Atomic uint64_t unknown, refused, errors, handshakes, evicted;
+	} st;
+};
+
+#define INC(d, f) atomic_fetch_add_explicit(&(d)->st.f, 1, memory_order_relaxed)
+
+static double ms(uint64_t a, uint64_t b)
+{
+	return b > a ? (double)(b - a) / 1e6 : 0.0;
+}
+
+static void fmt_endpoint(char *buf, size_t len, const union wgdev_endpoint *ep)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	if (ep->addr.sa_family == AF_INET) {
+		inet_ntop(AF_INET, &ep->addr4.sin_addr, a, sizeof(a));
+		snprintf(buf, len, "%s:%u", a, ntohs(ep->addr4.sin_port));
+	} else if (ep->addr.sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &ep->addr6.sin6_addr, a, sizeof(a));
+		snprintf(buf, len, "[%s]:%u", a, ntohs(ep->addr6.sin6_port));
+	} else {
+		snprintf(buf, len, "none");
+	}
+}
+
+static void event_endpoint(const struct jitwg_event *ev, union wgdev_endpoint *ep)
+{
+	memset(ep, 0, sizeof(*ep));
+	if (ev->family == 4) {
+		ep->addr4.sin_family = AF_INET;
+		memcpy(&ep->addr4.sin_addr, ev->saddr + 12, 4);
+		ep->addr4.sin_port = htons(ev->sport);
+	} else {
+		ep->addr6.sin6_family = AF_INET6;
+		memcpy(&ep->addr6.sin6_addr, ev->saddr, 16);
+		ep->addr6.sin6_port = htons(ev->sport);
+		ep->addr6.sin6_scope_id = ev->ifindex; /* link-local sources */
+	}
+}
+
+/* ---- queue ---- */
+
+static void push(struct daemon *d, struct job *j)
+{
+	j->next = NULL;
+	pthread_mutex_lock(&d->qlock);
+	if (d->qtail)
+		d->qtail->next = j;
+	else
+		d->qhead = j;
+	d->qtail = j;
+	d->qlen++;
+	pthread_cond_signal(&d->qcond);
+	pthread_mutex_unlock(&d->qlock);
+}
+
+int daemon_on_event(void *ctx, const struct jitwg_event *ev)
+{
+	struct daemon *d = ctx;
+	struct job *j;
+
+	INC(d, events);
+	/* Bounded: a flood beyond the workers' pace is dropped here, the
+	 * clients retry in 5 s (XDP rate limits per source before this). */
+	if (d->qlen >= QUEUE_MAX) {
+		INC(d, queue_full);
+		return 0;
+	}
+	j = malloc(sizeof(*j));
+	if (!j) {
+		INC(d, queue_full);
+		return 0;
+	}
+	j->type = JOB_EVENT;
+	memcpy(&j->ev, ev, sizeof(*ev));
+	push(d, j);
+	return 0;
+}
+
+/* ---- pending table ---- */
+
+static struct pending **pslot(struct daemon *d, const uint8_t key[static 32])
+{
+	uint32_t h;
+
+	memcpy(&h, key, sizeof(h));
+	return &d->pending[h % PENDING_BUCKETS];
+}
+
+/*
+ * Claim key for provisioning. Returns NULL when it is already in progress
+ * (after moving its endpoint to ep: the latest authenticated source wins).
+ */
+static struct pending *pending_claim(struct daemon *d, const uint8_t key[static 32],
+				     const union wgdev_endpoint *ep, bool *busy)
+{
+	struct pending **slot, *p;
+
+	*busy = false;
+	pthread_mutex_lock(&d->plock);
+	slot = pslot(d, key);
+	for (p = *slot; p; p = p->next) {
+		if (!memcmp(p->key, key, 32)) {
+			p->ep = *ep;
+			p->sightings++;
+			*busy = true;
+			pthread_mutex_unlock(&d->plock);
+			return NULL;
+		}
+	}
+	p = calloc(1, sizeof(*p));
+	if (p) {
+		memcpy(p->key, key, 32);
+		p->ep = *ep;
+		p->sightings = 1;
+		p->next = *slot;
+		*slot = p;
+	}
+	pthread_mutex_unlock(&d->plock);
+	return p;
+}
+
+static void pending_release(struct daemon *d, struct pending *p)
+{
+	struct pending **pp;
+
+	pthread_mutex_lock(&d->plock);
+	for (pp = pslot(d, p->key); *pp; pp = &(*pp)->next) {
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&d->plock);
+	sodium_memzero(&p->stale, sizeof(p->stale));
+	free(p);
+}
+
+/* ---- provisioning ---- */
+
+static void log_outcome(struct daemon *d, struct pending *p, const char *outcome,
+			const char *source, const char *extra, enum log_level lvl)
+{
+	char fp[9], ep[64];
+	uint64_t now = now_mono_ns();
+
+	(void)d;
+	log_fingerprint(fp, p->key);
+	fmt_endpoint(ep, sizeof(ep), &p->ep);
+	dlog(lvl, "provision",
+	     "peer=%s outcome=%s source=%s endpoint=%s queue_ms=%.3f identify_ms=%.3f "
+	     "auth_ms=%.3f fetch_ms=%.3f total_ms=%.3f%s%s",
+	     fp, outcome, source, ep, ms(p->t_event, p->t_seen),
+	     ms(p->t_seen, p->t_ident), ms(p->t_ident, p->t_auth),
+	     ms(p->t_auth, p->t_fetch ? p->t_fetch : now),
+	     ms(p->t_event, now), extra && *extra ? " " : "", extra ? extra : "");
+}
+
+static void watch_add(struct daemon *d, const struct watch *w)
+{
+	pthread_mutex_lock(&d->mlock);
+	if (d->n_watches == d->cap_watches) {
+		size_t cap = d->cap_watches ? d->cap_watches * 2 : 64;
+		struct watch *n = realloc(d->watches, cap * sizeof(*n));
+
+		if (!n) {
+			pthread_mutex_unlock(&d->mlock);
+			return; /* the sweep still restores and evicts */
+		}
+		d->watches = n;
+		d->cap_watches = cap;
+	}
+	d->watches[d->n_watches++] = *w;
+	pthread_cond_signal(&d->mcond);
+	pthread_mutex_unlock(&d->mlock);
+}
+
+static void install(struct daemon *d, struct pending *p,
+		    const struct api_peer *ap, const char *source)
+{
+	struct wgdev_peer wp;
+	struct managed_peer mp;
+	struct cache_managed cm;
+	struct watch w;
+	uint8_t other[32];
+	char extra[160], fp[9];
+	uint64_t t0, t1;
+	bool initiate = d->env.opts->initiate_back;
+	int ret;
+
+	p->t_fetch = now_mono_ns();
+	/* Two peers with overlapping allowed IPs: WireGuard would move the
+	 * addresses to the newer one and steal the other's traffic. */
+	if (ptab_overlap(d->ptab, p->key, ap->allowed_ips, ap->n_allowed_ips, other)) {
+		INC(d, refused);
+		log_fingerprint(fp, other);
+		snprintf(extra, sizeof(extra), "reason=allowed_ip_overlap other=%s", fp);
+		log_outcome(d, p, "refused", source, extra, LOG_WARN);
+		goto out;
+	}
+	memset(&wp, 0, sizeof(wp));
+	memcpy(wp.public_key, ap->public_key, 32);
+	if (ap->flags & API_PEER_HAS_PSK) {
+		memcpy(wp.preshared_key, ap->preshared_key, 32);
+		wp.flags |= WGDEV_PEER_HAS_PSK;
+	}
+	wp.endpoint = p->ep;
+	wp.flags |= WGDEV_PEER_HAS_ENDPOINT | WGDEV_PEER_REPLACE_IPS |
+		    WGDEV_PEER_HAS_KEEPALIVE;
+	wp.persistent_keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ?
+				  ap->persistent_keepalive : 0;
+	wp.allowed_ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
+	wp.n_allowed_ips = ap->n_allowed_ips;
+
+	t0 = now_mono_ns();
+	pthread_mutex_lock(&d->dev_lock);
+	if (initiate)
+		ret = wgdev_install_initiate(d->env.dev, &wp, INITIATE_KEEPALIVE);
+	else
+		ret = wgdev_set_peers(d->env.dev, &wp, 1);
+	if (ret) {
+		char q[160];
+
+		snprintf(extra, sizeof(extra), "reason=install_failed error=%s",
+			 log_quote(q, sizeof(q), wgdev_error(d->env.dev)));
+	}
+	pthread_mutex_unlock(&d->dev_lock);
+	t1 = now_mono_ns();
+	sodium_memzero(wp.preshared_key, sizeof(wp.preshared_key));
+	if (ret) {
+		INC(d, errors);
+		log_outcome(d, p, "error", source, extra, LOG_ERROR);
+		goto out;
+	}
+
+	memset(&mp, 0, sizeof(mp));
+	memcpy(mp.key, p->key, 32);
+	mp.installed_at = now_wall_s();
+	mp.first_seen_ns = p->t_event;
+	mp.installed_ns = t1;
+	mp.endpoint = p->ep;
+	mp.keepalive = wp.persistent_keepalive;
+	mp.initiated = initiate;
+	mp.ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
+	mp.n_ips = ap->n_allowed_ips;
+	if (ptab_add_managed(d->ptab, &mp))
+		dlog(LOG_ERROR, "managed", "error=out_of_memory");
+
+	memset(&cm, 0, sizeof(cm));
+	memcpy(cm.public_key, p->key, 32);
+	cm.installed_at = mp.installed_at;
+	cm.last_seen = mp.installed_at;
+	cm.endpoint = p->ep;
+	cm.flags = (initiate ? MANAGED_F_INITIATED : 0) |
+		   ((uint32_t)mp.keepalive << 16);
+	ret = cache_managed_put(d->env.cache, &cm);
+	if (ret)
+		dlog(LOG_WARN, "cache", "op=managed_put error=%s", strerror(-ret));
+
+	INC(d, installed);
+	snprintf(extra, sizeof(extra), "install_ms=%.3f initiated=%s allowed_ips=%zu",
+		 ms(t0, t1), initiate ? "true" : "false", ap->n_allowed_ips);
+	log_outcome(d, p, "installed", source, extra, LOG_INFO);
+
+	memset(&w, 0, sizeof(w));
+	memcpy(w.key, p->key, 32);
+	w.t_event = p->t_event;
+	w.t_install = t1;
+	w.initiated = initiate;
+	w.keepalive = mp.keepalive;
+	watch_add(d, &w);
+out:
+	pending_release(d, p);
+}
+
+static void handle_fetched(struct daemon *d, struct job *j)
+{
+	struct pending *p = j->f.p;
+	char extra[API_REASON_LEN + 96], q[API_REASON_LEN + 8];
+	uint64_t now = now_wall_s();
+	int ret;
+
+	p->t_fetch = now_mono_ns();
+	switch (j->f.status) {
+	case API_FOUND:
+		ret = cache_put_peer(d->env.cache, &j->f.peer, now);
+		if (ret)
+			dlog(LOG_WARN, "cache", "op=put_peer error=%s", strerror(-ret));
+		install(d, p, &j->f.peer, "api");
+		return;
+	case API_NOT_FOUND:
+		ret = cache_put_negative(d->env.cache, p->key, now);
+		if (ret)
+			dlog(LOG_WARN, "cache", "op=put_negative error=%s", strerror(-ret));
+		INC(d, unknown);
+		log_outcome(d, p, "unknown", "api", "http_status=404", LOG_INFO);
+		break;
+	case API_ERROR:
+		/* Unreachable or broken control plane: a stale answer beats none. */
+		if (p->has_stale && (j->f.err == -ETIMEDOUT || j->f.err == -ECONNREFUSED ||
+				     j->f.err == -EHOSTUNREACH || j->f.err == -EPROTO)) {
+			install(d, p, &p->stale, "stale_cache");
+			return;
+		}
+		INC(d, errors);
+		snprintf(extra, sizeof(extra), "reason=%s error=%s http_status=%ld attempts=%u",
+			 log_quote(q, sizeof(q), j->f.reason),
+			 strerrorname_np(-j->f.err) ? strerrorname_np(-j->f.err) : "?",
+			 j->f.http_status, j->f.attempts);
+		log_outcome(d, p, "api_error", "api", extra, LOG_WARN);
+		break;
+	}
+	pending_release(d, p);
+}
+
+void daemon_api_done(const uint8_t key[32], const struct api_result *res,
+		     void *ctx, void *arg)
+{
+	struct daemon *d = arg;
+	struct pending *p = ctx;
+	struct job *j;
+
+	(void)key;
+	pthread_mutex_lock(&d->qlock);
+	if (d->stopping) {
+		pthread_mutex_unlock(&d->qlock);
+		pending_release(d, p);
+		return;
+	}
+	pthread_mutex_unlock(&d->qlock);
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		pending_release(d, p);
+		return;
+	}
+	j->type = JOB_FETCHED;
+	j->f.p = p;
+	j->f.status = res->status;
+	j->f.err = res->err;
+	j->f.http_status = res->http_status;
+	j->f.attempts = res->attempts;
+	snprintf(j->f.reason, sizeof(j->f.reason), "%s", res->reason);
+	if (res->status == API_FOUND && res->peer)
+		j->f.peer = *res->peer;
+	push(d, j);
+}
+
+static void reject(struct jitwg_event *ev, const char *stage, enum noise_status st,
+		   const uint8_t *key, enum log_level lvl)
+{
+	char fp[9] = "-", ep[64];
+	union wgdev_endpoint e;
+
+	if (!LOG_ENABLED(lvl))
+		return;
+	if (key)
+		log_fingerprint(fp, key);
+	event_endpoint(ev, &e);
+	fmt_endpoint(ep, sizeof(ep), &e);
+	dlog(lvl, "reject", "peer=%s stage=%s reason=%s endpoint=%s", fp, stage,
+	     noise_status_str(st), ep);
+}
+
+static void handle_event(struct daemon *d, struct jitwg_event *ev)
+{
+	struct noise_state ns;
+	struct pending *p;
+	struct cache_entry ce;
+	union wgdev_endpoint ep;
+	uint8_t key[32], last[CACHE_TS_LEN], ts[NOISE_TIMESTAMP_LEN];
+	uint64_t t_seen = now_mono_ns(), t_ident, t_auth;
+	enum noise_status st;
+	bool busy, have_last;
+	int ret, state;
+
+	st = noise_check_shape(ev->msg, sizeof(ev->msg));
+	if (st) {
+		INC(d, bad_shape);
+		reject(ev, "shape", st, NULL, LOG_DEBUG);
+		return;
+	}
+	st = noise_check_mac1(d->env.responder, ev->msg);
+	if (st) {
+		INC(d, bad_mac1);
+		reject(ev, "mac1", st, NULL, LOG_DEBUG);
+		return;
+	}
+	st = noise_identify(d->env.responder, ev->msg, &ns, key);
+	if (st) {
+		noise_state_wipe(&ns);
+		INC(d, bad_identity);
+		reject(ev, "identify", st, NULL, LOG_DEBUG);
+		return;
+	}
+	t_ident = now_mono_ns();
+	/* Installed already: WireGuard answers it itself. */
+	if (ptab_on_device(d->ptab, key)) {
+		noise_state_wipe(&ns);
+		INC(d, sightings);
+		if (LOG_ENABLED(LOG_DEBUG)) {
+			char fp[9];
+
+			log_fingerprint(fp, key);
+			dlog(LOG_DEBUG, "sighting", "peer=%s identify_ms=%.3f", fp,
+			     ms(t_seen, t_ident));
+		}
+		return;
+	}
+	have_last = cache_ts_get(d->env.cache, key, last) == 0;
+	st = noise_authenticate(d->env.responder, ev->msg, &ns,
+				have_last ? last : NULL, ts);
+	if (st == NOISE_ERR_REPLAY) {
+		INC(d, replays);
+		reject(ev, "freshness", st, key, LOG_INFO);
+		return;
+	}
+	if (st) {
+		/* Someone encrypted this key without its private key. */
+		INC(d, bad_auth);
+		reject(ev, "authenticate", st, key, LOG_INFO);
+		return;
+	}
+	ret = cache_ts_accept(d->env.cache, key, ts);
+	if (ret == -ESTALE) {
+		INC(d, replays);
+		reject(ev, "freshness", NOISE_ERR_REPLAY, key, LOG_INFO);
+		return;
+	}
+	if (ret)
+		dlog(LOG_WARN, "cache", "op=ts_accept error=%s", strerror(-ret));
+	t_auth = now_mono_ns();
+
+	event_endpoint(ev, &ep);
+	p = pending_claim(d, key, &ep, &busy);
+	if (!p) {
+		if (busy) {
+			INC(d, waiting);
+			if (LOG_ENABLED(LOG_DEBUG)) {
+				char fp[9];
+
+				log_fingerprint(fp, key);
+				dlog(LOG_DEBUG, "provision", "peer=%s outcome=waiting", fp);
+			}
+		}
+		return;
+	}
+	p->t_event = ev->ts_ns ? ev->ts_ns : t_seen;
+	p->t_seen = t_seen;
+	p->t_ident = t_ident;
+	p->t_auth = t_auth;
+
+	state = cache_get_peer(d->env.cache, key, now_wall_s(), &ce);
+	if (state == CACHE_FRESH) {
+		install(d, p, &ce.peer, "cache");
+		sodium_memzero(&ce, sizeof(ce));
+		return;
+	}
+	if (state == CACHE_NEGATIVE) {
+		p->t_fetch = now_mono_ns();
+		INC(d, unknown);
+		log_outcome(d, p, "unknown", "cache", NULL, LOG_INFO);
+		pending_release(d, p);
+		return;
+	}
+	if (state == CACHE_STALE) {
+		p->has_stale = true;
+		p->stale = ce.peer;
+		sodium_memzero(&ce, sizeof(ce));
+	} else if (state < 0) {
+		dlog(LOG_WARN, "cache", "op=get_peer error=%s", strerror(-state));
+	}
+	ret = d->api ? api_submit(d->api, key, p) : -ESHUTDOWN;
+	if (ret == 0 || ret == API_ATTACHED)
+		return; /* daemon_api_done() continues */
+	if (p->has_stale) {
+		install(d, p, &p->stale, "stale_cache");
+		return;
+	}
+	p->t_fetch = now_mono_ns();
+	if (ret == -EAGAIN) {
+		INC(d, waiting);
+		log_outcome(d, p, "rate_limited", "api", NULL, LOG_INFO);
+	} else {
+		char extra[64];
+
+		INC(d, errors);
+		snprintf(extra, sizeof(extra), "reason=submit_failed error=%s",
+			 strerrorname_np(-ret) ? strerrorname_np(-ret) : "?");
+		log_outcome(d, p, "api_error", "api", extra, LOG_WARN);
+	}
+	pending_release(d, p);
+}
+
+static void *worker(void *arg)
+{
+	struct daemon *d = arg;
+	struct job *j;
+
+	for (;;) {
+		pthread_mutex_lock(&d->qlock);
+		while (!d->qhead && !d->stopping)
+			pthread_cond_wait(&d->qcond, &d->qlock);
+		if (d->stopping) {
+			pthread_mutex_unlock(&d->qlock);
+			return NULL;
+		}
+		j = d->qhead;
+		d->qhead = j->next;
+		if (!d->qhead)
+			d->qtail = NULL;
+		d->qlen--;
+		pthread_mutex_unlock(&d->qlock);
+
+		if (j->type == JOB_EVENT)
+			handle_event(d, &j->ev);
+		else
+			handle_fetched(d, j);
+		if (j->type == JOB_FETCHED)
+			sodium_memzero(&j->f.peer, sizeof(j->f.peer));
+		free(j);
+	}
+}
+
+/* ---- monitor: handshake watch and eviction ---- */
+
+static int cmp_peer(const void *a, const void *b)
+{
+	return memcmp(((const struct wgdev_peer *)a)->public_key,
+		      ((const struct wgdev_peer *)b)->public_key, 32);
+}
+
+static const struct wgdev_peer *find_peer(const struct wgdev_peer *v, size_t n,
+					  const uint8_t key[static 32])
+{
+	struct wgdev_peer k;
+
+	memcpy(k.public_key, key, 32);
+	return bsearch(&k, v, n, sizeof(*v), cmp_peer);
+}
+
+static int list_sorted(struct daemon *d, struct wgdev_peer **peers, size_t *n)
+{
+	int ret;
+
+	pthread_mutex_lock(&d->dev_lock);
+	ret = wgdev_list_peers(d->env.dev, peers, n);
+	if (ret)
+		dlog(LOG_WARN, "device", "op=list_peers error=%s",
+		     wgdev_error(d->env.dev));
+	pthread_mutex_unlock(&d->dev_lock);
+	if (!ret)
+		qsort(*peers, *n, sizeof(**peers), cmp_peer);
+	return ret;
+}
+
+static void restore_keepalive(struct daemon *d, const uint8_t key[static 32],
+			      uint16_t keepalive)
+{
+	int ret;
+
+	pthread_mutex_lock(&d->dev_lock);
+	ret = wgdev_restore_keepalive(d->env.dev, key, keepalive);
+	pthread_mutex_unlock(&d->dev_lock);
+	if (ret) {
+		char fp[9];
+
+		log_fingerprint(fp, key);
+		dlog(LOG_WARN, "device", "op=restore_keepalive peer=%s error=%s", fp,
+		     strerrorname_np(-ret) ? strerrorname_np(-ret) : "?");
+	}
+}
+
+/* Watched peers whose handshake completed: log the timeline's last step. */
+static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size_t n)
+{
+	uint64_t now = now_mono_ns(), window;
+	size_t i = 0;
+
+	window = (uint64_t)d->env.opts->handshake_window * 1000000000ull;
+	pthread_mutex_lock(&d->mlock);
+	while (i < d->n_watches) {
+		struct watch w = d->watches[i];
+		const struct wgdev_peer *p = find_peer(peers, n, w.key);
+		bool done = p && p->last_handshake.tv_sec;
+		bool drop = !p || now - w.t_install > window;
+
+		if (!done && !drop) {
+			i++;
+			continue;
+		}
+		d->watches[i] = d->watches[--d->n_watches];
+		pthread_mutex_unlock(&d->mlock);
+		if (done) {
+			char fp[9];
+
+			if (w.initiated)
+				restore_keepalive(d, w.key, w.keepalive);
+			ptab_update_managed(d->ptab, w.key, p->last_handshake.tv_sec, true);
+			INC(d, handshakes);
+			log_fingerprint(fp, w.key);
+			dlog(LOG_INFO, "handshake",
+			     "peer=%s outcome=done since_initiation_ms=%.3f since_install_ms=%.3f initiated=%s",
+			     fp, ms(w.t_event, now), ms(w.t_install, now),
+			     w.initiated ? "true" : "false");
+		}
+		pthread_mutex_lock(&d->mlock);
+	}
+	pthread_mutex_unlock(&d->mlock);
+}
+
+static void sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n)
+{
+	struct managed_peer *mps = NULL;
+	uint8_t (*victims)[32] = NULL;
+	enum evict_verdict *why = NULL;
+	size_t n_mps = 0, n_v = 0, i;
+	uint64_t now = now_wall_s();
+	struct wgdev_info info;
+	int ret;
+
+	ptab_refresh_device(d->ptab, peers, n);
+	if (ptab_snapshot_managed(d->ptab, &mps, &n_mps))
+		return;
+	victims = calloc(n_mps ? n_mps : 1, sizeof(*victims));
+	why = calloc(n_mps ? n_mps : 1, sizeof(*why));
+	if (!victims || !why)
+		goto out;
+	for (i = 0; i < n_mps; i++) {
+		const struct wgdev_peer *p = find_peer(peers, n, mps[i].key);
+		uint64_t hs = p ? (uint64_t)p->last_handshake.tv_sec : 0;
+		enum evict_verdict v = evict_decide(&d->policy, now, p != NULL,
+						    mps[i].installed_at, hs);
+		char fp[9];
+
+		log_fingerprint(fp, mps[i].key);
+		if (v == EVICT_GONE) {
+			/* Removed by someone else: forget it, touch nothing. */
+			ptab_remove(d->ptab, mps[i].key);
+			cache_managed_del(d->env.cache, mps[i].key);
+			dlog(LOG_INFO, "evict", "peer=%s outcome=forgotten reason=gone", fp);
+			continue;
+		}
+		if (v == EVICT_KEEP) {
+			ptab_update_managed(d->ptab, mps[i].key, hs, hs != 0);
+			/* A keepalive left at the initiate value (crash, failed
+			 * restore) would keep the peer alive forever. */
+			if (hs && mps[i].initiated &&
+			    p->persistent_keepalive != mps[i].keepalive)
+				restore_keepalive(d, mps[i].key, mps[i].keepalive);
+			continue;
+		}
+		memcpy(victims[n_v], mps[i].key, 32);
+		why[n_v++] = v;
+	}
+	if (n_v) {
+		pthread_mutex_lock(&d->dev_lock);
+		ret = wgdev_remove_peers(d->env.dev, (const uint8_t(*)[32])victims, n_v);
+		if (ret)
+			dlog(LOG_ERROR, "evict", "outcome=error error=%s",
+			     wgdev_error(d->env.dev));
+		pthread_mutex_unlock(&d->dev_lock);
+		for (i = 0; i < n_v && !ret; i++) {
+			const struct wgdev_peer *p = find_peer(peers, n, victims[i]);
+			char fp[9];
+
+			ptab_remove(d->ptab, victims[i]);
+			cache_managed_del(d->env.cache, victims[i]);
+			INC(d, evicted);
+			log_fingerprint(fp, victims[i]);
+			dlog(LOG_INFO, "evict",
+			     "peer=%s outcome=evicted reason=%s idle_s=%lld", fp,
+			     evict_verdict_str(why[i]),
+			     p && p->last_handshake.tv_sec ?
+			     (long long)(now - p->last_handshake.tv_sec) : -1LL);
+		}
+	}
+	/* The XDP port follows the device's listen port. */
+	pthread_mutex_lock(&d->dev_lock);
+	ret = wgdev_get_info(d->env.dev, &info);
+	pthread_mutex_unlock(&d->dev_lock);
+	sodium_memzero(info.private_key, sizeof(info.private_key));
+	if (!ret && info.listen_port != d->env.listen_port && d->env.capture) {
+		uint16_t port = info.listen_port;
+
+		if (!capture_set_ports(d->env.capture, &port, 1)) {
+			dlog(LOG_INFO, "port", "old=%u new=%u", d->env.listen_port, port);
+			d->env.listen_port = port;
+		}
+	}
+out:
+	free(victims);
+	free(why);
+	free(mps);
+}
+
+static void *monitor(void *arg)
+{
+	struct daemon *d = arg;
+	uint64_t interval = (uint64_t)d->env.opts->evict_interval * 1000000000ull;
+	uint64_t next_sweep = now_mono_ns() + interval, poll_ns = WATCH_POLL_MIN_US * 1000ull;
+
+	for (;;) {
+		struct wgdev_peer *peers = NULL;
+		size_t n = 0;
+		bool do_sweep, watching;
+		uint64_t t0, now;
+
+		pthread_mutex_lock(&d->mlock);
+		for (;;) {
+			struct timespec ts;
+			uint64_t until;
+
+			now = now_mono_ns();
+			if (d->mon_stop || d->sweep_requested || now >= next_sweep)
+				break;
+			if (d->n_watches) {
+				until = now + poll_ns;
+				if (until > next_sweep)
+					until = next_sweep;
+			} else {
+				until = next_sweep;
+			}
+			/* mcond uses CLOCK_MONOTONIC (daemon_new). */
+			ts.tv_sec = until / 1000000000ull;
+			ts.tv_nsec = until % 1000000000ull;
+			if (pthread_cond_timedwait(&d->mcond, &d->mlock, &ts) == ETIMEDOUT &&
+			    d->n_watches)
+				break;
+		}
+		if (d->mon_stop) {
+			pthread_mutex_unlock(&d->mlock);
+			return NULL;
+		}
+		do_sweep = d->sweep_requested || now_mono_ns() >= next_sweep;
+		d->sweep_requested = false;
+		watching = d->n_watches > 0;
+		pthread_mutex_unlock(&d->mlock);
+		if (!do_sweep && !watching)
+			continue;
+
+		t0 = now_mono_ns();
+		if (list_sorted(d, &peers, &n)) {
+			if (do_sweep)
+				next_sweep = now_mono_ns() + interval;
+			continue;
+		}
+		/* Listing a big device is not free: poll no more than half the time. */
+		poll_ns = 2 * (now_mono_ns() - t0);
+		if (poll_ns < WATCH_POLL_MIN_US * 1000ull)
+			poll_ns = WATCH_POLL_MIN_US * 1000ull;
+		if (watching)
+			check_watches(d, peers, n);
+		if (do_sweep) {
+			sweep(d, peers, n);
+			next_sweep = now_mono_ns() + interval;
+			dlog(LOG_DEBUG, "sweep", "device_peers=%zu managed=%zu ms=%.3f", n,
+			     ptab_count_managed(d->ptab), ms(t0, now_mono_ns()));
+		}
+		wgdev_peers_free(peers, n);
+	}
+}
+
+/* ---- lifecycle ---- */
+
+int daemon_new(struct daemon **out, const struct daemon_env *env)
+{
+	struct daemon *d = calloc(1, sizeof(*d));
+	pthread_condattr_t ca;
+	int ret;
+
+	if (!d)
+		return -ENOMEM;
+	d->env = *env;
+	d->policy.idle_timeout = env->opts->idle_timeout;
+	d->policy.handshake_window = env->opts->handshake_window;
+	ret = ptab_new(&d->ptab);
+	if (ret) {
+		free(d);
+		return ret;
+	}
+	pthread_mutex_init(&d->dev_lock, NULL);
+	pthread_mutex_init(&d->qlock, NULL);
+	pthread_cond_init(&d->qcond, NULL);
+	pthread_mutex_init(&d->plock, NULL);
+	pthread_mutex_init(&d->mlock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->mcond, &ca);
+	pthread_condattr_destroy(&ca);
+	*out = d;
+	return 0;
+}
+
+void daemon_set_api(struct daemon *d, struct api_client *api)
+{
+	d->api = api;
+}
+
+void daemon_set_capture(struct daemon *d, struct capture *c)
+{
+	d->env.capture = c;
+}
+
+int daemon_reconcile(struct daemon *d, size_t *n_device, size_t *n_managed)
+{
+	struct wgdev_peer *peers = NULL;
+	size_t n = 0, i, m = 0;
+	int ret;
+
+	ret = list_sorted(d, &peers, &n);
+	if (ret)
+		return ret;
+	ptab_refresh_device(d->ptab, peers, n);
+	/* One point lookup per device peer: start-up never walks the cache. */
+	for (i = 0; i < n; i++) {
+		struct cache_managed cm;
+		struct managed_peer mp;
+
+		if (cache_managed_get(d->env.cache, peers[i].public_key, &cm))
+			continue;
+		memset(&mp, 0, sizeof(mp));
+		memcpy(mp.key, cm.public_key, 32);
+		mp.installed_at = cm.installed_at;
+		mp.last_handshake = peers[i].last_handshake.tv_sec;
+		mp.handshake_done = mp.last_handshake != 0;
+		mp.endpoint = cm.endpoint;
+		mp.initiated = cm.flags & MANAGED_F_INITIATED;
+		mp.keepalive = cm.flags >> 16;
+		mp.ips = peers[i].allowed_ips;
+		mp.n_ips = peers[i].n_allowed_ips;
+		if (!ptab_add_managed(d->ptab, &mp))
+			m++;
+	}
+	wgdev_peers_free(peers, n);
+	*n_device = n;
+	*n_managed = m;
+	return 0;
+}
+
+int daemon_start(struct daemon *d)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned int i;
+	int ret;
+
+	d->n_workers = d->env.opts->workers ? d->env.opts->workers :
+		       (cpus > 0 ? (unsigned int)cpus : 1);
+	d->workers = calloc(d->n_workers, sizeof(*d->workers));
+	if (!d->workers)
+		return -ENOMEM;
+	for (i = 0; i < d->n_workers; i++) {
+		ret = pthread_create(&d->workers[i], NULL, worker, d);
+		if (ret)
+			return -ret;
+		d->n_started++;
+	}
+	ret = pthread_create(&d->monitor, NULL, monitor, d);
+	if (ret)
+		return -ret;
+	d->mon_started = true;
+	return 0;
+}
+
+void daemon_request_sweep(struct daemon *d)
+{
+	pthread_mutex_lock(&d->mlock);
+	d->sweep_requested = true;
+	pthread_cond_signal(&d->mcond);
+	pthread_mutex_unlock(&d->mlock);
+}
+
+void daemon_stop(struct daemon *d)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&d->qlock);
+	d->stopping = true;
+	pthread_cond_broadcast(&d->qcond);
+	pthread_mutex_unlock(&d->qlock);
+	for (i = 0; i < d->n_started; i++)
+		pthread_join(d->workers[i], NULL);
+	d->n_started = 0;
+	pthread_mutex_lock(&d->mlock);
+	d->mon_stop = true;
+	pthread_cond_signal(&d->mcond);
+	pthread_mutex_unlock(&d->mlock);
+	if (d->mon_started)
+		pthread_join(d->monitor, NULL);
+	d->mon_started = false;
+}
+
+void daemon_free(struct daemon *d)
+{
+	struct job *j, *n;
+	size_t i;
+
+	if (!d)
+		return;
+	for (j = d->qhead; j; j = n) {
+		n = j->next;
+		if (j->type == JOB_FETCHED) {
+			sodium_memzero(&j->f.peer, sizeof(j->f.peer));
+			pending_release(d, j->f.p);
+		}
+		free(j);
+	}
+	for (i = 0; i < PENDING_BUCKETS; i++) {
+		struct pending *p = d->pending[i], *next;
+
+		/* Only keys whose fetch never completed (api destroyed first). */
+		for (; p; p = next) {
+			next = p->next;
+			sodium_memzero(&p->stale, sizeof(p->stale));
+			free(p);
+		}
+	}
+	ptab_free(d->ptab);
+	free(d->watches);
+	free(d->workers);
+	free(d);
+}
+
+void daemon_get_stats(struct daemon *d, struct daemon_stats *o)
+{
+#define G(f) o->f = atomic_load(&d->st.f)
+	G(events); G(queue_full); G(bad_shape); G(bad_mac1); G(bad_identity);
+	G(sightings); G(bad_auth); G(replays); G(waiting); G(installed);
+	G(unknown); G(refused); G(errors); G(handshakes); G(evicted);
+#undef G
+}

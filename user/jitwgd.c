@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: MIT
+/*
+ * jitwgd: just-in-time WireGuard peer provisioning.
+ *
+ * open device (private key, listen port) → cache → api client → reconcile
+ * → workers → XDP capture → main loop (ring buffer, signals) → clean stop.
+ * Exit status: 0 clean stop, 1 runtime failure, 2 bad usage.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "api.h"
+#include "cache.h"
+#include "capture.h"
+#include "daemon.h"
+#include "keys.h"
+#include "noise.h"
+#include "wgdev.h"
+
+#define DEFAULT_CACHE_DIR "/var/lib/jitwg"
+
+static int mkdir_p(const char *path)
+{
+	char buf[4096], *s;
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (s = buf + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(buf, 0700) && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	if (mkdir(buf, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t t_start = now_mono_ns();
+	struct daemon_opts o;
+	struct wgdev *dev = NULL;
+	struct wgdev_info info;
+	struct noise_responder *resp = NULL;
+	struct cache *cache = NULL;
+	struct api_client *api = NULL;
+	struct daemon *d = NULL;
+	struct capture *cap = NULL;
+	struct daemon_env env;
+	struct api_config ac;
+	struct capture_opts co;
+	struct daemon_stats st;
+	char err[512], q[600];
+	size_t n_dev = 0, n_managed = 0;
+	sigset_t mask;
+	int sfd = -1, ret, status = 1;
+	bool running = true;
+	uint16_t port;
+
+	opts_init(&o);
+	ret = opts_parse(&o, argc, argv, err, sizeof(err));
+	if (ret == 1) {
+		opts_free(&o);
+		return 0;
+	}
+	if (ret || opts_validate(&o, err, sizeof(err))) {
+		fprintf(stderr, "jitwgd: %s\n", err);
+		opts_free(&o);
+		return 2;
+	}
+	log_level_current = o.log_level;
+	if (!o.cache_dir)
+		o.cache_dir = strdup(DEFAULT_CACHE_DIR);
+	if (!o.cache_dir || sodium_init() < 0) {
+		dlog(LOG_ERROR, "start", "error=\"sodium_init or out of memory\"");
+		goto out;
+	}
+
+	/* Signals go through a signalfd; threads inherit the blocked mask. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		dlog(LOG_ERROR, "start", "error=signalfd:%s", strerror(errno));
+		goto out;
+	}
+
+	ret = wgdev_open(&dev, o.wg_dev, o.backend);
+	if (ret) {
+		dlog(LOG_ERROR, "start", "stage=device device=%s error=%s", o.wg_dev,
+		     log_quote(q, sizeof(q), dev ? wgdev_error(dev) : strerror(-ret)));
+		goto out;
+	}
+	/* The key comes from the device, never from a file. */
+	ret = wgdev_get_info(dev, &info);
+	if (!ret && key_is_zero(info.private_key))
+		ret = -ENOKEY;
+	if (!ret)
+		ret = noise_responder_new(&resp, info.private_key);
+	sodium_memzero(info.private_key, sizeof(info.private_key));
+	if (ret) {
+		dlog(LOG_ERROR, "start", "stage=device device=%s error=%s", o.wg_dev,
+		     log_quote(q, sizeof(q), ret == -ENOKEY ?
+			       "the device has no private key: set one with wg set DEV private-key FILE" :
+			       wgdev_error(dev)));
+		goto out;
+	}
+	port = info.listen_port ? info.listen_port : WG_DEFAULT_PORT;
+
+	ret = mkdir_p(o.cache_dir);
+	if (!ret)
+		ret = cache_open(&cache, o.cache_dir, NULL);
+	if (ret) {
+		dlog(LOG_ERROR, "start", "stage=cache dir=%s error=%s",
+		     log_quote(q, sizeof(q), o.cache_dir), strerror(-ret));
+		goto out;
+	}
+
+	memset(&env, 0, sizeof(env));
+	env.opts = &o;
+	env.dev = dev;
+	env.responder = resp;
+	env.cache = cache;
+	env.listen_port = port;
+	ret = daemon_new(&d, &env);
+	if (ret)
+		goto out;
+
+	memset(&ac, 0, sizeof(ac));
+	ac.url = o.api_url;
+	ac.token_file = o.api_token_file;
+	ac.ca_file = o.ca_file;
+	ac.done = daemon_api_done;
+	ac.arg = d;
+	ret = api_create(&api, &ac, err, sizeof(err));
+	if (ret) {
+		dlog(LOG_ERROR, "start", "stage=api error=%s",
+		     log_quote(q, sizeof(q), err));
+		goto out;
+	}
+	daemon_set_api(d, api);
+
+	ret = daemon_reconcile(d, &n_dev, &n_managed);
+	if (ret) {
+		dlog(LOG_ERROR, "start", "stage=reconcile error=%s",
+		     log_quote(q, sizeof(q), wgdev_error(dev)));
+		goto out;
+	}
+	ret = daemon_start(d);
+	if (ret) {
+		dlog(LOG_ERROR, "start", "stage=threads error=%s", strerror(-ret));
+		goto out;
+	}
+
+	memset(&co, 0, sizeof(co));
+	co.ifname = o.xdp_dev;
+	co.mode = o.xdp_mode;
+	co.pin_dir = o.pin_dir;
+	co.ports = &port;
+	co.n_ports = 1;
+	ret = capture_open(&cap, &co, daemon_on_event, d);
+	if (ret) {
+		dlog(LOG_ERROR, "start", "stage=capture xdp_dev=%s error=%s",
+		     o.xdp_dev ? o.xdp_dev : "-",
+		     log_quote(q, sizeof(q), cap ? capture_error(cap) : capture_open_error()));
+		cap = NULL;
+		goto out;
+	}
+	daemon_set_capture(d, cap);
+
+	dlog(LOG_INFO, "ready",
+	     "wg_dev=%s backend=%s listen_port=%u xdp_dev=%s xdp_mode=%s device_peers=%zu "
+	     "managed=%zu workers=%u initiate_back=%s idle_timeout_s=%u startup_ms=%.3f",
+	     o.wg_dev, wgdev_backend(dev) == WGDEV_UAPI ? "uapi" : "netlink", port,
+	     o.xdp_dev ? o.xdp_dev : "-", o.xdp_mode == CAPTURE_PINNED ? "pinned" :
+	     capture_is_native(cap) ? "native" : "generic", n_dev, n_managed,
+	     o.workers, o.initiate_back ? "true" : "false", o.idle_timeout,
+	     (double)(now_mono_ns() - t_start) / 1e6);
+
+	while (running) {
+		struct pollfd pfd[2] = {
+			{ .fd = capture_fd(cap), .events = POLLIN },
+			{ .fd = sfd, .events = POLLIN },
+		};
+
+		ret = poll(pfd, 2, -1);
+		if (ret < 0) {
+			if (errno == EINTR)
+				continue;
+			dlog(LOG_ERROR, "loop", "error=poll:%s", strerror(errno));
+			break;
+		}
+		if (pfd[0].revents) {
+			ret = capture_poll(cap, 0);
+			if (ret < 0 && ret != -EINTR) {
+				dlog(LOG_ERROR, "loop", "error=capture_poll:%s",
+				     strerror(-ret));
+				break;
+			}
+		}
+		if (pfd[1].revents) {
+			struct signalfd_siginfo si;
+
+			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+				if (si.ssi_signo == SIGHUP) {
+					dlog(LOG_INFO, "signal", "signal=HUP action=sweep");
+					daemon_request_sweep(d);
+				} else {
+					dlog(LOG_INFO, "signal", "signal=%s action=stop",
+					     si.ssi_signo == SIGTERM ? "TERM" : "INT");
+					running = false;
+				}
+			}
+		}
+	}
+	status = running ? 1 : 0;
+
+out:
+	/* Stop order: no new events, no new work, no more callbacks, then
+	 * the stores they write to. */
+	if (cap)
+		capture_close(cap);
+	if (d)
+		daemon_stop(d);
+	if (api)
+		api_destroy(api);
+	if (d) {
+		daemon_get_stats(d, &st);
+		if (status == 0)
+			dlog(LOG_INFO, "stop",
+			     "events=%lu installed=%lu handshakes=%lu evicted=%lu unknown=%lu "
+			     "refused=%lu errors=%lu bad_auth=%lu replays=%lu sightings=%lu "
+			     "queue_full=%lu",
+			     (unsigned long)st.events, (unsigned long)st.installed,
+			     (unsigned long)st.handshakes, (unsigned long)st.evicted,
+			     (unsigned long)st.unknown, (unsigned long)st.refused,
+			     (unsigned long)st.errors, (unsigned long)st.bad_auth,
+			     (unsigned long)st.replays, (unsigned long)st.sightings,
+			     (unsigned long)st.queue_full);
+		daemon_free(d);
+	}
+	if (cache)
+		cache_close(cache);
+	noise_responder_free(resp);
+	if (dev)
+		wgdev_close(dev);
+	if (sfd >= 0)
+		close(sfd);
+	opts_free(&o);
+	return status;
+}
