@@ -36,6 +36,7 @@ struct capture {
 	int fd_src, fd_global;
 	int prog_fd;
 	int ncpus;
+	bool busy; /* the last poll consumed events */
 	char err[ERR_LEN];
 };
 
@@ -420,11 +421,29 @@ int capture_fd(const struct capture *c)
 	return ring_buffer__epoll_fd(c->rb);
 }
 
+/*
+ * The kernel wakes a ring-buffer consumer only when that consumer had caught
+ * up (bpf_ringbuf_submit's adaptive notification), and a wakeup costs the
+ * XDP program some 400 ns per event. So while events keep coming, consume
+ * in batches COALESCE_US apart instead of sleeping in epoll: the producer
+ * then finds data pending and skips the wakeup. An idle consumer sleeps in
+ * epoll and the first event wakes it at once.
+ */
+enum { COALESCE_US = 200 };
+
 int capture_poll(struct capture *c, int timeout_ms)
 {
-	int n = timeout_ms ? ring_buffer__poll(c->rb, timeout_ms) :
-			     ring_buffer__consume(c->rb);
+	int n;
 
+	if (c->busy && timeout_ms) {
+		usleep(COALESCE_US);
+		n = ring_buffer__consume(c->rb);
+		if (n > 0)
+			return n;
+	}
+	n = timeout_ms ? ring_buffer__poll(c->rb, timeout_ms) :
+			 ring_buffer__consume(c->rb);
+	c->busy = n > 0;
 	if (n == -EINTR)
 		return 0;
 	if (n < 0)

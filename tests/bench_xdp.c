@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+/*
+ * make bench-xdp: per-packet cost of the capture program through
+ * BPF_PROG_TEST_RUN, beside a bare "return XDP_PASS" program measured in
+ * the same run (the floor). Median of several rounds of REPEAT runs each.
+ *
+ *   build/bench_xdp [REPEAT] [ROUNDS]
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+
+#include "capture.h"
+#include "frames.h"
+
+static struct capture *cap;
+static volatile int draining;
+static unsigned long long drained;
+
+static int on_event(void *ctx, const struct jitwg_event *ev)
+{
+	(void)ctx;
+	(void)ev;
+	drained++;
+	return 0;
+}
+
+/* Consumer running on the other core while the initiation case runs. */
+static void *drain(void *arg)
+{
+	(void)arg;
+	while (draining)
+		capture_poll(cap, 50);
+	capture_poll(cap, 0);
+	return NULL;
+}
+
+static int bare_prog(void)
+{
+	/* r0 = XDP_PASS; exit */
+	struct bpf_insn insns[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .imm = XDP_PASS },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+
+	return bpf_prog_load(BPF_PROG_TYPE_XDP, "bare_pass", "GPL", insns, 2, NULL);
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	return (int)(*(const __u32 *)a - *(const __u32 *)b);
+}
+
+/* Median ns per packet over `rounds` runs of `repeat` packets. */
+static double measure(int prog, const uint8_t *frame, size_t len, int repeat,
+		      int rounds)
+{
+	__u32 d[16];
+	int i;
+
+	for (i = 0; i < rounds; i++) {
+		LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame,
+			    .data_size_in = len, .repeat = repeat);
+
+		if (bpf_prog_test_run_opts(prog, &o)) {
+			fprintf(stderr, "bench_xdp: test run: %s\n", strerror(errno));
+			exit(1);
+		}
+		d[i] = o.duration;
+	}
+	qsort(d, rounds, sizeof(d[0]), cmp_u32);
+	return d[rounds / 2];
+}
+
+struct bcase {
+	const char *name;
+	struct frame_spec spec;
+	uint8_t type;
+	int limited; /* 1: rate-limit everything; 0: limits off */
+	double target; /* ns over the floor */
+};
+
+int main(int argc, char **argv)
+{
+	static const struct bcase cases[] = {
+		{ "non-UDP (IPv4 TCP)", { .family = 4, .l4proto = 6, .sport = 1, .dport = 80, .payload_len = 64 }, 0, 0, 5 },
+		{ "UDP to another port", { .family = 4, .sport = 5353, .dport = 53, .payload_len = 64 }, 0, 0, 5 },
+		{ "WireGuard data (type 4)", { .family = 4, .sport = 40000, .dport = 51820, .payload_len = 128 }, 4, 0, 5 },
+		{ "initiation -> ring buffer", { .family = 4, .sport = 40000, .dport = 51820, .payload_len = 148 }, 0, 0, 100 },
+		{ "initiation rate-limited", { .family = 4, .sport = 40000, .dport = 51820, .payload_len = 148 }, 0, 1, 100 },
+	};
+	struct capture_opts opts = { .mode = CAPTURE_LOAD_ONLY };
+	int repeat = argc > 1 ? atoi(argv[1]) : 1000000;
+	int rounds = argc > 2 ? atoi(argv[2]) : 5;
+	uint8_t frame[FRAME_MAX], msg[160];
+	uint64_t c0[JITWG_CTR_MAX], c1[JITWG_CTR_MAX];
+	struct frame_layout l;
+	double floor_ns;
+	int bare;
+	size_t i;
+
+	if (rounds < 1 || rounds > 16 || repeat < 1) {
+		fprintf(stderr, "usage: bench_xdp [REPEAT] [ROUNDS<=16]\n");
+		return 2;
+	}
+	if (capture_open(&cap, &opts, on_event, NULL)) {
+		fprintf(stderr, "bench_xdp: %s\n", capture_open_error());
+		return 1;
+	}
+	bare = bare_prog();
+	if (bare < 0) {
+		fprintf(stderr, "bench_xdp: cannot load the bare program: %s\n",
+			strerror(errno));
+		return 1;
+	}
+
+	frame_initiation(msg, 1);
+	{
+		struct frame_spec floor_spec = cases[0].spec;
+
+		floor_spec.payload = msg;
+		frame_build(frame, &floor_spec, &l);
+	}
+	floor_ns = measure(bare, frame, l.len, repeat, rounds);
+
+	printf("XDP per-packet cost, BPF_PROG_TEST_RUN, %d packets x %d rounds (median)\n\n",
+	       repeat, rounds);
+	printf("%-28s %10s %10s %10s %12s  %s\n", "case", "ns/pkt", "floor",
+	       "over floor", "target over", "");
+	printf("%-28s %10.1f %10s %10s %12s\n", "bare XDP_PASS (floor)", floor_ns,
+	       "-", "-", "-");
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct bcase *bc = &cases[i];
+		struct frame_spec spec = bc->spec;
+		struct jitwg_config cfg = {};
+		pthread_t t;
+		double ns, over;
+
+		spec.payload = msg;
+		msg[0] = bc->type ? bc->type : 1;
+		frame_build(frame, &spec, &l);
+		if (bc->limited)
+			cfg = (struct jitwg_config){ .src_rate = 1, .src_burst = 1 };
+		capture_set_limits(cap, &cfg);
+		capture_reset_limits(cap);
+		capture_read_counters(cap, c0);
+		draining = 1;
+		pthread_create(&t, NULL, drain, NULL);
+		ns = measure(capture_prog_fd(cap), frame, l.len, repeat, rounds);
+		draining = 0;
+		pthread_join(t, NULL);
+		capture_read_counters(cap, c1);
+		over = ns - floor_ns;
+		printf("%-28s %10.1f %10.1f %10.1f %12.0f  %s", bc->name, ns,
+		       floor_ns, over, bc->target,
+		       over <= bc->target ? "meets" : "MISSES");
+		if (c1[JITWG_CTR_EVENTS] > c0[JITWG_CTR_EVENTS] ||
+		    c1[JITWG_CTR_RINGBUF_FULL] > c0[JITWG_CTR_RINGBUF_FULL])
+			printf(" (events %llu, ring full %llu)",
+			       (unsigned long long)(c1[JITWG_CTR_EVENTS] - c0[JITWG_CTR_EVENTS]),
+			       (unsigned long long)(c1[JITWG_CTR_RINGBUF_FULL] -
+						    c0[JITWG_CTR_RINGBUF_FULL]));
+		if (bc->limited)
+			printf(" (limited %llu)",
+			       (unsigned long long)(c1[JITWG_CTR_LIMITED_SRC] -
+						    c0[JITWG_CTR_LIMITED_SRC]));
+		printf("\n");
+	}
+	printf("\nring buffer events drained by userspace during the run: %llu\n",
+	       drained);
+	close(bare);
+	capture_close(cap);
+	return 0;
+}
