@@ -316,6 +316,119 @@ static void test_limits(void)
 	CHECK("rate 0 disables limits", got == 50, "%d of 50 passed", got);
 }
 
+/*
+ * Reference matcher, written from the spec rather than from the BPF code:
+ * returns 1 for an initiation (payload offset in *off), 0 for other
+ * traffic, -1 for what the program must count as malformed.
+ */
+static int reference(const uint8_t *f, size_t len, size_t *off)
+{
+	size_t o = 12, l4len, hl;
+	uint16_t proto, udplen, dport;
+	int v;
+
+	if (len < 14)
+		return -1;
+	proto = f[12] << 8 | f[13];
+	o = 14;
+	for (v = 0; v < 2 && (proto == 0x8100 || proto == 0x88a8); v++) {
+		if (o + 4 > len)
+			return -1;
+		proto = f[o + 2] << 8 | f[o + 3];
+		o += 4;
+	}
+	if (proto == 0x0800) {
+		if (o + 20 > len)
+			return -1;
+		hl = (f[o] & 15) * 4;
+		if ((f[o] >> 4) != 4 || hl < 20 || o + hl > len)
+			return -1;
+		if (f[o + 9] != 17 || ((f[o + 6] << 8 | f[o + 7]) & 0x3fff))
+			return 0;
+		if ((size_t)(f[o + 2] << 8 | f[o + 3]) < hl)
+			return -1;
+		l4len = (f[o + 2] << 8 | f[o + 3]) - hl;
+		o += hl;
+	} else if (proto == 0x86dd) {
+		if (o + 40 > len)
+			return -1;
+		if ((f[o] >> 4) != 6)
+			return -1;
+		if (f[o + 6] != 17)
+			return 0;
+		l4len = f[o + 4] << 8 | f[o + 5];
+		o += 40;
+	} else {
+		return 0;
+	}
+	if (o + 8 > len)
+		return -1;
+	dport = f[o + 2] << 8 | f[o + 3];
+	udplen = f[o + 4] << 8 | f[o + 5];
+	if (dport != 51820 && dport != 51821)
+		return 0;
+	if (udplen != 156)
+		return 0;
+	if (l4len != 156 || o + 8 + 148 > len)
+		return -1;
+	*off = o + 8;
+	return f[o + 8] == 1 && !f[o + 9] && !f[o + 10] && !f[o + 11];
+}
+
+/*
+ * Hostile input: valid frames of every shape with random bytes changed
+ * and random cuts. The program must pass every frame, and agree with the
+ * reference matcher on event and malformed counter.
+ */
+static void test_mutations(void)
+{
+	enum { ROUNDS = 20000 };
+	static const struct frame_spec shapes[] = {
+		V4(), V6(), V4(.vlans = 1), V6(.vlans = 2), V4(.ip_opts = 20),
+		V4(.vlans = 2, .ip_opts = 4),
+	};
+	uint8_t frame[FRAME_MAX], msg[148];
+	uint64_t d[JITWG_CTR_MAX];
+	struct frame_layout l;
+	unsigned int seed = 0x5eed;
+	int i, disagree = 0, got = 0, malformed = 0;
+
+	for (i = 0; i < ROUNDS && disagree < 5; i++) {
+		struct frame_spec spec = shapes[i % 6];
+		size_t len, off = 0, flips, k;
+		int want, verdict;
+
+		frame_initiation(msg, i);
+		spec.payload = msg;
+		len = frame_build(frame, &spec, &l);
+		flips = rand_r(&seed) % 4;
+		for (k = 0; k < flips; k++) {
+			/* mostly in the headers, where the parser looks */
+			size_t at = rand_r(&seed) % (l.payload + 4);
+
+			frame[at] = rand_r(&seed) % 3 ? rand_r(&seed) : frame[at] ^ 1;
+		}
+		if (rand_r(&seed) % 4 == 0)
+			len = 14 + rand_r(&seed) % (len - 13);
+		want = reference(frame, len, &off);
+		verdict = run(frame, len, d);
+		if (verdict != XDP_PASS || n_events != (want == 1) ||
+		    d[JITWG_CTR_MALFORMED] != (want == -1) ||
+		    (n_events == 1 && memcmp(events[0].msg, frame + off, 148))) {
+			printf("  round %d: verdict %d, %d events, malformed +%llu; reference says %d\n",
+			       i, verdict, n_events,
+			       (unsigned long long)d[JITWG_CTR_MALFORMED], want);
+			disagree++;
+		}
+		got += n_events;
+		malformed += want == -1;
+	}
+	CHECK("20000 mutated frames agree with the reference matcher",
+	      !disagree && got > 100 && malformed > 100,
+	      "%d disagreements (%d events, %d malformed)", disagree, got,
+	      malformed);
+}
+
 static void test_settings(void)
 {
 	struct jitwg_config bad = { .src_rate = 5, .src_burst = 0 };
@@ -342,6 +455,7 @@ int main(void)
 	/* The table checks parsing; limits are off so every row is independent. */
 	capture_set_limits(cap, &wide);
 	test_table();
+	test_mutations();
 	test_limits();
 	test_settings();
 	capture_close(cap);
