@@ -209,6 +209,7 @@ void daemon_request_sweep(struct daemon *d);
 /* Stop threads; pending fetches are dropped. */
 void daemon_stop(struct daemon *d);
 void daemon_free(struct daemon *d);
+unsigned int daemon_workers(const struct daemon *d);
 void daemon_get_stats(struct daemon *d, struct daemon_stats *out);
 
 /* ---- time helpers ---- */

@@ -1038,3 +1038,8 @@ void daemon_get_stats(struct daemon *d, struct daemon_stats *o)
 	G(unknown); G(refused); G(errors); G(handshakes); G(evicted);
 #undef G
 }
+
+unsigned int daemon_workers(const struct daemon *d)
+{
+	return d->n_workers;
+}

@@ -50,6 +50,7 @@ static int mkdir_p(const char *path)
 int main(int argc, char **argv)
 {
 	uint64_t t_start = now_mono_ns();
+	double t_dev = 0, t_cache = 0, t_api = 0, t_rec = 0, t_cap = 0;
 	struct daemon_opts o;
 	struct wgdev *dev = NULL;
 	struct wgdev_info info;
@@ -104,7 +105,7 @@ int main(int argc, char **argv)
 	ret = wgdev_open(&dev, o.wg_dev, o.backend);
 	if (ret) {
 		dlog(LOG_ERROR, "start", "stage=device device=%s error=%s", o.wg_dev,
-		     log_quote(q, sizeof(q), dev ? wgdev_error(dev) : strerror(-ret)));
+		     log_quote(q, sizeof(q), wgdev_error(dev)));
 		goto out;
 	}
 	/* The key comes from the device, never from a file. */
@@ -122,6 +123,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	port = info.listen_port ? info.listen_port : WG_DEFAULT_PORT;
+	t_dev = now_mono_ns();
 
 	ret = mkdir_p(o.cache_dir);
 	if (!ret)
@@ -132,6 +134,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	t_cache = now_mono_ns();
 	memset(&env, 0, sizeof(env));
 	env.opts = &o;
 	env.dev = dev;
@@ -155,6 +158,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	daemon_set_api(d, api);
+	t_api = now_mono_ns();
 
 	ret = daemon_reconcile(d, &n_dev, &n_managed);
 	if (ret) {
@@ -162,6 +166,7 @@ int main(int argc, char **argv)
 		     log_quote(q, sizeof(q), wgdev_error(dev)));
 		goto out;
 	}
+	t_rec = now_mono_ns();
 	ret = daemon_start(d);
 	if (ret) {
 		dlog(LOG_ERROR, "start", "stage=threads error=%s", strerror(-ret));
@@ -183,15 +188,19 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	daemon_set_capture(d, cap);
+	t_cap = now_mono_ns();
 
 	dlog(LOG_INFO, "ready",
 	     "wg_dev=%s backend=%s listen_port=%u xdp_dev=%s xdp_mode=%s device_peers=%zu "
-	     "managed=%zu workers=%u initiate_back=%s idle_timeout_s=%u startup_ms=%.3f",
+	     "managed=%zu workers=%u initiate_back=%s idle_timeout_s=%u startup_ms=%.3f "
+	     "device_ms=%.3f cache_ms=%.3f api_ms=%.3f reconcile_ms=%.3f capture_ms=%.3f",
 	     o.wg_dev, wgdev_backend(dev) == WGDEV_UAPI ? "uapi" : "netlink", port,
 	     o.xdp_dev ? o.xdp_dev : "-", o.xdp_mode == CAPTURE_PINNED ? "pinned" :
 	     capture_is_native(cap) ? "native" : "generic", n_dev, n_managed,
-	     o.workers, o.initiate_back ? "true" : "false", o.idle_timeout,
-	     (double)(now_mono_ns() - t_start) / 1e6);
+	     daemon_workers(d), o.initiate_back ? "true" : "false", o.idle_timeout,
+	     (double)(now_mono_ns() - t_start) / 1e6, (t_dev - t_start) / 1e6,
+	     (t_cache - t_dev) / 1e6, (t_api - t_cache) / 1e6, (t_rec - t_api) / 1e6,
+	     (t_cap - t_rec) / 1e6);
 
 	while (running) {
 		struct pollfd pfd[2] = {

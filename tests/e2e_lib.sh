@@ -1,0 +1,156 @@
+# Shared set-up for jitwgd's end-to-end tests (tests/test_e2e.sh), the demo
+# (scripts/demo.sh) and the benchmark (scripts/bench_e2e.sh). Needs
+# tests/lib.sh sourced first (ns, netns_add, on_exit, fail, wait_for).
+#
+#   ns "c" (clients)                          ns "g" (gateway)
+#   wireguard-go jw<id>c* 10.77.0.N/32        wireguard-go jw<id>g 10.77.0.1/16, :51820
+#   veth vc 192.168.77.2/24  <------------->  veth vg 192.168.77.1/24 (XDP native)
+#                                             control plane 127.0.0.1:$CP_PORT
+#                                             jitwgd --wg-dev jw<id>g --xdp-dev vg
+
+E2E_GW_IP=192.168.77.1
+E2E_GW_TUN=10.77.0.1
+JITWGD=$BUILD/jitwgd
+LOADGEN=$BUILD/jitwg-loadgen
+CONTROL_PLANE=${CONTROL_PLANE:-$ROOT/scripts/control-plane.py}
+export WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1
+
+e2e_tmp() {
+	umask 077
+	TMP=$(mktemp -d /tmp/jitwg-e2e.XXXXXX)
+	on_exit "rm -rf $TMP"
+	umask 022
+}
+
+# wggo NS DEV: start wireguard-go for DEV inside NS, wait for its socket.
+wggo() {
+	local n=$1 dev=$2
+	ip netns exec "$n" wireguard-go -f "$dev" >"$TMP/wggo-$dev.log" 2>&1 &
+	on_exit "kill $! 2>/dev/null; rm -f /var/run/wireguard/$dev.sock"
+	wait_for 5 test -S "/var/run/wireguard/$dev.sock" || fail "wireguard-go $dev did not start"
+}
+
+# e2e_topo: both namespaces, the veth, the gateway device without peers.
+e2e_topo() {
+	G=$(ns g) C=$(ns c) WGG=jw${RUNID}g
+	netns_add g
+	netns_add c
+	ip link add vc netns "$C" type veth peer name vg netns "$G" || fail "veth"
+	ip -n "$C" addr add 192.168.77.2/24 dev vc
+	ip -n "$G" addr add $E2E_GW_IP/24 dev vg
+	ip -n "$C" link set vc up
+	ip -n "$G" link set vg up
+	wggo "$G" "$WGG"
+	wg genkey >"$TMP/gw.key"
+	GW_PUB=$(wg pubkey <"$TMP/gw.key")
+	ip netns exec "$G" wg set "$WGG" private-key "$TMP/gw.key" listen-port 51820 ||
+		fail "wg set on the gateway"
+	ip -n "$G" addr add $E2E_GW_TUN/16 dev "$WGG"
+	ip -n "$G" link set "$WGG" up
+	E2E_NCLIENTS=0
+}
+
+# e2e_client VAR TUN_IP [NS]: a wireguard-go client with a fresh key and the
+# gateway as its only peer; VAR_DEV, VAR_PUB, VAR_KEY (file), VAR_NS are set.
+e2e_client() {
+	local var=$1 ip=$2 n=${3:-$C} dev
+	E2E_NCLIENTS=$((E2E_NCLIENTS + 1))
+	dev=jw${RUNID}c$E2E_NCLIENTS
+	wggo "$n" "$dev"
+	wg genkey >"$TMP/$dev.key"
+	ip netns exec "$n" wg set "$dev" private-key "$TMP/$dev.key" \
+		listen-port $((41000 + E2E_NCLIENTS)) \
+		peer "$GW_PUB" endpoint $E2E_GW_IP:51820 allowed-ips $E2E_GW_TUN/32 ||
+		fail "wg set on client $dev"
+	ip -n "$n" addr add "$ip/32" dev "$dev"
+	ip -n "$n" link set "$dev" up
+	ip -n "$n" route add $E2E_GW_TUN/32 dev "$dev" 2>/dev/null
+	printf -v "${var}_DEV" %s "$dev"
+	printf -v "${var}_PUB" %s "$(wg pubkey <"$TMP/$dev.key")"
+	printf -v "${var}_KEY" %s "$TMP/$dev.key"
+	printf -v "${var}_NS" %s "$n"
+}
+
+# e2e_cp [ARGS]: the reference control plane inside the gateway namespace,
+# on loopback, serving $TMP/peers/*.json; CP_URL, CP_PID set. Restarting it
+# (e2e_cp_stop; e2e_cp) keeps the same port.
+e2e_cp() {
+	mkdir -p "$TMP/peers"
+	local port=${CP_PORT:-0}
+	rm -f "$TMP/cp.port"
+	ip netns exec "$G" python3 "$CONTROL_PLANE" --peers "$TMP/peers" \
+		--port "$port" --port-file "$TMP/cp.port" --log "$TMP/cp.log" "$@" \
+		2>>"$TMP/cp.err" &
+	CP_PID=$!
+	on_exit "kill $CP_PID 2>/dev/null"
+	wait_for 5 test -s "$TMP/cp.port" || fail "control plane did not start: $(cat "$TMP/cp.err")"
+	CP_PORT=$(cat "$TMP/cp.port")
+	CP_URL=http://127.0.0.1:$CP_PORT
+}
+
+e2e_cp_stop() {
+	kill "$CP_PID" 2>/dev/null
+	wait "$CP_PID" 2>/dev/null
+	return 0
+}
+
+# cp_add PUB IP...: register a peer.
+cp_add() {
+	local pub=$1 f
+	shift
+	f=$TMP/peers/$(printf %s "$pub" | tr '/+' '_-').json
+	python3 -c 'import json,sys; print(json.dumps({"public_key": sys.argv[1], "allowed_ips": sys.argv[2:]}))' \
+		"$pub" "$@" >"$f.tmp" && mv "$f.tmp" "$f"
+}
+
+cp_get() { ip netns exec "$G" curl -s --max-time 5 "$CP_URL$1"; }
+cp_post() { ip netns exec "$G" curl -s --max-time 5 -X POST -d "$2" "$CP_URL$1" >/dev/null; }
+cp_mode() { cp_post /_mode "$1"; }
+
+# cp_requests PUB: /peers requests the control plane got for this key.
+cp_requests() {
+	local k
+	k=$(printf %s "$1" | tr '/+' '_-' | tr -d '=')
+	cp_get /_stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["by_key"].get(sys.argv[1], 0))' "$k"
+}
+cp_total() {
+	cp_get /_stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["peers_requests"])'
+}
+
+# e2e_jitwgd [ARGS]: jitwgd in the gateway namespace, native XDP on vg;
+# waits for its "ready" line. JW_PID, JW_LOG set.
+e2e_jitwgd() {
+	JW_LOG=${JW_LOG:-$TMP/jitwgd.log}
+	ip netns exec "$G" "$JITWGD" --wg-dev "$WGG" --xdp-dev vg --xdp-mode native \
+		--api "$CP_URL" --cache-dir "$TMP/cache" "$@" 2>>"$JW_LOG" &
+	JW_PID=$!
+	on_exit "kill $JW_PID 2>/dev/null; sleep 0.2; kill -9 $JW_PID 2>/dev/null"
+	wait_for 10 grep -q "msg=ready" "$JW_LOG" || {
+		cat "$JW_LOG" >&2
+		fail "jitwgd did not start"
+	}
+}
+
+e2e_jitwgd_stop() {
+	kill "$JW_PID" 2>/dev/null
+	wait "$JW_PID" 2>/dev/null
+	return 0
+}
+
+# fp PUB: the 8-character fingerprint jitwgd logs for a key.
+fp() { printf %s "${1:0:8}"; }
+
+# gw_has PUB: the gateway device has this peer.
+gw_has() { ip netns exec "$G" wg show "$WGG" peers | grep -qxF "$1"; }
+
+# cping CLIENT_PREFIX [COUNT] [WAIT]: ping the gateway's tunnel address from
+# a client (e2e_client variable prefix).
+cping() {
+	local n dev
+	n=$(eval echo "\$${1}_NS")
+	dev=$(eval echo "\$${1}_DEV")
+	ip netns exec "$n" ping -c "${2:-1}" -W "${3:-5}" -I "$dev" $E2E_GW_TUN
+}
+
+# jwlog_count PATTERN: lines of the jitwgd log matching the ERE.
+jwlog_count() { grep -cE "$1" "$JW_LOG"; }
