@@ -34,6 +34,7 @@ enum {
 };
 
 #define INPUT_CAP (64 * 1024)
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *prog = "jitwgctl";
 
@@ -56,7 +57,8 @@ static int read_all(int fd, uint8_t *buf, size_t cap, size_t *len)
 	}
 }
 
-static void print_timestamp(const char *label, const uint8_t ts[NOISE_TIMESTAMP_LEN])
+static void print_timestamp(const char *label,
+			    const uint8_t ts[NOISE_TIMESTAMP_LEN])
 {
 	char hex[2 * NOISE_TIMESTAMP_LEN + 1], when[64];
 	double unix_s = noise_timestamp_unix(ts);
@@ -202,7 +204,10 @@ static int cmd_decode(int argc, char **argv)
 	       (uint32_t)msg[4] | (uint32_t)msg[5] << 8 |
 		       (uint32_t)msg[6] << 16 | (uint32_t)msg[7] << 24);
 
-	/* The stages one by one, so a failed authentication can still name the claim. */
+	/*
+	 * Stage by stage, to name the key even when authentication fails: as
+	 * "claimed", since anyone can put any public key in a message.
+	 */
 	status = noise_check_shape(msg, sizeof(msg));
 	if (!status)
 		status = noise_check_mac1(r, msg);
@@ -210,9 +215,14 @@ static int cmd_decode(int argc, char **argv)
 		status = noise_identify(r, msg, &st, pub);
 		if (!status) {
 			key_to_base64(b64, pub);
-			printf("initiator: %s\n", b64);
 			status = noise_authenticate(r, msg, &st,
 						    last_hex ? last : NULL, ts);
+			/* A replay was still made by the key's holder. */
+			if (status == NOISE_OK || status == NOISE_ERR_REPLAY)
+				printf("initiator: %s\n", b64);
+			else
+				printf("claimed_initiator: %s (not authenticated)\n",
+				       b64);
 		}
 	}
 	if (status == NOISE_OK || status == NOISE_ERR_REPLAY)
@@ -305,8 +315,9 @@ static int exchange(const struct sockaddr_storage *ss, socklen_t sslen,
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		left = timeout_ms - (int)((now.tv_sec - start.tv_sec) * 1000 +
-					  (now.tv_nsec - start.tv_nsec) / 1000000);
+		left = timeout_ms -
+		       (int)((now.tv_sec - start.tv_sec) * 1000 +
+			     (now.tv_nsec - start.tv_nsec) / 1000000);
 		if (left <= 0) {
 			printf("response: none within %d ms\n", timeout_ms);
 			ret = EXIT_REJECTED;
@@ -317,7 +328,7 @@ static int exchange(const struct sockaddr_storage *ss, socklen_t sslen,
 			continue;
 		n = recv(fd, reply, sizeof(reply), 0);
 		if (n < 0) {
-			/* ICMP port unreachable surfaces here on a connected socket. */
+			/* A connected socket reports ICMP port unreachable. */
 			printf("response: none (%m)\n");
 			ret = EXIT_REJECTED;
 			goto out;
@@ -325,7 +336,8 @@ static int exchange(const struct sockaddr_storage *ss, socklen_t sslen,
 		if (n < 12)
 			continue;
 		receiver = (uint32_t)reply[8] | (uint32_t)reply[9] << 8 |
-			   (uint32_t)reply[10] << 16 | (uint32_t)reply[11] << 24;
+			   (uint32_t)reply[10] << 16 |
+			   (uint32_t)reply[11] << 24;
 		printf("response: type %u, %zd bytes, receiver index %" PRIu32 "\n",
 		       reply[0], n, receiver);
 		if (reply[0] == 2 && n == 92 && receiver == sender_index) {
@@ -404,10 +416,10 @@ static int cmd_initiate(int argc, char **argv)
 			sender_index = (uint32_t)v;
 			break;
 		case 'd':
-			for (i = 0; i < sizeof(defect_names) / sizeof(defect_names[0]); i++)
+			for (i = 0; i < ARRAY_SIZE(defect_names); i++)
 				if (!strcmp(optarg, defect_names[i].name))
 					break;
-			if (i == sizeof(defect_names) / sizeof(defect_names[0]))
+			if (i == ARRAY_SIZE(defect_names))
 				goto bad;
 			defects |= defect_names[i].flag;
 			break;
@@ -489,7 +501,7 @@ static void usage(FILE *f)
 
 	fprintf(f, "usage: %s COMMAND [OPTIONS]   (%s COMMAND --help)\n", prog,
 		prog);
-	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+	for (i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 }
 
@@ -506,7 +518,7 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return EXIT_OK;
 	}
-	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+	for (i = 0; i < ARRAY_SIZE(commands); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].run(argc - 1, argv + 1);
 	fprintf(stderr, "%s: unknown command '%s'\n", prog, argv[1]);

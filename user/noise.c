@@ -5,7 +5,8 @@
  * builds it. Symmetric primitives are in noise_crypto.c.
  *
  * Initiator -> responder, with Ci/Hi the chaining key and hash:
- *   Ci = HASH(CONSTRUCTION)            Hi = HASH(HASH(Ci ‖ IDENTIFIER) ‖ Sr_pub)
+ *   Ci = HASH(CONSTRUCTION)
+ *   Hi = HASH(HASH(Ci ‖ IDENTIFIER) ‖ Sr_pub)
  *   Ci = KDF1(Ci, E_pub)               Hi = HASH(Hi ‖ E_pub)
  *   (Ci, k) = KDF2(Ci, DH(E, Sr))      static = AEAD(k, 0, Si_pub, Hi)
  *                                      Hi = HASH(Hi ‖ static)
@@ -53,7 +54,7 @@ struct noise_responder {
 	uint8_t public_key[NOISE_KEY_LEN];
 	/* HASH(LABEL_MAC1 ‖ Sr_pub) */
 	uint8_t mac1_key[NOISE_HASH_LEN];
-	/* C0 = HASH(CONSTRUCTION) and H0 = HASH(HASH(C0 ‖ IDENTIFIER) ‖ Sr_pub) */
+	/* C0 = HASH(CONSTRUCTION), H0 = HASH(HASH(C0 ‖ IDENTIFIER) ‖ Sr_pub) */
 	uint8_t chaining_key[NOISE_HASH_LEN];
 	uint8_t hash[NOISE_HASH_LEN];
 };
@@ -115,17 +116,25 @@ int noise_responder_new(struct noise_responder **out,
 	*out = NULL;
 	if (sodium_init() < 0)
 		return -EIO;
-	/* Guarded, locked pages (sodium_malloc mlocks them), wiped by sodium_free. */
+	/*
+	 * Guard pages around it, wiped by sodium_free(). sodium_malloc() also
+	 * mlocks, but ignores failure; lock again to know it held (it must not
+	 * reach swap or a core dump).
+	 */
 	r = sodium_malloc(sizeof(*r));
 	if (!r)
 		return -ENOMEM;
+	if (sodium_mlock(r, sizeof(*r))) {
+		sodium_free(r);
+		return -ENOMEM;
+	}
 	memcpy(r->private_key, private_key, NOISE_KEY_LEN);
 	if (crypto_scalarmult_base(r->public_key, r->private_key)) {
 		sodium_free(r);
 		return -EINVAL;
 	}
 	precompute(r->chaining_key, r->hash, r->mac1_key, r->public_key);
-	/* Nothing writes it again: a stray write now faults instead of leaking. */
+	/* Nothing writes it again: a stray write faults instead of leaking. */
 	sodium_mprotect_readonly(r);
 	*out = r;
 	return 0;
@@ -150,9 +159,9 @@ void noise_state_wipe(struct noise_state *st)
 
 enum noise_status noise_check_shape(const uint8_t *msg, size_t len)
 {
-	/* Type 1 is one little-endian u32 with the three reserved bytes zero. */
-	if (!msg || len != NOISE_INITIATION_LEN || msg[0] != MESSAGE_INITIATION ||
-	    msg[1] || msg[2] || msg[3])
+	/* Type 1 is a little-endian u32: three reserved bytes must be zero. */
+	if (!msg || len != NOISE_INITIATION_LEN ||
+	    msg[0] != MESSAGE_INITIATION || msg[1] || msg[2] || msg[3])
 		return NOISE_ERR_SHAPE;
 	return NOISE_OK;
 }
@@ -172,8 +181,10 @@ enum noise_status noise_check_mac1(const struct noise_responder *r,
 
 	if (mac1(mac, r->mac1_key, msg))
 		return NOISE_ERR_INTERNAL;
-	/* Constant time, though mac1 is not secret: a habit that costs nothing. */
-	return crypto_verify_16(mac, msg + OFF_MAC1) ? NOISE_ERR_MAC1 : NOISE_OK;
+	/* Constant time, though mac1 is not secret: a habit, costs nothing. */
+	if (crypto_verify_16(mac, msg + OFF_MAC1))
+		return NOISE_ERR_MAC1;
+	return NOISE_OK;
 }
 
 /* Temporaries of one stage, wiped together on every path. */

@@ -51,7 +51,8 @@ static int b2s(uint8_t *out, const void *in, const void *key, size_t outlen,
 
 static int b2s_init(blake2s_state *S, size_t outlen)
 {
-	return use_ref() ? blake2s_init_ref(S, outlen) : blake2s_init(S, outlen);
+	return use_ref() ? blake2s_init_ref(S, outlen)
+			 : blake2s_init(S, outlen);
 }
 
 static int b2s_update(blake2s_state *S, const void *in, size_t inlen)
@@ -75,8 +76,9 @@ int noise_blake2s(uint8_t *out, size_t outlen, const void *in, size_t inlen,
 	/* libb2 rejects a NULL input even when it is empty. */
 	if (!in)
 		in = "";
-	return b2s(out, in, keylen ? key : NULL, outlen, inlen, keylen) ? -EINVAL
-									 : 0;
+	if (b2s(out, in, keylen ? key : NULL, outlen, inlen, keylen))
+		return -EINVAL;
+	return 0;
 }
 
 void noise_hash2(uint8_t out[static NOISE_HASH_LEN], const void *a, size_t alen,
@@ -104,7 +106,7 @@ int noise_hmac(uint8_t out[static NOISE_HASH_LEN], const uint8_t *key,
 	size_t i;
 	int ret = -EINVAL;
 
-	/* WireGuard's keys are 32 bytes; longer than a block would need a prehash. */
+	/* WireGuard's keys are 32 bytes; over a block would need a prehash. */
 	if (keylen > sizeof(pad) || (!key && keylen) || (!in && inlen))
 		goto out;
 
