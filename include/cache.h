@@ -11,10 +11,12 @@
  *              that replay protection survives restarts (WireGuard paper §5.1)
  *   "managed"  peers jitwgd installed: when, from which endpoint, last seen
  *
- * Durability: every write is one LMDB transaction committed with LMDB's
- * default durable sync (no MDB_NOSYNC), so a kill -9 or a crash at any moment
- * leaves the last committed state; reopening never needs a repair. Opening is
- * O(1) in the cache size (nothing is scanned).
+ * Durability: every write is one LMDB transaction. By default it is
+ * committed with LMDB's durable sync (no MDB_NOSYNC), so a kill -9 or a crash
+ * at any moment leaves the last committed state; reopening never needs a
+ * repair. That costs an fsync per write (~0.5 ms on the dev VM, see
+ * `make bench-cache`); enum cache_sync trades some of it away, see there.
+ * Opening is O(1) in the cache size (nothing is scanned).
  *
  * Threads: one cache handle is shared by all threads. Every call runs its own
  * transaction (MDB_NOTLS: read transactions are not bound to a thread); write
@@ -47,11 +49,33 @@ enum {
 /* 4 GiB of address space (sparse file): > 1,000,000 entries of each kind. */
 #define CACHE_DEFAULT_MAP_SIZE (4ULL << 30)
 
+/*
+ * Commit durability. Every mode survives kill -9 of the process at any
+ * moment with nothing lost: a commit has written its pages to the kernel
+ * before it returns, and the kernel outlives the process. The modes differ
+ * only on an OS crash or power loss.
+ */
+enum cache_sync {
+	CACHE_SYNC_FULL,     /* default: data and meta pages synced per commit;
+			      * an OS crash loses nothing acknowledged */
+	CACHE_SYNC_NOMETA,   /* MDB_NOMETASYNC: data synced per commit, the meta
+			      * page at the next commit: an OS crash can undo
+			      * the last commit, never damage the file; ~2x */
+	CACHE_SYNC_PERIODIC, /* MDB_NOSYNC + a thread syncing every
+			      * sync_interval_ms: an OS crash loses up to one
+			      * interval of writes and, on a file system that
+			      * reorders writes, can damage the file (then
+			      * delete the cache dir: it is a cache, managed
+			      * peers are reconciled from the device); ~40x */
+};
+
 /* Zero fields take the defaults. */
 struct cache_options {
 	uint64_t map_size;       /* bytes [CACHE_DEFAULT_MAP_SIZE] */
 	uint32_t default_ttl;    /* positive TTL when the answer has none [300] */
 	uint32_t negative_ttl;   /* 404 TTL [30] */
+	enum cache_sync sync;    /* [CACHE_SYNC_FULL] */
+	uint32_t sync_interval_ms; /* CACHE_SYNC_PERIODIC [1000] */
 };
 
 enum cache_state {
@@ -82,6 +106,7 @@ struct cache;
 /*
  * Open (creating dir's files 0600 if needed; dir itself must exist).
  * opts may be NULL. One handle per process per directory (LMDB rule).
+ * cache_close() syncs whatever a non-FULL mode left unsynced.
  */
 int cache_open(struct cache **out, const char *dir,
 	       const struct cache_options *opts);
@@ -89,6 +114,10 @@ void cache_close(struct cache *c);
 
 /* Store a 200 answer; expires_at = now + (peer ttl if given, else default). */
 int cache_put_peer(struct cache *c, const struct api_peer *peer, uint64_t now);
+
+/* Store n answers in one transaction (one sync): bulk loads, benchmarks. */
+int cache_put_peers(struct cache *c, const struct api_peer *peers, size_t n,
+		    uint64_t now);
 
 /* Store a 404 for key; expires at now + negative_ttl. */
 int cache_put_negative(struct cache *c, const uint8_t key[static 32],

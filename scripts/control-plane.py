@@ -9,10 +9,11 @@ Serves the jitwgd contract on loopback:
             "preshared_key": "<base64>", "persistent_keepalive": N, "ttl": N}
       404  unknown key          401  token missing or wrong (--token-file)
 
-Peers come from --peers PATH, re-read on every request (tests may add or
-remove peers while the server runs):
+Peers come from --peers PATH, and changes are seen at once (tests may add or
+remove peers while the server runs; add files by rename):
   - a directory: every *.json file in it is one peer record (an object with
-    at least "public_key" and "allowed_ips");
+    at least "public_key" and "allowed_ips"); a file named after the key
+    (<base64url key>.json, '=' padding optional) is found without a scan;
   - a file: one JSON object mapping base64 public key -> record (the record's
     "public_key" defaults to the map key).
 Records are served as stored (extra fields included), so a test can also
@@ -84,12 +85,39 @@ class State:
         self.by_status = {}
         self.huge_bytes_sent = 0
 
-    def load(self):
-        """Map of raw 32-byte key -> record, re-read on every request."""
-        out = {}
+    def lookup(self, raw):
+        """The record for a raw 32-byte key, or None.
+
+        A directory is looked up by file name first (<base64url key>.json,
+        padded or not: one open, whatever the number of peers), then through
+        an index of every record, rebuilt when the directory changes (files
+        are added by rename, which changes its mtime). A map file is re-read
+        when it changes."""
         path = self.peers
         if not path:
-            return out
+            return None
+        if os.path.isdir(path):
+            url = base64.urlsafe_b64encode(raw).decode()
+            for name in (url, url.rstrip("=")):
+                try:
+                    with open(os.path.join(path, name + ".json")) as f:
+                        return json.load(f)
+                except FileNotFoundError:
+                    continue
+                except (OSError, ValueError):
+                    return None  # being written, or broken on purpose
+        return self.index().get(raw)
+
+    def index(self):
+        path = self.peers
+        try:
+            stamp = os.stat(path).st_mtime_ns
+        except OSError:
+            return {}
+        with STATE_LOCK:
+            if getattr(self, "_stamp", None) == stamp:
+                return self._index
+        out = {}
         if os.path.isdir(path):
             for name in sorted(os.listdir(path)):
                 if not name.endswith(".json"):
@@ -101,12 +129,17 @@ class State:
                 except (OSError, ValueError, KeyError, TypeError):
                     continue  # a file being written, or broken on purpose
         else:
-            with open(path) as f:
-                data = json.load(f)
-            for k, rec in data.items():
-                rec = dict(rec)
-                rec.setdefault("public_key", k)
-                out[base64.b64decode(k)] = rec
+            try:
+                with open(path) as f:
+                    data = json.load(f)
+                for k, rec in data.items():
+                    rec = dict(rec)
+                    rec.setdefault("public_key", k)
+                    out[base64.b64decode(k)] = rec
+            except (OSError, ValueError, AttributeError):
+                return {}
+        with STATE_LOCK:
+            self._stamp, self._index = stamp, out
         return out
 
 
@@ -185,7 +218,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 raise ValueError
         except ValueError:
             return self.reply_json(400, {"error": "bad key"}, key)
-        rec = st.load().get(raw)
+        rec = st.lookup(raw)
         if rec is None:
             return self.reply_json(404, {"error": "unknown key"}, key)
         rec = dict(rec)

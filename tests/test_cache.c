@@ -214,6 +214,26 @@ static void test_entries(struct cache *c)
 	ret = cache_get_peer(c, p.public_key, 10, &e);
 	ok &= EXPECT(ret == CACHE_FRESH && peer_eq(&p, &e.peer), "state %d", ret);
 	CHECK("cache_max_allowed_ips", ok, "see above");
+
+	/* A batch in one transaction. */
+	{
+		struct api_peer batch[50];
+
+		for (uint32_t i = 0; i < 50; i++)
+			peer_of(&batch[i], 5000 + i);
+		ret = cache_put_peers(c, batch, 50, 20);
+		ok = EXPECT(ret == 0, "put_peers %d", ret);
+		for (uint32_t i = 0; i < 50; i++) {
+			ret = cache_get_peer(c, batch[i].public_key, 20, &e);
+			ok &= EXPECT(ret == CACHE_FRESH &&
+					     peer_eq(&batch[i], &e.peer),
+				     "batch %u: %d", i, ret);
+		}
+		batch[7].n_allowed_ips = API_MAX_ALLOWED_IPS + 1;
+		ret = cache_put_peers(c, batch, 50, 20);
+		ok &= EXPECT(ret == -EINVAL, "oversized refused %d", ret);
+		CHECK("cache_put_peers_batch", ok, "see above");
+	}
 }
 
 static void test_ts(struct cache *c)
@@ -473,14 +493,15 @@ static void test_threads(struct cache *c)
  * Child: write in a loop, each iteration a positive entry, a timestamp and a
  * managed record derived from i, and report i on the pipe after it committed.
  */
-static void writer(int fd, uint32_t base)
+static void writer(int fd, uint32_t base, enum cache_sync sync)
 {
+	struct cache_options o = { .sync = sync, .sync_interval_ms = 20 };
 	struct cache *c;
 	struct api_peer p;
 	struct cache_managed m;
 	uint8_t ts[12];
 
-	if (cache_open(&c, dir, NULL))
+	if (cache_open(&c, dir, &o))
 		_exit(2);
 	for (uint32_t i = base;; i++) {
 		peer_of(&p, i);
@@ -532,7 +553,12 @@ static int verify_cb(const struct cache_managed *m, void *arg)
 
 static void test_kill9(void)
 {
-	static const int delays_ms[] = { 30, 77, 150 };
+	/* Every durability mode must survive the death of the process. */
+	static const int delays_ms[] = { 30, 77, 150, 45, 60, 100 };
+	static const enum cache_sync modes[] = {
+		CACHE_SYNC_FULL,   CACHE_SYNC_FULL,     CACHE_SYNC_FULL,
+		CACHE_SYNC_NOMETA, CACHE_SYNC_PERIODIC, CACHE_SYNC_PERIODIC,
+	};
 	size_t total = 0;
 	int ok = 1;
 
@@ -550,7 +576,7 @@ static void test_kill9(void)
 		pid = fork();
 		if (pid == 0) {
 			close(fds[0]);
-			writer(fds[1], (uint32_t)r * 1000000);
+			writer(fds[1], (uint32_t)r * 1000000, modes[r]);
 		}
 		close(fds[1]);
 		/* Wait for the first commit, then kill at an arbitrary moment. */
@@ -581,8 +607,8 @@ static void test_kill9(void)
 		total += last + 1 - (uint32_t)r * 1000000;
 		ok &= EXPECT(n >= total, "round %zu: count %zu < acked %zu", r,
 			     n, total);
-		printf("  kill -9 round %zu: %u writes acknowledged, %zu managed\n",
-		       r, last + 1 - (uint32_t)r * 1000000, n);
+		printf("  kill -9 round %zu (sync mode %d): %u writes acknowledged, %zu managed\n",
+		       r, modes[r], last + 1 - (uint32_t)r * 1000000, n);
 		cache_close(c);
 	}
 	CHECK("cache_kill9_consistent", ok, "see above");

@@ -12,10 +12,12 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <lmdb.h>
 #include <sodium.h>
@@ -65,6 +67,13 @@ struct cache {
 	MDB_env *env;
 	MDB_dbi peers, ts, managed;
 	uint32_t default_ttl, negative_ttl;
+	/* CACHE_SYNC_PERIODIC: the syncing thread */
+	uint32_t sync_interval_ms;
+	bool syncer;
+	bool stop;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
 };
 
 static int err(int rc)
@@ -87,12 +96,43 @@ static int err(int rc)
 	}
 }
 
+/* CACHE_SYNC_PERIODIC: flush committed pages every interval. */
+static void *syncer(void *arg)
+{
+	struct cache *c = arg;
+	struct timespec t;
+
+	pthread_mutex_lock(&c->mu);
+	while (!c->stop) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		t.tv_sec += c->sync_interval_ms / 1000;
+		t.tv_nsec += (long)(c->sync_interval_ms % 1000) * 1000000;
+		if (t.tv_nsec >= 1000000000) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000;
+		}
+		while (!c->stop &&
+		       pthread_cond_timedwait(&c->cv, &c->mu, &t) != ETIMEDOUT)
+			;
+		if (c->stop)
+			break;
+		pthread_mutex_unlock(&c->mu);
+		mdb_env_sync(c->env, 1);
+		pthread_mutex_lock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
 int cache_open(struct cache **out, const char *dir,
 	       const struct cache_options *opts)
 {
+	enum cache_sync sync = CACHE_SYNC_FULL;
+	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
 	struct cache *c;
 	MDB_txn *txn = NULL;
 	uint64_t map_size = CACHE_DEFAULT_MAP_SIZE;
+	pthread_condattr_t ca;
 	int dead, rc;
 
 	c = calloc(1, sizeof(*c));
@@ -107,7 +147,20 @@ int cache_open(struct cache **out, const char *dir,
 			c->default_ttl = opts->default_ttl;
 		if (opts->negative_ttl)
 			c->negative_ttl = opts->negative_ttl;
+		sync = opts->sync;
+		c->sync_interval_ms = opts->sync_interval_ms;
 	}
+	if (!c->sync_interval_ms)
+		c->sync_interval_ms = 1000;
+	if (sync == CACHE_SYNC_NOMETA)
+		flags |= MDB_NOMETASYNC;
+	else if (sync == CACHE_SYNC_PERIODIC)
+		flags |= MDB_NOSYNC;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cv, &ca);
+	pthread_condattr_destroy(&ca);
 
 	rc = mdb_env_create(&c->env);
 	if (rc)
@@ -125,10 +178,11 @@ int cache_open(struct cache **out, const char *dir,
 	 * MDB_NOTLS: read transactions own a reader slot per transaction, not
 	 * per thread, so any worker may read at any time. MDB_NORDAHEAD: lookups
 	 * are random, readahead would only inflate the resident set of a large
-	 * cache. Durable commits (no MDB_NOSYNC / MDB_NOMETASYNC): a crash never
-	 * loses an acknowledged write; the price is one fsync per write.
+	 * cache. By default durable commits (no MDB_NOSYNC / MDB_NOMETASYNC):
+	 * a crash never loses an acknowledged write; the price is one fsync per
+	 * write. See enum cache_sync for the other modes.
 	 */
-	rc = mdb_env_open(c->env, dir, MDB_NOTLS | MDB_NORDAHEAD, 0600);
+	rc = mdb_env_open(c->env, dir, flags, 0600);
 	if (rc)
 		goto err_env;
 	/* Reader slots left behind by a killed process would pin old pages. */
@@ -149,12 +203,20 @@ int cache_open(struct cache **out, const char *dir,
 	rc = mdb_txn_commit(txn);
 	if (rc)
 		goto err_env;
+	if (sync == CACHE_SYNC_PERIODIC) {
+		rc = pthread_create(&c->thread, NULL, syncer, c);
+		if (rc)
+			goto err_env;
+		c->syncer = true;
+	}
 	*out = c;
 	return 0;
 
 err_env:
 	mdb_env_close(c->env);
 err_free:
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
 	free(c);
 	return err(rc);
 }
@@ -163,7 +225,18 @@ void cache_close(struct cache *c)
 {
 	if (!c)
 		return;
+	if (c->syncer) {
+		pthread_mutex_lock(&c->mu);
+		c->stop = true;
+		pthread_cond_signal(&c->cv);
+		pthread_mutex_unlock(&c->mu);
+		pthread_join(c->thread, NULL);
+	}
+	/* Whatever NOMETA or PERIODIC left in the page cache goes to disk. */
+	mdb_env_sync(c->env, 1);
 	mdb_env_close(c->env);
+	pthread_cond_destroy(&c->cv);
+	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
 
@@ -233,16 +306,16 @@ static long get(struct cache *c, MDB_dbi dbi, const uint8_t key[32],
 	return ret;
 }
 
-int cache_put_peer(struct cache *c, const struct api_peer *p, uint64_t now)
+enum { PEER_REC_MAX = sizeof(struct disk_peer) +
+		      API_MAX_ALLOWED_IPS * sizeof(struct disk_ip) };
+
+/* Serialise p into buf; returns the length. The caller wipes buf. */
+static size_t encode_peer(struct cache *c, uint8_t buf[PEER_REC_MAX],
+			  const struct api_peer *p, uint64_t now)
 {
-	uint8_t buf[sizeof(struct disk_peer) +
-		    API_MAX_ALLOWED_IPS * sizeof(struct disk_ip)];
 	struct disk_peer d = { 0 };
 	size_t i, len;
-	int ret;
 
-	if (p->n_allowed_ips > API_MAX_ALLOWED_IPS)
-		return -EINVAL;
 	d.version = REC_VERSION;
 	d.kind = REC_POSITIVE;
 	d.keepalive = p->persistent_keepalive;
@@ -268,10 +341,49 @@ int cache_put_peer(struct cache *c, const struct api_peer *p, uint64_t now)
 		memcpy(buf + len, &ip, sizeof(ip));
 		len += sizeof(ip);
 	}
-	ret = put(c, c->peers, p->public_key, buf, len);
 	sodium_memzero(&d, sizeof(d));
+	return len;
+}
+
+int cache_put_peer(struct cache *c, const struct api_peer *p, uint64_t now)
+{
+	uint8_t buf[PEER_REC_MAX];
+	int ret;
+
+	if (p->n_allowed_ips > API_MAX_ALLOWED_IPS)
+		return -EINVAL;
+	ret = put(c, c->peers, p->public_key, buf, encode_peer(c, buf, p, now));
 	sodium_memzero(buf, sizeof(buf));
 	return ret;
+}
+
+int cache_put_peers(struct cache *c, const struct api_peer *peers, size_t n,
+		    uint64_t now)
+{
+	uint8_t buf[PEER_REC_MAX];
+	MDB_txn *txn;
+	MDB_val k, v;
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (peers[i].n_allowed_ips > API_MAX_ALLOWED_IPS)
+			return -EINVAL;
+	rc = mdb_txn_begin(c->env, NULL, 0, &txn);
+	if (rc)
+		return err(rc);
+	for (size_t i = 0; i < n && !rc; i++) {
+		k.mv_size = 32;
+		k.mv_data = (void *)peers[i].public_key;
+		v.mv_size = encode_peer(c, buf, &peers[i], now);
+		v.mv_data = buf;
+		rc = mdb_put(txn, c->peers, &k, &v, 0);
+	}
+	sodium_memzero(buf, sizeof(buf));
+	if (rc) {
+		mdb_txn_abort(txn);
+		return err(rc);
+	}
+	return err(mdb_txn_commit(txn));
 }
 
 int cache_put_negative(struct cache *c, const uint8_t key[static 32],
@@ -290,8 +402,7 @@ int cache_put_negative(struct cache *c, const uint8_t key[static 32],
 int cache_get_peer(struct cache *c, const uint8_t key[static 32], uint64_t now,
 		   struct cache_entry *out)
 {
-	uint8_t buf[sizeof(struct disk_peer) +
-		    API_MAX_ALLOWED_IPS * sizeof(struct disk_ip)];
+	uint8_t buf[PEER_REC_MAX];
 	struct disk_peer d;
 	long len;
 	size_t i;
