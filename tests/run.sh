@@ -61,7 +61,7 @@ done
 
 for file in tests/test_*.sh tests/*/test_*.sh; do
 	[ -f "$file" ] || continue
-	fns=$(bash -c '. "$1"; declare -F' _ "$file" | awk '$3 ~ /^test_/ {print $3}')
+	fns=$(bash -c '. tests/lib.sh; . "$1"; declare -F' _ "$file" | awk '$3 ~ /^test_/ {print $3}')
 	for fn in $fns; do
 		wanted "$fn" || wanted "$file" || continue
 		echo "== $file $fn"
