@@ -9,3 +9,12 @@ $(BUILD)/tests/test_api: $(OBJ)/tests/test_api.o $(API_OBJS) $(COMMON_OBJS)
 FUZZ_BINS += $(BUILD)/fuzz/fuzz_api_body
 $(BUILD)/fuzz/fuzz_api_body: tests/fuzz_api_body.c user/api_json.c user/keys.c
 	$(fuzzlink)
+
+BENCHES += bench-api
+$(BUILD)/bench_api: $(OBJ)/tests/bench_api.o $(API_OBJS) $(COMMON_OBJS)
+	$(link)
+
+.PHONY: bench-api
+bench-api: $(BUILD)/bench_api
+	@scripts/setup.sh
+	JITWG_ROOT=$(CURDIR) $(BUILD)/bench_api

@@ -73,6 +73,7 @@ struct api_client {
 	char *ca_file;
 	struct curl_slist *headers; /* holds the token: wiped at destroy */
 	CURLM *multi;
+	struct api_peer *peer;     /* API thread's parse buffer, locked memory */
 	pthread_t thread;
 	bool started;
 
@@ -391,7 +392,7 @@ static void finish(struct api_client *c, struct req *r, enum api_status status,
 /* A transfer completed (API thread). */
 static void completed(struct api_client *c, CURL *easy, CURLcode rc)
 {
-	struct api_peer *peer = NULL;
+	struct api_peer *peer = c->peer;
 	struct req *r;
 	bool retry = false;
 	int ret;
@@ -403,22 +404,15 @@ static void completed(struct api_client *c, CURL *easy, CURLcode rc)
 	if (rc != CURLE_OK) {
 		retry = classify(r, rc);
 	} else if (r->http_status == 200) {
-		peer = sodium_malloc(sizeof(*peer));
-		if (!peer) {
-			r->err = -ENOMEM;
-			say(r->reason, sizeof(r->reason), "out of memory");
-		} else {
-			ret = api_parse_body(r->body ? r->body : "", r->body_len,
-					     r->key, c->cfg.max_body, peer,
-					     r->reason, sizeof(r->reason));
-			if (!ret) {
-				finish(c, r, API_FOUND, peer);
-				sodium_free(peer);
-				goto out;
-			}
-			r->err = ret;
-			sodium_free(peer);
+		ret = api_parse_body(r->body ? r->body : "", r->body_len, r->key,
+				     c->cfg.max_body, peer, r->reason,
+				     sizeof(r->reason));
+		if (!ret) {
+			finish(c, r, API_FOUND, peer);
+			sodium_memzero(peer, sizeof(*peer));
+			goto out;
 		}
+		r->err = ret;
 	} else if (r->http_status == 404) {
 		finish(c, r, API_NOT_FOUND, NULL);
 		goto out;
@@ -651,7 +645,8 @@ int api_create(struct api_client **out, const struct api_config *cfg,
 	if (!c->headers)
 		goto err;
 	c->multi = curl_multi_init();
-	if (!c->multi)
+	c->peer = sodium_malloc(sizeof(*c->peer));
+	if (!c->multi || !c->peer)
 		goto err;
 	/* Reuse connections to the control plane across requests. */
 	curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS,
@@ -711,6 +706,8 @@ void api_destroy(struct api_client *c)
 	}
 	if (c->multi)
 		curl_multi_cleanup(c->multi);
+	if (c->peer)
+		sodium_free(c->peer);
 	free_headers(c->headers);
 	free(c->ca_file);
 	free(c->base);

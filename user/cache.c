@@ -465,7 +465,7 @@ int cache_get_peer(struct cache *c, const uint8_t key[static 32], uint64_t now,
 	out->expires_at = d.expires_at;
 out:
 	sodium_memzero(&d, sizeof(d));
-	sodium_memzero(buf, sizeof(buf));
+	sodium_memzero(buf, (size_t)len); /* only what get() copied */
 	return ret;
 }
 
