@@ -30,12 +30,15 @@ Fault switches (command line, or at runtime with POST /_mode):
                                (connection-delimited; bytes actually written
                                are counted in /_stats "huge_bytes_sent")
                      huge-cl   the same with a Content-Length header
-                     hang      accept the request and never answer
+                     hang      accept the request and never answer (the
+                               handler ends when the client disconnects)
                      none      normal answers (default)
 
 Admin endpoints (no token, loopback only):
   GET  /_stats   {"requests": N, "peers_requests": N, "by_key": {key: N},
-                  "by_status": {code: N}, "huge_bytes_sent": N, "mode": {...}}
+                  "by_status": {code: N}, "huge_bytes_sent": N,
+                  "max_concurrent": N (most /peers requests at once),
+                  "mode": {...}}
   POST /_mode    JSON body with any of "delay", "status", "malformed"
                  ("status": 0 or null restores normal status handling)
   POST /_reset   zero the counters
@@ -45,7 +48,8 @@ token is never logged.
 
 Listens on 127.0.0.1 (or --listen ADDR on loopback only), --port N; with
 --port 0 the kernel picks one and --port-file FILE receives it (written
-atomically once the socket listens).
+atomically once the socket listens). --tls-cert/--tls-key serve HTTPS (the
+TLS handshake runs in the accepting thread: fine for tests, not for load).
 """
 import argparse
 import base64
@@ -55,6 +59,7 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -76,6 +81,7 @@ class State:
         self.mode = {"delay": args.delay, "status": args.status,
                      "malformed": args.malformed}
         self.log = open(args.log, "a", buffering=1) if args.log else sys.stderr
+        self.active = 0
         self.reset()
 
     def reset(self):
@@ -84,6 +90,7 @@ class State:
         self.by_key = {}
         self.by_status = {}
         self.huge_bytes_sent = 0
+        self.max_active = 0
 
     def lookup(self, raw):
         """The record for a raw 32-byte key, or None.
@@ -188,6 +195,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                         "by_key": dict(st.by_key),
                         "by_status": dict(st.by_status),
                         "huge_bytes_sent": st.huge_bytes_sent,
+                        "max_concurrent": st.max_active,
                         "mode": dict(st.mode)}
             return self.reply_json(200, snap)
         if not path.startswith("/peers/"):
@@ -196,7 +204,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with STATE_LOCK:
             st.peers_requests += 1
             st.by_key[key] = st.by_key.get(key, 0) + 1
+            st.active += 1
+            st.max_active = max(st.max_active, st.active)
             mode = dict(st.mode)
+        try:
+            return self.peers(st, key, mode)
+        finally:
+            with STATE_LOCK:
+                st.active -= 1
+
+    def peers(self, st, key, mode):
         if st.token is not None:
             got = self.headers.get("Authorization", "")
             if not hmac.compare_digest(got.encode(),
@@ -206,9 +223,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if STOP.wait(float(mode["delay"])):
                 return
         if mode["malformed"] == "hang":
+            # Never answer, but end when the client gives up, so hung
+            # requests do not pile up across tests.
             self.note("hang", key)
-            STOP.wait()
             self.close_connection = True
+            self.connection.settimeout(0.2)
+            while not STOP.is_set():
+                try:
+                    if not self.connection.recv(4096):
+                        break
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
             return
         if mode["status"]:
             return self.reply_json(int(mode["status"]),
@@ -300,6 +327,8 @@ def main():
     p.add_argument("--port", type=int, default=0, help="TCP port, 0 = any [0]")
     p.add_argument("--port-file", help="write the chosen port here")
     p.add_argument("--log", help="request log file [stderr]")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
     p.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     p.add_argument("--status", type=int, default=0, help="answer /peers with this status")
     p.add_argument("--malformed", default="none",
@@ -313,9 +342,13 @@ def main():
     if not ipaddress.ip_address(args.listen).is_loopback:
         sys.exit("control-plane: --listen must be a loopback address")
     Server.address_family = (
-        __import__("socket").AF_INET6 if ":" in args.listen else
-        __import__("socket").AF_INET)
+        socket.AF_INET6 if ":" in args.listen else socket.AF_INET)
     srv = Server((args.listen, args.port), Handler)
+    if args.tls_cert:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     srv.state = State(args)
     port = srv.server_address[1]
     if args.port_file:

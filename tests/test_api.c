@@ -205,25 +205,45 @@ static void add_peer(const uint8_t key[32], const char *extra)
 	fclose(f);
 }
 
-static int start_server(void)
+/*
+ * Start the reference control plane with the test's peers and token plus
+ * extra arguments; url receives "scheme://127.0.0.1:port".
+ */
+static int start_server_args(pid_t *pid, char *url, size_t len,
+			     const char *scheme, const char *name,
+			     const char *const extra[])
 {
 	char portfile[128], script[512], log[128];
 	const char *root = getenv("JITWG_ROOT");
+	const char *argv[32];
 	struct timespec ms50 = { 0, 50000000 };
 	FILE *f;
-	int port = 0;
+	int port = 0, n = 0;
 
 	snprintf(script, sizeof(script), "%s/scripts/control-plane.py",
 		 root ? root : ".");
-	snprintf(portfile, sizeof(portfile), "%s/port", tmpdir);
-	snprintf(log, sizeof(log), "%s/server.log", tmpdir);
+	snprintf(portfile, sizeof(portfile), "%s/%s.port", tmpdir, name);
+	snprintf(log, sizeof(log), "%s/%s.log", tmpdir, name);
 	if (access(script, R_OK))
 		return -ENOENT;
-	server = fork();
-	if (server == 0) {
-		execlp("python3", "python3", script, "--peers", peersdir,
-		       "--token-file", tokfile, "--port", "0", "--port-file",
-		       portfile, "--log", log, (char *)NULL);
+	argv[n++] = "python3";
+	argv[n++] = script;
+	argv[n++] = "--peers";
+	argv[n++] = peersdir;
+	argv[n++] = "--token-file";
+	argv[n++] = tokfile;
+	argv[n++] = "--port";
+	argv[n++] = "0";
+	argv[n++] = "--port-file";
+	argv[n++] = portfile;
+	argv[n++] = "--log";
+	argv[n++] = log;
+	for (int i = 0; extra && extra[i] && n < 31; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	*pid = fork();
+	if (*pid == 0) {
+		execvp("python3", (char *const *)argv);
 		_exit(127);
 	}
 	for (int i = 0; i < 200 && !port; i++) {
@@ -238,8 +258,14 @@ static int start_server(void)
 	}
 	if (!port)
 		return -ETIMEDOUT;
-	snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+	snprintf(url, len, "%s://127.0.0.1:%d", scheme, port);
 	return 0;
+}
+
+static int start_server(void)
+{
+	return start_server_args(&server, base, sizeof(base), "http", "main",
+				 NULL);
 }
 
 static void stop_server(void)
@@ -774,6 +800,106 @@ static void test_rate_limit(const uint8_t key[32], const uint8_t key2[32])
 	api_destroy(c);
 }
 
+/*
+ * TLS: a server with a certificate for 127.0.0.1 made here. Verified with
+ * the CA file; refused (no retry) without it, since the system store does
+ * not know it.
+ */
+static void test_tls(const uint8_t key[32])
+{
+	char cert[160], pkey[160], cmd[512], url[64];
+	const char *extra[] = { "--tls-cert", cert, "--tls-key", pkey, NULL };
+	struct api_config cfg = {
+		.url = url,
+		.token_file = tokfile,
+		.ca_file = cert,
+		.max_attempts = 2,
+		.backoff_initial_ms = 10,
+		.no_rate_limit = true,
+		.done = on_done,
+	};
+	struct api_client *c;
+	pid_t pid;
+	int ok;
+
+	snprintf(cert, sizeof(cert), "%s/cert.pem", tmpdir);
+	snprintf(pkey, sizeof(pkey), "%s/key.pem", tmpdir);
+	snprintf(cmd, sizeof(cmd),
+		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+		 "-nodes -keyout %s -out %s -days 1 -subj /CN=127.0.0.1 "
+		 "-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1",
+		 pkey, cert);
+	if (access("/usr/bin/openssl", X_OK) || system(cmd)) {
+		SKIP("api_tls", "openssl cannot make a test certificate");
+		return;
+	}
+	if (start_server_args(&pid, url, sizeof(url), "https", "tls", extra)) {
+		CHECK("api_tls", 0, "TLS control plane did not start");
+		return;
+	}
+	c = client(&cfg);
+	reset_results();
+	ok = EXPECT(api_submit(c, key, NULL) == 0, "submit");
+	ok &= EXPECT(wait_results(1) == 1 && results[0].status == API_FOUND,
+		     "status %d err %d (%s)", results[0].status, results[0].err,
+		     results[0].reason);
+	CHECK("api_tls_verified_with_ca_file", ok, "see above");
+	api_destroy(c);
+
+	cfg.ca_file = NULL;
+	c = client(&cfg);
+	reset_results();
+	ok = EXPECT(api_submit(c, key, NULL) == 0, "submit");
+	ok &= EXPECT(wait_results(1) == 1 && results[0].status == API_ERROR &&
+			     results[0].err == -EPROTO &&
+			     results[0].attempts == 1 &&
+			     !strncmp(results[0].reason, "TLS", 3),
+		     "status %d err %d attempts %u (%s)", results[0].status,
+		     results[0].err, results[0].attempts, results[0].reason);
+	printf("  api_tls_unknown_ca_refused: %s\n", results[0].reason);
+	CHECK("api_tls_unknown_ca_refused", ok, "see above");
+	api_destroy(c);
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+}
+
+/* max_inflight bounds concurrent transfers; the rest wait and complete. */
+static void test_inflight_limit(void)
+{
+	enum { N = 8 };
+	struct api_config cfg = {
+		.url = base,
+		.token_file = tokfile,
+		.max_inflight = 2,
+		.no_rate_limit = true,
+		.done = on_done,
+	};
+	struct api_client *c;
+	uint8_t keys[N][32];
+	long maxc;
+	int ok = 1, found = 0;
+
+	for (int i = 0; i < N; i++) {
+		randombytes_buf(keys[i], 32);
+		add_peer(keys[i], ", \"allowed_ips\": []");
+	}
+	json_object_put(admin("/_reset", ""));
+	set_mode("{\"delay\":0.2}");
+	c = client(&cfg);
+	reset_results();
+	for (int i = 0; i < N; i++)
+		ok &= EXPECT(api_submit(c, keys[i], NULL) == 0, "submit %d", i);
+	ok &= EXPECT(wait_results(N) == N, "all complete");
+	for (int i = 0; i < N; i++)
+		found += results[i].status == API_FOUND;
+	maxc = server_stat("max_concurrent");
+	ok &= EXPECT(found == N, "%d found", found);
+	ok &= EXPECT(maxc >= 1 && maxc <= 2, "server saw %ld at once", maxc);
+	CHECK("api_max_inflight_bounds_concurrency", ok, "see above");
+	api_destroy(c);
+	set_mode("{\"delay\":null}");
+}
+
 static void test_create_errors(void)
 {
 	struct api_config cfg = { .url = "ftp://x", .done = on_done };
@@ -851,5 +977,7 @@ int main(void)
 	test_hang(key, key2);
 	test_dedupe(key);
 	test_rate_limit(key, key2);
+	test_inflight_limit();
+	test_tls(key);
 	CHECK_EXIT();
 }
