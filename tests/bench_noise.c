@@ -7,8 +7,9 @@
  *
  * Time is this thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so other
  * processes on the shared cores stretch wall time but not the measurement.
- * Rows are measured in interleaved rounds and each keeps its best round, so a
- * noisy moment penalises every row alike rather than one.
+ * Steal and cache contention still slow everything: rows run in interleaved
+ * 10 ms slices, round-robin, so each row sees the same conditions and the
+ * ratios to the floor hold even when the absolute numbers drift.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +22,8 @@
 #include "noise_crypto.h"
 
 #define NMSG 64
-#define ROUNDS 5
-#define ROUND_SECONDS 0.3
+#define SLICES 100
+#define SLICE_SECONDS 0.01
 
 static uint8_t r_priv[32];
 static struct noise_responder *resp;
@@ -111,30 +112,50 @@ static unsigned int op_build(unsigned int i)
 static struct row {
 	const char *name;
 	unsigned int (*op)(unsigned int);
-	double best; /* ops per CPU second */
+	unsigned int batch; /* ops between clock reads, about 1 ms */
+	double ops, seconds;
+	double best; /* ops per CPU second, from ops / seconds */
 } rows[] = {
-	{ "X25519 scalarmult (1 DH)", op_x25519, 0 },
-	{ "X25519 base point (keygen)", op_x25519_base, 0 },
-	{ "decode: mac1 rejection", op_mac1_reject, 0 },
-	{ "decode: identity (1 DH)", op_identity, 0 },
-	{ "decode: full auth (2 DH)", op_full, 0 },
-	{ "initiator: build initiation", op_build, 0 },
+	{ .name = "X25519 scalarmult (1 DH)", .op = op_x25519 },
+	{ .name = "X25519 base point (keygen)", .op = op_x25519_base },
+	{ .name = "decode: mac1 rejection", .op = op_mac1_reject },
+	{ .name = "decode: identity (1 DH)", .op = op_identity },
+	{ .name = "decode: full auth (2 DH)", .op = op_full },
+	{ .name = "initiator: build initiation", .op = op_build },
 };
 enum { X25519, BASE, MAC1, IDENTITY, FULL, BUILD, NROWS };
 
-static double measure(unsigned int (*op)(unsigned int))
+/* Batches of about 1 ms, so reading the clock costs nothing measurable. */
+static void calibrate(struct row *r)
+{
+	double start, t;
+	unsigned int i, acc = 0;
+
+	for (r->batch = 1;; r->batch *= 2) {
+		start = cpu_now();
+		for (i = 0; i < r->batch; i++)
+			acc += r->op(i);
+		t = cpu_now() - start;
+		if (t >= 0.001 || r->batch >= 1u << 20)
+			break;
+	}
+	sink += acc;
+}
+
+static void slice(struct row *r)
 {
 	double start = cpu_now(), elapsed;
-	unsigned int i, n = 0, batch = 64, acc = 0;
+	unsigned int i, n = 0, acc = 0;
 
 	do {
-		for (i = 0; i < batch; i++)
-			acc += op(n + i);
-		n += batch;
+		for (i = 0; i < r->batch; i++)
+			acc += r->op(n + i);
+		n += r->batch;
 		elapsed = cpu_now() - start;
-	} while (elapsed < ROUND_SECONDS);
+	} while (elapsed < SLICE_SECONDS);
 	sink += acc;
-	return n / elapsed;
+	r->ops += n;
+	r->seconds += elapsed;
 }
 
 static void print_row(const struct row *r, double floor)
@@ -167,22 +188,22 @@ int main(void)
 			fail("setup");
 	}
 
-	for (round = 0; round < ROUNDS; round++)
-		for (i = 0; i < NROWS; i++) {
-			double r = measure(rows[i].op);
-
-			if (r > rows[i].best)
-				rows[i].best = r;
-		}
+	for (i = 0; i < NROWS; i++)
+		calibrate(&rows[i]);
+	for (round = 0; round < SLICES; round++)
+		for (i = 0; i < NROWS; i++)
+			slice(&rows[i]);
+	for (i = 0; i < NROWS; i++)
+		rows[i].best = rows[i].ops / rows[i].seconds;
 
 	floor1 = rows[X25519].best;
 	floor2 = floor1 / 2;
 	/* Building costs a base-point multiplication and one DH. */
 	floor_build = 1 / (1 / rows[BASE].best + 1 / rows[X25519].best);
 
-	printf("noise benchmark: one core, thread CPU time, best of %d rounds x %.1f s;"
-	       " BLAKE2s: %s; %d distinct messages\n",
-	       ROUNDS, ROUND_SECONDS, noise_blake2s_impl(), NMSG);
+	printf("noise benchmark: one core, thread CPU time, %d interleaved slices"
+	       " of %.0f ms per row; BLAKE2s: %s; %d distinct messages\n",
+	       SLICES, SLICE_SECONDS * 1000, noise_blake2s_impl(), NMSG);
 	printf("%-30s %12s %10s %12s %10s\n", "operation", "ops/s", "us/op",
 	       "floor ops/s", "of floor");
 	print_row(&rows[X25519], 0);

@@ -184,6 +184,26 @@ static void test_hmac_kdf(void)
 		     eq_hex(out, 32, hmac_rows[i].want);
 		CHECK(name, ok, "HMAC differs from Python's");
 	}
+	/* The same rows with a prepared key (pad blocks compressed ahead). */
+	for (i = 0; i < ARRAY_SIZE(hmac_rows); i++) {
+		struct noise_hmac_key k;
+
+		if (hmac_rows[i].keylen != 32)
+			continue;
+		seq(key, 32, 0x40);
+		seq(msg, hmac_rows[i].msglen, 0x80);
+		snprintf(name, sizeof(name), "hmac_prepared_key_msg%zu",
+			 hmac_rows[i].msglen);
+		ok = !noise_hmac_key_init(&k, key) &&
+		     EXPECT(k.absorbed, "pad blocks not absorbed (fallback)") &&
+		     !noise_hmac_with(out, &k, msg, hmac_rows[i].msglen) &&
+		     eq_hex(out, 32, hmac_rows[i].want);
+		/* The fallback path gives the same. */
+		k.absorbed = 0;
+		ok = ok && !noise_hmac_with(out, &k, msg, hmac_rows[i].msglen) &&
+		     eq_hex(out, 32, hmac_rows[i].want);
+		CHECK(name, ok, "prepared HMAC differs from Python's");
+	}
 	CHECK("hmac_blake2s_long_key_refused",
 	      noise_hmac(out, key, 65, msg, 1) == -EINVAL, "65-byte key accepted");
 
@@ -201,6 +221,62 @@ static void test_hmac_kdf(void)
 				      kdf_rows[i].inlen) &&
 		     !memcmp(t1b, t1, 32);
 		CHECK(name, ok, "KDF differs from Python's");
+		{
+			struct noise_hmac_key k;
+
+			snprintf(name, sizeof(name), "kdf_prepared_input%zu",
+				 kdf_rows[i].inlen);
+			ok = !noise_hmac_key_init(&k, key) &&
+			     !noise_kdf_with(t1, t2, t3, &k, msg,
+					     kdf_rows[i].inlen) &&
+			     eq_hex(t1, 32, kdf_rows[i].t1) &&
+			     eq_hex(t2, 32, kdf_rows[i].t2) &&
+			     eq_hex(t3, 32, kdf_rows[i].t3) &&
+			     !noise_kdf_with(t1b, NULL, NULL, &k, msg,
+					     kdf_rows[i].inlen) &&
+			     !memcmp(t1b, t1, 32);
+			CHECK(name, ok, "prepared KDF differs from Python's");
+		}
+	}
+
+	/* Keyed BLAKE2s-128 (mac1's MAC), key 00..1f, input 0x80.. (Python). */
+	{
+		static const struct {
+			size_t len;
+			const char *want;
+		} mac_rows[] = {
+			{ 0, "9536f9b267655743dee97b8a670f9f53" },
+			{ 1, "4b2d9ea0b272e7b04f7829d6382b15e0" },
+			{ 64, "a59e8ada6465484c18f69211150e4fba" },
+			{ 65, "b2b2377a71074b04163095e7955dbd24" },
+			{ 116, "f4d5d1884fb8d1ff73ef910be459e26f" },
+			{ 200, "5c08cf216d16daf44ea180a27dbfb200" },
+		};
+		struct noise_mac_key mk;
+		int absorbed;
+
+		seq(key, 32, 0);
+		noise_mac_key_init(&mk, key);
+		absorbed = mk.absorbed;
+		CHECK("mac_prepared_key_absorbed", absorbed,
+		      "key block not absorbed (fallback in use)");
+		for (i = 0; i < ARRAY_SIZE(mac_rows); i++) {
+			seq(msg, mac_rows[i].len, 0x80);
+			snprintf(name, sizeof(name), "mac_blake2s128_len%zu",
+				 mac_rows[i].len);
+			mk.absorbed = absorbed;
+			ok = !noise_blake2s(out, 16, msg, mac_rows[i].len, key,
+					    32) &&
+			     eq_hex(out, 16, mac_rows[i].want);
+			ok = ok &&
+			     !noise_mac_with(out, &mk, msg, mac_rows[i].len) &&
+			     eq_hex(out, 16, mac_rows[i].want);
+			mk.absorbed = 0;
+			ok = ok &&
+			     !noise_mac_with(out, &mk, msg, mac_rows[i].len) &&
+			     eq_hex(out, 16, mac_rows[i].want);
+			CHECK(name, ok, "keyed BLAKE2s-128 differs from Python's");
+		}
 	}
 
 	/* The first chaining key and hash (paper §5.4.2; Python). */

@@ -49,14 +49,20 @@ _Static_assert(OFF_MAC2 + NOISE_MAC_LEN == NOISE_INITIATION_LEN, "layout");
 /* TAI64N label of the Unix epoch: 2^62 + 10 s, as WireGuard writes it. */
 #define TAI64_EPOCH 0x400000000000000aULL
 
+/* What depends only on the responder's public key, for both sides. */
+struct fixed {
+	/* HMAC key C0 = HASH(CONSTRUCTION), for Ci = KDF1(C0, E_pub) */
+	struct noise_hmac_key chaining_key;
+	/* H0 = HASH(HASH(C0 ‖ IDENTIFIER) ‖ Sr_pub) */
+	uint8_t hash[NOISE_HASH_LEN];
+	/* MAC key HASH(LABEL_MAC1 ‖ Sr_pub) */
+	struct noise_mac_key mac1;
+};
+
 struct noise_responder {
 	uint8_t private_key[NOISE_KEY_LEN];
 	uint8_t public_key[NOISE_KEY_LEN];
-	/* HASH(LABEL_MAC1 ‖ Sr_pub) */
-	uint8_t mac1_key[NOISE_HASH_LEN];
-	/* C0 = HASH(CONSTRUCTION), H0 = HASH(HASH(C0 ‖ IDENTIFIER) ‖ Sr_pub) */
-	uint8_t chaining_key[NOISE_HASH_LEN];
-	uint8_t hash[NOISE_HASH_LEN];
+	struct fixed fixed;
 };
 
 /*
@@ -71,9 +77,7 @@ struct noise_initiator {
 	uint8_t responder_public[NOISE_KEY_LEN];
 	/* DH(Si, Sr): fixed for the pair, so computed once. */
 	uint8_t static_static[NOISE_KEY_LEN];
-	uint8_t mac1_key[NOISE_HASH_LEN];
-	uint8_t chaining_key[NOISE_HASH_LEN];
-	uint8_t hash[NOISE_HASH_LEN];
+	struct fixed fixed;
 };
 
 static const char *const status_names[] = {
@@ -95,17 +99,24 @@ const char *noise_status_str(enum noise_status st)
 	return "unknown";
 }
 
-/* C0, H0 and the mac1 key: what depends only on the responder's public key. */
-static void precompute(uint8_t ck[static NOISE_HASH_LEN],
-		       uint8_t h[static NOISE_HASH_LEN],
-		       uint8_t mac1_key[static NOISE_HASH_LEN],
-		       const uint8_t responder_public[static NOISE_KEY_LEN])
+static int __noise_wur precompute(struct fixed *f,
+				  const uint8_t responder_public[static NOISE_KEY_LEN])
 {
+	uint8_t ck[NOISE_HASH_LEN], mac1_key[NOISE_HASH_LEN];
+	int ret;
+
 	noise_hash2(ck, CONSTRUCTION, sizeof(CONSTRUCTION) - 1, NULL, 0);
-	noise_hash2(h, ck, NOISE_HASH_LEN, IDENTIFIER, sizeof(IDENTIFIER) - 1);
-	noise_hash2(h, h, NOISE_HASH_LEN, responder_public, NOISE_KEY_LEN);
+	noise_hash2(f->hash, ck, NOISE_HASH_LEN, IDENTIFIER,
+		    sizeof(IDENTIFIER) - 1);
+	noise_hash2(f->hash, f->hash, NOISE_HASH_LEN, responder_public,
+		    NOISE_KEY_LEN);
+	ret = noise_hmac_key_init(&f->chaining_key, ck);
 	noise_hash2(mac1_key, LABEL_MAC1, sizeof(LABEL_MAC1) - 1,
 		    responder_public, NOISE_KEY_LEN);
+	noise_mac_key_init(&f->mac1, mac1_key);
+	sodium_memzero(ck, sizeof(ck));
+	sodium_memzero(mac1_key, sizeof(mac1_key));
+	return ret;
 }
 
 int noise_responder_new(struct noise_responder **out,
@@ -133,7 +144,10 @@ int noise_responder_new(struct noise_responder **out,
 		sodium_free(r);
 		return -EINVAL;
 	}
-	precompute(r->chaining_key, r->hash, r->mac1_key, r->public_key);
+	if (precompute(&r->fixed, r->public_key)) {
+		sodium_free(r);
+		return -EINVAL;
+	}
 	/* Nothing writes it again: a stray write faults instead of leaking. */
 	sodium_mprotect_readonly(r);
 	*out = r;
@@ -167,11 +181,10 @@ enum noise_status noise_check_shape(const uint8_t *msg, size_t len)
 }
 
 static int __noise_wur mac1(uint8_t out[static NOISE_MAC_LEN],
-			    const uint8_t key[static NOISE_HASH_LEN],
+			    const struct fixed *f,
 			    const uint8_t msg[static NOISE_INITIATION_LEN])
 {
-	return noise_blake2s(out, NOISE_MAC_LEN, msg, OFF_MAC1, key,
-			     NOISE_HASH_LEN);
+	return noise_mac_with(out, &f->mac1, msg, OFF_MAC1);
 }
 
 enum noise_status noise_check_mac1(const struct noise_responder *r,
@@ -179,7 +192,7 @@ enum noise_status noise_check_mac1(const struct noise_responder *r,
 {
 	uint8_t mac[NOISE_MAC_LEN];
 
-	if (mac1(mac, r->mac1_key, msg))
+	if (mac1(mac, &r->fixed, msg))
 		return NOISE_ERR_INTERNAL;
 	/* Constant time, though mac1 is not secret: a habit, costs nothing. */
 	if (crypto_verify_16(mac, msg + OFF_MAC1))
@@ -205,10 +218,10 @@ enum noise_status noise_identify(const struct noise_responder *r,
 	enum noise_status ret;
 
 	/* Hi = HASH(H0 ‖ E_pub); Ci = KDF1(C0, E_pub) */
-	noise_hash2(s.hash, r->hash, NOISE_HASH_LEN, e, NOISE_KEY_LEN);
+	noise_hash2(st->hash, r->fixed.hash, NOISE_HASH_LEN, e, NOISE_KEY_LEN);
 	ret = NOISE_ERR_INTERNAL;
-	if (noise_kdf(s.chaining_key, NULL, NULL, r->chaining_key, e,
-		      NOISE_KEY_LEN))
+	if (noise_kdf_with(s.chaining_key, NULL, NULL, &r->fixed.chaining_key,
+			   e, NOISE_KEY_LEN))
 		goto out;
 	/*
 	 * DH(Sr, E_pub). libsodium fails on an all-zero result, which is what a
@@ -225,11 +238,13 @@ enum noise_status noise_identify(const struct noise_responder *r,
 		goto out;
 	ret = NOISE_ERR_STATIC;
 	if (noise_aead_open(st->initiator_static, s.key, 0, msg + OFF_STATIC,
-			    NOISE_KEY_LEN, s.hash, NOISE_HASH_LEN))
+			    NOISE_KEY_LEN, st->hash, NOISE_HASH_LEN))
 		goto out;
-	/* Hi = HASH(Hi ‖ static): the associated data of the timestamp. */
-	noise_hash2(st->hash, s.hash, NOISE_HASH_LEN, msg + OFF_STATIC,
-		    STATIC_SEALED_LEN);
+	/*
+	 * st->hash stays the hash before encrypted_static: the next one,
+	 * HASH(Hi ‖ static), is only needed to authenticate, and a caller that
+	 * stops here should not pay for it.
+	 */
 	memcpy(initiator_public, st->initiator_static, NOISE_KEY_LEN);
 	ret = NOISE_OK;
 out:
@@ -260,9 +275,12 @@ enum noise_status noise_authenticate(const struct noise_responder *r,
 	if (noise_kdf(s.chaining_key, s.key, NULL, st->chaining_key, s.dh,
 		      NOISE_KEY_LEN))
 		goto out;
+	/* Hi = HASH(Hi ‖ static): the associated data of the timestamp. */
+	noise_hash2(s.hash, st->hash, NOISE_HASH_LEN, msg + OFF_STATIC,
+		    STATIC_SEALED_LEN);
 	ret = NOISE_ERR_TIMESTAMP;
 	if (noise_aead_open(ts, s.key, 0, msg + OFF_TIMESTAMP,
-			    NOISE_TIMESTAMP_LEN, st->hash, NOISE_HASH_LEN))
+			    NOISE_TIMESTAMP_LEN, s.hash, NOISE_HASH_LEN))
 		goto out;
 	memcpy(timestamp_out, ts, NOISE_TIMESTAMP_LEN);
 	/* Paper §5.1: a replayed initiation carries a timestamp not newer. */
@@ -355,7 +373,8 @@ int noise_initiator_new(struct noise_initiator **out,
 	if (crypto_scalarmult(in->static_static, in->static_private,
 			      responder_public))
 		goto err;
-	precompute(in->chaining_key, in->hash, in->mac1_key, responder_public);
+	if (precompute(&in->fixed, responder_public))
+		goto err;
 	*out = in;
 	return 0;
 err:
@@ -411,9 +430,9 @@ int noise_build_initiation(struct noise_initiator *in, uint32_t sender_index,
 	if (defects & NOISE_DEFECT_LOW_ORDER_EPHEMERAL)
 		memcpy(e, low_order_point, NOISE_KEY_LEN);
 
-	noise_hash2(s.hash, in->hash, NOISE_HASH_LEN, e, NOISE_KEY_LEN);
-	if (noise_kdf(s.chaining_key, NULL, NULL, in->chaining_key, e,
-		      NOISE_KEY_LEN))
+	noise_hash2(s.hash, in->fixed.hash, NOISE_HASH_LEN, e, NOISE_KEY_LEN);
+	if (noise_kdf_with(s.chaining_key, NULL, NULL,
+			   &in->fixed.chaining_key, e, NOISE_KEY_LEN))
 		goto out;
 	if (crypto_scalarmult(s.dh, s.e_priv, in->responder_public))
 		goto out;
@@ -435,7 +454,7 @@ int noise_build_initiation(struct noise_initiator *in, uint32_t sender_index,
 		goto out;
 	if (defects & NOISE_DEFECT_TIMESTAMP)
 		out[OFF_TIMESTAMP + 3] ^= 0x01;
-	if (mac1(out + OFF_MAC1, in->mac1_key, out))
+	if (mac1(out + OFF_MAC1, &in->fixed, out))
 		goto out;
 	if (defects & NOISE_DEFECT_MAC1)
 		out[OFF_MAC1] ^= 0x01;

@@ -26,6 +26,9 @@ extern int blake2s_ref(uint8_t *out, const void *in, const void *key,
 	__attribute__((weak));
 extern int blake2s_init_ref(blake2s_state *S, size_t outlen)
 	__attribute__((weak));
+extern int blake2s_init_key_ref(blake2s_state *S, size_t outlen,
+				const void *key, size_t keylen)
+	__attribute__((weak));
 extern int blake2s_update_ref(blake2s_state *S, const uint8_t *in,
 			      size_t inlen) __attribute__((weak));
 extern int blake2s_final_ref(blake2s_state *S, uint8_t *out, size_t outlen)
@@ -33,8 +36,8 @@ extern int blake2s_final_ref(blake2s_state *S, uint8_t *out, size_t outlen)
 
 static int use_ref(void)
 {
-	return blake2s_ref && blake2s_init_ref && blake2s_update_ref &&
-	       blake2s_final_ref;
+	return blake2s_ref && blake2s_init_ref && blake2s_init_key_ref &&
+	       blake2s_update_ref && blake2s_final_ref;
 }
 
 const char *noise_blake2s_impl(void)
@@ -53,6 +56,13 @@ static int b2s_init(blake2s_state *S, size_t outlen)
 {
 	return use_ref() ? blake2s_init_ref(S, outlen)
 			 : blake2s_init(S, outlen);
+}
+
+static int b2s_init_key(blake2s_state *S, size_t outlen, const void *key,
+			size_t keylen)
+{
+	return use_ref() ? blake2s_init_key_ref(S, outlen, key, keylen)
+			 : blake2s_init_key(S, outlen, key, keylen);
 }
 
 static int b2s_update(blake2s_state *S, const void *in, size_t inlen)
@@ -134,42 +144,199 @@ out:
 	return ret;
 }
 
-int noise_kdf(uint8_t *t1, uint8_t *t2, uint8_t *t3,
-	      const uint8_t key[static NOISE_HASH_LEN], const void *in,
-	      size_t inlen)
+/*
+ * Compress one 64-byte block into an empty state now, not at final(). libb2
+ * 0.98.1 keeps up to two blocks buffered (it cannot tell the last block before
+ * final()), so an HMAC pad block would be compressed again for every message.
+ * Feeding 65 more bytes makes update() compress exactly the first block;
+ * dropping what is buffered then leaves "block absorbed, nothing buffered".
+ * That relies on libb2's buffering, so check its visible effect (counter at
+ * one block, 65 bytes buffered) and report failure: callers then use plain
+ * HMAC. The HMAC and KDF vectors in tests/test_noise.c run through this.
+ */
+static int absorb_buffered(blake2s_state *S)
 {
-	uint8_t secret[NOISE_HASH_LEN];
+	static const uint8_t filler[NOISE_BLAKE2S_BLOCK_LEN + 1];
+
+	if (S->buflen != NOISE_BLAKE2S_BLOCK_LEN || S->t[0] || S->t[1] ||
+	    b2s_update(S, filler, sizeof(filler)))
+		return -EINVAL;
+	if (S->buflen != sizeof(filler) || S->t[0] != NOISE_BLAKE2S_BLOCK_LEN ||
+	    S->t[1] || S->f[0])
+		return -EINVAL;
+	S->buflen = 0;
+	sodium_memzero(S->buf, sizeof(S->buf));
+	return 0;
+}
+
+static int absorb_block(blake2s_state *S,
+			const uint8_t block[static NOISE_BLAKE2S_BLOCK_LEN])
+{
+	if (S->buflen || b2s_update(S, block, NOISE_BLAKE2S_BLOCK_LEN))
+		return -EINVAL;
+	return absorb_buffered(S);
+}
+
+void noise_mac_key_init(struct noise_mac_key *k,
+			const uint8_t key[static NOISE_HASH_LEN])
+{
+	memcpy(k->key, key, NOISE_HASH_LEN);
+	/* A keyed BLAKE2s starts with the key, zero-padded, as a block. */
+	k->absorbed = !b2s_init_key(&k->state, NOISE_MAC_LEN, key,
+				    NOISE_HASH_LEN) &&
+		      !absorb_buffered(&k->state);
+	if (!k->absorbed)
+		sodium_memzero(&k->state, sizeof(k->state));
+}
+
+int noise_mac_with(uint8_t out[static NOISE_MAC_LEN],
+		   const struct noise_mac_key *k, const void *in, size_t inlen)
+{
+	blake2s_state S;
+	int ret = 0;
+
+	/* The key block must be the final one when nothing follows it. */
+	if (!k->absorbed || !inlen)
+		return noise_blake2s(out, NOISE_MAC_LEN, in, inlen, k->key,
+				     NOISE_HASH_LEN);
+	if (!in)
+		return -EINVAL;
+	S = k->state;
+	if (b2s_update(&S, in, inlen) ||
+	    b2s_final(&S, out, NOISE_MAC_LEN))
+		ret = -EINVAL;
+	sodium_memzero(&S, sizeof(S));
+	return ret;
+}
+
+int noise_hmac_key_init(struct noise_hmac_key *k,
+			const uint8_t key[static NOISE_HASH_LEN])
+{
+	uint8_t pad[NOISE_BLAKE2S_BLOCK_LEN];
+	size_t i;
+
+	memcpy(k->key, key, NOISE_HASH_LEN);
+	memset(pad, 0x36, sizeof(pad));
+	for (i = 0; i < NOISE_HASH_LEN; i++)
+		pad[i] ^= key[i];
+	k->absorbed = !b2s_init(&k->inner, NOISE_HASH_LEN) &&
+		      !absorb_block(&k->inner, pad);
+	memset(pad, 0x5c, sizeof(pad));
+	for (i = 0; i < NOISE_HASH_LEN; i++)
+		pad[i] ^= key[i];
+	k->absorbed = k->absorbed && !b2s_init(&k->outer, NOISE_HASH_LEN) &&
+		      !absorb_block(&k->outer, pad);
+	sodium_memzero(pad, sizeof(pad));
+	if (!k->absorbed) {
+		sodium_memzero(&k->inner, sizeof(k->inner));
+		sodium_memzero(&k->outer, sizeof(k->outer));
+	}
+	return 0;
+}
+
+int noise_hmac_with(uint8_t out[static NOISE_HASH_LEN],
+		    const struct noise_hmac_key *k, const void *in,
+		    size_t inlen)
+{
+	uint8_t inner[NOISE_HASH_LEN];
+	blake2s_state S;
+	int ret = -EINVAL;
+
+	/*
+	 * With nothing after it, the pad block would have to be compressed as
+	 * the final block, with the last-block flag: it cannot be reused.
+	 */
+	if (!k->absorbed || !inlen)
+		return noise_hmac(out, k->key, NOISE_HASH_LEN, in, inlen);
+	if (!in)
+		return -EINVAL;
+	S = k->inner;
+	if (b2s_update(&S, in, inlen) ||
+	    b2s_final(&S, inner, NOISE_HASH_LEN))
+		goto out;
+	S = k->outer;
+	if (b2s_update(&S, inner, sizeof(inner)) ||
+	    b2s_final(&S, out, NOISE_HASH_LEN))
+		goto out;
+	ret = 0;
+out:
+	sodium_memzero(inner, sizeof(inner));
+	sodium_memzero(&S, sizeof(S));
+	return ret;
+}
+
+/*
+ * The expand half of the KDF from T0: T1 = HMAC(T0, 0x1),
+ * Ti = HMAC(T0, Ti-1 ‖ i). One output needs one HMAC; more share T0's
+ * prepared key.
+ */
+static int expand(uint8_t *t1, uint8_t *t2, uint8_t *t3,
+		  const uint8_t secret[static NOISE_HASH_LEN])
+{
+	struct noise_hmac_key k;
 	uint8_t buf[NOISE_HASH_LEN + 1];
 	int ret;
 
-	/* Extract: T0 = HMAC(key, input). */
-	ret = noise_hmac(secret, key, NOISE_HASH_LEN, in, inlen);
-	if (ret || !t1)
-		goto out;
-	/* Expand: T1 = HMAC(T0, 0x1). */
 	buf[0] = 1;
-	ret = noise_hmac(buf, secret, sizeof(secret), buf, 1);
+	if (!t2) {
+		ret = noise_hmac(buf, secret, NOISE_HASH_LEN, buf, 1);
+		if (!ret)
+			memcpy(t1, buf, NOISE_HASH_LEN);
+		goto out_buf;
+	}
+	ret = noise_hmac_key_init(&k, secret);
+	if (ret)
+		goto out;
+	ret = noise_hmac_with(buf, &k, buf, 1);
 	if (ret)
 		goto out;
 	memcpy(t1, buf, NOISE_HASH_LEN);
-	if (!t2)
-		goto out;
-	/* T2 = HMAC(T0, T1 ‖ 0x2); buf already holds T1. */
+	/* buf holds T1; append the counter. */
 	buf[NOISE_HASH_LEN] = 2;
-	ret = noise_hmac(buf, secret, sizeof(secret), buf, NOISE_HASH_LEN + 1);
+	ret = noise_hmac_with(buf, &k, buf, sizeof(buf));
 	if (ret)
 		goto out;
 	memcpy(t2, buf, NOISE_HASH_LEN);
 	if (!t3)
 		goto out;
 	buf[NOISE_HASH_LEN] = 3;
-	ret = noise_hmac(buf, secret, sizeof(secret), buf, NOISE_HASH_LEN + 1);
+	ret = noise_hmac_with(buf, &k, buf, sizeof(buf));
 	if (ret)
 		goto out;
 	memcpy(t3, buf, NOISE_HASH_LEN);
 out:
-	sodium_memzero(secret, sizeof(secret));
+	sodium_memzero(&k, sizeof(k));
+out_buf:
 	sodium_memzero(buf, sizeof(buf));
+	return ret;
+}
+
+int noise_kdf(uint8_t *t1, uint8_t *t2, uint8_t *t3,
+	      const uint8_t key[static NOISE_HASH_LEN], const void *in,
+	      size_t inlen)
+{
+	uint8_t secret[NOISE_HASH_LEN];
+	int ret;
+
+	/* Extract: T0 = HMAC(key, input). */
+	ret = noise_hmac(secret, key, NOISE_HASH_LEN, in, inlen);
+	if (!ret && t1)
+		ret = expand(t1, t2, t3, secret);
+	sodium_memzero(secret, sizeof(secret));
+	return ret;
+}
+
+int noise_kdf_with(uint8_t *t1, uint8_t *t2, uint8_t *t3,
+		   const struct noise_hmac_key *key, const void *in,
+		   size_t inlen)
+{
+	uint8_t secret[NOISE_HASH_LEN];
+	int ret;
+
+	ret = noise_hmac_with(secret, key, in, inlen);
+	if (!ret && t1)
+		ret = expand(t1, t2, t3, secret);
+	sodium_memzero(secret, sizeof(secret));
 	return ret;
 }
 
