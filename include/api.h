@@ -115,6 +115,9 @@ struct api_config {
 	bool no_rate_limit;         /* true: min_interval_ms ignored (tests) */
 	size_t max_body;            /* bytes [API_DEFAULT_MAX_BODY] */
 	unsigned max_inflight;      /* concurrent transfers; more wait in FIFO [64] */
+	unsigned max_queue;         /* requests queued or running [65536]; a new
+				     * key beyond it: -ENOBUFS (a flood of fresh
+				     * keypairs must not grow memory unbounded) */
 	api_done_fn done;           /* required */
 	void *arg;                  /* passed to done */
 };
@@ -158,6 +161,7 @@ void api_destroy(struct api_client *c);
  *   -EAGAIN       rate limited: a request for key started less than
  *                 min_interval_ms ago and has completed; no callback
  *   -EBUSY        API_MAX_WAITERS submits already attached; no callback
+ *   -ENOBUFS      max_queue requests already queued or running; no callback
  *   -ENOMEM       no callback
  *   -ESHUTDOWN    api_destroy() has begun; no callback
  */

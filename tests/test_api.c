@@ -897,6 +897,22 @@ static void test_inflight_limit(void)
 	ok &= EXPECT(maxc >= 1 && maxc <= 2, "server saw %ld at once", maxc);
 	CHECK("api_max_inflight_bounds_concurrency", ok, "see above");
 	api_destroy(c);
+
+	/* max_queue: a third distinct key while two wait is refused. */
+	cfg.max_inflight = 1;
+	cfg.max_queue = 2;
+	c = client(&cfg);
+	reset_results();
+	ok = EXPECT(api_submit(c, keys[0], NULL) == 0, "first");
+	ok &= EXPECT(api_submit(c, keys[1], NULL) == 0, "second");
+	ok &= EXPECT(api_submit(c, keys[0], NULL) == API_ATTACHED,
+		     "attaching still works");
+	ok &= EXPECT(api_submit(c, keys[2], NULL) == -ENOBUFS, "third refused");
+	ok &= EXPECT(wait_results(3) == 3, "the accepted ones complete");
+	ok &= EXPECT(api_submit(c, keys[2], NULL) == 0, "room again");
+	ok &= EXPECT(wait_results(4) == 4, "and completes");
+	CHECK("api_max_queue_bounds_memory", ok, "see above");
+	api_destroy(c);
 	set_mode("{\"delay\":null}");
 }
 

@@ -610,6 +610,8 @@ int api_create(struct api_client **out, const struct api_config *cfg,
 		c->cfg.max_body = API_DEFAULT_MAX_BODY;
 	if (!c->cfg.max_inflight)
 		c->cfg.max_inflight = 64;
+	if (!c->cfg.max_queue)
+		c->cfg.max_queue = 65536;
 	c->cfg.token_file = NULL; /* not kept: the caller owns the string */
 	c->cfg.ca_file = NULL;
 	c->cfg.url = NULL;
@@ -742,6 +744,10 @@ int api_submit(struct api_client *c, const uint8_t key[static 32], void *ctx)
 	    now < r->started_ms + c->cfg.min_interval_ms) {
 		c->st.rate_limited++;
 		ret = -EAGAIN;
+		goto out;
+	}
+	if (c->st.inflight >= c->cfg.max_queue) {
+		ret = -ENOBUFS;
 		goto out;
 	}
 	if (!r) {
