@@ -1,0 +1,736 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The wgdev suite, one program for both backends.
+ *
+ * Always (no device needed): a fake UAPI server that answers with garbage,
+ * closes early or returns errno= of either sign; devices that do not exist;
+ * a link that is not WireGuard.
+ *
+ * With WGDEV_NAME=<dev> WGDEV_BACKEND=netlink|uapi (set by
+ * tests/test_wgdev.sh for wireguard-go, by tests/vm/guest-wgdev.sh for the
+ * kernel), against that real, empty device: read it, add / update / list /
+ * remove, 1, 1,000 and 10,000 peers in one call listed back exactly,
+ * preshared key set and cleared, IPv4 and IPv6 endpoints, permission
+ * denied, cross-checked with wg(8) both ways. Optional: WGDEV_PUBLIC
+ * (base64) and WGDEV_PORT, the device's expected key and port;
+ * WGDEV_NOT_WG, a link in the same namespace that is not WireGuard.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <sodium.h>
+
+#include "check.h"
+#include "keys.h"
+#include "wgdev.h"
+
+static enum wgdev_backend backend;
+static const char *devname;
+
+/* ---- helpers ---- */
+
+static void key_of(uint8_t k[32], uint32_t i, uint32_t salt)
+{
+	uint8_t in[8];
+
+	memcpy(in, &i, 4);
+	memcpy(in + 4, &salt, 4);
+	crypto_generichash(k, 32, in, sizeof(in), NULL, 0);
+}
+
+static struct wgdev_allowed_ip ip4(uint32_t host_order, uint8_t cidr)
+{
+	struct wgdev_allowed_ip ip = { .family = AF_INET, .cidr = cidr };
+
+	ip.ip4.s_addr = htonl(host_order);
+	return ip;
+}
+
+static struct wgdev_allowed_ip ip6(const char *s, uint8_t cidr)
+{
+	struct wgdev_allowed_ip ip = { .family = AF_INET6, .cidr = cidr };
+
+	inet_pton(AF_INET6, s, &ip.ip6);
+	return ip;
+}
+
+static int cmp_ip(const void *a, const void *b)
+{
+	const struct wgdev_allowed_ip *x = a, *y = b;
+
+	if (x->family != y->family)
+		return x->family - y->family;
+	int c = memcmp(&x->ip6, &y->ip6, x->family == AF_INET ? 4 : 16);
+	return c ? c : x->cidr - y->cidr;
+}
+
+static int cmp_peer(const void *a, const void *b)
+{
+	return memcmp(((const struct wgdev_peer *)a)->public_key,
+		      ((const struct wgdev_peer *)b)->public_key, 32);
+}
+
+/* Same allowed IPs, as sets (implementations reorder them). */
+static int same_ips(struct wgdev_peer *got, const struct wgdev_peer *want)
+{
+	struct wgdev_allowed_ip *w;
+	size_t i;
+	int ok = 1;
+
+	if (got->n_allowed_ips != want->n_allowed_ips)
+		return 0;
+	w = malloc((want->n_allowed_ips + 1) * sizeof(*w));
+	memcpy(w, want->allowed_ips, want->n_allowed_ips * sizeof(*w));
+	qsort(w, want->n_allowed_ips, sizeof(*w), cmp_ip);
+	qsort(got->allowed_ips, got->n_allowed_ips, sizeof(*w), cmp_ip);
+	for (i = 0; ok && i < want->n_allowed_ips; i++)
+		ok = !cmp_ip(&w[i], &got->allowed_ips[i]);
+	free(w);
+	return ok;
+}
+
+static struct wgdev_peer *find(struct wgdev_peer *ps, size_t n,
+			       const uint8_t key[32])
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!memcmp(ps[i].public_key, key, 32))
+			return &ps[i];
+	return NULL;
+}
+
+/* One line of `wg show DEV dump` for a peer, or "" (interop check). */
+static void wg_dump_line(const uint8_t key[32], char *out, size_t len)
+{
+	char cmd[128], b64[KEY_B64_LEN], line[4096];
+	FILE *f;
+
+	out[0] = 0;
+	key_to_base64(b64, key);
+	snprintf(cmd, sizeof(cmd), "wg show %s dump 2>&1", devname);
+	f = popen(cmd, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, b64, strlen(b64))) {
+			line[strcspn(line, "\n")] = 0;
+			snprintf(out, len, "%s", line);
+		}
+	pclose(f);
+}
+
+static long wg_count_peers(void)
+{
+	char cmd[128], line[256];
+	long n = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "wg show %s peers 2>/dev/null", devname);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n++;
+	return pclose(f) == 0 ? n : -1;
+}
+
+static int list(struct wgdev *dev, struct wgdev_peer **ps, size_t *n)
+{
+	int ret = wgdev_list_peers(dev, ps, n);
+
+	if (ret)
+		printf("  list: %s\n", wgdev_error(dev));
+	return ret;
+}
+
+/* ---- fake UAPI server ---- */
+
+struct fake_case {
+	const char *name;
+	const char *reply; /* sent after the request's blank line */
+	size_t reply_len;  /* 0: strlen(reply) */
+	int set;           /* exercise set (1) or get (0) */
+	int want;          /* expected return */
+};
+
+/*
+ * Accept connections forever: read a request up to its blank line (a
+ * connection that sends nothing is wgdev_open's probe), send the canned
+ * reply, close.
+ */
+static void fake_serve(int lfd, const struct fake_case *c)
+{
+	for (;;) {
+		char buf[4096];
+		size_t have = 0;
+		int fd = accept(lfd, NULL, NULL);
+
+		if (fd < 0)
+			_exit(0);
+		for (;;) {
+			ssize_t r = read(fd, buf + have, sizeof(buf) - have - 1);
+
+			if (r <= 0)
+				break;
+			have += (size_t)r;
+			buf[have] = 0;
+			if (strstr(buf, "\n\n"))
+				break;
+			if (have > sizeof(buf) / 2) {
+				memmove(buf, buf + have - 8, 8);
+				have = 8;
+			}
+		}
+		if (have)
+			(void)!write(fd, c->reply,
+				     c->reply_len ? c->reply_len :
+						    strlen(c->reply));
+		close(fd);
+	}
+}
+
+static void test_fake_uapi(void)
+{
+	static const char two_peers[] =
+		"private_key=e84b5a6d2717c1003a13b431570353dbaca9146cf150c5f8575680feba52027a\n"
+		"listen_port=51820\nfwmark=0\n"
+		"public_key=b85996fecc9c7f1fc6d2572a76eda11d59bcd20be8e543b15ce4bd85a8e75a33\n"
+		"preshared_key=188515093e952f5f22e865cef3012e72f8b5f0b598ac0309d5dacce3b70fcf52\n"
+		"allowed_ip=192.168.4.4/32\n"
+		"endpoint=[abcd:23::33%2]:51820\n"
+		"last_handshake_time_sec=1700000000\nlast_handshake_time_nsec=5\n"
+		"tx_bytes=38333\nrx_bytes=2224\npersistent_keepalive_interval=0\n"
+		"protocol_version=1\n"
+		"public_key=58402e695ba1772b1cc9309755f043251ea77fdcf10fbe63989ceb7e19321376\n"
+		"preshared_key=0000000000000000000000000000000000000000000000000000000000000000\n"
+		"endpoint=182.122.22.19:3233\npersistent_keepalive_interval=111\n"
+		"allowed_ip=192.168.4.6/32\nallowed_ip=fd00::/64\n"
+		"errno=0\n\n";
+	static const char nul_garbage[] = "pri\0vate_key=\x01\x02\n\n";
+	/* Table: one row per misbehaviour. */
+	static const struct fake_case cases[] = {
+		{ "uapi fake: two peers parsed", two_peers, 0, 0, 0 },
+		{ "uapi fake: garbage", "hello, this is not UAPI\n\n", 0, 0, -EPROTO },
+		{ "uapi fake: closes before replying", "", 0, 0, -EPROTO },
+		{ "uapi fake: closes mid-line", "private_key=e84b", 0, 0, -EPROTO },
+		{ "uapi fake: closes mid-peer",
+		  "public_key=b85996fecc9c7f1fc6d2572a76eda11d59bcd20be8e543b15ce4bd85a8e75a33\nallowed_ip=10.0.0.1/32\n",
+		  0, 0, -EPROTO },
+		{ "uapi fake: bad key", "public_key=zz\nerrno=0\n\n", 0, 0, -EPROTO },
+		{ "uapi fake: bad allowed ip",
+		  "public_key=b85996fecc9c7f1fc6d2572a76eda11d59bcd20be8e543b15ce4bd85a8e75a33\nallowed_ip=10.0.0.1/33\nerrno=0\n\n",
+		  0, 0, -EPROTO },
+		{ "uapi fake: NUL bytes", nul_garbage, sizeof(nul_garbage) - 1, 0, -EPROTO },
+		{ "uapi fake: errno not a number", "errno=abc\n\n", 0, 0, -EPROTO },
+		{ "uapi fake: get errno=-5", "errno=-5\n\n", 0, 0, -EIO },
+		{ "uapi fake: set ok", "errno=0\n\n", 0, 1, 0 },
+		{ "uapi fake: set errno=-22 (wireguard-go)", "errno=-22\n\n", 0, 1, -EINVAL },
+		{ "uapi fake: set errno=22 (positive)", "errno=22\n\n", 0, 1, -EINVAL },
+		{ "uapi fake: set errno=-1", "errno=-1\n\n", 0, 1, -EPERM },
+		{ "uapi fake: set closes early", "", 0, 1, -EPROTO },
+		{ "uapi fake: set garbage", "\x7f" "ELF\n\n", 0, 1, -EPROTO },
+	};
+	char dir[] = "/tmp/jitwg-fake-uapi.XXXXXX", path[64];
+	size_t i;
+
+	if (!mkdtemp(dir)) {
+		CHECK("uapi fake: temp dir", 0, "mkdtemp: %s", strerror(errno));
+		return;
+	}
+	setenv("JITWG_UAPI_DIR", dir, 1);
+	snprintf(path, sizeof(path), "%s/fake0.sock", dir);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct fake_case *c = &cases[i];
+		struct sockaddr_un sun = { .sun_family = AF_UNIX };
+		struct wgdev *dev = NULL;
+		int lfd, ret, ok = 1;
+		pid_t pid;
+
+		unlink(path);
+		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+		lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (lfd < 0 || bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) ||
+		    listen(lfd, 8)) {
+			CHECK(c->name, 0, "fake server: %s", strerror(errno));
+			continue;
+		}
+		pid = fork();
+		if (pid == 0)
+			fake_serve(lfd, c);
+		close(lfd);
+
+		/* AUTO must pick UAPI: the socket exists. */
+		ret = wgdev_open(&dev, "fake0", WGDEV_AUTO);
+		ok &= EXPECT(ret == 0, "open: %d %s", ret, wgdev_error(NULL));
+		if (ret == 0) {
+			ok &= EXPECT(wgdev_backend(dev) == WGDEV_UAPI, "auto picked %d",
+				     wgdev_backend(dev));
+			if (c->set) {
+				struct wgdev_peer p = { 0 };
+				struct wgdev_allowed_ip a = ip4(0x0a000001, 32);
+
+				key_of(p.public_key, 1, 1);
+				p.allowed_ips = &a;
+				p.n_allowed_ips = 1;
+				ret = wgdev_set_peers(dev, &p, 1);
+			} else if (i == 0) {
+				struct wgdev_peer *ps = NULL;
+				struct wgdev_info info;
+				size_t n = 0;
+				char a[INET6_ADDRSTRLEN] = "";
+
+				ret = wgdev_get_info(dev, &info);
+				ok &= EXPECT(ret == 0 && info.listen_port == 51820 &&
+						     info.n_peers == 2,
+					     "info %d port %u peers %zu", ret,
+					     info.listen_port, info.n_peers);
+				ret = wgdev_list_peers(dev, &ps, &n);
+				if (ret == 0 && n == 2) {
+					inet_ntop(AF_INET6, &ps[0].endpoint.addr6.sin6_addr,
+						  a, sizeof(a));
+					ok &= EXPECT(ps[0].endpoint.addr.sa_family == AF_INET6 &&
+							     !strcmp(a, "abcd:23::33") &&
+							     ntohs(ps[0].endpoint.addr6.sin6_port) == 51820,
+						     "endpoint %s", a);
+					ok &= EXPECT(ps[0].flags & WGDEV_PEER_HAS_PSK, "psk");
+					ok &= EXPECT(ps[0].last_handshake.tv_sec == 1700000000 &&
+							     ps[0].last_handshake.tv_nsec == 5,
+						     "handshake");
+					ok &= EXPECT(ps[0].rx_bytes == 2224 &&
+							     ps[0].tx_bytes == 38333,
+						     "bytes");
+					ok &= EXPECT(!(ps[1].flags & WGDEV_PEER_HAS_PSK),
+						     "zero psk is none");
+					ok &= EXPECT(ps[1].persistent_keepalive == 111 &&
+							     ps[1].n_allowed_ips == 2 &&
+							     ps[1].allowed_ips[1].family == AF_INET6 &&
+							     ps[1].allowed_ips[1].cidr == 64,
+						     "peer 2");
+					ok &= EXPECT(ps[1].endpoint.addr4.sin_addr.s_addr ==
+							     inet_addr("182.122.22.19"),
+						     "endpoint v4");
+				} else {
+					ok &= EXPECT(0, "list %d n=%zu: %s", ret, n,
+						     wgdev_error(dev));
+				}
+				wgdev_peers_free(ps, n);
+			} else {
+				struct wgdev_peer *ps = NULL;
+				size_t n = 0;
+
+				ret = wgdev_list_peers(dev, &ps, &n);
+				wgdev_peers_free(ps, n);
+			}
+			if (i != 0)
+				ok &= EXPECT(ret == c->want, "got %d (%s), want %d", ret,
+					     wgdev_error(dev), c->want);
+			/* The message names the device and never the key. */
+			if (ret)
+				ok &= EXPECT(strstr(wgdev_error(dev), "fake0") &&
+						     !strstr(wgdev_error(dev), "e84b5a6d"),
+					     "message: %s", wgdev_error(dev));
+			wgdev_close(dev);
+		}
+		CHECK(c->name, ok, "see above");
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	unlink(path);
+	rmdir(dir);
+	unsetenv("JITWG_UAPI_DIR");
+}
+
+/* ---- devices that are not there or not WireGuard ---- */
+
+static void test_missing(void)
+{
+	static const struct {
+		const char *name, *dev;
+		enum wgdev_backend b;
+		int want;
+	} cases[] = {
+		{ "missing: netlink", "jwnosuchdev0", WGDEV_NETLINK, -ENODEV },
+		{ "missing: uapi", "jwnosuchdev0", WGDEV_UAPI, -ENODEV },
+		{ "missing: auto", "jwnosuchdev0", WGDEV_AUTO, -ENODEV },
+		{ "missing: empty name", "", WGDEV_AUTO, -ENODEV },
+		{ "missing: name too long", "jwnosuchdevice0123", WGDEV_AUTO, -ENODEV },
+		{ "missing: name with slash", "../x", WGDEV_UAPI, -ENODEV },
+		/* Loopback exists everywhere and is not WireGuard. */
+		{ "not wireguard: lo over netlink", "lo", WGDEV_NETLINK, -EMEDIUMTYPE },
+		{ "not wireguard: lo over uapi", "lo", WGDEV_UAPI, -ENODEV },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct wgdev *dev = NULL;
+		int ret = wgdev_open(&dev, cases[i].dev, cases[i].b);
+
+		CHECK(cases[i].name, ret == cases[i].want && !dev &&
+				 strlen(wgdev_error(NULL)) > 8,
+		      "got %d (%s), want %d", ret, wgdev_error(NULL),
+		      cases[i].want);
+		wgdev_close(dev);
+	}
+}
+
+/* ---- against a real device ---- */
+
+static void test_info(struct wgdev *dev)
+{
+	struct wgdev_info info;
+	uint8_t pub[32], want[32];
+	const char *wpub = getenv("WGDEV_PUBLIC"), *wport = getenv("WGDEV_PORT");
+	int ret = wgdev_get_info(dev, &info), ok = 1;
+
+	if (ret) {
+		CHECK("device: read", 0, "%s", wgdev_error(dev));
+		return;
+	}
+	crypto_scalarmult_curve25519_base(pub, info.private_key);
+	sodium_memzero(info.private_key, 32);
+	ok &= EXPECT(!strcmp(info.name, devname), "name %s", info.name);
+	ok &= EXPECT(!memcmp(pub, info.public_key, 32), "public key derives");
+	ok &= EXPECT(info.n_peers == 0, "starts empty: %zu", info.n_peers);
+	if (wpub)
+		ok &= EXPECT(!key_from_base64(want, wpub) &&
+				     !memcmp(want, info.public_key, 32),
+			     "public key is WGDEV_PUBLIC");
+	if (wport)
+		ok &= EXPECT(info.listen_port == atoi(wport), "port %u",
+			     info.listen_port);
+	CHECK("device: read private key, public key, port", ok, "see above");
+}
+
+static void test_peer_lifecycle(struct wgdev *dev)
+{
+	struct wgdev_allowed_ip ips[] = { ip4(0x0a000001, 32),
+					  ip6("fd00::1", 128),
+					  ip4(0x0a010000, 16) };
+	struct wgdev_allowed_ip ips2[] = { ip4(0x0a000002, 32) };
+	struct wgdev_peer p = { 0 }, *ps = NULL, *got;
+	char line[4096], b64[KEY_B64_LEN];
+	size_t n = 0;
+	int ok, ret;
+
+	key_of(p.public_key, 7, 0xabc);
+	randombytes_buf(p.preshared_key, 32);
+	p.endpoint.addr4.sin_family = AF_INET;
+	p.endpoint.addr4.sin_port = htons(51999);
+	p.endpoint.addr4.sin_addr.s_addr = htonl(0x7f000001);
+	p.persistent_keepalive = 0;
+	p.flags = WGDEV_PEER_HAS_PSK | WGDEV_PEER_HAS_ENDPOINT |
+		  WGDEV_PEER_HAS_KEEPALIVE;
+	p.allowed_ips = ips;
+	p.n_allowed_ips = 3;
+
+	/* add */
+	ret = wgdev_set_peers(dev, &p, 1);
+	ok = EXPECT(ret == 0, "%s", wgdev_error(dev));
+	if (ok && !list(dev, &ps, &n)) {
+		got = find(ps, n, p.public_key);
+		ok &= EXPECT(n == 1 && got, "n=%zu", n);
+		if (got) {
+			ok &= EXPECT(same_ips(got, &p), "allowed IPs");
+			ok &= EXPECT(got->flags & WGDEV_PEER_HAS_PSK, "psk");
+			ok &= EXPECT(!memcmp(got->preshared_key, p.preshared_key, 32),
+				     "psk value");
+			ok &= EXPECT(got->endpoint.addr.sa_family == AF_INET &&
+					     got->endpoint.addr4.sin_port == htons(51999) &&
+					     got->endpoint.addr4.sin_addr.s_addr == htonl(0x7f000001),
+				     "endpoint");
+			ok &= EXPECT(got->last_handshake.tv_sec == 0 &&
+					     got->rx_bytes == 0,
+				     "fresh");
+		}
+		wgdev_peers_free(ps, n);
+	}
+	/* What wg(8) sees: psk, endpoint, allowed IPs, keepalive off. */
+	wg_dump_line(p.public_key, line, sizeof(line));
+	key_to_base64(b64, p.preshared_key);
+	ok &= EXPECT(strstr(line, b64) && strstr(line, "127.0.0.1:51999") &&
+			     strstr(line, "10.0.0.1/32") &&
+			     strstr(line, "fd00::1/128") &&
+			     strstr(line, "10.1.0.0/16") && strstr(line, "\toff"),
+		     "wg dump: %s", line);
+	CHECK("peer: add, list, seen by wg", ok, "see above");
+
+	/* update: allowed IPs replaced, PSK untouched */
+	p.flags = 0;
+	p.allowed_ips = ips2;
+	p.n_allowed_ips = 1;
+	ret = wgdev_set_peers(dev, &p, 1);
+	ok = EXPECT(ret == 0, "%s", wgdev_error(dev));
+	if (ok && !list(dev, &ps, &n)) {
+		got = find(ps, n, p.public_key);
+		ok &= EXPECT(n == 1 && got && same_ips(got, &p),
+			     "allowed IPs not replaced (n=%zu, %zu IPs)", n,
+			     got ? got->n_allowed_ips : 0);
+		ok &= EXPECT(got && (got->flags & WGDEV_PEER_HAS_PSK),
+			     "psk kept");
+		wgdev_peers_free(ps, n);
+	}
+	CHECK("peer: update replaces allowed IPs", ok, "see above");
+
+	/* preshared key cleared with the all-zero key */
+	memset(p.preshared_key, 0, 32);
+	p.flags = WGDEV_PEER_HAS_PSK;
+	ret = wgdev_set_peers(dev, &p, 1);
+	ok = EXPECT(ret == 0, "%s", wgdev_error(dev));
+	if (ok && !list(dev, &ps, &n)) {
+		got = find(ps, n, p.public_key);
+		ok &= EXPECT(got && !(got->flags & WGDEV_PEER_HAS_PSK), "psk set");
+		wgdev_peers_free(ps, n);
+	}
+	wg_dump_line(p.public_key, line, sizeof(line));
+	ok &= EXPECT(strstr(line, "\t(none)\t"), "wg dump: %s", line);
+	CHECK("peer: preshared key cleared", ok, "see above");
+
+	/* IPv6 endpoint and keepalive */
+	memset(&p.endpoint, 0, sizeof(p.endpoint));
+	p.endpoint.addr6.sin6_family = AF_INET6;
+	p.endpoint.addr6.sin6_port = htons(51821);
+	p.endpoint.addr6.sin6_addr = in6addr_loopback;
+	p.persistent_keepalive = 0;
+	p.flags = WGDEV_PEER_HAS_ENDPOINT | WGDEV_PEER_HAS_KEEPALIVE;
+	ret = wgdev_set_peers(dev, &p, 1);
+	ok = EXPECT(ret == 0, "%s", wgdev_error(dev));
+	if (ok && !list(dev, &ps, &n)) {
+		got = find(ps, n, p.public_key);
+		ok &= EXPECT(got && got->endpoint.addr.sa_family == AF_INET6 &&
+				     got->endpoint.addr6.sin6_port == htons(51821) &&
+				     IN6_IS_ADDR_LOOPBACK(&got->endpoint.addr6.sin6_addr),
+			     "endpoint v6");
+		wgdev_peers_free(ps, n);
+	}
+	wg_dump_line(p.public_key, line, sizeof(line));
+	ok &= EXPECT(strstr(line, "[::1]:51821"), "wg dump: %s", line);
+	CHECK("peer: IPv6 endpoint", ok, "see above");
+
+	/* remove */
+	ret = wgdev_remove_peers(dev, (const uint8_t(*)[32])p.public_key, 1);
+	ok = EXPECT(ret == 0, "%s", wgdev_error(dev));
+	if (ok && !list(dev, &ps, &n)) {
+		ok &= EXPECT(n == 0, "%zu peers left", n);
+		wgdev_peers_free(ps, n);
+	}
+	ok &= EXPECT(wg_count_peers() == 0, "wg sees %ld", wg_count_peers());
+	CHECK("peer: remove", ok, "see above");
+}
+
+/* A peer configured by wg(8) reads back through wgdev. */
+static void test_from_wg(struct wgdev *dev)
+{
+	uint8_t k[32];
+	char b64[KEY_B64_LEN], cmd[512];
+	struct wgdev_peer *ps = NULL, *got;
+	struct wgdev_allowed_ip want_ips[] = { ip4(0x0a090909, 32),
+					       ip6("fd00::9", 128) };
+	struct wgdev_peer want = { .allowed_ips = want_ips, .n_allowed_ips = 2 };
+	size_t n = 0;
+	int ok;
+
+	key_of(k, 99, 0xdef);
+	key_to_base64(b64, k);
+	snprintf(cmd, sizeof(cmd),
+		 "wg set %s peer %s allowed-ips 10.9.9.9/32,fd00::9/128 endpoint [::1]:4321",
+		 devname, b64);
+	ok = EXPECT(system(cmd) == 0, "%s", cmd);
+	if (ok && !list(dev, &ps, &n)) {
+		got = find(ps, n, k);
+		ok &= EXPECT(n == 1 && got && same_ips(got, &want) &&
+				     got->endpoint.addr.sa_family == AF_INET6 &&
+				     got->endpoint.addr6.sin6_port == htons(4321),
+			     "n=%zu", n);
+		wgdev_peers_free(ps, n);
+	}
+	ok &= EXPECT(wgdev_remove_peers(dev, (const uint8_t(*)[32])k, 1) == 0,
+		     "%s", wgdev_error(dev));
+	CHECK("peer: configured by wg, read by wgdev", ok, "see above");
+}
+
+/*
+ * n peers in one call and back. Peer 0 carries `big` allowed IPs, so it
+ * spans several netlink messages both ways (set split mid-peer, dump
+ * continued in the next message); others 1 to 3 IPs.
+ */
+static void test_bulk(struct wgdev *dev, size_t n, size_t big)
+{
+	struct wgdev_peer *peers = calloc(n, sizeof(*peers)), *ps = NULL, *got;
+	struct wgdev_allowed_ip *ips = calloc(3 * n + big, sizeof(*ips)), *ip = ips;
+	uint8_t(*keys)[32] = calloc(n, 32);
+	size_t i, j, got_n = 0, bad = 0;
+	char name[96];
+	int ok = 1, ret;
+	long wgn;
+
+	snprintf(name, sizeof(name), "bulk: %zu peers in one call, listed back exactly",
+		 n);
+	for (i = 0; i < n; i++) {
+		size_t k = i == 0 ? big : 1 + i % 3;
+
+		key_of(peers[i].public_key, (uint32_t)i, (uint32_t)n);
+		memcpy(keys[i], peers[i].public_key, 32);
+		peers[i].allowed_ips = ip;
+		peers[i].n_allowed_ips = k;
+		for (j = 0; j < k; j++) {
+			if (i == 0)
+				*ip++ = ip4(0x0b000000u + (uint32_t)j, 32);
+			else if (j == 2)
+				*ip++ = ip6("fd00::", 128),
+				ip[-1].ip6.s6_addr32[3] = htonl((uint32_t)i);
+			else
+				*ip++ = ip4(0x0a000000u + (uint32_t)(2 * i + j), 32);
+		}
+		if (i % 2) {
+			peers[i].flags |= WGDEV_PEER_HAS_ENDPOINT;
+			peers[i].endpoint.addr4.sin_family = AF_INET;
+			peers[i].endpoint.addr4.sin_addr.s_addr = htonl(0x7f000001);
+			peers[i].endpoint.addr4.sin_port = htons((uint16_t)(1000 + i % 60000));
+		}
+	}
+	ret = wgdev_set_peers(dev, peers, n);
+	ok &= EXPECT(ret == 0, "set: %s", wgdev_error(dev));
+	if (ok && !list(dev, &ps, &got_n)) {
+		ok &= EXPECT(got_n == n, "listed %zu of %zu", got_n, n);
+		qsort(ps, got_n, sizeof(*ps), cmp_peer);
+		for (i = 0; i < n; i++) {
+			got = bsearch(&peers[i], ps, got_n, sizeof(*ps), cmp_peer);
+			if (!got || !same_ips(got, &peers[i]) ||
+			    !!(got->flags & WGDEV_PEER_HAS_ENDPOINT) != (int)(i % 2))
+				bad++;
+		}
+		/* No duplicates: a continuation counted as a new peer. */
+		for (i = 1; i < got_n; i++)
+			if (!cmp_peer(&ps[i - 1], &ps[i]))
+				bad++;
+		ok &= EXPECT(bad == 0, "%zu peers differ", bad);
+		wgdev_peers_free(ps, got_n);
+	}
+	wgn = wg_count_peers();
+	ok &= EXPECT(wgn == (long)n, "wg sees %ld", wgn);
+	ret = wgdev_remove_peers(dev, (const uint8_t(*)[32])keys, n);
+	ok &= EXPECT(ret == 0, "remove: %s", wgdev_error(dev));
+	if (!list(dev, &ps, &got_n)) {
+		ok &= EXPECT(got_n == 0, "%zu left after remove", got_n);
+		wgdev_peers_free(ps, got_n);
+	}
+	CHECK(name, ok, "see above");
+	free(peers);
+	free(ips);
+	free(keys);
+}
+
+static void test_invalid(struct wgdev *dev)
+{
+	struct wgdev_allowed_ip bad = ip4(0x0a000001, 33);
+	struct wgdev_peer p = { .allowed_ips = &bad, .n_allowed_ips = 1 };
+	int ret;
+
+	key_of(p.public_key, 5, 5);
+	ret = wgdev_set_peers(dev, &p, 1);
+	CHECK("peer: invalid allowed IP rejected", ret == -EINVAL,
+	      "got %d (%s)", ret, wgdev_error(dev));
+	memset(&p, 0, sizeof(p));
+	key_of(p.public_key, 5, 5);
+	ret = wgdev_install_initiate(dev, &p, 25);
+	CHECK("initiate: needs an endpoint", ret == -EINVAL, "got %d", ret);
+}
+
+/* Without CAP_NET_ADMIN (netlink) or socket write permission (UAPI). */
+static void test_eperm(void)
+{
+	int status = -1, ret;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct wgdev *dev = NULL;
+		struct wgdev_info info;
+
+		if (setgid(65534) || setuid(65534))
+			_exit(100);
+		ret = wgdev_open(&dev, devname, backend);
+		if (!ret)
+			ret = wgdev_get_info(dev, &info);
+		printf("  unprivileged: %d %s\n", ret,
+		       dev ? wgdev_error(dev) : wgdev_error(NULL));
+		_exit(ret == -EPERM ? 0 : 1);
+	}
+	waitpid(pid, &status, 0);
+	CHECK("device: permission denied is -EPERM",
+	      WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d",
+	      status);
+}
+
+static void test_other_backend(void)
+{
+	struct wgdev *dev = NULL;
+	const char *notwg = getenv("WGDEV_NOT_WG");
+	int ret;
+
+	ret = wgdev_open(&dev, devname, WGDEV_AUTO);
+	CHECK("device: auto picks the backend",
+	      ret == 0 && wgdev_backend(dev) == backend, "ret %d backend %d",
+	      ret, dev ? (int)wgdev_backend(dev) : -1);
+	wgdev_close(dev);
+	dev = NULL;
+	if (backend == WGDEV_UAPI) {
+		/* wireguard-go's tun link is not kernel WireGuard. */
+		ret = wgdev_open(&dev, devname, WGDEV_NETLINK);
+		CHECK("not wireguard: userspace tun over netlink",
+		      ret == -EMEDIUMTYPE, "got %d (%s)", ret, wgdev_error(NULL));
+		wgdev_close(dev);
+		dev = NULL;
+	}
+	if (notwg) {
+		char name[80];
+
+		snprintf(name, sizeof(name), "not wireguard: %s link", notwg);
+		ret = wgdev_open(&dev, notwg, backend);
+		CHECK(name, ret == (backend == WGDEV_NETLINK ? -EMEDIUMTYPE : -ENODEV),
+		      "got %d (%s)", ret, wgdev_error(NULL));
+		wgdev_close(dev);
+	}
+}
+
+int main(void)
+{
+	const char *b = getenv("WGDEV_BACKEND");
+	struct wgdev *dev = NULL;
+	int ret;
+
+	if (sodium_init() < 0)
+		return 1;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	devname = getenv("WGDEV_NAME");
+	if (!devname) {
+		test_missing();
+		test_fake_uapi();
+		CHECK_EXIT();
+	}
+	backend = b && !strcmp(b, "netlink") ? WGDEV_NETLINK : WGDEV_UAPI;
+	ret = wgdev_open(&dev, devname, backend);
+	CHECK("device: open", ret == 0, "%s", wgdev_error(NULL));
+	if (ret)
+		CHECK_EXIT();
+	test_info(dev);
+	test_other_backend();
+	test_eperm();
+	test_peer_lifecycle(dev);
+	test_from_wg(dev);
+	test_invalid(dev);
+	test_bulk(dev, 1, 1);
+	test_bulk(dev, 1000, 3000);
+	test_bulk(dev, 10000, 3000);
+	wgdev_close(dev);
+	CHECK_EXIT();
+}

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A WireGuard device behind one interface: backend selection, dispatch and
+ * error messages. The backends are user/wgdev_netlink.c (kernel) and
+ * user/wgdev_uapi.c (wireguard-go and other userspace implementations);
+ * like wireguard-tools' ipc.c, one check picks between them: a UAPI socket
+ * named after the device means userspace, anything else is the kernel.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+
+#include "wgdev.h"
+#include "wgdev_internal.h"
+
+/*
+ * wgdev_open() has no device to hold its error when it fails: the message
+ * is kept per thread and returned by wgdev_error(NULL).
+ */
+static __thread char open_err[256];
+
+const char *wgdev_uapi_dir(void)
+{
+	const char *d = getenv("JITWG_UAPI_DIR");
+
+	return d && *d ? d : "/var/run/wireguard";
+}
+
+int wgdev_fail(struct wgdev *dev, int err, const char *fmt, ...)
+{
+	char *buf = dev ? dev->err : open_err;
+	size_t len = dev ? sizeof(dev->err) : sizeof(open_err);
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+int wgdev_peer_add_ip(struct wgdev_peer *peer,
+		      const struct wgdev_allowed_ip *ip)
+{
+	size_t n = peer->n_allowed_ips;
+
+	/* Capacity is the next power of two: grow when n is one. */
+	if (n == 0 || (n & (n - 1)) == 0) {
+		size_t cap = n ? 2 * n : 1;
+		struct wgdev_allowed_ip *p;
+
+		p = realloc(peer->allowed_ips, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		peer->allowed_ips = p;
+	}
+	peer->allowed_ips[n] = *ip;
+	peer->n_allowed_ips = n + 1;
+	return 0;
+}
+
+static int valid_name(const char *name)
+{
+	size_t len = name ? strlen(name) : 0;
+
+	return len > 0 && len < IFNAMSIZ && !strchr(name, '/') &&
+	       strcmp(name, ".") && strcmp(name, "..");
+}
+
+int wgdev_open(struct wgdev **out, const char *name,
+	       enum wgdev_backend backend)
+{
+	struct wgdev *dev;
+	char path[256];
+	struct stat st;
+	int ret;
+
+	*out = NULL;
+	open_err[0] = 0;
+	if (!valid_name(name))
+		return wgdev_fail(NULL, -ENODEV,
+				  "invalid device name '%s' (1 to %d characters, no '/')",
+				  name ? name : "", IFNAMSIZ - 1);
+	if (backend == WGDEV_AUTO) {
+		snprintf(path, sizeof(path), "%s/%s.sock", wgdev_uapi_dir(),
+			 name);
+		backend = stat(path, &st) == 0 && S_ISSOCK(st.st_mode) ?
+				  WGDEV_UAPI :
+				  WGDEV_NETLINK;
+	}
+	if (backend != WGDEV_NETLINK && backend != WGDEV_UAPI)
+		return wgdev_fail(NULL, -EINVAL, "unknown backend %d", backend);
+
+	dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return wgdev_fail(NULL, -ENOMEM, "out of memory");
+	dev->backend = backend;
+	snprintf(dev->name, sizeof(dev->name), "%s", name);
+	dev->ops = backend == WGDEV_NETLINK ? &wgdev_netlink_ops :
+					      &wgdev_uapi_ops;
+	ret = dev->ops->open(dev);
+	if (ret) {
+		snprintf(open_err, sizeof(open_err), "%s", dev->err);
+		free(dev);
+		return ret;
+	}
+	*out = dev;
+	return 0;
+}
+
+void wgdev_close(struct wgdev *dev)
+{
+	if (!dev)
+		return;
+	dev->ops->close(dev);
+	free(dev);
+}
+
+enum wgdev_backend wgdev_backend(const struct wgdev *dev)
+{
+	return dev->backend;
+}
+
+const char *wgdev_error(const struct wgdev *dev)
+{
+	const char *e = dev ? dev->err : open_err;
+
+	return *e ? e : "no error";
+}
+
+int wgdev_get_info(struct wgdev *dev, struct wgdev_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	dev->err[0] = 0;
+	return dev->ops->get_info(dev, info);
+}
+
+/*
+ * The public flags only; REPLACE_IPS is always on, as the interface
+ * promises that allowed IPs replace the old set.
+ */
+#define PUBLIC_FLAGS                                                      \
+	(WGDEV_PEER_HAS_PSK | WGDEV_PEER_HAS_ENDPOINT |                   \
+	 WGDEV_PEER_HAS_KEEPALIVE | WGDEV_PEER_REPLACE_IPS)
+
+int wgdev_set_peers(struct wgdev *dev, const struct wgdev_peer *peers,
+		    size_t n)
+{
+	struct wgdev_peer *copy;
+	size_t i;
+	int ret;
+
+	dev->err[0] = 0;
+	if (n == 0)
+		return 0;
+	copy = malloc(n * sizeof(*copy));
+	if (!copy)
+		return wgdev_fail(dev, -ENOMEM, "out of memory for %zu peers", n);
+	memcpy(copy, peers, n * sizeof(*copy));
+	for (i = 0; i < n; i++)
+		copy[i].flags = (copy[i].flags & PUBLIC_FLAGS) |
+				WGDEV_PEER_REPLACE_IPS;
+	ret = dev->ops->set_peers(dev, copy, n);
+	sodium_memzero(copy, n * sizeof(*copy)); /* preshared keys */
+	free(copy);
+	return ret;
+}
+
+int wgdev_remove_peers(struct wgdev *dev, const uint8_t (*keys)[32], size_t n)
+{
+	struct wgdev_peer *rm;
+	size_t i;
+	int ret;
+
+	dev->err[0] = 0;
+	if (n == 0)
+		return 0;
+	rm = calloc(n, sizeof(*rm));
+	if (!rm)
+		return wgdev_fail(dev, -ENOMEM, "out of memory for %zu peers", n);
+	for (i = 0; i < n; i++) {
+		memcpy(rm[i].public_key, keys[i], 32);
+		rm[i].flags = WGDEV_PEER_REMOVE;
+	}
+	ret = dev->ops->set_peers(dev, rm, n);
+	free(rm);
+	return ret;
+}
+
+int wgdev_list_peers(struct wgdev *dev, struct wgdev_peer **peers, size_t *n)
+{
+	*peers = NULL;
+	*n = 0;
+	dev->err[0] = 0;
+	return dev->ops->list_peers(dev, peers, n);
+}
+
+void wgdev_peers_free(struct wgdev_peer *peers, size_t n)
+{
+	size_t i;
+
+	if (!peers)
+		return;
+	for (i = 0; i < n; i++)
+		free(peers[i].allowed_ips);
+	sodium_memzero(peers, n * sizeof(*peers));
+	free(peers);
+}
+
+/*
+ * Role inversion (WIREGUARD-NOTES.md, "Initiating back"): both the kernel
+ * (netlink.c set_peer) and wireguard-go (uapi.go, pkaOn) send a keepalive
+ * at once when a peer's persistent keepalive goes from 0 to non-zero on an
+ * up interface; with no session that keepalive is staged and triggers a
+ * handshake initiation towards the endpoint. Both settings travel in one
+ * transaction (one netlink message, one UAPI set) so nothing can run in
+ * between: first the full peer with keepalive 0, then the same key with
+ * only the initiating keepalive.
+ */
+int wgdev_install_initiate(struct wgdev *dev, const struct wgdev_peer *peer,
+			   uint16_t initiate_keepalive)
+{
+	struct wgdev_peer two[2];
+	int ret;
+
+	dev->err[0] = 0;
+	if (!(peer->flags & WGDEV_PEER_HAS_ENDPOINT) ||
+	    (peer->endpoint.addr.sa_family != AF_INET &&
+	     peer->endpoint.addr.sa_family != AF_INET6))
+		return wgdev_fail(dev, -EINVAL,
+				  "install and initiate needs a peer endpoint");
+	if (!initiate_keepalive)
+		return wgdev_fail(dev, -EINVAL,
+				  "install and initiate needs a non-zero keepalive");
+	two[0] = *peer;
+	two[0].flags = (peer->flags & PUBLIC_FLAGS) | WGDEV_PEER_REPLACE_IPS |
+		       WGDEV_PEER_HAS_KEEPALIVE;
+	two[0].persistent_keepalive = 0;
+	memset(&two[1], 0, sizeof(two[1]));
+	memcpy(two[1].public_key, peer->public_key, 32);
+	two[1].flags = WGDEV_PEER_HAS_KEEPALIVE | WGDEV_PEER_UPDATE_ONLY;
+	two[1].persistent_keepalive = initiate_keepalive;
+	ret = dev->ops->set_peers(dev, two, 2);
+	sodium_memzero(two, sizeof(two));
+	return ret;
+}
+
+int wgdev_restore_keepalive(struct wgdev *dev, const uint8_t key[static 32],
+			    uint16_t keepalive)
+{
+	struct wgdev_peer p;
+
+	dev->err[0] = 0;
+	memset(&p, 0, sizeof(p));
+	memcpy(p.public_key, key, 32);
+	/* Update only: a peer evicted meanwhile must not come back. */
+	p.flags = WGDEV_PEER_HAS_KEEPALIVE | WGDEV_PEER_UPDATE_ONLY;
+	p.persistent_keepalive = keepalive;
+	return dev->ops->set_peers(dev, &p, 1);
+}
