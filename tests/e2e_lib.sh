@@ -13,13 +13,13 @@ E2E_GW_TUN=10.77.0.1
 JITWGD=$BUILD/jitwgd
 LOADGEN=$BUILD/jitwg-loadgen
 CONTROL_PLANE=${CONTROL_PLANE:-$ROOT/scripts/control-plane.py}
+PY=/usr/bin/python3
 export WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1
 
 e2e_tmp() {
 	umask 077
 	TMP=$(mktemp -d /tmp/jitwg-e2e.XXXXXX)
 	on_exit "rm -rf $TMP"
-	umask 022
 }
 
 # wggo NS DEV: start wireguard-go for DEV inside NS, wait for its socket.
@@ -78,7 +78,7 @@ e2e_cp() {
 	mkdir -p "$TMP/peers"
 	local port=${CP_PORT:-0}
 	rm -f "$TMP/cp.port"
-	ip netns exec "$G" python3 "$CONTROL_PLANE" --peers "$TMP/peers" \
+	ip netns exec "$G" $PY "$CONTROL_PLANE" --peers "$TMP/peers" \
 		--port "$port" --port-file "$TMP/cp.port" --log "$TMP/cp.log" "$@" \
 		2>>"$TMP/cp.err" &
 	CP_PID=$!
@@ -99,7 +99,7 @@ cp_add() {
 	local pub=$1 f
 	shift
 	f=$TMP/peers/$(printf %s "$pub" | tr '/+' '_-').json
-	python3 -c 'import json,sys; print(json.dumps({"public_key": sys.argv[1], "allowed_ips": sys.argv[2:]}))' \
+	$PY -c 'import json,sys; print(json.dumps({"public_key": sys.argv[1], "allowed_ips": sys.argv[2:]}))' \
 		"$pub" "$@" >"$f.tmp" && mv "$f.tmp" "$f"
 }
 
@@ -111,10 +111,10 @@ cp_mode() { cp_post /_mode "$1"; }
 cp_requests() {
 	local k
 	k=$(printf %s "$1" | tr '/+' '_-' | tr -d '=')
-	cp_get /_stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["by_key"].get(sys.argv[1], 0))' "$k"
+	cp_get /_stats | $PY -c 'import json,sys; print(json.load(sys.stdin)["by_key"].get(sys.argv[1], 0))' "$k"
 }
 cp_total() {
-	cp_get /_stats | python3 -c 'import json,sys; print(json.load(sys.stdin)["peers_requests"])'
+	cp_get /_stats | $PY -c 'import json,sys; print(json.load(sys.stdin)["peers_requests"])'
 }
 
 # e2e_jitwgd [ARGS]: jitwgd in the gateway namespace, native XDP on vg;
@@ -154,3 +154,27 @@ cping() {
 
 # jwlog_count PATTERN: lines of the jitwgd log matching the ERE.
 jwlog_count() { grep -cE "$1" "$JW_LOG"; }
+
+# cp_add_raw NAME JSON: register a record as given (extra fields, ttl, …).
+cp_add_raw() { printf '%s\n' "$2" >"$TMP/peers/$1.json.tmp" && mv "$TMP/peers/$1.json.tmp" "$TMP/peers/$1.json"; }
+
+# synth SEED I: public key of the load generator's client I for SEED.
+synth_pub() { "$LOADGEN" keys --seed "$1" --first "${2:-0}" --count 1 | cut -d' ' -f1; }
+
+# lg ARGS: the load generator in the client namespace, aimed at the gateway.
+lg() { ip netns exec "$C" "$LOADGEN" send --to $E2E_GW_IP:51820 --responder "$GW_PUB" "$@"; }
+lg_resend() { ip netns exec "$C" "$LOADGEN" resend --to $E2E_GW_IP:51820 "$@"; }
+
+# client_restart PREFIX: drop the client's session (as a rebooted client
+# would) so that its next packet starts a handshake at once.
+client_restart() {
+	local n dev
+	n=$(eval echo "\$${1}_NS")
+	dev=$(eval echo "\$${1}_DEV")
+	ip netns exec "$n" wg set "$dev" peer "$GW_PUB" remove
+	ip netns exec "$n" wg set "$dev" peer "$GW_PUB" endpoint $E2E_GW_IP:51820 \
+		allowed-ips $E2E_GW_TUN/32
+	ip -n "$n" route replace $E2E_GW_TUN/32 dev "$dev"
+}
+
+jw_alive() { kill -0 "$JW_PID" 2>/dev/null; }

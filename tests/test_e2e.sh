@@ -1,0 +1,323 @@
+# jitwgd end to end: real wireguard-go gateway and clients in namespaces, the
+# reference control plane (scripts/control-plane.py), XDP in native mode on
+# the gateway's veth, and the load generator for crafted initiations.
+#
+#   ns "c" (clients)                          ns "g" (gateway)
+#   wireguard-go jw<id>c1.. 10.77.0.N/32      wireguard-go jw<id>g 10.77.0.1/16 :51820
+#   jitwg-loadgen (synthetic clients)         jitwgd (XDP native on vg)
+#   veth vc 192.168.77.2/24  <------------->  veth vg 192.168.77.1/24
+#                                             control plane 127.0.0.1 (loopback of g)
+
+. "$ROOT/tests/e2e_lib.sh"
+
+e2e_start() {
+	[ -x "$JITWGD" ] && [ -x "$LOADGEN" ] || skip "build/jitwgd or jitwg-loadgen not built"
+	command -v wireguard-go >/dev/null || skip "wireguard-go not installed"
+	e2e_tmp
+	e2e_topo
+	e2e_cp
+}
+
+# wait_log N ERE: until the jitwgd log has N lines matching.
+wait_log() {
+	local n=$1 re=$2
+	wait_for "${3:-20}" eval '[ "$(jwlog_count "$re")" -ge '"$n"' ]'
+}
+
+# A new client is provisioned on its first packet and its ping crosses; the
+# gateway started the handshake towards the client (role inversion).
+test_e2e_provision_ping_initiate_back() {
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	e2e_jitwgd --idle-timeout 300
+	ip netns exec "$C" tcpdump -i vc -n -U -w "$TMP/vc.pcap" \
+		"udp and src host $E2E_GW_IP and src port 51820" 2>/dev/null &
+	local tcpd=$!
+	on_exit "kill $tcpd"
+	sleep 0.5
+	check "ping through the tunnel" cping A 1 5
+	gw_has "$A_PUB" || fail "peer not on the gateway"
+	wait_log 1 "msg=handshake peer=$(fp "$A_PUB") outcome=done" 5 ||
+		fail "handshake not logged: $(cat "$JW_LOG")"
+	grep -q "msg=provision peer=$(fp "$A_PUB") outcome=installed source=api .*initiated=true" "$JW_LOG" ||
+		fail "no installed line: $(cat "$JW_LOG")"
+	expect_eq "$(cp_requests "$A_PUB")" 1 "control plane requests"
+	sleep 0.5
+	# A handshake initiation (type 1) from the gateway's port 51820: the
+	# gateway initiated, not merely answered.
+	kill "$tcpd" 2>/dev/null
+	wait "$tcpd" 2>/dev/null
+	$PY - "$TMP/vc.pcap" <<'EOF' || fail "no initiation from the gateway seen on the client's veth"
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+off, found = 24, False
+while off + 16 <= len(d):
+    incl = struct.unpack_from("<I", d, off + 8)[0]
+    pkt = d[off + 16: off + 16 + incl]
+    off += 16 + incl
+    # Ethernet 14 + IPv4 20 + UDP 8, then the WireGuard type byte.
+    if len(pkt) >= 42 + 148 and pkt[42] == 1 and len(pkt) - 42 == 148:
+        found = True
+sys.exit(0 if found else 1)
+EOF
+	# Never a key in the log: fingerprints only.
+	grep -qF "$A_PUB" "$JW_LOG" && fail "a full public key in the log"
+	grep -qF "$(cat "$TMP/gw.key")" "$JW_LOG" && fail "the private key in the log"
+	return 0
+}
+
+# --no-initiate-back: installed, and the handshake completes only with the
+# client's own retry (REKEY_TIMEOUT = 5 s).
+test_e2e_no_initiate_back() {
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	e2e_jitwgd --no-initiate-back
+	check "ping through the tunnel (after the client's retry)" cping A 1 12
+	grep -q "outcome=installed .*initiated=false" "$JW_LOG" || fail "not installed passively"
+	wait_log 1 "msg=handshake .*since_initiation_ms=[0-9]{4}" 5 ||
+		fail "handshake before the client's retry? $(grep msg=handshake "$JW_LOG")"
+}
+
+# An unknown key is not installed, and many fresh initiations from it cost
+# one control-plane request (negative cache, per-key rate limit).
+test_e2e_unknown_key_one_request() {
+	local pub
+	e2e_start
+	e2e_jitwgd
+	pub=$(synth_pub unknown)
+	check "send 6 fresh initiations" lg --seed unknown --repeat 6 --interval-ms 300
+	wait_log 1 "peer=$(fp "$pub") outcome=unknown" 10 || fail "no 'unknown' decision: $(cat "$JW_LOG")"
+	sleep 1
+	expect_eq "$(cp_requests "$pub")" 1 "control plane requests for the unknown key"
+	gw_has "$pub" && fail "unknown key installed"
+	[ "$(jwlog_count "peer=$(fp "$pub") outcome=unknown")" -ge 2 ] ||
+		fail "later initiations not answered from the negative cache"
+	jw_alive || fail "jitwgd died"
+}
+
+# Control plane down at first contact: no crash; provisioned once it returns
+# (the client keeps retrying every 5 s).
+test_e2e_cp_down_then_back() {
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	e2e_jitwgd
+	e2e_cp_stop
+	ip netns exec "$C" ping -c 1 -W 1 -I "$A_DEV" $E2E_GW_TUN >/dev/null 2>&1
+	wait_log 1 "peer=$(fp "$A_PUB") outcome=api_error" 15 || fail "no api_error line: $(cat "$JW_LOG")"
+	jw_alive || fail "jitwgd died with the control plane down"
+	gw_has "$A_PUB" && fail "installed without an answer"
+	e2e_cp
+	# The client's handshake retries continue for 90 s; ping keeps it trying.
+	ip netns exec "$C" ping -c 40 -i 1 -w 40 -I "$A_DEV" $E2E_GW_TUN >"$TMP/ping" 2>&1 &
+	on_exit "kill $!"
+	wait_for 40 gw_has "$A_PUB" || fail "not provisioned after the control plane returned: $(cat "$JW_LOG")"
+	wait_for 10 grep -q "bytes from" "$TMP/ping" || fail "no ping reply"
+}
+
+# Control plane down, key in the cache (stale): provisioned from the cache.
+test_e2e_cp_down_stale_cache() {
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add_raw a "{\"public_key\": \"$A_PUB\", \"allowed_ips\": [\"10.77.0.2/32\"], \"ttl\": 1}"
+	e2e_jitwgd
+	check "first ping" cping A 1 5
+	e2e_jitwgd_stop
+	ip netns exec "$G" wg set "$WGG" peer "$A_PUB" remove
+	e2e_cp_stop
+	sleep 1.5 # the entry's ttl is 1 s: stale now
+	e2e_jitwgd
+	client_restart A
+	check "ping with the control plane down" cping A 1 10
+	grep -q "peer=$(fp "$A_PUB") outcome=installed source=stale_cache" "$JW_LOG" ||
+		fail "not installed from the stale cache: $(cat "$JW_LOG")"
+}
+
+# bad_answer MODE SEED REASON_ERE: the control plane answers wrongly; nothing
+# is installed, one clear line, the daemon lives on.
+bad_answer() {
+	local mode=$1 seed=$2 re=$3 pub
+	pub=$(synth_pub "$seed")
+	cp_add "$pub" 10.77.5.1/32
+	cp_mode "{\"malformed\": \"$mode\"}"
+	lg --seed "$seed" >/dev/null || fail "loadgen"
+	wait_log 1 "peer=$(fp "$pub") outcome=(api_error|refused)" 40 ||
+		fail "$mode: no decision logged: $(tail -5 "$JW_LOG")"
+	grep "peer=$(fp "$pub") outcome=" "$JW_LOG" | grep -qE "$re" ||
+		fail "$mode: unclear reason: $(grep "peer=$(fp "$pub")" "$JW_LOG")"
+	gw_has "$pub" && fail "$mode: installed anyway"
+	jw_alive || fail "$mode: jitwgd died"
+	rm -f "$TMP"/peers/*.json
+	cp_mode '{"malformed": "none"}'
+	echo "  $mode: $(grep -m1 "peer=$(fp "$pub") outcome=" "$JW_LOG" | grep -oE 'outcome=.*reason=("[^"]*"|[^ ]*)')"
+}
+
+test_e2e_bad_answers() {
+	e2e_start
+	e2e_jitwgd
+	bad_answer wrong-key s1 'EKEYREJECTED|public_key'
+	bad_answer bad-ip s2 'EINVAL|allowed'
+	bad_answer host-bits s3 'EINVAL|allowed'
+	bad_answer json s4 'EBADMSG|JSON|json'
+	bad_answer huge s5 'EMSGSIZE|body|large'
+	bad_answer huge-cl s6 'EMSGSIZE|body|large'
+}
+
+# An allowed IP that overlaps another managed peer's is refused.
+test_e2e_overlap_refused() {
+	local pub
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	e2e_jitwgd
+	check "ping A" cping A 1 5
+	pub=$(synth_pub thief)
+	cp_add "$pub" 10.77.0.0/24
+	lg --seed thief >/dev/null
+	wait_log 1 "peer=$(fp "$pub") outcome=refused reason=allowed_ip_overlap other=$(fp "$A_PUB")" 10 ||
+		fail "overlap not refused: $(cat "$JW_LOG")"
+	gw_has "$pub" && fail "the overlapping peer was installed"
+	check "A still reachable" cping A 1 5
+}
+
+# A hanging control plane: that key fails after the timeouts, and meanwhile a
+# cached client is provisioned and eviction runs (nothing waits on the API).
+test_e2e_hanging_control_plane() {
+	local pub
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	e2e_jitwgd --idle-timeout 2 --evict-interval 1
+	check "A provisioned" cping A 1 5
+	wait_log 1 "peer=$(fp "$A_PUB") outcome=evicted" 10 || fail "A not evicted"
+	pub=$(synth_pub hang)
+	cp_add "$pub" 10.77.6.1/32
+	cp_mode '{"malformed": "hang"}'
+	lg --seed hang >/dev/null
+	wait_for 5 grep -q 'status=hang' "$TMP/cp.log" || fail "request never reached the control plane"
+	# While that request hangs, A comes back from the cache.
+	client_restart A
+	check "A provisioned from the cache while the API hangs" cping A 1 5
+	grep -q "peer=$(fp "$A_PUB") outcome=installed source=cache" "$JW_LOG" || fail "A not from cache"
+	wait_log 1 "peer=$(fp "$pub") outcome=api_error" 40 || fail "hanging request never ended: $(tail -3 "$JW_LOG")"
+	grep "peer=$(fp "$pub") outcome=api_error" "$JW_LOG" | grep -q ETIMEDOUT || fail "not a timeout"
+	gw_has "$pub" && fail "installed"
+	jw_alive || fail "jitwgd died"
+}
+
+# A victim's key encrypted without its private key: identified as the victim,
+# refused at authentication, no control-plane request.
+test_e2e_forged_identity() {
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	e2e_jitwgd
+	lg --seed attacker --forge "$A_PUB" --repeat 3 --interval-ms 200 >/dev/null
+	wait_log 3 "msg=reject peer=$(fp "$A_PUB") stage=authenticate" 10 ||
+		fail "forgery not rejected at authentication: $(cat "$JW_LOG")"
+	expect_eq "$(cp_requests "$A_PUB")" 0 "control plane requests for the victim"
+	gw_has "$A_PUB" && fail "victim installed by a forgery"
+	# The real client still gets in.
+	check "real client provisioned" cping A 1 5
+}
+
+# A replayed initiation is refused by the timestamp check: no second request,
+# no install; a fresh one is served from the cache.
+test_e2e_replay() {
+	local pub
+	e2e_start
+	e2e_jitwgd
+	pub=$(synth_pub replay)
+	cp_add "$pub" 10.77.7.1/32
+	lg --seed replay --save "$TMP/m1" >/dev/null
+	wait_for 10 gw_has "$pub" || fail "not installed: $(cat "$JW_LOG")"
+	# Remove it by hand; the sweep forgets the managed record.
+	ip netns exec "$G" wg set "$WGG" peer "$pub" remove
+	kill -HUP "$JW_PID"
+	wait_log 1 "peer=$(fp "$pub") outcome=forgotten" 5 || fail "sweep did not notice"
+	lg_resend --file "$TMP/m1" --repeat 3 --interval-ms 100 >/dev/null
+	wait_log 3 "msg=reject peer=$(fp "$pub") stage=freshness reason=replay" 10 ||
+		fail "replay not refused: $(cat "$JW_LOG")"
+	gw_has "$pub" && fail "replay installed the peer"
+	expect_eq "$(cp_requests "$pub")" 1 "control plane requests"
+	lg --seed replay >/dev/null
+	wait_for 10 gw_has "$pub" || fail "fresh initiation not installed"
+	expect_eq "$(cp_requests "$pub")" 1 "control plane requests after a fresh initiation (cache)"
+}
+
+# Idle managed peer evicted; back on its next handshake. A peer added by hand
+# is never touched, however idle.
+test_e2e_evict_and_return_hand_peer_kept() {
+	local hand
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	hand=$(wg genkey | wg pubkey)
+	ip netns exec "$G" wg set "$WGG" peer "$hand" allowed-ips 10.77.9.9/32 endpoint 192.168.77.9:5000
+	e2e_jitwgd --idle-timeout 2 --evict-interval 1 --handshake-window 2
+	check "ping" cping A 1 5
+	wait_for 15 eval '! gw_has "$A_PUB"' || fail "idle peer not evicted"
+	grep -q "peer=$(fp "$A_PUB") outcome=evicted reason=idle" "$JW_LOG" || fail "no eviction line"
+	kill -HUP "$JW_PID"
+	sleep 3
+	gw_has "$hand" || fail "hand-added peer removed"
+	grep -q "peer=$(fp "$hand")" "$JW_LOG" && fail "hand-added peer appears in decisions"
+	client_restart A
+	check "ping after eviction" cping A 1 5
+	gw_has "$A_PUB" || fail "not back"
+	expect_eq "$(cp_requests "$A_PUB")" 1 "control plane requests (return served by the cache)"
+	gw_has "$hand" || fail "hand-added peer removed"
+}
+
+# kill -9 in the middle of a burst of new clients; restart: the cache opens,
+# device peers are reconciled as managed, and provisioning resumes.
+test_e2e_kill9_during_burst() {
+	local n=300 i dev_peers managed
+	e2e_start
+	"$LOADGEN" keys --seed burst --count $n --net 10.78.0.0 >"$TMP/keys"
+	i=0
+	while read -r pub ip; do
+		cp_add_raw "b$i" "{\"public_key\": \"$pub\", \"allowed_ips\": [\"$ip\"]}"
+		i=$((i + 1))
+	done <"$TMP/keys"
+	e2e_jitwgd --no-initiate-back
+	lg --seed burst --count $n --duration-ms 1500 >/dev/null &
+	local lgpid=$!
+	wait_for 20 eval '[ "$(jwlog_count "outcome=installed")" -ge 20 ]' || fail "burst not provisioning"
+	kill -9 "$JW_PID"
+	wait "$lgpid"
+	dev_peers=$(ip netns exec "$G" wg show "$WGG" peers | wc -l)
+	echo "  killed with $dev_peers peers installed"
+	[ "$dev_peers" -lt $n ] || echo "  (burst completed before the kill)"
+	JW_LOG=$TMP/jitwgd2.log e2e_jitwgd --no-initiate-back
+	managed=$(sed -n 's/.*msg=ready.* managed=\([0-9]*\).*/\1/p' "$JW_LOG")
+	# Every device peer was installed by jitwgd; the record is written right
+	# after the install, so the kill may lose at most the last few.
+	[ "$managed" -ge $((dev_peers - 2)) ] && [ "$managed" -le "$dev_peers" ] ||
+		fail "reconciled $managed managed of $dev_peers device peers"
+	lg --seed burst --count $n --duration-ms 1000 >/dev/null
+	wait_for 30 eval '[ "$(ip netns exec "$G" wg show "$WGG" peers | wc -l)" -ge '$n' ]' ||
+		fail "provisioning did not resume: $(ip netns exec "$G" wg show "$WGG" peers | wc -l) of $n"
+	jw_alive || fail "jitwgd died"
+}
+
+# Usage errors exit 2 with a message; --help exits 0.
+test_e2e_usage() {
+	local out rc
+	[ -x "$JITWGD" ] || skip "build/jitwgd not built"
+	"$JITWGD" --help | grep -q -- --idle-timeout || fail "--help"
+	out=$("$JITWGD" --frobnicate 2>&1); rc=$?
+	expect_eq "$rc" 2 "exit status for an unknown option"
+	echo "$out" | grep -q "unknown option" || fail "message: $out"
+	out=$("$JITWGD" --wg-dev x --xdp-dev y --api http://z --idle-timeout -3 2>&1); rc=$?
+	expect_eq "$rc" 2 "exit status for an invalid value"
+	out=$("$JITWGD" --xdp-dev y --api http://z 2>&1); rc=$?
+	expect_eq "$rc" 2 "exit status without --wg-dev"
+	echo "$out" | grep -q -- "--wg-dev" || fail "message: $out"
+	out=$("$JITWGD" --wg-dev jwnosuchdev0 --xdp-dev lo --api http://127.0.0.1:1 --cache-dir /tmp/jw-nodev-$$ 2>&1); rc=$?
+	rm -rf /tmp/jw-nodev-$$
+	expect_eq "$rc" 1 "exit status without the device"
+	echo "$out" | grep -q "stage=device" || fail "message: $out"
+}
