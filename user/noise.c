@@ -59,6 +59,10 @@ struct fixed {
 	struct noise_mac_key mac1;
 };
 
+/*
+ * Read-only once built (and mprotected so): any number of threads may decode
+ * with one responder at once.
+ */
 struct noise_responder {
 	uint8_t private_key[NOISE_KEY_LEN];
 	uint8_t public_key[NOISE_KEY_LEN];
