@@ -111,7 +111,11 @@ struct api_config {
 	unsigned max_attempts;      /* attempts per request, >= 1 [3] */
 	unsigned backoff_initial_ms; /* first retry delay [200]; doubles each retry */
 	unsigned backoff_max_ms;    /* cap on the retry delay [2000] */
-	unsigned min_interval_ms;   /* per key, start to start [5000]; */
+	unsigned min_interval_ms;   /* per key, start to start [4500]: a client
+				     * retries every REKEY_TIMEOUT = 5 s (+ up to
+				     * 333 ms jitter); just under it, each retry
+				     * may ask once (a down control plane is
+				     * noticed coming back) and never twice */
 	bool no_rate_limit;         /* true: min_interval_ms ignored (tests) */
 	size_t max_body;            /* bytes [API_DEFAULT_MAX_BODY] */
 	unsigned max_inflight;      /* concurrent transfers; more wait in FIFO [64] */

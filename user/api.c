@@ -605,7 +605,7 @@ int api_create(struct api_client **out, const struct api_config *cfg,
 	if (c->cfg.backoff_max_ms < c->cfg.backoff_initial_ms)
 		c->cfg.backoff_max_ms = c->cfg.backoff_initial_ms;
 	if (!c->cfg.min_interval_ms)
-		c->cfg.min_interval_ms = 5000;
+		c->cfg.min_interval_ms = 4500; /* see api.h */
 	if (!c->cfg.max_body)
 		c->cfg.max_body = API_DEFAULT_MAX_BODY;
 	if (!c->cfg.max_inflight)
