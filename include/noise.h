@@ -24,6 +24,9 @@
 #define NOISE_TIMESTAMP_LEN 12 /* TAI64N: 8-byte seconds, 4-byte ns, big-endian */
 #define NOISE_INITIATION_LEN 148
 
+/* Ignoring a decode verdict or a constructor's error is always a bug. */
+#define NOISE_WUR __attribute__((warn_unused_result))
+
 /* Every outcome of a decode stage; 0 is success. */
 enum noise_status {
 	NOISE_OK = 0,
@@ -46,7 +49,7 @@ const char *noise_status_str(enum noise_status st);
 struct noise_responder;
 
 int noise_responder_new(struct noise_responder **out,
-			const uint8_t private_key[static NOISE_KEY_LEN]);
+			const uint8_t private_key[static NOISE_KEY_LEN]) NOISE_WUR;
 void noise_responder_free(struct noise_responder *r);
 void noise_responder_public_key(const struct noise_responder *r,
 				uint8_t out[static NOISE_KEY_LEN]);
@@ -64,15 +67,15 @@ struct noise_state {
 
 void noise_state_wipe(struct noise_state *st);
 
-enum noise_status noise_check_shape(const uint8_t *msg, size_t len);
+enum noise_status noise_check_shape(const uint8_t *msg, size_t len) NOISE_WUR;
 enum noise_status noise_check_mac1(const struct noise_responder *r,
-				   const uint8_t msg[static NOISE_INITIATION_LEN]);
+				   const uint8_t msg[static NOISE_INITIATION_LEN]) NOISE_WUR;
 
 /* Stage 3. On NOISE_OK, initiator_public holds the claimed (not yet proven) key. */
 enum noise_status noise_identify(const struct noise_responder *r,
 				 const uint8_t msg[static NOISE_INITIATION_LEN],
 				 struct noise_state *st,
-				 uint8_t initiator_public[static NOISE_KEY_LEN]);
+				 uint8_t initiator_public[static NOISE_KEY_LEN]) NOISE_WUR;
 
 /*
  * Stages 4 and 5. last_timestamp is the greatest timestamp accepted for this
@@ -84,14 +87,14 @@ enum noise_status noise_authenticate(const struct noise_responder *r,
 				     const uint8_t msg[static NOISE_INITIATION_LEN],
 				     struct noise_state *st,
 				     const uint8_t *last_timestamp,
-				     uint8_t timestamp_out[static NOISE_TIMESTAMP_LEN]);
+				     uint8_t timestamp_out[static NOISE_TIMESTAMP_LEN]) NOISE_WUR;
 
 /* Stages 1–5 in one call. */
 enum noise_status noise_decode(const struct noise_responder *r,
 			       const uint8_t *msg, size_t len,
 			       const uint8_t *last_timestamp,
 			       uint8_t initiator_public[static NOISE_KEY_LEN],
-			       uint8_t timestamp_out[static NOISE_TIMESTAMP_LEN]);
+			       uint8_t timestamp_out[static NOISE_TIMESTAMP_LEN]) NOISE_WUR;
 
 /* memcmp order of two TAI64N timestamps: <0, 0, >0. */
 int noise_timestamp_cmp(const uint8_t a[static NOISE_TIMESTAMP_LEN],
@@ -110,7 +113,7 @@ struct noise_initiator;
 
 int noise_initiator_new(struct noise_initiator **out,
 			const uint8_t static_private[static NOISE_KEY_LEN],
-			const uint8_t responder_public[static NOISE_KEY_LEN]);
+			const uint8_t responder_public[static NOISE_KEY_LEN]) NOISE_WUR;
 void noise_initiator_free(struct noise_initiator *in);
 
 /* Deliberate defects for tests; 0 builds a valid message. */
@@ -134,6 +137,6 @@ void noise_initiator_forge_identity(struct noise_initiator *in,
 int noise_build_initiation(struct noise_initiator *in, uint32_t sender_index,
 			   const uint8_t timestamp[static NOISE_TIMESTAMP_LEN],
 			   unsigned int defects,
-			   uint8_t out[static NOISE_INITIATION_LEN]);
+			   uint8_t out[static NOISE_INITIATION_LEN]) NOISE_WUR;
 
 #endif
