@@ -78,7 +78,7 @@ e2e_cp() {
 	mkdir -p "$TMP/peers"
 	local port=${CP_PORT:-0}
 	rm -f "$TMP/cp.port"
-	ip netns exec "$G" $PY "$CONTROL_PLANE" --peers "$TMP/peers" \
+	ip netns exec "$G" $PY "$CONTROL_PLANE" --peers "${CP_PEERS:-$TMP/peers}" \
 		--port "$port" --port-file "$TMP/cp.port" --log "$TMP/cp.log" "$@" \
 		2>>"$TMP/cp.err" &
 	CP_PID=$!
@@ -137,8 +137,9 @@ e2e_jitwgd_stop() {
 	return 0
 }
 
-# fp PUB: the 8-character fingerprint jitwgd logs for a key.
-fp() { printf %s "${1:0:8}"; }
+# fp PUB: the 8-character fingerprint jitwgd logs for a key, as a pattern
+# for grep (basic or extended): '+' becomes [+].
+fp() { local f=${1:0:8}; printf %s "${f//+/[+]}"; }
 
 # gw_has PUB: the gateway device has this peer.
 gw_has() { ip netns exec "$G" wg show "$WGG" peers | grep -qxF "$1"; }

@@ -8,10 +8,12 @@
  *   jitwg-loadgen send --to ADDR:PORT --responder PUB_B64 [--seed S]
  *       [--count N] [--first I] [--duration-ms MS] [--private-key-file F]
  *       [--forge VICTIM_PUB_B64] [--repeat K --interval-ms MS]
- *       [--save FILE] [--bind ADDR:PORT]
+ *       [--save FILE] [--bind ADDR:PORT] [--sources N --src-base A.B.C.D]
  *       build N distinct initiations first (client i's static key derives
  *       from the seed), then send them spread over duration-ms; --repeat
- *       sends K rounds of fresh initiations (as WireGuard's retries do)
+ *       sends K rounds of fresh initiations (as WireGuard's retries do);
+ *       --sources spreads them over N source addresses from src-base (the
+ *       XDP program rate-limits per source address)
  *   jitwg-loadgen resend --to ADDR:PORT --file FILE
  *       send the bytes of a saved initiation again (a replay)
  *
@@ -33,22 +35,9 @@
 
 #include "keys.h"
 #include "noise.h"
+#include "synth.h"
 
-static void derive(uint8_t priv[32], uint8_t pub[32], const char *seed, uint32_t i)
-{
-	crypto_generichash_state st;
-
-	crypto_generichash_init(&st, NULL, 0, 32);
-	crypto_generichash_update(&st, (const uint8_t *)"jitwg-loadgen", 13);
-	crypto_generichash_update(&st, (const uint8_t *)seed, strlen(seed));
-	crypto_generichash_update(&st, (const uint8_t *)&i, sizeof(i));
-	crypto_generichash_final(&st, priv, 32);
-	/* X25519 clamping, as wg genkey does. */
-	priv[0] &= 248;
-	priv[31] = (priv[31] & 127) | 64;
-	if (pub && crypto_scalarmult_base(pub, priv))
-		memset(pub, 0, 32);
-}
+#define derive synth_key
 
 static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -82,7 +71,7 @@ static void usage(void)
 		"       jitwg-loadgen send --to ADDR:PORT --responder PUB_B64 [--seed S] [--count N]\n"
 		"                     [--first I] [--duration-ms MS] [--private-key-file F]\n"
 		"                     [--forge VICTIM_PUB_B64] [--repeat K] [--interval-ms MS]\n"
-		"                     [--save FILE] [--bind ADDR:PORT]\n"
+		"                     [--save FILE] [--bind ADDR:PORT] [--sources N --src-base A.B.C.D]\n"
 		"       jitwg-loadgen resend --to ADDR:PORT --file FILE [--bind ADDR:PORT]\n");
 }
 
@@ -111,12 +100,16 @@ int main(int argc, char **argv)
 		{ "interval-ms", required_argument, NULL, 'i' },
 		{ "save", required_argument, NULL, 'S' },
 		{ "file", required_argument, NULL, 'l' },
+		{ "sources", required_argument, NULL, 'm' },
+		{ "src-base", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	const char *seed = "jitwg", *to = NULL, *bind_to = NULL, *resp_b64 = NULL;
 	const char *keyfile = NULL, *forge = NULL, *save = NULL, *file = NULL;
-	const char *net = "10.128.0.0";
+	const char *net = "10.128.0.0", *src_base = NULL;
+	unsigned long n_src = 1;
+	int *fds = NULL;
 	unsigned long count = 1, first = 0, duration_ms = 0, repeat = 1, interval_ms = 5000;
 	struct sockaddr_storage dst, src;
 	socklen_t dlen = 0, slen = 0;
@@ -148,6 +141,8 @@ int main(int argc, char **argv)
 		case 'i': interval_ms = strtoul(optarg, NULL, 10); break;
 		case 'S': save = optarg; break;
 		case 'l': file = optarg; break;
+		case 'm': n_src = strtoul(optarg, NULL, 10); break;
+		case 'B': src_base = optarg; break;
 		case 'h': usage(); return 0;
 		default: usage(); return 2;
 		}
@@ -219,6 +214,36 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	if (n_src < 1)
+		n_src = 1;
+	fds = calloc(n_src, sizeof(*fds));
+	if (!fds)
+		goto out;
+	fds[0] = fd;
+	for (i = 1; i < n_src; i++)
+		fds[i] = -1;
+	if (src_base) {
+		struct in_addr base;
+
+		if (dst.ss_family != AF_INET || inet_pton(AF_INET, src_base, &base) != 1) {
+			fprintf(stderr, "loadgen: --src-base needs an IPv4 address and target\n");
+			goto out;
+		}
+		for (i = 0; i < n_src; i++) {
+			struct sockaddr_in sin = { .sin_family = AF_INET };
+
+			sin.sin_addr.s_addr = htonl(ntohl(base.s_addr) + (uint32_t)i);
+			if (i)
+				fds[i] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+			if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&sin, sizeof(sin))) {
+				fprintf(stderr, "loadgen: cannot bind source %lu: %s\n", i,
+					strerror(errno));
+				goto out;
+			}
+		}
+	} else {
+		n_src = 1;
+	}
 	if (!resp_b64 || key_from_base64(responder, resp_b64)) {
 		fprintf(stderr, "loadgen: --responder PUB_B64 (the gateway's public key) is required\n");
 		goto out;
@@ -283,7 +308,7 @@ int main(int argc, char **argv)
 				if (due > now + 0.0002)
 					usleep((useconds_t)((due - now) * 1e6));
 			}
-			if (sendto(fd, msgs[i], NOISE_INITIATION_LEN, 0,
+			if (sendto(fds[i % n_src], msgs[i], NOISE_INITIATION_LEN, 0,
 				   (struct sockaddr *)&dst, dlen) < 0)
 				errs++;
 			else
@@ -299,6 +324,12 @@ out:
 	if (msgs) {
 		sodium_memzero(msgs, count * sizeof(*msgs));
 		free(msgs);
+	}
+	if (fds) {
+		for (i = 1; i < n_src; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+		free(fds);
 	}
 	if (fd >= 0)
 		close(fd);

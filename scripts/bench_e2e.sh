@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# make bench-e2e: jitwgd end to end, on the topology of tests/e2e_lib.sh.
+#
+#  1. first initiation -> completed handshake, p50/p99 over BENCH_CLIENTS
+#     real wireguard-go clients, with initiating back and with
+#     --no-initiate-back; floor: clients the gateway already knows.
+#  2. a burst of BENCH_BURST synthetic clients (jitwg-loadgen) within one
+#     second, keys in the cache: time until all are installed, installs/s;
+#     floor: the same peers installed by one `wg addconf`.
+#  3. resident memory and start-up time with an empty cache and with
+#     BENCH_CACHE_ENTRIES entries.
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export JITWG_ROOT=$ROOT JITWG_RUNID=${JITWG_RUNID:-$$}
+. tests/lib.sh
+. tests/e2e_lib.sh
+trap lib_cleanup EXIT
+trap 'echo "interrupted"; exit 130' INT TERM
+
+N=${BENCH_CLIENTS:-100}
+PAR=${BENCH_PARALLEL:-20}
+BURST=${BENCH_BURST:-10000}
+CACHE_N=${BENCH_CACHE_ENTRIES:-1000000}
+SHM=/dev/shm/jitwg-bench-$JITWG_RUNID
+
+[ "$(id -u)" -eq 0 ] || { echo "bench-e2e: run as root" >&2; exit 1; }
+[ -x "$JITWGD" ] && [ -x "$LOADGEN" ] || { echo "bench-e2e: run make first" >&2; exit 1; }
+mount | grep -q ' /sys/fs/bpf type bpf' || mount -t bpf bpf /sys/fs/bpf
+
+e2e_tmp
+mkdir -p "$SHM"
+on_exit "rm -rf $SHM"
+e2e_topo
+
+# pct FILE P: the P-th percentile (nearest rank) of the numbers in FILE.
+pct() { sort -n "$1" | awk -v p="$2" '{a[NR]=$1} END {if (!NR) {print "-"; exit} i=int((p/100)*NR+0.999999); if (i<1) i=1; printf "%.1f", a[i]}'; }
+row() { printf '  %-52s %12s %12s %8s\n' "$@"; }
+logts() { sed -n 's/^ts=\([^ ]*\) .*/\1/p' | head -1 | xargs -I{} date -d {} +%s.%N; }
+
+echo "jitwgd end-to-end benchmark ($(nproc) CPUs, shared machine: expect noise)"
+echo "kernel $(uname -r), wireguard-go $(wireguard-go --version 2>/dev/null | head -1 | awk '{print $NF}')"
+
+# ---- 1. first-contact latency ----------------------------------------------
+# PAR client devices, each with its own gateway address 10.77.100.D so their
+# routes never collide; each round gives a device a new key (a new client).
+echo
+echo "setting up $PAR client devices and $((2 * N + 20)) client keys"
+python_map='import json,sys
+out = {}
+for line in open(sys.argv[1]):
+    k, ip = line.split()
+    out[k] = {"allowed_ips": [ip]}
+json.dump(out, open(sys.argv[2], "w"))'
+: >"$TMP/keys.txt"
+mkdir -p "$TMP/ck"
+for phase in ib nib base; do
+	cnt=$N
+	[ $phase = base ] && cnt=20
+	o=1
+	[ $phase = nib ] && o=2
+	[ $phase = base ] && o=3
+	for ((j = 0; j < cnt; j++)); do
+		wg genkey >"$TMP/ck/$phase-$j"
+		echo "$(wg pubkey <"$TMP/ck/$phase-$j") 10.77.$o.$((j + 1))/32" >>"$TMP/keys.txt"
+	done
+done
+grep -v '10\.77\.3\.' "$TMP/keys.txt" >"$TMP/keys-cp.txt"
+$PY -c "$python_map" "$TMP/keys-cp.txt" "$TMP/peers.json"
+CP_PEERS=$TMP/peers.json e2e_cp
+for ((d = 1; d <= PAR; d++)); do
+	dev=jw${JITWG_RUNID}d$d
+	wggo "$C" "$dev"
+	ip netns exec "$C" wg set "$dev" listen-port $((42000 + d)) private-key "$TMP/ck/base-0" \
+		peer "$GW_PUB" endpoint $E2E_GW_IP:51820 allowed-ips 10.77.100.$d/32
+	ip -n "$C" link set "$dev" up
+	ip -n "$C" addr add 10.77.250.$d/32 dev "$dev"
+	ip -n "$C" route add 10.77.100.$d/32 dev "$dev"
+	ip -n "$G" addr add 10.77.100.$d/32 dev "$WGG"
+done
+
+# one_client PHASE J D: device D becomes client J of PHASE and pings once;
+# prints the first reply's round trip in ms (or "lost").
+one_client() {
+	local phase=$1 j=$2 d=$3 dev=jw${JITWG_RUNID}d$3 o ip out
+	case $phase in ib) o=1 ;; nib) o=2 ;; base) o=3 ;; esac
+	ip=10.77.$o.$((j + 1))
+	ip netns exec "$C" wg set "$dev" private-key "$TMP/ck/$phase-$j"
+	ip -n "$C" addr add "$ip/32" dev "$dev"
+	ip -n "$C" addr del "10.77.250.$d/32" dev "$dev" 2>/dev/null
+	ip -n "$C" addr flush dev "$dev" to 10.77.0.0/16 2>/dev/null
+	ip -n "$C" addr add "$ip/32" dev "$dev" 2>/dev/null
+	ip -n "$C" route replace 10.77.100.$d/32 dev "$dev"
+	out=$(ip netns exec "$C" ping -c 1 -W 12 -I "$ip" 10.77.100.$d 2>/dev/null)
+	sed -n 's/.*time=\([0-9.]*\) ms.*/\1/p' <<<"$out" | grep . || echo lost
+}
+
+# run_phase PHASE PARALLEL: every client of the phase, PARALLEL at a time.
+run_phase() {
+	local phase=$1 par=$2 cnt=$N j b
+	[ $phase = base ] && cnt=20
+	: >"$TMP/rtt-$phase"
+	for ((b = 0; b < cnt; b += par)); do
+		for ((j = b; j < b + par && j < cnt; j++)); do
+			one_client "$phase" "$j" $((j - b + 1)) >>"$TMP/rtt-$phase" &
+		done
+		wait_phase
+	done
+}
+wait_phase() { local p; for p in $(jobs -p); do [ "$p" = "$CP_PID" ] || wait "$p" 2>/dev/null; done; }
+
+# Floor: peers the gateway already has (no jitwgd), first ping = handshake.
+for ((j = 0; j < 20; j++)); do
+	ip netns exec "$G" wg set "$WGG" peer "$(wg pubkey <"$TMP/ck/base-$j")" allowed-ips 10.77.3.$((j + 1))/32
+done
+echo "floor: 20 clients already installed on the gateway, one at a time"
+run_phase base 1
+
+JW_LOG=$TMP/jw-ib.log e2e_jitwgd
+echo "initiating back: $N new clients, one at a time"
+run_phase ib 1
+sleep 1
+grep -o 'msg=handshake .*since_initiation_ms=[0-9.]*' "$TMP/jw-ib.log" |
+	sed 's/.*since_initiation_ms=//' >"$TMP/hs-ib"
+e2e_jitwgd_stop
+
+JW_LOG=$TMP/jw-nib.log e2e_jitwgd --no-initiate-back
+echo "--no-initiate-back: $N new clients, $PAR at a time (each waits for its 5 s retry)"
+run_phase nib "$PAR"
+sleep 1
+grep -o 'msg=handshake .*since_initiation_ms=[0-9.]*' "$TMP/jw-nib.log" |
+	sed 's/.*since_initiation_ms=//' >"$TMP/hs-nib"
+e2e_jitwgd_stop
+
+echo
+echo "1. first initiation -> handshake (ms)"
+row "" p50 p99 n
+for ph in base ib nib; do
+	grep -v lost "$TMP/rtt-$ph" >"$TMP/rtt-$ph.ok"
+	case $ph in
+	base) name="floor: peer preinstalled, client's first ping" ;;
+	ib) name="jitwgd, initiate back: client's first ping" ;;
+	nib) name="jitwgd, --no-initiate-back: client's first ping" ;;
+	esac
+	row "$name" "$(pct "$TMP/rtt-$ph.ok" 50)" "$(pct "$TMP/rtt-$ph.ok" 99)" \
+		"$(wc -l <"$TMP/rtt-$ph.ok")/$(wc -l <"$TMP/rtt-$ph")"
+	[ $ph = base ] && continue
+	row "  jitwgd log: XDP initiation -> handshake seen" "$(pct "$TMP/hs-$ph" 50)" \
+		"$(pct "$TMP/hs-$ph" 99)" "$(wc -l <"$TMP/hs-$ph")"
+done
+grep 'outcome=installed' "$TMP/jw-ib.log" | sed -n 's/.*fetch_ms=\([0-9.]*\).*/\1/p' >"$TMP/fetch-ib"
+grep 'outcome=installed' "$TMP/jw-ib.log" | sed -n 's/.*install_ms=\([0-9.]*\).*/\1/p' >"$TMP/inst-ib"
+row "  of which control plane fetch (initiate back)" "$(pct "$TMP/fetch-ib" 50)" "$(pct "$TMP/fetch-ib" 99)" "$(wc -l <"$TMP/fetch-ib")"
+row "  of which device install (initiate back)" "$(pct "$TMP/inst-ib" 50)" "$(pct "$TMP/inst-ib" 99)" "$(wc -l <"$TMP/inst-ib")"
+echo "  target: p99 < 20 ms with a local control plane (initiating back)"
+
+# ---- 2. burst ---------------------------------------------------------------
+echo
+echo "2. burst of $BURST synthetic clients within 1 s (keys in the cache)"
+# 100 source addresses: the XDP program rate-limits per source (100/s, burst 200).
+for ((i = 1; i <= 100; i++)); do echo "addr add 192.168.78.$i/24 dev vc"; done |
+	ip -n "$C" -batch -
+ip -n "$G" route add 192.168.78.0/24 dev vg
+mkdir -p "$SHM/burst-cache"
+"$BUILD/jitwg-cachefill" "$SHM/burst-cache" "$BURST" burst 10.128.0.0 ||
+	fail "cachefill"
+# A device for the burst alone, so that its peer count is the burst's.
+WGG_MAIN=$WGG
+ip netns exec "$G" wg set "$WGG" listen-port 51899
+WGG=jw${JITWG_RUNID}b
+wggo "$G" "$WGG"
+ip netns exec "$G" wg set "$WGG" private-key "$TMP/gw.key" listen-port 51820
+ip -n "$G" link set "$WGG" up
+for mode in initiate no-initiate; do
+	log=$TMP/jw-burst-$mode.log
+	args=()
+	[ $mode = no-initiate ] && args=(--no-initiate-back)
+	ip netns exec "$G" wg show "$WGG" peers | sed 's/^/peer /; s/$/ remove/' | tr '\n' ' ' >"$TMP/rm"
+	[ -s "$TMP/rm" ] && ip netns exec "$G" wg set "$WGG" $(cat "$TMP/rm")
+	JW_LOG=$log e2e_jitwgd --cache-dir "$SHM/burst-cache" "${args[@]}"
+	t0=$(date +%s.%N)
+	ip netns exec "$C" "$LOADGEN" send --to $E2E_GW_IP:51820 --responder "$GW_PUB" \
+		--seed burst --count "$BURST" --duration-ms 1000 --sources 100 \
+		--src-base 192.168.78.1 >/dev/null 2>"$TMP/lg.err"
+	t_sent=$(date +%s.%N)
+	wait_for 120 eval '[ "$(grep -c outcome=installed "$log")" -ge '"$BURST"' ]'
+	sleep 0.5
+	got=$(grep -c outcome=installed "$log")
+	first=$(grep -m1 outcome=installed "$log" | logts)
+	last=$(grep outcome=installed "$log" | tail -1 | logts)
+	rss=$(awk '/VmRSS/ {print $2}' /proc/"$JW_PID"/status)
+	e2e_jitwgd_stop
+	stats=$(grep msg=stop "$log")
+	printf '  %-14s installed %5d/%d  send %.2f s  first->all %.2f s  since send start %.2f s  %6.0f installs/s  rss %d MiB\n' \
+		"$mode" "$got" "$BURST" "$(echo "$t_sent - $t0" | bc)" "$(echo "$last - $first" | bc)" \
+		"$(echo "$last - $t0" | bc)" "$(echo "$got / ($last - $first + 0.001)" | bc -l)" $((rss / 1024))
+	echo "                 $(grep -o 'events=[0-9]* .*queue_full=[0-9]*' <<<"$stats")"
+done
+# Floor: the same peers in one configuration call.
+"$LOADGEN" keys --seed burst --count "$BURST" | awk '{print "[Peer]\nPublicKey = " $1 "\nAllowedIPs = " $2 "\n"}' >"$TMP/burst.conf"
+FL=jw${JITWG_RUNID}f
+wggo "$G" "$FL"
+t0=$(date +%s.%N)
+ip netns exec "$G" wg addconf "$FL" "$TMP/burst.conf"
+t1=$(date +%s.%N)
+printf '  %-14s %d peers by one wg addconf: %.2f s (%.0f peers/s)\n' floor "$BURST" \
+	"$(echo "$t1 - $t0" | bc)" "$(echo "$BURST / ($t1 - $t0)" | bc -l)"
+echo "  target: the burst installed within 2 s"
+WGG=$WGG_MAIN
+ip netns exec "$G" wg set "$WGG" listen-port 51820
+
+# ---- 3. memory and start-up --------------------------------------------------
+echo
+echo "3. start-up and memory (fresh device with no peers; cache on tmpfs)"
+SD=jw${JITWG_RUNID}s
+wggo "$G" "$SD"
+ip netns exec "$G" wg set "$SD" private-key "$TMP/gw.key" listen-port 51830
+ip -n "$G" link set "$SD" up
+mkdir -p "$SHM/empty" "$SHM/full"
+t0=$(date +%s)
+"$BUILD/jitwg-cachefill" "$SHM/full" "$CACHE_N" || fail "cachefill"
+echo "  (filled $CACHE_N entries in $(($(date +%s) - t0)) s; $(du -sh "$SHM/full" | cut -f1) on disk)"
+row "" "startup ms" "external ms" "RSS MiB"
+for which in empty full; do
+	for run in 1 2 3; do
+		log=$TMP/jw-start-$which-$run.log
+		: >"$log"
+		t0=$(date +%s.%N)
+		ip netns exec "$G" "$JITWGD" --wg-dev "$SD" --xdp-dev vg --xdp-mode native \
+			--api "$CP_URL" --cache-dir "$SHM/$which" 2>>"$log" &
+		pid=$!
+		wait_for 10 grep -q msg=ready "$log" || fail "jitwgd did not start: $(cat "$log")"
+		ready=$(grep msg=ready "$log")
+		ext=$(echo "($(logts <<<"$ready") - $t0) * 1000" | bc)
+		# A few lookups touch the cache, as serving traffic would.
+		ip netns exec "$C" "$LOADGEN" send --to $E2E_GW_IP:51830 --responder "$GW_PUB" \
+			--seed rss --count 200 >/dev/null 2>&1
+		sleep 0.5
+		rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+		kill $pid
+		wait $pid 2>/dev/null
+		row "$which cache (${which/empty/0}${which/full/ entries}) run $run" \
+			"$(sed -n 's/.* startup_ms=\([0-9.]*\).*/\1/p' <<<"$ready")" \
+			"$(printf %.1f "$ext")" "$(echo "scale=1; $rss / 1024" | bc)"
+	done
+	echo "    of which BPF load + attach (floor): $(sed -n 's/.* capture_ms=\([0-9.]*\).*/\1/p' <<<"$ready") ms, cache open: $(sed -n 's/.* cache_ms=\([0-9.]*\).*/\1/p' <<<"$ready") ms"
+done
+echo "  target: start-up < 100 ms whatever the cache size"
