@@ -379,3 +379,192 @@ int noise_aead_open(uint8_t *out, const uint8_t key[static 32],
 	}
 	return 0;
 }
+
+/*
+ * Field arithmetic mod p = 2^255 - 19 for the Edwards-to-Montgomery map only:
+ * five 51-bit limbs, 128-bit products. Nothing here is secret-dependent in
+ * its timing (no branches or indices on values).
+ */
+typedef uint64_t fe[5];
+#define MASK51 ((UINT64_C(1) << 51) - 1)
+
+static uint64_t load64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void store64(uint8_t *p, uint64_t v)
+{
+	int i;
+
+	for (i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The low 255 bits (an Edwards encoding's y; bit 255 is the sign of x). */
+static void fe_frombytes(fe h, const uint8_t s[static 32])
+{
+	h[0] = load64(s) & MASK51;
+	h[1] = (load64(s + 6) >> 3) & MASK51;
+	h[2] = (load64(s + 12) >> 6) & MASK51;
+	h[3] = (load64(s + 19) >> 1) & MASK51;
+	h[4] = (load64(s + 24) >> 12) & MASK51;
+}
+
+static void fe_tobytes(uint8_t s[static 32], const fe h)
+{
+	uint64_t t[5], q;
+	int i, pass;
+
+	memcpy(t, h, sizeof(t));
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < 4; i++) {
+			t[i + 1] += t[i] >> 51;
+			t[i] &= MASK51;
+		}
+		t[0] += 19 * (t[4] >> 51);
+		t[4] &= MASK51;
+	}
+	/* Now t < 2^255 + small; q = 1 iff t >= p: then subtract p. */
+	q = (t[0] + 19) >> 51;
+	for (i = 1; i < 5; i++)
+		q = (t[i] + q) >> 51;
+	t[0] += 19 * q;
+	for (i = 0; i < 4; i++) {
+		t[i + 1] += t[i] >> 51;
+		t[i] &= MASK51;
+	}
+	t[4] &= MASK51;
+	store64(s, t[0] | t[1] << 51);
+	store64(s + 8, t[1] >> 13 | t[2] << 38);
+	store64(s + 16, t[2] >> 26 | t[3] << 25);
+	store64(s + 24, t[3] >> 39 | t[4] << 12);
+}
+
+static void fe_mul(fe h, const fe f, const fe g)
+{
+	typedef unsigned __int128 u128;
+	uint64_t g1 = 19 * g[1], g2 = 19 * g[2], g3 = 19 * g[3], g4 = 19 * g[4];
+	u128 t0, t1, t2, t3, t4;
+	uint64_t c;
+
+	t0 = (u128)f[0] * g[0] + (u128)f[1] * g4 + (u128)f[2] * g3 +
+	     (u128)f[3] * g2 + (u128)f[4] * g1;
+	t1 = (u128)f[0] * g[1] + (u128)f[1] * g[0] + (u128)f[2] * g4 +
+	     (u128)f[3] * g3 + (u128)f[4] * g2;
+	t2 = (u128)f[0] * g[2] + (u128)f[1] * g[1] + (u128)f[2] * g[0] +
+	     (u128)f[3] * g4 + (u128)f[4] * g3;
+	t3 = (u128)f[0] * g[3] + (u128)f[1] * g[2] + (u128)f[2] * g[1] +
+	     (u128)f[3] * g[0] + (u128)f[4] * g4;
+	t4 = (u128)f[0] * g[4] + (u128)f[1] * g[3] + (u128)f[2] * g[2] +
+	     (u128)f[3] * g[1] + (u128)f[4] * g[0];
+	t1 += (uint64_t)(t0 >> 51);
+	t2 += (uint64_t)(t1 >> 51);
+	t3 += (uint64_t)(t2 >> 51);
+	t4 += (uint64_t)(t3 >> 51);
+	c = (uint64_t)(t4 >> 51);
+	h[0] = ((uint64_t)t0 & MASK51) + 19 * c;
+	h[1] = ((uint64_t)t1 & MASK51) + (h[0] >> 51);
+	h[0] &= MASK51;
+	h[2] = (uint64_t)t2 & MASK51;
+	h[3] = (uint64_t)t3 & MASK51;
+	h[4] = (uint64_t)t4 & MASK51;
+}
+
+static void fe_sq(fe h, const fe f)
+{
+	typedef unsigned __int128 u128;
+	uint64_t d0 = 2 * f[0], d1 = 2 * f[1];
+	uint64_t f3_19 = 19 * f[3], f4_19 = 19 * f[4], d4_19 = 38 * f[4];
+	u128 t0, t1, t2, t3, t4;
+	uint64_t c;
+
+	t0 = (u128)f[0] * f[0] + (u128)d1 * f4_19 + (u128)(2 * f[2]) * f3_19;
+	t1 = (u128)d0 * f[1] + (u128)f[2] * d4_19 + (u128)f[3] * f3_19;
+	t2 = (u128)d0 * f[2] + (u128)f[1] * f[1] + (u128)f[3] * d4_19;
+	t3 = (u128)d0 * f[3] + (u128)d1 * f[2] + (u128)f[4] * f4_19;
+	t4 = (u128)d0 * f[4] + (u128)d1 * f[3] + (u128)f[2] * f[2];
+	t1 += (uint64_t)(t0 >> 51);
+	t2 += (uint64_t)(t1 >> 51);
+	t3 += (uint64_t)(t2 >> 51);
+	t4 += (uint64_t)(t3 >> 51);
+	c = (uint64_t)(t4 >> 51);
+	h[0] = ((uint64_t)t0 & MASK51) + 19 * c;
+	h[1] = ((uint64_t)t1 & MASK51) + (h[0] >> 51);
+	h[0] &= MASK51;
+	h[2] = (uint64_t)t2 & MASK51;
+	h[3] = (uint64_t)t3 & MASK51;
+	h[4] = (uint64_t)t4 & MASK51;
+}
+
+static void fe_sqn(fe h, const fe f, int n)
+{
+	fe_sq(h, f);
+	while (--n > 0)
+		fe_sq(h, h);
+}
+
+/* z^(p-2) = 1/z (Fermat), with the usual chain for 2^255 - 21. */
+static void fe_invert(fe out, const fe z)
+{
+	fe z2, z9, z11, a, b, c, t;
+
+	fe_sq(z2, z);            /* 2 */
+	fe_sqn(t, z2, 2);        /* 8 */
+	fe_mul(z9, t, z);        /* 9 */
+	fe_mul(z11, z9, z2);     /* 11 */
+	fe_sq(t, z11);           /* 22 */
+	fe_mul(a, t, z9);        /* 2^5 - 1 */
+	fe_sqn(t, a, 5);
+	fe_mul(a, t, a);         /* 2^10 - 1 */
+	fe_sqn(t, a, 10);
+	fe_mul(b, t, a);         /* 2^20 - 1 */
+	fe_sqn(t, b, 20);
+	fe_mul(t, t, b);         /* 2^40 - 1 */
+	fe_sqn(t, t, 10);
+	fe_mul(b, t, a);         /* 2^50 - 1 */
+	fe_sqn(t, b, 50);
+	fe_mul(c, t, b);         /* 2^100 - 1 */
+	fe_sqn(t, c, 100);
+	fe_mul(t, t, c);         /* 2^200 - 1 */
+	fe_sqn(t, t, 50);
+	fe_mul(t, t, b);         /* 2^250 - 1 */
+	fe_sqn(t, t, 5);
+	fe_mul(out, t, z11);     /* 2^255 - 32 + 11 = p - 2 */
+}
+
+int noise_x25519_base(uint8_t pub[static 32], uint8_t priv[static 32])
+{
+	uint8_t ed[32];
+	fe y, num, den;
+	int i, ret = -EINVAL;
+
+	/* RFC 7748 §5 clamping, which crypto_scalarmult would do itself. */
+	priv[0] &= 248;
+	priv[31] &= 127;
+	priv[31] |= 64;
+	/* [priv]B on Edwards25519 (never the identity for a clamped scalar). */
+	if (crypto_scalarmult_ed25519_base_noclamp(ed, priv))
+		goto out;
+	/* u = (1 + y) / (1 - y) */
+	fe_frombytes(y, ed);
+	for (i = 0; i < 5; i++) {
+		num[i] = y[i];
+		/* 2p - y, limb by limb, keeps every limb positive */
+		den[i] = (i ? 2 * MASK51 : 2 * (MASK51 - 18)) - y[i];
+	}
+	num[0] += 1;
+	den[0] += 1;
+	fe_invert(den, den);
+	fe_mul(num, num, den);
+	fe_tobytes(pub, num);
+	ret = 0;
+out:
+	sodium_memzero(ed, sizeof(ed));
+	return ret;
+}
