@@ -176,7 +176,7 @@ test_e2e_overlap_refused() {
 	pub=$(synth_pub thief)
 	cp_add "$pub" 10.77.0.0/24
 	lg --seed thief >/dev/null
-	wait_log 1 "peer=$(fp "$pub") outcome=refused reason=allowed_ip_overlap other=$(fp "$A_PUB")" 10 ||
+	wait_log 1 "peer=$(fp "$pub") outcome=refused .*reason=allowed_ip_overlap other=$(fp "$A_PUB")" 10 ||
 		fail "overlap not refused: $(cat "$JW_LOG")"
 	gw_has "$pub" && fail "the overlapping peer was installed"
 	check "A still reachable" cping A 1 5
@@ -291,7 +291,10 @@ test_e2e_kill9_during_burst() {
 	dev_peers=$(ip netns exec "$G" wg show "$WGG" peers | wc -l)
 	echo "  killed with $dev_peers peers installed"
 	[ "$dev_peers" -lt $n ] || echo "  (burst completed before the kill)"
-	JW_LOG=$TMP/jitwgd2.log e2e_jitwgd --no-initiate-back
+	JW_LOG=$TMP/jitwgd2.log
+	e2e_jitwgd --no-initiate-back
+	grep -q 'action=replaced_stale_program' "$JW_LOG" ||
+		fail "the killed daemon's XDP program was not replaced: $(head -3 "$JW_LOG")"
 	managed=$(sed -n 's/.*msg=ready.* managed=\([0-9]*\).*/\1/p' "$JW_LOG")
 	# Every device peer was installed by jitwgd; the record is written right
 	# after the install, so the kill may lose at most the last few.

@@ -16,6 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
 #include <sodium.h>
 
 #include "api.h"
@@ -27,6 +31,44 @@
 #include "wgdev.h"
 
 #define DEFAULT_CACHE_DIR "/var/lib/jitwg"
+
+/*
+ * An XDP program attached through netlink outlives its process: after a
+ * kill -9 or a crash the next start finds jitwg's own program still on the
+ * device. Replace it when, and only when, it is jitwg's (by program name);
+ * anything else on the device is someone else's and is left alone.
+ */
+static int detach_stale_program(const char *ifname)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	struct bpf_prog_info info;
+	__u32 len = sizeof(info);
+	unsigned int ifindex = if_nametoindex(ifname);
+	__u32 flags;
+	int fd, ret;
+
+	if (!ifindex || bpf_xdp_query(ifindex, 0, &q) || !q.prog_id)
+		return -ENOENT;
+	fd = bpf_prog_get_fd_by_id(q.prog_id);
+	if (fd < 0)
+		return -errno;
+	memset(&info, 0, sizeof(info));
+	ret = bpf_obj_get_info_by_fd(fd, &info, &len);
+	close(fd);
+	if (ret)
+		return ret;
+	if (strcmp(info.name, "jitwg_xdp"))
+		return -EEXIST;
+	flags = q.attach_mode == XDP_ATTACHED_DRV ? XDP_FLAGS_DRV_MODE :
+		q.attach_mode == XDP_ATTACHED_SKB ? XDP_FLAGS_SKB_MODE :
+		q.attach_mode == XDP_ATTACHED_HW ? XDP_FLAGS_HW_MODE : 0;
+	ret = bpf_xdp_detach(ifindex, flags, NULL);
+	if (!ret)
+		dlog(LOG_WARN, "start",
+		     "stage=capture action=replaced_stale_program xdp_dev=%s prog_id=%u",
+		     ifname, q.prog_id);
+	return ret;
+}
 
 static int mkdir_p(const char *path)
 {
@@ -180,6 +222,9 @@ int main(int argc, char **argv)
 	co.ports = &port;
 	co.n_ports = 1;
 	ret = capture_open(&cap, &co, daemon_on_event, d);
+	if ((ret == -EBUSY || ret == -EEXIST) && !o.pin_dir &&
+	    o.xdp_mode != CAPTURE_PINNED && !detach_stale_program(o.xdp_dev))
+		ret = capture_open(&cap, &co, daemon_on_event, d);
 	if (ret) {
 		dlog(LOG_ERROR, "start", "stage=capture xdp_dev=%s error=%s",
 		     o.xdp_dev ? o.xdp_dev : "-",
