@@ -104,6 +104,7 @@ int noise_aead_open(uint8_t *out, const uint8_t key[static 32],
  * then the birational map u = (1 + y) / (1 - y) (RFC 7748 §4.1). For the
  * initiator's ephemeral keys. Returns 0 or -EINVAL.
  */
-int noise_x25519_base(uint8_t pub[static 32], uint8_t priv[static 32]) __noise_wur;
+int noise_x25519_base(uint8_t pub[static 32],
+		      uint8_t priv[static 32]) __noise_wur;
 
 #endif
