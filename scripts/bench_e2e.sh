@@ -158,9 +158,7 @@ echo "  target: p99 < 20 ms with a local control plane (initiating back)"
 echo
 echo "2. burst of $BURST synthetic clients within 1 s (keys in the cache)"
 # 100 source addresses: the XDP program rate-limits per source (100/s, burst 200).
-for ((i = 1; i <= 100; i++)); do echo "addr add 192.168.78.$i/24 dev vc"; done |
-	ip -n "$C" -batch -
-ip -n "$G" route add 192.168.78.0/24 dev vg
+e2e_sources 100
 mkdir -p "$SHM/burst-cache"
 "$BUILD/jitwg-cachefill" "$SHM/burst-cache" "$BURST" burst 10.128.0.0 ||
 	fail "cachefill"

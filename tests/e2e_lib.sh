@@ -179,3 +179,13 @@ client_restart() {
 }
 
 jw_alive() { kill -0 "$JW_PID" 2>/dev/null; }
+
+# e2e_sources N: N more client addresses 192.168.78.1..N for the load
+# generator (--sources N --src-base 192.168.78.1): the XDP program limits
+# initiations per source address (100/s, burst 200).
+e2e_sources() {
+	local i
+	for ((i = 1; i <= $1; i++)); do echo "addr add 192.168.78.$i/24 dev vc"; done |
+		ip -n "$C" -batch - || fail "source addresses"
+	ip -n "$G" route add 192.168.78.0/24 dev vg || fail "route to the sources"
+}

@@ -282,8 +282,10 @@ test_e2e_kill9_during_burst() {
 		cp_add_raw "b$i" "{\"public_key\": \"$pub\", \"allowed_ips\": [\"$ip\"]}"
 		i=$((i + 1))
 	done <"$TMP/keys"
-	e2e_jitwgd --no-initiate-back
-	lg --seed burst --count $n --duration-ms 1500 >/dev/null &
+	e2e_sources 10
+	# Synthetic clients never complete a handshake: keep them for the test.
+	e2e_jitwgd --no-initiate-back --handshake-window 600
+	lg --seed burst --count $n --duration-ms 1500 --sources 10 --src-base 192.168.78.1 >/dev/null &
 	local lgpid=$!
 	wait_for 20 eval '[ "$(jwlog_count "outcome=installed")" -ge 20 ]' || fail "burst not provisioning"
 	kill -9 "$JW_PID"
@@ -292,7 +294,7 @@ test_e2e_kill9_during_burst() {
 	echo "  killed with $dev_peers peers installed"
 	[ "$dev_peers" -lt $n ] || echo "  (burst completed before the kill)"
 	JW_LOG=$TMP/jitwgd2.log
-	e2e_jitwgd --no-initiate-back
+	e2e_jitwgd --no-initiate-back --handshake-window 600
 	grep -q 'action=replaced_stale_program' "$JW_LOG" ||
 		fail "the killed daemon's XDP program was not replaced: $(head -3 "$JW_LOG")"
 	managed=$(sed -n 's/.*msg=ready.* managed=\([0-9]*\).*/\1/p' "$JW_LOG")
@@ -300,7 +302,7 @@ test_e2e_kill9_during_burst() {
 	# after the install, so the kill may lose at most the last few.
 	[ "$managed" -ge $((dev_peers - 2)) ] && [ "$managed" -le "$dev_peers" ] ||
 		fail "reconciled $managed managed of $dev_peers device peers"
-	lg --seed burst --count $n --duration-ms 1000 >/dev/null
+	lg --seed burst --count $n --duration-ms 1000 --sources 10 --src-base 192.168.78.1 >/dev/null
 	wait_for 30 eval '[ "$(ip netns exec "$G" wg show "$WGG" peers | wc -l)" -ge '$n' ]' ||
 		fail "provisioning did not resume: $(ip netns exec "$G" wg show "$WGG" peers | wc -l) of $n"
 	jw_alive || fail "jitwgd died"
