@@ -120,7 +120,7 @@ while True:
 }
 
 test_noise_interop_gateway() {
-	local out rc
+	local out rc ms WAIT
 	setup_common
 	topo
 	WGG=jw${RUNID}ng
@@ -137,22 +137,29 @@ test_noise_interop_gateway() {
 	wait_for 5 eval "ip netns exec $A ss -lun | grep -q ':51820 '" ||
 		fail "the gateway does not listen on :51820"
 
-	# send KEYFILE [ARGS...]: one initiation from "b"; sets out and rc.
+	# send KEYFILE [ARGS...]: one initiation from "b", waiting $WAIT ms
+	# for the answer; sets out and rc.
 	send() {
 		local key=$1
 		shift
 		out=$(ip netns exec "$B" "$CTL" initiate --private-key-file "$key" \
-			--peer "$GW_PUB" --send 192.0.2.1:51820 --timeout-ms 1500 "$@" 2>&1)
+			--peer "$GW_PUB" --send 192.0.2.1:51820 --timeout-ms "$WAIT" \
+			"$@" 2>&1)
 		rc=$?
 		echo "$out" | sed "s|^|  [$*] |"
 	}
 
 	# The gateway answers the key it knows (also proves it is up, so the
 	# silence below means rejection)...
+	WAIT=10000
 	send "$TMP/known.key"
 	expect_eq "$rc" 0 "the known key gets a handshake response"
 	echo "$out" | grep -q '^response: type 2, 92 bytes' ||
 		fail "not a 92-byte type-2 response: $out"
+	# ...and silence counts after five times the time an answer took.
+	ms=$(echo "$out" | sed -n 's/^response: .*after \([0-9]*\) ms$/\1/p')
+	WAIT=$((5 * ${ms:-1000}))
+	[ "$WAIT" -ge 1500 ] || WAIT=1500
 
 	# ...and drops each of these without a word.
 	send "$TMP/stranger.key"
@@ -165,6 +172,7 @@ test_noise_interop_gateway() {
 	done
 
 	# Still answering: the silence was rejection, not a dead gateway.
+	WAIT=10000
 	send "$TMP/known.key"
 	expect_eq "$rc" 0 "the known key still gets a handshake response"
 	echo "$out" | grep -q '^response: type 2, 92 bytes' ||

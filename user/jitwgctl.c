@@ -338,8 +338,12 @@ static int exchange(const struct sockaddr_storage *ss, socklen_t sslen,
 		receiver = (uint32_t)reply[8] | (uint32_t)reply[9] << 8 |
 			   (uint32_t)reply[10] << 16 |
 			   (uint32_t)reply[11] << 24;
-		printf("response: type %u, %zd bytes, receiver index %" PRIu32 "\n",
-		       reply[0], n, receiver);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		printf("response: type %u, %zd bytes, receiver index %" PRIu32
+		       ", after %ld ms\n",
+		       reply[0], n, receiver,
+		       (long)((now.tv_sec - start.tv_sec) * 1000 +
+			      (now.tv_nsec - start.tv_nsec) / 1000000));
 		if (reply[0] == 2 && n == 92 && receiver == sender_index) {
 			ret = EXIT_OK;
 			goto out;
