@@ -72,7 +72,8 @@ struct noise_responder {
 /*
  * Not in locked memory, unlike the responder: a load generator holds tens of
  * thousands of these, and each sodium_malloc() costs three mappings and
- * locked pages. Wiped on free all the same.
+ * locked pages. Wiped on free all the same. Building only reads it, so
+ * threads may build from one initiator at once (forge_identity writes).
  */
 struct noise_initiator {
 	uint8_t static_private[NOISE_KEY_LEN];
