@@ -78,7 +78,8 @@ while True:
 	# Traffic for the peer starts a handshake; nobody answers, so the client
 	# retries every 5 s: one message is enough.
 	ip netns exec "$A" ping -c 1 -W 1 198.51.100.1 >/dev/null 2>&1
-	wait_for 10 test -s "$TMP/received" || fail "no initiation captured in 10 s"
+	# (it retries by itself after 5 s if its socket was not bound yet)
+	wait_for 15 test -s "$TMP/received" || fail "no initiation captured in 15 s"
 
 	line=$(head -1 "$TMP/received")
 	expect_eq "${#line}" 296 "captured datagram length (hex digits)"
