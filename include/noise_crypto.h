@@ -98,13 +98,4 @@ int noise_aead_open(uint8_t *out, const uint8_t key[static 32],
 		    uint64_t counter, const uint8_t *in, size_t len,
 		    const uint8_t *ad, size_t adlen) __noise_wur;
 
-/*
- * X25519 public key of a private key (clamped here), as crypto_scalarmult_base
- * computes it, in about half the time: libsodium's Ed25519 fixed-base tables,
- * then the birational map u = (1 + y) / (1 - y) (RFC 7748 §4.1). For the
- * initiator's ephemeral keys. Returns 0 or -EINVAL.
- */
-int noise_x25519_base(uint8_t pub[static 32],
-		      uint8_t priv[static 32]) __noise_wur;
-
 #endif

@@ -315,27 +315,6 @@ static void test_aead(void)
 	CHECK("aead_nonce_layout_and_forgery", ok, "AEAD wrapper misbehaves");
 }
 
-static void test_x25519_base(void)
-{
-	uint8_t priv[32], copy[32], fast[32], ref[32];
-	int i, bad = 0, n = 2000;
-
-	for (i = 0; i < n && !bad; i++) {
-		randombytes_buf(priv, sizeof(priv));
-		/* Edge scalars too: all zero, all ones (both clamp). */
-		if (i == 0)
-			memset(priv, 0, sizeof(priv));
-		if (i == 1)
-			memset(priv, 0xff, sizeof(priv));
-		memcpy(copy, priv, sizeof(priv));
-		if (!EXPECT(!noise_x25519_base(fast, copy), "key %d", i) ||
-		    !EXPECT(!crypto_scalarmult_base(ref, priv), "key %d", i) ||
-		    !EXPECT(!memcmp(fast, ref, 32), "key %d: differs", i))
-			bad = 1;
-	}
-	CHECK("x25519_base_matches_libsodium", !bad, "%d keys", n);
-}
-
 /* A responder, an initiator aimed at it, and one valid message. */
 struct pair {
 	uint8_t r_priv[32], r_pub[32], i_priv[32], i_pub[32];
@@ -766,7 +745,6 @@ int main(void)
 	test_blake2s();
 	test_hmac_kdf();
 	test_aead();
-	test_x25519_base();
 	test_round_trip();
 	test_stages();
 	test_rejections();

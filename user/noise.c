@@ -83,8 +83,6 @@ struct noise_initiator {
 	/* DH(Si, Sr): fixed for the pair, so computed once. */
 	uint8_t static_static[NOISE_KEY_LEN];
 	struct fixed fixed;
-	/* noise_x25519_base() agreed with libsodium on our static key. */
-	int fast_keygen;
 };
 
 static const char *const status_names[] = {
@@ -376,16 +374,6 @@ int noise_initiator_new(struct noise_initiator **out,
 	ret = -EINVAL;
 	if (crypto_scalarmult_base(in->claimed_public, in->static_private))
 		goto err;
-	/* Ephemeral keys take the faster path if it gives the same key here. */
-	{
-		uint8_t priv[NOISE_KEY_LEN], pub[NOISE_KEY_LEN];
-
-		memcpy(priv, in->static_private, sizeof(priv));
-		in->fast_keygen = !noise_x25519_base(pub, priv) &&
-				  !sodium_memcmp(pub, in->claimed_public,
-						 sizeof(pub));
-		sodium_memzero(priv, sizeof(priv));
-	}
 	/* A low-order responder key makes DH(Si, Sr) zero: refuse it. */
 	if (crypto_scalarmult(in->static_static, in->static_private,
 			      responder_public))
@@ -441,8 +429,7 @@ int noise_build_initiation(struct noise_initiator *in, uint32_t sender_index,
 		out[OFF_SENDER + i] = (uint8_t)(sender_index >> (8 * i));
 
 	randombytes_buf(s.e_priv, sizeof(s.e_priv));
-	if (in->fast_keygen ? noise_x25519_base(e, s.e_priv)
-			    : crypto_scalarmult_base(e, s.e_priv))
+	if (crypto_scalarmult_base(e, s.e_priv))
 		goto out;
 	/* The responder's DH with this point is zero; ours stays as it was. */
 	if (defects & NOISE_DEFECT_LOW_ORDER_EPHEMERAL)
