@@ -8,7 +8,7 @@
 # install-and-initiate to a completed handshake, against wg(8) setting the
 # same peer with a persistent keepalive (the same role inversion, polled).
 # Output lines:
-#   R BACKEND TOOL OP N SECONDS      (OP: install list remove)
+#   R BACKEND TOOL OP N SECONDS [LISTED]  (OP: install list remove; N asked)
 #   M BACKEND TOOL PEERS             largest count taken (asked for BENCH_MAX)
 #   H BACKEND TOOL MILLISECONDS [WG_WALL_MS]   one handshake
 set -u
@@ -76,7 +76,7 @@ bench_size() {
 	if [ "$inst" = yes ]; then
 		echo "R $backend wgdev install $n ${5#*=}"
 	fi
-	echo "R $backend wgdev list $listed ${6#*=}"
+	echo "R $backend wgdev list $n ${6#*=} $listed"
 	echo "R $backend wgdev remove $n ${7#*=}"
 	[ "$inst" = yes ] || echo "M $backend wgdev $listed"
 	[ "$n" = "$MAX" ] && [ "$inst" = yes ] && echo "M $backend wgdev $listed"
@@ -99,7 +99,7 @@ bench_size() {
 	listed=$(count)
 	t=$(now)
 	in_ns wg show "$DEV" dump >/dev/null
-	echo "R $backend wg-show-dump list $listed $(since "$t")"
+	echo "R $backend wg-show-dump list $n $(since "$t") $listed"
 	t=$(now)
 	# 1,000 peers per wg(8) call keeps the arguments under ARG_MAX.
 	sed 's/.*/peer & remove/' "$tmp/keys" |

@@ -37,7 +37,7 @@ $1 == "R" {
 	if (!(k in seen)) { seen[k] = 1; order[n++] = k }
 	if ($4 == "install") inst[k] = $6
 	if ($4 == "remove") rm[k] = $6
-	if ($4 == "list") { lst[k] = $6; listed[k] = $5 }
+	if ($4 == "list") { lst[k] = $6; listed[k] = $7 }
 }
 function rate(c, t) { return t > 0 ? sprintf("%.0f", c / t) : "-" }
 END {
@@ -49,7 +49,7 @@ END {
 		if (!(k in inst)) {
 			printf "%-8s %7s %-6s %11s %9s %9.4f %10.4f %9s  (took %d)\n",
 			       f[1], f[2], f[3], "failed", "-", lst[k], rm[k],
-			       rate(f[2], rm[k]), listed[k]
+			       rate(listed[k], rm[k]), listed[k]
 			continue
 		}
 		printf "%-8s %7s %-6s %11.4f %9s %9.4f %10.4f %9s\n", f[1], f[2],

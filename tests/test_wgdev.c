@@ -27,9 +27,13 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <libmnl/libmnl.h>
+#include <linux/genetlink.h>
+#include <linux/wireguard.h>
 #include <sodium.h>
 
 #include "check.h"
+#include "../user/wgdev_internal.h"
 #include "keys.h"
 #include "wgdev.h"
 
@@ -348,6 +352,153 @@ static void test_fake_uapi(void)
 	unlink(path);
 	rmdir(dir);
 	unsetenv("JITWG_UAPI_DIR");
+}
+
+/* ---- the netlink dump merge, on crafted messages ---- */
+
+/* One dump message: device attributes (first only), then peers. */
+static struct nlmsghdr *dump_msg(char *buf, int first)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	struct genlmsghdr *g;
+
+	nlh->nlmsg_type = 0x20;
+	nlh->nlmsg_flags = NLM_F_MULTI;
+	g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+	g->cmd = WG_CMD_GET_DEVICE;
+	g->version = WG_GENL_VERSION;
+	mnl_attr_put_strz(nlh, WGDEVICE_A_IFNAME, "wg0");
+	if (first) {
+		uint8_t k[32];
+
+		key_of(k, 1000, 1);
+		mnl_attr_put(nlh, WGDEVICE_A_PRIVATE_KEY, 32, k);
+		mnl_attr_put(nlh, WGDEVICE_A_PUBLIC_KEY, 32, k);
+		mnl_attr_put_u16(nlh, WGDEVICE_A_LISTEN_PORT, 51820);
+	}
+	return nlh;
+}
+
+static void dump_peer(struct nlmsghdr *nlh, uint32_t key, int full,
+		      uint32_t ip_from, uint32_t ip_to)
+{
+	struct nlattr *peer = mnl_attr_nest_start(nlh, 0), *ips;
+	uint8_t k[32];
+	uint32_t i;
+
+	key_of(k, key, 2);
+	mnl_attr_put(nlh, WGPEER_A_PUBLIC_KEY, 32, k);
+	if (full) {
+		struct sockaddr_in6 ep = { .sin6_family = AF_INET6,
+					   .sin6_port = htons(7),
+					   .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+		int64_t ts[2] = { 1700000000, 9 };
+
+		mnl_attr_put(nlh, WGPEER_A_ENDPOINT, sizeof(ep), &ep);
+		mnl_attr_put(nlh, WGPEER_A_LAST_HANDSHAKE_TIME, sizeof(ts), ts);
+		mnl_attr_put_u64(nlh, WGPEER_A_RX_BYTES, 11);
+		mnl_attr_put_u64(nlh, WGPEER_A_TX_BYTES, 22);
+		mnl_attr_put_u16(nlh, WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL, 25);
+	}
+	ips = mnl_attr_nest_start(nlh, WGPEER_A_ALLOWEDIPS);
+	for (i = ip_from; i < ip_to; i++) {
+		struct nlattr *ip = mnl_attr_nest_start(nlh, 0);
+		uint32_t a = htonl(0x0a000000 + i);
+
+		mnl_attr_put_u16(nlh, WGALLOWEDIP_A_FAMILY, AF_INET);
+		mnl_attr_put(nlh, WGALLOWEDIP_A_IPADDR, 4, &a);
+		mnl_attr_put_u8(nlh, WGALLOWEDIP_A_CIDR_MASK, 32);
+		mnl_attr_nest_end(nlh, ip);
+	}
+	mnl_attr_nest_end(nlh, ips);
+	mnl_attr_nest_end(nlh, peer);
+}
+
+/*
+ * Two messages as netlink.c writes them when peer 1's allowed IPs do not
+ * fit: message 1 ends inside peer 1, message 2 repeats only its key and
+ * the remaining IPs, then peer 2; then DONE. Also: a DONE carrying an
+ * error, and a stream cut short.
+ */
+static void test_netlink_merge(void)
+{
+	static char buf[3 * 8192] __attribute__((aligned(8)));
+	struct wgdev dev = { .backend = WGDEV_NETLINK, .name = "wg0" };
+	struct nlmsghdr *m1, *m2, *done;
+	struct wgdev_peer *ps = NULL;
+	struct wgdev_info info = { 0 };
+	size_t n = 0, len;
+	uint8_t k1[32], k2[32];
+	const char *seed = getenv("WGDEV_WRITE_SEED");
+	int ret, ok = 1;
+
+	m1 = dump_msg(buf, 1);
+	{
+		struct nlattr *peers = mnl_attr_nest_start(m1, WGDEVICE_A_PEERS);
+
+		dump_peer(m1, 0, 1, 0, 3);     /* wholly in message 1 */
+		dump_peer(m1, 1, 1, 100, 200); /* cut after 100 IPs */
+		mnl_attr_nest_end(m1, peers);
+	}
+	m2 = dump_msg(buf + MNL_ALIGN(m1->nlmsg_len), 0);
+	{
+		struct nlattr *peers = mnl_attr_nest_start(m2, WGDEVICE_A_PEERS);
+
+		dump_peer(m2, 1, 0, 200, 250); /* continuation: key and IPs */
+		dump_peer(m2, 2, 1, 300, 301);
+		mnl_attr_nest_end(m2, peers);
+	}
+	done = mnl_nlmsg_put_header((char *)m2 + MNL_ALIGN(m2->nlmsg_len));
+	done->nlmsg_type = NLMSG_DONE;
+	done->nlmsg_flags = NLM_F_MULTI;
+	*(int *)mnl_nlmsg_put_extra_header(done, sizeof(int)) = 0;
+	len = (size_t)((char *)done + done->nlmsg_len - buf);
+	if (seed) {
+		FILE *f = fopen(seed, "wb");
+
+		if (f) {
+			fwrite(buf, 1, len, f);
+			fclose(f);
+		}
+	}
+
+	ret = wgdev_netlink_parse(&dev, buf, len, &info, &ps, &n);
+	ok &= EXPECT(ret == 0, "%d %s", ret, dev.err);
+	ok &= EXPECT(n == 3 && info.n_peers == 3, "peers %zu, counted %zu", n,
+		     info.n_peers);
+	ok &= EXPECT(info.listen_port == 51820, "port %u", info.listen_port);
+	key_of(k1, 1, 2);
+	key_of(k2, 2, 2);
+	if (n == 3) {
+		ok &= EXPECT(!memcmp(ps[1].public_key, k1, 32) &&
+				     ps[1].n_allowed_ips == 150,
+			     "continued peer has %zu IPs", ps[1].n_allowed_ips);
+		ok &= EXPECT(ps[1].persistent_keepalive == 25 &&
+				     ps[1].rx_bytes == 11 && ps[1].tx_bytes == 22 &&
+				     ps[1].last_handshake.tv_sec == 1700000000 &&
+				     ps[1].endpoint.addr.sa_family == AF_INET6,
+			     "continuation kept the first part's fields");
+		ok &= EXPECT(!memcmp(ps[2].public_key, k2, 32) &&
+				     ps[2].n_allowed_ips == 1,
+			     "peer after the continuation");
+		ok &= EXPECT(ps[1].allowed_ips[149].ip4.s_addr ==
+				     htonl(0x0a000000 + 249),
+			     "last IP");
+	}
+	wgdev_peers_free(ps, n);
+	CHECK("netlink dump: peer continued in the next message is merged", ok,
+	      "see above");
+
+	/* The same stream, DONE carrying -ENODEV. */
+	*(int *)mnl_nlmsg_get_payload(done) = -ENODEV;
+	ret = wgdev_netlink_parse(&dev, buf, len, NULL, &ps, &n);
+	CHECK("netlink dump: error in NLMSG_DONE", ret == -ENODEV, "got %d", ret);
+
+	/* Cut inside message 2: its length runs past the data. */
+	ret = wgdev_netlink_parse(&dev, buf, MNL_ALIGN(m1->nlmsg_len) + 40, NULL,
+				  &ps, &n);
+	CHECK("netlink dump: truncated stream is malformed", ret == -EPROTO,
+	      "got %d", ret);
 }
 
 /* ---- devices that are not there or not WireGuard ---- */
@@ -715,6 +866,7 @@ int main(void)
 	if (!devname) {
 		test_missing();
 		test_fake_uapi();
+		test_netlink_merge();
 		CHECK_EXIT();
 	}
 	backend = b && !strcmp(b, "netlink") ? WGDEV_NETLINK : WGDEV_UAPI;

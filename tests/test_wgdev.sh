@@ -76,10 +76,10 @@ test_wgdev_uapi_initiate() {
 	cap=$(mktemp)
 	on_exit "rm -f $cap"
 	ip netns exec "$c" tcpdump -n -i "jw${RUNID}vc" -c 1 -w "$cap" \
-		udp port 51820 >/dev/null 2>&1 &
+		udp port 51820 >/dev/null 2>"$cap.log" &
 	local tpid=$!
-	on_exit "kill $tpid"
-	sleep 1 # tcpdump attaches
+	on_exit "kill $tpid; rm -f $cap.log"
+	wait_for 20 grep -q "listening on" "$cap.log" || fail "tcpdump did not start"
 
 	out=$(ip netns exec "$g" "$BUILD/wgdevctl" -b uapi "$gdev" initiate "$cpub" \
 		endpoint 10.200.0.1:51820 allowed-ips 10.201.0.1/32 \

@@ -531,6 +531,7 @@ static int peer_cb(const struct nlattr *a, void *data)
 	}
 	if (sodium_is_zero(d->cur.public_key, 32)) {
 		free(d->cur.allowed_ips);
+		memset(&d->cur, 0, sizeof(d->cur));
 		return bad_attr(d);
 	}
 	ret = commit_peer(d, w->first);

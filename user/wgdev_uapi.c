@@ -157,6 +157,13 @@ static int read_reply(struct wgdev *dev, int fd, struct buf *b)
 		n = recv(fd, b->p + b->len, 65536, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
+		/*
+		 * A server that closes with our request still unread (as
+		 * wireguard-go does after a rejected set line) resets the
+		 * socket after its reply: that is the end of the reply.
+		 */
+		if (n < 0 && errno == ECONNRESET)
+			n = 0;
 		if (n < 0)
 			return wgdev_fail(dev, -errno, "%s: reading reply: %s",
 					  dev->name, strerror(errno));

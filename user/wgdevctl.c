@@ -240,9 +240,11 @@ static int bench(struct wgdev *dev, long n)
 	t0 = now();
 	ret = wgdev_set_peers(dev, peers, (size_t)n);
 	t_add = now() - t0;
-	if (ret)
+	if (ret) {
 		fprintf(stderr, "wgdevctl: install of %ld peers failed after %.3f s: %s\n",
 			n, t_add, wgdev_error(dev));
+		ret = 1; /* reported */
+	}
 	t0 = now();
 	if (wgdev_list_peers(dev, &got, &got_n)) {
 		fprintf(stderr, "wgdevctl: %s\n", wgdev_error(dev));
@@ -405,7 +407,7 @@ int main(int argc, char **argv)
 	if (ret == -ETIMEDOUT)
 		fprintf(stderr, "wgdevctl: %s: no handshake within the wait\n",
 			argv[1]);
-	else if (ret)
+	else if (ret < 0)
 		fprintf(stderr, "wgdevctl: %s\n", wgdev_error(dev));
 	wgdev_close(dev);
 	return ret ? 1 : 0;

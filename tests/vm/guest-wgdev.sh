@@ -69,10 +69,10 @@ case_netlink_initiate() {
 
 	cap=$(mktemp)
 	ip netns exec "$c" tcpdump -n -i "jw${RUNID}vc" -c 1 -w "$cap" \
-		udp port 51820 >/dev/null 2>&1 &
+		udp port 51820 >/dev/null 2>"$cap.log" &
 	tpid=$!
-	on_exit "kill $tpid"
-	sleep 2 # tcpdump attaches (slow under TCG)
+	on_exit "kill $tpid; rm -f $cap.log"
+	wait_for 20 grep -q "listening on" "$cap.log" || fail "tcpdump did not start"
 
 	out=$(ip netns exec "$g" "$BUILD/wgdevctl" -b netlink "$gdev" initiate \
 		"$cpub" endpoint 10.200.0.1:51820 allowed-ips 10.201.0.1/32 \

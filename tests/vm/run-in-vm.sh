@@ -93,9 +93,14 @@ build_initrd() {
 	done
 	cp "$HERE/vm-init.sh" "$stage/init"
 	chmod +x "$stage/init"
-	(cd "$stage" && find . | "$BUSYBOX" cpio -o -H newc 2>/dev/null) >"$INITRD.tmp" &&
-		mv "$INITRD.tmp" "$INITRD"
+	# Concurrent runs may build at once: each writes its own file, the
+	# rename is atomic.
+	local tmpf
+	tmpf=$(mktemp "$INITRD.XXXXXX") || return 1
+	(cd "$stage" && find . | "$BUSYBOX" cpio -o -H newc 2>/dev/null) >"$tmpf" &&
+		mv "$tmpf" "$INITRD"
 	local rc=$?
+	rm -f "$tmpf"
 	rm -rf "$stage"
 	return $rc
 }
