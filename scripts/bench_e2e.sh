@@ -101,13 +101,14 @@ run_phase() {
 	[ $phase = base ] && cnt=20
 	: >"$TMP/rtt-$phase"
 	for ((b = 0; b < cnt; b += par)); do
+		local pids=()
 		for ((j = b; j < b + par && j < cnt; j++)); do
 			one_client "$phase" "$j" $((j - b + 1)) >>"$TMP/rtt-$phase" &
+			pids+=($!)
 		done
-		wait_phase
+		wait "${pids[@]}"
 	done
 }
-wait_phase() { local p; for p in $(jobs -p); do [ "$p" = "$CP_PID" ] || wait "$p" 2>/dev/null; done; }
 
 # Floor: peers the gateway already has (no jitwgd), first ping = handshake.
 for ((j = 0; j < 20; j++)); do
@@ -205,7 +206,6 @@ printf '  %-14s %d peers by one wg addconf: %.2f s (%.0f peers/s)\n' floor "$BUR
 	"$(echo "$t1 - $t0" | bc)" "$(echo "$BURST / ($t1 - $t0)" | bc -l)"
 echo "  target: the burst installed within 2 s"
 WGG=$WGG_MAIN
-ip netns exec "$G" wg set "$WGG" listen-port 51820
 
 # ---- 3. memory and start-up --------------------------------------------------
 echo
@@ -237,7 +237,9 @@ for which in empty full; do
 		rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 		kill $pid
 		wait $pid 2>/dev/null
-		row "$which cache (${which/empty/0}${which/full/ entries}) run $run" \
+		label="empty cache"
+		[ $which = full ] && label="cache of $CACHE_N entries"
+		row "$label, run $run" \
 			"$(sed -n 's/.* startup_ms=\([0-9.]*\).*/\1/p' <<<"$ready")" \
 			"$(printf %.1f "$ext")" "$(echo "scale=1; $rss / 1024" | bc)"
 	done

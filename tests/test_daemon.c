@@ -122,7 +122,7 @@ static void test_table(void)
 	memcpy(dev[0].public_key, k_hand, 32);
 	dev[0].allowed_ips = &hand_ip;
 	dev[0].n_allowed_ips = 1;
-	ptab_refresh_device(t, dev, 1);
+	ptab_refresh_device(t, dev, 1, UINT64_MAX);
 	CHECK("table: hand-added peer on device, not managed",
 	      ptab_on_device(t, k_hand) && !ptab_is_managed(t, k_hand), "state");
 
@@ -156,9 +156,18 @@ static void test_table(void)
 
 	/* A refresh without the managed peer: it stays managed (the sweep
 	 * forgets it), and the hand-added one stays unmanaged. */
-	ptab_refresh_device(t, dev, 1);
+	ptab_refresh_device(t, dev, 1, UINT64_MAX);
 	CHECK("table: refresh keeps managed record",
 	      ptab_is_managed(t, k_m) && !ptab_on_device(t, k_m), "state");
+	/* Installed while a listing ran (after it began): still present. */
+	mp.installed_ns = 5000;
+	ptab_add_managed(t, &mp);
+	ptab_refresh_device(t, dev, 1, 4000);
+	CHECK("table: peer installed during a listing stays on the device",
+	      ptab_on_device(t, k_m), "marked absent");
+	ptab_refresh_device(t, dev, 1, 6000);
+	CHECK("table: peer installed before a listing that lacks it is absent",
+	      !ptab_on_device(t, k_m) && ptab_is_managed(t, k_m), "state");
 	ptab_remove(t, k_m);
 	CHECK("table: remove", !ptab_is_managed(t, k_m) && ptab_count_managed(t) == 0,
 	      "still there");

@@ -150,11 +150,24 @@ bool ptab_overlap(struct peer_table *t, const uint8_t key[static 32],
 		  uint8_t other[static 32]);
 /* Record a peer we installed (copies ips). Also marks it on the device. */
 int ptab_add_managed(struct peer_table *t, const struct managed_peer *mp);
+/*
+ * Check for overlap and record as managed in one step (no other install can
+ * slip in between): -EEXIST with the other peer's key on overlap.
+ */
+int ptab_reserve(struct peer_table *t, const struct managed_peer *mp,
+		 uint8_t other[static 32]);
+/* The device install of a reserved peer completed at installed_ns. */
+void ptab_set_installed(struct peer_table *t, const uint8_t key[static 32],
+			uint64_t installed_ns);
 /* Forget a managed peer (and its on-device mark). */
 void ptab_remove(struct peer_table *t, const uint8_t key[static 32]);
-/* Replace the on-device set and device allowed IPs with a fresh listing. */
+/*
+ * Replace the on-device set and device allowed IPs with a fresh listing
+ * that began at listed_ns (CLOCK_MONOTONIC): managed peers installed since
+ * then are kept as present.
+ */
 int ptab_refresh_device(struct peer_table *t, const struct wgdev_peer *peers,
-			size_t n);
+			size_t n, uint64_t listed_ns);
 /* Copies of the managed peers (ips not copied: NULL). Caller frees. */
 int ptab_snapshot_managed(struct peer_table *t, struct managed_peer **out,
 			  size_t *n);

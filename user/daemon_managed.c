@@ -263,14 +263,14 @@ static bool any_overlap(const struct wgdev_allowed_ip *a, size_t na,
 	return false;
 }
 
-bool ptab_overlap(struct peer_table *t, const uint8_t key[static 32],
-		  const struct wgdev_allowed_ip *ips, size_t n,
-		  uint8_t other[static 32])
+/* Caller holds t->lock. */
+static bool overlap_locked(struct peer_table *t, const uint8_t key[static 32],
+			   const struct wgdev_allowed_ip *ips, size_t n,
+			   uint8_t other[static 32])
 {
 	size_t i;
 	bool r = false;
 
-	pthread_mutex_lock(&t->lock);
 	for (i = 0; i < t->n_buckets && !r; i++) {
 		struct pentry *e = t->buckets[i];
 
@@ -284,11 +284,23 @@ bool ptab_overlap(struct peer_table *t, const uint8_t key[static 32],
 			}
 		}
 	}
+	return r;
+}
+
+bool ptab_overlap(struct peer_table *t, const uint8_t key[static 32],
+		  const struct wgdev_allowed_ip *ips, size_t n,
+		  uint8_t other[static 32])
+{
+	bool r;
+
+	pthread_mutex_lock(&t->lock);
+	r = overlap_locked(t, key, ips, n, other);
 	pthread_mutex_unlock(&t->lock);
 	return r;
 }
 
-int ptab_add_managed(struct peer_table *t, const struct managed_peer *mp)
+static int add_managed(struct peer_table *t, const struct managed_peer *mp,
+		       bool check, uint8_t other[static 32])
 {
 	struct wgdev_allowed_ip *ips = NULL;
 	struct pentry *e;
@@ -301,6 +313,10 @@ int ptab_add_managed(struct peer_table *t, const struct managed_peer *mp)
 		memcpy(ips, mp->ips, mp->n_ips * sizeof(*ips));
 	}
 	pthread_mutex_lock(&t->lock);
+	if (check && overlap_locked(t, mp->key, mp->ips, mp->n_ips, other)) {
+		ret = -EEXIST;
+		goto out;
+	}
 	e = get_or_add(t, mp->key);
 	if (!e)
 		goto out;
@@ -319,6 +335,19 @@ out:
 	return ret;
 }
 
+int ptab_add_managed(struct peer_table *t, const struct managed_peer *mp)
+{
+	uint8_t other[32];
+
+	return add_managed(t, mp, false, other);
+}
+
+int ptab_reserve(struct peer_table *t, const struct managed_peer *mp,
+		 uint8_t other[static 32])
+{
+	return add_managed(t, mp, true, other);
+}
+
 void ptab_remove(struct peer_table *t, const uint8_t key[static 32])
 {
 	struct pentry *e;
@@ -334,18 +363,20 @@ void ptab_remove(struct peer_table *t, const uint8_t key[static 32])
 }
 
 int ptab_refresh_device(struct peer_table *t, const struct wgdev_peer *peers,
-			size_t n)
+			size_t n, uint64_t listed_ns)
 {
 	size_t i;
 	int ret = 0;
 
 	pthread_mutex_lock(&t->lock);
-	/* Mark everything absent, then mark what the listing holds. */
+	/* Mark everything absent, then mark what the listing holds. Peers we
+	 * installed after the listing began stay present. */
 	for (i = 0; i < t->n_buckets; i++) {
 		struct pentry *e = t->buckets[i];
 
 		for (; e; e = e->next)
-			e->on_device = false;
+			if (!(e->managed && e->mp.installed_ns >= listed_ns))
+				e->on_device = false;
 	}
 	for (i = 0; i < n; i++) {
 		struct pentry *e = get_or_add(t, peers[i].public_key);
@@ -442,4 +473,16 @@ size_t ptab_count_managed(struct peer_table *t)
 	n = t->n_managed;
 	pthread_mutex_unlock(&t->lock);
 	return n;
+}
+
+void ptab_set_installed(struct peer_table *t, const uint8_t key[static 32],
+			uint64_t installed_ns)
+{
+	struct pentry *e;
+
+	pthread_mutex_lock(&t->lock);
+	e = find(t, key);
+	if (e && e->managed)
+		e->mp.installed_ns = installed_ns;
+	pthread_mutex_unlock(&t->lock);
 }

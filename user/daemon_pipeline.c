@@ -38,6 +38,7 @@ enum {
 	INITIATE_KEEPALIVE = 25,
 	MANAGED_F_INITIATED = 1 << 0, /* cache_managed.flags; keepalive in bits 16-31 */
 	WATCH_POLL_MIN_US = 2000,
+	INSTALL_BATCH_MAX = 1024,
 };
 
 enum job_type { JOB_EVENT, JOB_FETCHED };
@@ -96,6 +97,12 @@ struct daemon {
 
 	pthread_mutex_t plock;
 	struct pending *pending[PENDING_BUCKETS];
+
+	pthread_mutex_t ilock;        /* installer queue */
+	pthread_cond_t icond;
+	struct ijob *ihead, *itail;
+	bool istop, inst_started;
+	pthread_t inst;
 
 	pthread_mutex_t mlock;        /* monitor: watches, sweep requests */
 	pthread_cond_t mcond;
@@ -285,102 +292,249 @@ static void watch_add(struct daemon *d, const struct watch *w)
 	pthread_mutex_unlock(&d->mlock);
 }
 
+/* A reserved peer waiting for the installer thread. */
+struct ijob {
+	struct ijob *next;
+	struct pending *p;
+	const char *source;
+	struct api_peer peer; /* holds the preshared key: wiped on free */
+};
+
+static void ijob_free(struct ijob *j)
+{
+	sodium_memzero(&j->peer, sizeof(j->peer));
+	free(j);
+}
+
+/*
+ * Worker side of an install: reserve the allowed IPs (refusing overlaps
+ * atomically, so two new peers cannot both claim an address) and hand the
+ * peer to the installer thread, which batches device calls.
+ */
 static void install(struct daemon *d, struct pending *p,
 		    const struct api_peer *ap, const char *source)
 {
-	struct wgdev_peer wp;
 	struct managed_peer mp;
-	struct cache_managed cm;
-	struct watch w;
+	struct ijob *j;
 	uint8_t other[32];
 	char extra[160], fp[9];
-	uint64_t t0, t1;
-	bool initiate = d->env.opts->initiate_back;
 	int ret;
 
 	p->t_fetch = now_mono_ns();
-	/* Two peers with overlapping allowed IPs: WireGuard would move the
-	 * addresses to the newer one and steal the other's traffic. */
-	if (ptab_overlap(d->ptab, p->key, ap->allowed_ips, ap->n_allowed_ips, other)) {
-		INC(d, refused);
-		log_fingerprint(fp, other);
-		snprintf(extra, sizeof(extra), "reason=allowed_ip_overlap other=%s", fp);
-		log_outcome(d, p, "refused", source, extra, LOG_WARN);
-		goto out;
-	}
-	memset(&wp, 0, sizeof(wp));
-	memcpy(wp.public_key, ap->public_key, 32);
-	if (ap->flags & API_PEER_HAS_PSK) {
-		memcpy(wp.preshared_key, ap->preshared_key, 32);
-		wp.flags |= WGDEV_PEER_HAS_PSK;
-	}
-	wp.endpoint = p->ep;
-	wp.flags |= WGDEV_PEER_HAS_ENDPOINT | WGDEV_PEER_REPLACE_IPS |
-		    WGDEV_PEER_HAS_KEEPALIVE;
-	wp.persistent_keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ?
-				  ap->persistent_keepalive : 0;
-	wp.allowed_ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
-	wp.n_allowed_ips = ap->n_allowed_ips;
-
-	t0 = now_mono_ns();
-	pthread_mutex_lock(&d->dev_lock);
-	if (initiate)
-		ret = wgdev_install_initiate(d->env.dev, &wp, INITIATE_KEEPALIVE);
-	else
-		ret = wgdev_set_peers(d->env.dev, &wp, 1);
-	if (ret) {
-		char q[160];
-
-		snprintf(extra, sizeof(extra), "reason=install_failed error=%s",
-			 log_quote(q, sizeof(q), wgdev_error(d->env.dev)));
-	}
-	pthread_mutex_unlock(&d->dev_lock);
-	t1 = now_mono_ns();
-	sodium_memzero(wp.preshared_key, sizeof(wp.preshared_key));
-	if (ret) {
-		INC(d, errors);
-		log_outcome(d, p, "error", source, extra, LOG_ERROR);
-		goto out;
-	}
-
 	memset(&mp, 0, sizeof(mp));
 	memcpy(mp.key, p->key, 32);
 	mp.installed_at = now_wall_s();
 	mp.first_seen_ns = p->t_event;
-	mp.installed_ns = t1;
+	mp.installed_ns = UINT64_MAX; /* in progress: sweeps leave it alone */
 	mp.endpoint = p->ep;
-	mp.keepalive = wp.persistent_keepalive;
-	mp.initiated = initiate;
+	mp.keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ? ap->persistent_keepalive : 0;
+	mp.initiated = d->env.opts->initiate_back;
 	mp.ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
 	mp.n_ips = ap->n_allowed_ips;
-	if (ptab_add_managed(d->ptab, &mp))
-		dlog(LOG_ERROR, "managed", "error=out_of_memory");
+	/* Two peers with overlapping allowed IPs: WireGuard would move the
+	 * addresses to the newer one and steal the other's traffic. */
+	ret = ptab_reserve(d->ptab, &mp, other);
+	if (ret == -EEXIST) {
+		INC(d, refused);
+		log_fingerprint(fp, other);
+		snprintf(extra, sizeof(extra), "reason=allowed_ip_overlap other=%s", fp);
+		log_outcome(d, p, "refused", source, extra, LOG_WARN);
+		pending_release(d, p);
+		return;
+	}
+	j = ret ? NULL : calloc(1, sizeof(*j));
+	if (!j) {
+		if (!ret)
+			ptab_remove(d->ptab, p->key);
+		INC(d, errors);
+		log_outcome(d, p, "error", source, "reason=out_of_memory", LOG_ERROR);
+		pending_release(d, p);
+		return;
+	}
+	j->p = p;
+	j->source = source;
+	j->peer = *ap;
+	pthread_mutex_lock(&d->ilock);
+	if (d->itail)
+		d->itail->next = j;
+	else
+		d->ihead = j;
+	d->itail = j;
+	pthread_cond_signal(&d->icond);
+	pthread_mutex_unlock(&d->ilock);
+}
 
+static void to_wgdev(struct wgdev_peer *wp, const struct ijob *j, uint16_t keepalive)
+{
+	memset(wp, 0, sizeof(*wp));
+	memcpy(wp->public_key, j->peer.public_key, 32);
+	if (j->peer.flags & API_PEER_HAS_PSK) {
+		memcpy(wp->preshared_key, j->peer.preshared_key, 32);
+		wp->flags |= WGDEV_PEER_HAS_PSK;
+	}
+	wp->endpoint = j->p->ep;
+	wp->flags |= WGDEV_PEER_HAS_ENDPOINT | WGDEV_PEER_REPLACE_IPS |
+		     WGDEV_PEER_HAS_KEEPALIVE;
+	wp->persistent_keepalive = keepalive;
+	wp->allowed_ips = (struct wgdev_allowed_ip *)j->peer.allowed_ips;
+	wp->n_allowed_ips = j->peer.n_allowed_ips;
+}
+
+static uint16_t own_keepalive(const struct ijob *j)
+{
+	return (j->peer.flags & API_PEER_HAS_KEEPALIVE) ? j->peer.persistent_keepalive : 0;
+}
+
+/* After the device call: record, log, watch for the handshake. */
+static void finish_install(struct daemon *d, struct ijob *j, int ret,
+			   const char *err, uint64_t t0, uint64_t t1, size_t batch)
+{
+	struct pending *p = j->p;
+	struct cache_managed cm;
+	struct watch w;
+	char extra[200], q[160];
+	bool initiate = d->env.opts->initiate_back;
+
+	if (ret) {
+		ptab_remove(d->ptab, p->key);
+		INC(d, errors);
+		snprintf(extra, sizeof(extra), "reason=install_failed error=%s",
+			 log_quote(q, sizeof(q), err));
+		log_outcome(d, p, "error", j->source, extra, LOG_ERROR);
+		goto out;
+	}
+	ptab_set_installed(d->ptab, p->key, t1);
 	memset(&cm, 0, sizeof(cm));
 	memcpy(cm.public_key, p->key, 32);
-	cm.installed_at = mp.installed_at;
-	cm.last_seen = mp.installed_at;
+	cm.installed_at = now_wall_s();
+	cm.last_seen = cm.installed_at;
 	cm.endpoint = p->ep;
 	cm.flags = (initiate ? MANAGED_F_INITIATED : 0) |
-		   ((uint32_t)mp.keepalive << 16);
+		   ((uint32_t)own_keepalive(j) << 16);
 	ret = cache_managed_put(d->env.cache, &cm);
 	if (ret)
 		dlog(LOG_WARN, "cache", "op=managed_put error=%s", strerror(-ret));
 
 	INC(d, installed);
-	snprintf(extra, sizeof(extra), "install_ms=%.3f initiated=%s allowed_ips=%zu",
-		 ms(t0, t1), initiate ? "true" : "false", ap->n_allowed_ips);
-	log_outcome(d, p, "installed", source, extra, LOG_INFO);
+	snprintf(extra, sizeof(extra),
+		 "install_ms=%.3f initiated=%s allowed_ips=%zu batch=%zu",
+		 ms(t0, t1), initiate ? "true" : "false", j->peer.n_allowed_ips, batch);
+	log_outcome(d, p, "installed", j->source, extra, LOG_INFO);
 
 	memset(&w, 0, sizeof(w));
 	memcpy(w.key, p->key, 32);
 	w.t_event = p->t_event;
 	w.t_install = t1;
 	w.initiated = initiate;
-	w.keepalive = mp.keepalive;
+	w.keepalive = own_keepalive(j);
 	watch_add(d, &w);
 out:
 	pending_release(d, p);
+	ijob_free(j);
+}
+
+/*
+ * One thread owns installs so that a burst becomes a few large device
+ * calls instead of thousands of small ones (wireguard-go's UAPI costs about
+ * a millisecond per call). A lone peer still goes out at once.
+ */
+static void *installer(void *arg)
+{
+	struct daemon *d = arg;
+	struct wgdev_peer *wp = NULL;
+	struct ijob **batch = NULL;
+	size_t cap = 0;
+
+	for (;;) {
+		struct ijob *j;
+		size_t n = 0, i;
+		uint64_t t0, t1;
+		bool initiate = d->env.opts->initiate_back;
+		char err[256] = "";
+		int ret;
+
+		pthread_mutex_lock(&d->ilock);
+		while (!d->ihead && !d->istop)
+			pthread_cond_wait(&d->icond, &d->ilock);
+		if (d->istop) {
+			pthread_mutex_unlock(&d->ilock);
+			break;
+		}
+		for (j = d->ihead; j && n < INSTALL_BATCH_MAX; j = j->next)
+			n++;
+		if (n > cap) {
+			struct wgdev_peer *nw = realloc(wp, n * sizeof(*wp));
+			struct ijob **nb = nw ? realloc(batch, n * sizeof(*batch)) : NULL;
+
+			if (nw)
+				wp = nw;
+			if (nb)
+				batch = nb;
+			if (!nw || !nb) {
+				pthread_mutex_unlock(&d->ilock);
+				usleep(1000);
+				continue;
+			}
+			cap = n;
+		}
+		for (i = 0; i < n; i++) {
+			batch[i] = d->ihead;
+			d->ihead = d->ihead->next;
+		}
+		if (!d->ihead)
+			d->itail = NULL;
+		pthread_mutex_unlock(&d->ilock);
+
+		t0 = now_mono_ns();
+		pthread_mutex_lock(&d->dev_lock);
+		if (n == 1) {
+			to_wgdev(&wp[0], batch[0], initiate ? 0 : own_keepalive(batch[0]));
+			if (initiate)
+				ret = wgdev_install_initiate(d->env.dev, &wp[0],
+							     INITIATE_KEEPALIVE);
+			else
+				ret = wgdev_set_peers(d->env.dev, &wp[0], 1);
+		} else {
+			/* Keepalive 0 for all, then INITIATE for all: the
+			 * 0 → non-zero switch starts each handshake. */
+			for (i = 0; i < n; i++)
+				to_wgdev(&wp[i], batch[i], initiate ? 0 : own_keepalive(batch[i]));
+			ret = wgdev_set_peers(d->env.dev, wp, n);
+			if (!ret && initiate) {
+				for (i = 0; i < n; i++)
+					wp[i].persistent_keepalive = INITIATE_KEEPALIVE;
+				ret = wgdev_set_peers(d->env.dev, wp, n);
+			}
+		}
+		if (ret)
+			snprintf(err, sizeof(err), "%s", wgdev_error(d->env.dev));
+		pthread_mutex_unlock(&d->dev_lock);
+		t1 = now_mono_ns();
+		sodium_memzero(wp, n * sizeof(*wp));
+
+		if (ret && n > 1) {
+			/* One bad peer must not sink the others: one by one. */
+			for (i = 0; i < n; i++) {
+				uint64_t a = now_mono_ns();
+
+				to_wgdev(&wp[0], batch[i], initiate ? 0 : own_keepalive(batch[i]));
+				pthread_mutex_lock(&d->dev_lock);
+				ret = initiate ? wgdev_install_initiate(d->env.dev, &wp[0],
+									INITIATE_KEEPALIVE) :
+						 wgdev_set_peers(d->env.dev, &wp[0], 1);
+				snprintf(err, sizeof(err), "%s", ret ? wgdev_error(d->env.dev) : "");
+				pthread_mutex_unlock(&d->dev_lock);
+				sodium_memzero(&wp[0], sizeof(wp[0]));
+				finish_install(d, batch[i], ret, err, a, now_mono_ns(), 1);
+			}
+			continue;
+		}
+		for (i = 0; i < n; i++)
+			finish_install(d, batch[i], ret, err, t0, t1, n);
+	}
+	free(wp);
+	free(batch);
+	return NULL;
 }
 
 static void handle_fetched(struct daemon *d, struct job *j)
@@ -681,7 +835,8 @@ static void restore_keepalive(struct daemon *d, const uint8_t key[static 32],
 }
 
 /* Watched peers whose handshake completed: log the timeline's last step. */
-static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size_t n)
+static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size_t n,
+			  uint64_t t_list)
 {
 	uint64_t now = now_mono_ns(), window;
 	size_t i = 0;
@@ -692,7 +847,8 @@ static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size
 		struct watch w = d->watches[i];
 		const struct wgdev_peer *p = find_peer(peers, n, w.key);
 		bool done = p && p->last_handshake.tv_sec;
-		bool drop = !p || now - w.t_install > window;
+		/* Installed after the listing began: absent from it, not gone. */
+		bool drop = (!p && w.t_install < t_list) || now - w.t_install > window;
 
 		if (!done && !drop) {
 			i++;
@@ -718,7 +874,8 @@ static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size
 	pthread_mutex_unlock(&d->mlock);
 }
 
-static void sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n)
+static void sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
+		  uint64_t t_list)
 {
 	struct managed_peer *mps = NULL;
 	uint8_t (*victims)[32] = NULL;
@@ -728,7 +885,7 @@ static void sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n)
 	struct wgdev_info info;
 	int ret;
 
-	ptab_refresh_device(d->ptab, peers, n);
+	ptab_refresh_device(d->ptab, peers, n, t_list);
 	if (ptab_snapshot_managed(d->ptab, &mps, &n_mps))
 		return;
 	victims = calloc(n_mps ? n_mps : 1, sizeof(*victims));
@@ -738,9 +895,13 @@ static void sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n)
 	for (i = 0; i < n_mps; i++) {
 		const struct wgdev_peer *p = find_peer(peers, n, mps[i].key);
 		uint64_t hs = p ? (uint64_t)p->last_handshake.tv_sec : 0;
-		enum evict_verdict v = evict_decide(&d->policy, now, p != NULL,
-						    mps[i].installed_at, hs);
+		enum evict_verdict v;
 		char fp[9];
+
+		/* Installed while the listing ran: the listing cannot know. */
+		if (!p && mps[i].installed_ns >= t_list)
+			continue;
+		v = evict_decide(&d->policy, now, p != NULL, mps[i].installed_at, hs);
 
 		log_fingerprint(fp, mps[i].key);
 		if (v == EVICT_GONE) {
@@ -859,9 +1020,9 @@ static void *monitor(void *arg)
 		if (poll_ns < WATCH_POLL_MIN_US * 1000ull)
 			poll_ns = WATCH_POLL_MIN_US * 1000ull;
 		if (watching)
-			check_watches(d, peers, n);
+			check_watches(d, peers, n, t0);
 		if (do_sweep) {
-			sweep(d, peers, n);
+			sweep(d, peers, n, t0);
 			next_sweep = now_mono_ns() + interval;
 			dlog(LOG_DEBUG, "sweep", "device_peers=%zu managed=%zu ms=%.3f", n,
 			     ptab_count_managed(d->ptab), ms(t0, now_mono_ns()));
@@ -892,6 +1053,8 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 	pthread_mutex_init(&d->qlock, NULL);
 	pthread_cond_init(&d->qcond, NULL);
 	pthread_mutex_init(&d->plock, NULL);
+	pthread_mutex_init(&d->ilock, NULL);
+	pthread_cond_init(&d->icond, NULL);
 	pthread_mutex_init(&d->mlock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -920,7 +1083,7 @@ int daemon_reconcile(struct daemon *d, size_t *n_device, size_t *n_managed)
 	ret = list_sorted(d, &peers, &n);
 	if (ret)
 		return ret;
-	ptab_refresh_device(d->ptab, peers, n);
+	ptab_refresh_device(d->ptab, peers, n, 0);
 	/* One point lookup per device peer: start-up never walks the cache. */
 	for (i = 0; i < n; i++) {
 		struct cache_managed cm;
@@ -964,6 +1127,10 @@ int daemon_start(struct daemon *d)
 			return -ret;
 		d->n_started++;
 	}
+	ret = pthread_create(&d->inst, NULL, installer, d);
+	if (ret)
+		return -ret;
+	d->inst_started = true;
 	ret = pthread_create(&d->monitor, NULL, monitor, d);
 	if (ret)
 		return -ret;
@@ -990,6 +1157,13 @@ void daemon_stop(struct daemon *d)
 	for (i = 0; i < d->n_started; i++)
 		pthread_join(d->workers[i], NULL);
 	d->n_started = 0;
+	pthread_mutex_lock(&d->ilock);
+	d->istop = true;
+	pthread_cond_signal(&d->icond);
+	pthread_mutex_unlock(&d->ilock);
+	if (d->inst_started)
+		pthread_join(d->inst, NULL);
+	d->inst_started = false;
 	pthread_mutex_lock(&d->mlock);
 	d->mon_stop = true;
 	pthread_cond_signal(&d->mcond);
@@ -1002,10 +1176,16 @@ void daemon_stop(struct daemon *d)
 void daemon_free(struct daemon *d)
 {
 	struct job *j, *n;
+	struct ijob *ij, *in;
 	size_t i;
 
 	if (!d)
 		return;
+	for (ij = d->ihead; ij; ij = in) {
+		in = ij->next;
+		pending_release(d, ij->p);
+		ijob_free(ij);
+	}
 	for (j = d->qhead; j; j = n) {
 		n = j->next;
 		if (j->type == JOB_FETCHED) {
