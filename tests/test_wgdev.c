@@ -797,6 +797,61 @@ static void test_invalid(struct wgdev *dev)
 	CHECK("initiate: needs an endpoint", ret == -EINVAL, "got %d", ret);
 }
 
+/*
+ * Install and initiate on one device: the peer reads back with its allowed
+ * IPs and the initiating keepalive (the second, keepalive-only entry must
+ * not replace the IPs); restore puts the configured value back; restore
+ * on a removed peer does not bring it back. The initiation goes to a
+ * loopback port nobody listens on.
+ */
+static void test_initiate_state(struct wgdev *dev)
+{
+	struct wgdev_allowed_ip ips[] = { ip4(0x0a050001, 32), ip6("fd00::5", 128) };
+	struct wgdev_peer p = { .allowed_ips = ips, .n_allowed_ips = 2 };
+	struct wgdev_peer *ps = NULL, *got;
+	size_t n = 0;
+	int ok, ret;
+
+	key_of(p.public_key, 55, 55);
+	p.endpoint.addr4.sin_family = AF_INET;
+	p.endpoint.addr4.sin_port = htons(9);
+	p.endpoint.addr4.sin_addr.s_addr = htonl(0x7f000001);
+	p.flags = WGDEV_PEER_HAS_ENDPOINT | WGDEV_PEER_HAS_KEEPALIVE;
+	p.persistent_keepalive = 0;
+	ret = wgdev_install_initiate(dev, &p, 17);
+	ok = EXPECT(ret == 0, "%s", wgdev_error(dev));
+	if (ok && !list(dev, &ps, &n)) {
+		got = find(ps, n, p.public_key);
+		ok &= EXPECT(got && got->persistent_keepalive == 17 &&
+				     same_ips(got, &p),
+			     "keepalive %u, %zu IPs",
+			     got ? got->persistent_keepalive : 0,
+			     got ? got->n_allowed_ips : 0);
+		wgdev_peers_free(ps, n);
+	}
+	ret = wgdev_restore_keepalive(dev, p.public_key, 0);
+	ok &= EXPECT(ret == 0, "%s", wgdev_error(dev));
+	if (!list(dev, &ps, &n)) {
+		got = find(ps, n, p.public_key);
+		ok &= EXPECT(got && got->persistent_keepalive == 0 &&
+				     got->n_allowed_ips == 2,
+			     "after restore");
+		wgdev_peers_free(ps, n);
+	}
+	CHECK("initiate: keepalive switched, IPs kept, restored", ok, "see above");
+
+	ret = wgdev_remove_peers(dev, (const uint8_t(*)[32])p.public_key, 1);
+	ok = EXPECT(ret == 0, "%s", wgdev_error(dev));
+	ret = wgdev_restore_keepalive(dev, p.public_key, 25);
+	ok &= EXPECT(ret == 0, "%s", wgdev_error(dev));
+	if (!list(dev, &ps, &n)) {
+		ok &= EXPECT(n == 0, "restore re-created the peer (%zu peers)", n);
+		wgdev_peers_free(ps, n);
+	}
+	CHECK("initiate: restore does not re-create a removed peer", ok,
+	      "see above");
+}
+
 /* Without CAP_NET_ADMIN (netlink) or socket write permission (UAPI). */
 static void test_eperm(void)
 {
@@ -880,6 +935,7 @@ int main(void)
 	test_peer_lifecycle(dev);
 	test_from_wg(dev);
 	test_invalid(dev);
+	test_initiate_state(dev);
 	test_bulk(dev, 1, 1);
 	test_bulk(dev, 1000, 3000);
 	test_bulk(dev, 10000, 3000);
