@@ -5,6 +5,7 @@
 #   ns "c" (clients)                          ns "g" (gateway)
 #   wireguard-go jw<id>c* 10.77.0.N/32        wireguard-go jw<id>g 10.77.0.1/16, :51820
 #   veth vc 192.168.77.2/24  <------------->  veth vg 192.168.77.1/24 (XDP native)
+#           fd77::2/64                                 fd77::1/64
 #                                             control plane 127.0.0.1:$CP_PORT
 #                                             jitwgd --wg-dev jw<id>g --xdp-dev vg
 
@@ -38,6 +39,8 @@ e2e_topo() {
 	ip link add vc netns "$C" type veth peer name vg netns "$G" || fail "veth"
 	ip -n "$C" addr add 192.168.77.2/24 dev vc
 	ip -n "$G" addr add $E2E_GW_IP/24 dev vg
+	ip -n "$C" addr add fd77::2/64 dev vc nodad
+	ip -n "$G" addr add fd77::1/64 dev vg nodad
 	ip -n "$C" link set vc up
 	ip -n "$G" link set vg up
 	wggo "$G" "$WGG"

@@ -151,7 +151,9 @@ static void event_endpoint(const struct jitwg_event *ev, union wgdev_endpoint *e
 		ep->addr6.sin6_family = AF_INET6;
 		memcpy(&ep->addr6.sin6_addr, ev->saddr, 16);
 		ep->addr6.sin6_port = htons(ev->sport);
-		ep->addr6.sin6_scope_id = ev->ifindex; /* link-local sources */
+		/* A scope only for link-local sources (fe80::/10). */
+		if (ev->saddr[0] == 0xfe && (ev->saddr[1] & 0xc0) == 0x80)
+			ep->addr6.sin6_scope_id = ev->ifindex;
 	}
 }
 
@@ -315,6 +317,7 @@ static void install(struct daemon *d, struct pending *p,
 		    const struct api_peer *ap, const char *source)
 {
 	struct managed_peer mp;
+	struct cache_managed cm;
 	struct ijob *j;
 	uint8_t other[32];
 	char extra[160], fp[9];
@@ -351,6 +354,21 @@ static void install(struct daemon *d, struct pending *p,
 		pending_release(d, p);
 		return;
 	}
+	/*
+	 * The managed record goes to disk before the device call: a crash in
+	 * between leaves a record without a peer (ignored at start-up), never
+	 * a peer without a record (which no one would ever evict).
+	 */
+	memset(&cm, 0, sizeof(cm));
+	memcpy(cm.public_key, p->key, 32);
+	cm.installed_at = mp.installed_at;
+	cm.last_seen = mp.installed_at;
+	cm.endpoint = p->ep;
+	cm.flags = (mp.initiated ? MANAGED_F_INITIATED : 0) |
+		   ((uint32_t)mp.keepalive << 16);
+	ret = cache_managed_put(d->env.cache, &cm);
+	if (ret)
+		dlog(LOG_WARN, "cache", "op=managed_put error=%s", strerror(-ret));
 	j->p = p;
 	j->source = source;
 	j->peer = *ap;
@@ -390,13 +408,13 @@ static void finish_install(struct daemon *d, struct ijob *j, int ret,
 			   const char *err, uint64_t t0, uint64_t t1, size_t batch)
 {
 	struct pending *p = j->p;
-	struct cache_managed cm;
 	struct watch w;
 	char extra[200], q[160];
 	bool initiate = d->env.opts->initiate_back;
 
 	if (ret) {
 		ptab_remove(d->ptab, p->key);
+		cache_managed_del(d->env.cache, p->key);
 		INC(d, errors);
 		snprintf(extra, sizeof(extra), "reason=install_failed error=%s",
 			 log_quote(q, sizeof(q), err));
@@ -404,17 +422,6 @@ static void finish_install(struct daemon *d, struct ijob *j, int ret,
 		goto out;
 	}
 	ptab_set_installed(d->ptab, p->key, t1);
-	memset(&cm, 0, sizeof(cm));
-	memcpy(cm.public_key, p->key, 32);
-	cm.installed_at = now_wall_s();
-	cm.last_seen = cm.installed_at;
-	cm.endpoint = p->ep;
-	cm.flags = (initiate ? MANAGED_F_INITIATED : 0) |
-		   ((uint32_t)own_keepalive(j) << 16);
-	ret = cache_managed_put(d->env.cache, &cm);
-	if (ret)
-		dlog(LOG_WARN, "cache", "op=managed_put error=%s", strerror(-ret));
-
 	INC(d, installed);
 	snprintf(extra, sizeof(extra),
 		 "install_ms=%.3f initiated=%s allowed_ips=%zu batch=%zu",
