@@ -811,6 +811,7 @@ static int nl_set_peers(struct wgdev *dev, const struct wgdev_peer *peers,
 		all = mnl_attr_nest_start(nlh, WGDEVICE_A_PEERS);
 		for (; i < n; i++, ip = 0) {
 			const struct wgdev_peer *p = &peers[i];
+			size_t ip0 = ip;
 
 			peer = mnl_attr_nest_start_check(nlh, SET_MSG_SIZE, 0);
 			if (!peer)
@@ -829,6 +830,15 @@ static int nl_set_peers(struct wgdev *dev, const struct wgdev_peer *peers,
 				for (; ip < p->n_allowed_ips; ip++)
 					if (put_ip(nlh, &p->allowed_ips[ip]))
 						break;
+				if (ip == ip0 && i != start_i) {
+					/*
+					 * Not one IP fit: send the whole peer
+					 * next, rather than a replace that
+					 * leaves it without IPs in between.
+					 */
+					mnl_attr_nest_cancel(nlh, peer);
+					break;
+				}
 				mnl_attr_nest_end(nlh, ips);
 				if (ip < p->n_allowed_ips) {
 					/* Full mid-peer: the rest goes next. */
@@ -839,10 +849,12 @@ static int nl_set_peers(struct wgdev *dev, const struct wgdev_peer *peers,
 			mnl_attr_nest_end(nlh, peer);
 		}
 		mnl_attr_nest_end(nlh, all);
-		if (i == start_i && ip == start_ip)
+		if (i == start_i && ip == start_ip) {
+			sodium_memzero(nl->buf, nlh->nlmsg_len);
 			return wgdev_fail(dev, -E2BIG,
 					  "%s: peer %zu does not fit in a netlink message",
 					  dev->name, i);
+		}
 		ret = transact(nl->sock, nl->buf + SET_MSG_SIZE, nlh,
 			       nl->portid, NULL, NULL);
 		sodium_memzero(nl->buf, nlh->nlmsg_len); /* preshared keys */
