@@ -383,3 +383,23 @@ EOF
 	gw_has "$pub" && fail "installed with a wrong token"
 	return 0
 }
+
+# Start-up failures: one clear line, exit status 1, nothing left attached.
+test_e2e_start_errors() {
+	local out rc
+	e2e_start
+	out=$(ip netns exec "$G" timeout 20 "$JITWGD" --wg-dev "$WGG" --xdp-dev nosuchdev \
+		--api "$CP_URL" --cache-dir "$TMP/cache" 2>&1); rc=$?
+	expect_eq "$rc" 1 "exit status without the XDP device"
+	echo "$out" | grep -q "stage=capture .*no such device" || fail "message: $out"
+	out=$(ip netns exec "$G" timeout 20 "$JITWGD" --wg-dev "$WGG" --xdp-dev vg \
+		--api "$CP_URL" --api-token-file "$TMP/none" --cache-dir "$TMP/cache" 2>&1); rc=$?
+	expect_eq "$rc" 1 "exit status without the token file"
+	echo "$out" | grep -q "stage=api .*token" || fail "message: $out"
+	ip -n "$G" link show vg | grep -q xdp && fail "XDP left attached after a failed start"
+	ip netns exec "$G" wg set "$WGG" private-key /dev/null
+	out=$(ip netns exec "$G" timeout 20 "$JITWGD" --wg-dev "$WGG" --xdp-dev vg \
+		--api "$CP_URL" --cache-dir "$TMP/cache" 2>&1); rc=$?
+	expect_eq "$rc" 1 "exit status without a private key"
+	echo "$out" | grep -q "no private key" || fail "message: $out"
+}

@@ -199,7 +199,10 @@ struct daemon_stats {
  */
 struct daemon_env {
 	const struct daemon_opts *opts;
-	struct wgdev *dev;
+	struct wgdev *dev;        /* installs (installer thread) */
+	struct wgdev *mon_dev;    /* listings, keepalive, eviction (monitor
+				   * thread): a second handle, so that polling
+				   * a big device never delays an install */
 	struct noise_responder *responder;
 	struct cache *cache;
 	struct capture *capture; /* may be set after daemon_start() */

@@ -809,16 +809,15 @@ static const struct wgdev_peer *find_peer(const struct wgdev_peer *v, size_t n,
 	return bsearch(&k, v, n, sizeof(*v), cmp_peer);
 }
 
+/* Monitor thread only (or before the threads start). */
 static int list_sorted(struct daemon *d, struct wgdev_peer **peers, size_t *n)
 {
 	int ret;
 
-	pthread_mutex_lock(&d->dev_lock);
-	ret = wgdev_list_peers(d->env.dev, peers, n);
+	ret = wgdev_list_peers(d->env.mon_dev, peers, n);
 	if (ret)
 		dlog(LOG_WARN, "device", "op=list_peers error=%s",
-		     wgdev_error(d->env.dev));
-	pthread_mutex_unlock(&d->dev_lock);
+		     wgdev_error(d->env.mon_dev));
 	if (!ret)
 		qsort(*peers, *n, sizeof(**peers), cmp_peer);
 	return ret;
@@ -829,9 +828,7 @@ static void restore_keepalive(struct daemon *d, const uint8_t key[static 32],
 {
 	int ret;
 
-	pthread_mutex_lock(&d->dev_lock);
-	ret = wgdev_restore_keepalive(d->env.dev, key, keepalive);
-	pthread_mutex_unlock(&d->dev_lock);
+	ret = wgdev_restore_keepalive(d->env.mon_dev, key, keepalive);
 	if (ret) {
 		char fp[9];
 
@@ -931,12 +928,10 @@ static void sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 		why[n_v++] = v;
 	}
 	if (n_v) {
-		pthread_mutex_lock(&d->dev_lock);
-		ret = wgdev_remove_peers(d->env.dev, (const uint8_t(*)[32])victims, n_v);
+		ret = wgdev_remove_peers(d->env.mon_dev, (const uint8_t(*)[32])victims, n_v);
 		if (ret)
 			dlog(LOG_ERROR, "evict", "outcome=error error=%s",
-			     wgdev_error(d->env.dev));
-		pthread_mutex_unlock(&d->dev_lock);
+			     wgdev_error(d->env.mon_dev));
 		for (i = 0; i < n_v && !ret; i++) {
 			const struct wgdev_peer *p = find_peer(peers, n, victims[i]);
 			char fp[9];
@@ -953,9 +948,7 @@ static void sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 		}
 	}
 	/* The XDP port follows the device's listen port. */
-	pthread_mutex_lock(&d->dev_lock);
-	ret = wgdev_get_info(d->env.dev, &info);
-	pthread_mutex_unlock(&d->dev_lock);
+	ret = wgdev_get_info(d->env.mon_dev, &info);
 	sodium_memzero(info.private_key, sizeof(info.private_key));
 	if (!ret && info.listen_port != d->env.listen_port && d->env.capture) {
 		uint16_t port = info.listen_port;

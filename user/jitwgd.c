@@ -70,6 +70,32 @@ static int detach_stale_program(const char *ifname)
 	return ret;
 }
 
+struct cap_job {
+	struct capture_opts co;
+	const struct daemon_opts *o;
+	struct daemon *d;
+	struct capture *cap;
+	int ret;
+	char err[400];
+	uint64_t t_done;
+};
+
+static void *open_capture(void *arg)
+{
+	struct cap_job *j = arg;
+
+	j->ret = capture_open(&j->cap, &j->co, daemon_on_event, j->d);
+	if ((j->ret == -EBUSY || j->ret == -EEXIST) && !j->o->pin_dir &&
+	    j->o->xdp_mode != CAPTURE_PINNED && !detach_stale_program(j->o->xdp_dev))
+		j->ret = capture_open(&j->cap, &j->co, daemon_on_event, j->d);
+	if (j->ret) {
+		snprintf(j->err, sizeof(j->err), "%s", capture_open_error());
+		j->cap = NULL;
+	}
+	j->t_done = now_mono_ns();
+	return NULL;
+}
+
 static int mkdir_p(const char *path)
 {
 	char buf[4096], *s;
@@ -94,7 +120,7 @@ int main(int argc, char **argv)
 	uint64_t t_start = now_mono_ns();
 	double t_dev = 0, t_cache = 0, t_api = 0, t_rec = 0, t_cap = 0;
 	struct daemon_opts o;
-	struct wgdev *dev = NULL;
+	struct wgdev *dev = NULL, *mon_dev = NULL;
 	struct wgdev_info info;
 	struct noise_responder *resp = NULL;
 	struct cache *cache = NULL;
@@ -103,13 +129,14 @@ int main(int argc, char **argv)
 	struct capture *cap = NULL;
 	struct daemon_env env;
 	struct api_config ac;
-	struct capture_opts co;
 	struct daemon_stats st;
 	char err[512], q[600];
 	size_t n_dev = 0, n_managed = 0;
 	sigset_t mask;
 	int sfd = -1, ret, status = 1;
-	bool running = true;
+	bool running = true, cap_started = false;
+	struct cap_job cj;
+	pthread_t cap_thread;
 	uint16_t port;
 
 	opts_init(&o);
@@ -150,6 +177,12 @@ int main(int argc, char **argv)
 		     log_quote(q, sizeof(q), wgdev_error(dev)));
 		goto out;
 	}
+	ret = wgdev_open(&mon_dev, o.wg_dev, o.backend);
+	if (ret) {
+		dlog(LOG_ERROR, "start", "stage=device device=%s error=%s", o.wg_dev,
+		     log_quote(q, sizeof(q), wgdev_error(mon_dev)));
+		goto out;
+	}
 	/* The key comes from the device, never from a file. */
 	ret = wgdev_get_info(dev, &info);
 	if (!ret && key_is_zero(info.private_key))
@@ -180,12 +213,29 @@ int main(int argc, char **argv)
 	memset(&env, 0, sizeof(env));
 	env.opts = &o;
 	env.dev = dev;
+	env.mon_dev = mon_dev;
 	env.responder = resp;
 	env.cache = cache;
 	env.listen_port = port;
 	ret = daemon_new(&d, &env);
 	if (ret)
 		goto out;
+
+	/* Loading and attaching XDP is the slowest step: it runs meanwhile. */
+	memset(&cj, 0, sizeof(cj));
+	cj.co.ifname = o.xdp_dev;
+	cj.co.mode = o.xdp_mode;
+	cj.co.pin_dir = o.pin_dir;
+	cj.co.ports = &port;
+	cj.co.n_ports = 1;
+	cj.o = &o;
+	cj.d = d;
+	ret = pthread_create(&cap_thread, NULL, open_capture, &cj);
+	if (ret) {
+		dlog(LOG_ERROR, "start", "stage=capture error=%s", strerror(ret));
+		goto out;
+	}
+	cap_started = true;
 
 	memset(&ac, 0, sizeof(ac));
 	ac.url = o.api_url;
@@ -215,37 +265,29 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	memset(&co, 0, sizeof(co));
-	co.ifname = o.xdp_dev;
-	co.mode = o.xdp_mode;
-	co.pin_dir = o.pin_dir;
-	co.ports = &port;
-	co.n_ports = 1;
-	ret = capture_open(&cap, &co, daemon_on_event, d);
-	if ((ret == -EBUSY || ret == -EEXIST) && !o.pin_dir &&
-	    o.xdp_mode != CAPTURE_PINNED && !detach_stale_program(o.xdp_dev))
-		ret = capture_open(&cap, &co, daemon_on_event, d);
-	if (ret) {
+	ret = pthread_join(cap_thread, NULL);
+	cap_started = false;
+	if (ret || cj.ret) {
 		dlog(LOG_ERROR, "start", "stage=capture xdp_dev=%s error=%s",
-		     o.xdp_dev ? o.xdp_dev : "-",
-		     log_quote(q, sizeof(q), cap ? capture_error(cap) : capture_open_error()));
-		cap = NULL;
+		     o.xdp_dev ? o.xdp_dev : "-", log_quote(q, sizeof(q), cj.err));
 		goto out;
 	}
+	cap = cj.cap;
 	daemon_set_capture(d, cap);
-	t_cap = now_mono_ns();
+	t_cap = cj.t_done;
 
 	dlog(LOG_INFO, "ready",
 	     "wg_dev=%s backend=%s listen_port=%u xdp_dev=%s xdp_mode=%s device_peers=%zu "
 	     "managed=%zu workers=%u initiate_back=%s idle_timeout_s=%u startup_ms=%.3f "
-	     "device_ms=%.3f cache_ms=%.3f api_ms=%.3f reconcile_ms=%.3f capture_ms=%.3f",
+	     "device_ms=%.3f cache_ms=%.3f api_ms=%.3f reconcile_ms=%.3f capture_ms=%.3f "
+	     "capture_parallel=true",
 	     o.wg_dev, wgdev_backend(dev) == WGDEV_UAPI ? "uapi" : "netlink", port,
 	     o.xdp_dev ? o.xdp_dev : "-", o.xdp_mode == CAPTURE_PINNED ? "pinned" :
 	     capture_is_native(cap) ? "native" : "generic", n_dev, n_managed,
 	     daemon_workers(d), o.initiate_back ? "true" : "false", o.idle_timeout,
 	     (double)(now_mono_ns() - t_start) / 1e6, (t_dev - t_start) / 1e6,
 	     (t_cache - t_dev) / 1e6, (t_api - t_cache) / 1e6, (t_rec - t_api) / 1e6,
-	     (t_cap - t_rec) / 1e6);
+	     (t_cap - t_cache) / 1e6);
 
 	while (running) {
 		struct pollfd pfd[2] = {
@@ -288,6 +330,11 @@ int main(int argc, char **argv)
 out:
 	/* Stop order: no new events, no new work, no more callbacks, then
 	 * the stores they write to. */
+	if (cap_started) {
+		pthread_join(cap_thread, NULL);
+		if (!cj.ret)
+			cap = cj.cap;
+	}
 	if (cap)
 		capture_close(cap);
 	if (d)
@@ -314,6 +361,8 @@ out:
 	noise_responder_free(resp);
 	if (dev)
 		wgdev_close(dev);
+	if (mon_dev)
+		wgdev_close(mon_dev);
 	if (sfd >= 0)
 		close(sfd);
 	opts_free(&o);
