@@ -153,7 +153,7 @@ timeout -k 10 "${VM_TIMEOUT:-900}" qemu-system-x86_64 \
 	-nodefaults -no-user-config -display none -no-reboot \
 	-serial stdio -monitor none \
 	-kernel "$KERNEL" -initrd "$INITRD" \
-	-append "console=ttyS0 quiet loglevel=1 panic=-1 jitwg.run=$RUN jitwg.out=$OUT" \
+	-append "console=ttyS0 quiet loglevel=1 panic=-1 jitwg.run=$RUN jitwg.out=$OUT jitwg.keep=$ROOT,$PWD" \
 	-virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
 	-virtfs local,path="$OUT",mount_tag=vmout,security_model=none,multidevs=remap \
 	</dev/null 2>"$RUN/qemu.err" | tr -d '\r' | {

@@ -15,10 +15,11 @@ for m in $(cat /modules.order); do
 	insmod /lib/modules/$m || echo "jitwg-vm: insmod $m failed"
 done
 
-run= out=
+run= out= keep=
 for a in $(cat /proc/cmdline); do
 	case "$a" in
 	jitwg.run=*) run=${a#jitwg.run=} ;;
+	jitwg.keep=*) keep=${a#jitwg.keep=} ;;
 	jitwg.out=*) out=${a#jitwg.out=} ;;
 	esac
 done
@@ -38,8 +39,19 @@ mount -t devtmpfs devtmpfs $R/dev
 mkdir -p /dev/pts 2>/dev/null
 mount -t devpts devpts $R/dev/pts 2>/dev/null
 mount -t tmpfs tmpfs $R/dev/shm 2>/dev/null
+# The tree (and the caller's directory) may live under /tmp or /run, as a
+# CI clone can: keep the host's copies reachable before covering them.
+mkdir -p /hosttmp /hostrun
+mount -o bind $R/tmp /hosttmp
+mount -o bind $R/run /hostrun
 mount -t tmpfs tmpfs $R/tmp
 mount -t tmpfs tmpfs $R/run
+for k in $(echo "$keep" | tr , ' '); do
+	case "$k" in
+	/tmp/*) mkdir -p $R$k && mount -o bind,ro /hosttmp/${k#/tmp/} $R$k ;;
+	/run/*) mkdir -p $R$k && mount -o bind,ro /hostrun/${k#/run/} $R$k ;;
+	esac || fail "cannot keep $k visible in the guest"
+done
 mount -t bpf bpf $R/sys/fs/bpf
 mount -t debugfs debugfs $R/sys/kernel/debug 2>/dev/null
 mount -t tracefs tracefs $R/sys/kernel/tracing 2>/dev/null
