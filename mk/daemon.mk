@@ -40,3 +40,9 @@ BENCHES += bench-e2e
 bench-e2e: all
 	@scripts/setup.sh
 	@scripts/bench_e2e.sh
+
+# The config file parser reads operator input: fuzzed.
+FUZZ_BINS += $(BUILD)/fuzz/fuzz_jitwgd_config
+$(BUILD)/fuzz/fuzz_jitwgd_config: tests/fuzz_jitwgd_config.c user/daemon_opts.c user/daemon_log.c \
+		user/keys.c user/daemon.h
+	$(fuzzlink)

@@ -67,6 +67,9 @@ int opts_set(struct daemon_opts *o, const char *name, const char *value,
 	     char *err, size_t errlen);
 int opts_load_file(struct daemon_opts *o, const char *path, char *err,
 		   size_t errlen);
+/* The same from memory (len bytes, no NUL needed); origin names it in errors. */
+int opts_load_string(struct daemon_opts *o, const char *text, size_t len,
+		     const char *origin, char *err, size_t errlen);
 /* Required options present and values consistent. */
 int opts_validate(const struct daemon_opts *o, char *err, size_t errlen);
 void opts_usage(FILE *f);

@@ -236,29 +236,30 @@ static char *trim(char *s)
 	return s;
 }
 
-int opts_load_file(struct daemon_opts *o, const char *path, char *err,
-		   size_t errlen)
+int opts_load_string(struct daemon_opts *o, const char *text, size_t len,
+		     const char *origin, char *err, size_t errlen)
 {
 	char line[4096], e2[256];
 	unsigned int lineno = 0;
-	FILE *f;
+	size_t pos = 0;
 	int ret = 0;
 
-	f = fopen(path, "re");
-	if (!f) {
-		ret = -errno;
-		snprintf(err, errlen, "cannot read config file %s: %s", path,
-			 strerror(errno));
-		return ret;
-	}
-	while (fgets(line, sizeof(line), f)) {
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
 		char *s, *eq, *name, *value;
 
 		lineno++;
-		if (!strchr(line, '\n') && !feof(f)) {
-			snprintf(err, errlen, "%s:%u: line too long", path, lineno);
-			ret = -EINVAL;
-			break;
+		if (n >= sizeof(line)) {
+			snprintf(err, errlen, "%s:%u: line too long", origin, lineno);
+			return -EINVAL;
+		}
+		memcpy(line, text + pos, n);
+		line[n] = '\0';
+		pos += n + (nl ? 1 : 0);
+		if (strlen(line) != n) {
+			snprintf(err, errlen, "%s:%u: NUL byte", origin, lineno);
+			return -EINVAL;
 		}
 		s = trim(line);
 		if (!*s || *s == '#' || *s == ';')
@@ -281,23 +282,57 @@ int opts_load_file(struct daemon_opts *o, const char *path, char *err,
 		}
 		if (!strcmp(name, "config")) {
 			snprintf(err, errlen, "%s:%u: 'config' cannot be set in a config file",
-				 path, lineno);
-			ret = -EINVAL;
-			break;
+				 origin, lineno);
+			return -EINVAL;
 		}
 		if (lookup(name) && lookup(name)->kind != K_BOOL_TRUE && !value) {
-			snprintf(err, errlen, "%s:%u: '%s' needs '= value'", path,
+			snprintf(err, errlen, "%s:%u: '%s' needs '= value'", origin,
 				 lineno, name);
-			ret = -EINVAL;
-			break;
+			return -EINVAL;
 		}
 		ret = opts_set(o, name, value, e2, sizeof(e2));
 		if (ret) {
-			snprintf(err, errlen, "%s:%u: %s", path, lineno, e2);
-			break;
+			snprintf(err, errlen, "%s:%u: %s", origin, lineno, e2);
+			return ret;
 		}
 	}
+	return 0;
+}
+
+int opts_load_file(struct daemon_opts *o, const char *path, char *err,
+		   size_t errlen)
+{
+	enum { MAX_CONFIG = 1 << 20 };
+	char *buf;
+	size_t len = 0;
+	FILE *f;
+	int ret;
+
+	f = fopen(path, "re");
+	if (!f) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot read config file %s: %s", path,
+			 strerror(errno));
+		return ret;
+	}
+	buf = malloc(MAX_CONFIG + 1);
+	if (!buf) {
+		fclose(f);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	len = fread(buf, 1, MAX_CONFIG + 1, f);
+	ret = ferror(f) ? -EIO : 0;
 	fclose(f);
+	if (!ret && len > MAX_CONFIG) {
+		snprintf(err, errlen, "config file %s is larger than 1 MiB", path);
+		ret = -EINVAL;
+	} else if (ret) {
+		snprintf(err, errlen, "cannot read config file %s", path);
+	} else {
+		ret = opts_load_string(o, buf, len, path, err, errlen);
+	}
+	free(buf);
 	return ret;
 }
 
