@@ -35,7 +35,8 @@ e2e_topo
 
 # pct FILE P: the P-th percentile (nearest rank) of the numbers in FILE.
 pct() { sort -n "$1" | awk -v p="$2" '{a[NR]=$1} END {if (!NR) {print "-"; exit} i=int((p/100)*NR+0.999999); if (i<1) i=1; printf "%.1f", a[i]}'; }
-row() { printf '  %-52s %12s %12s %8s\n' "$@"; }
+row() { printf '  %-52s %12s %12s %8s %9s\n' "$1" "$2" "$3" "$4" "${5:-}"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 logts() { sed -n 's/^ts=\([^ ]*\) .*/\1/p' | head -1 | xargs -I{} date -d {} +%s.%N; }
 
 echo "jitwgd end-to-end benchmark ($(nproc) CPUs, shared machine: expect noise)"
@@ -177,23 +178,33 @@ for mode in initiate no-initiate; do
 	ip netns exec "$G" wg show "$WGG" peers | sed 's/^/peer /; s/$/ remove/' | tr '\n' ' ' >"$TMP/rm"
 	[ -s "$TMP/rm" ] && ip netns exec "$G" wg set "$WGG" $(cat "$TMP/rm")
 	JW_LOG=$log e2e_jitwgd --cache-dir "$SHM/burst-cache" "${args[@]}"
-	t0=$(date +%s.%N)
+	wgpid=$(pgrep -f "wireguard-go -f $WGG\$" | head -1)
+	jw_cpu0=$(cpu_ticks "$JW_PID")
+	wg_cpu0=$(cpu_ticks "$wgpid")
 	ip netns exec "$C" "$LOADGEN" send --to $E2E_GW_IP:51820 --responder "$GW_PUB" \
 		--seed burst --count "$BURST" --duration-ms 1000 --sources 100 \
 		--src-base 192.168.78.1 >/dev/null 2>"$TMP/lg.err"
-	t_sent=$(date +%s.%N)
+	t_end=$(date +%s.%N)
+	# The load generator builds every message first; time the sending only.
+	send_s=$(sed -n 's/.*sent [0-9]* initiations in \([0-9.]*\) s.*/\1/p' "$TMP/lg.err")
+	t0=$(echo "$t_end - $send_s" | bc)
 	wait_for 120 eval '[ "$(grep -c outcome=installed "$log")" -ge '"$BURST"' ]'
 	sleep 0.5
 	got=$(grep -c outcome=installed "$log")
 	first=$(grep -m1 outcome=installed "$log" | logts)
 	last=$(grep outcome=installed "$log" | tail -1 | logts)
 	rss=$(awk '/VmRSS/ {print $2}' /proc/"$JW_PID"/status)
+	jw_cpu=$(echo "($(cpu_ticks "$JW_PID") - $jw_cpu0) / $(getconf CLK_TCK)" | bc -l)
+	wg_cpu=$(echo "($(cpu_ticks "$wgpid") - $wg_cpu0) / $(getconf CLK_TCK)" | bc -l)
+	grep outcome=installed "$log" | sed -n 's/.*queue_ms=\([0-9.]*\).*/\1/p' >"$TMP/q"
 	e2e_jitwgd_stop
 	stats=$(grep msg=stop "$log")
-	printf '  %-14s installed %5d/%d  send %.2f s  first->all %.2f s  since send start %.2f s  %6.0f installs/s  rss %d MiB\n' \
-		"$mode" "$got" "$BURST" "$(echo "$t_sent - $t0" | bc)" "$(echo "$last - $first" | bc)" \
-		"$(echo "$last - $t0" | bc)" "$(echo "$got / ($last - $first + 0.001)" | bc -l)" $((rss / 1024))
-	echo "                 $(grep -o 'events=[0-9]* .*queue_full=[0-9]*' <<<"$stats")"
+	printf '  %-12s installed %5d/%d  sent in %.2f s  send start->all %.2f s  first->all %.2f s  %5.0f installs/s\n' \
+		"$mode" "$got" "$BURST" "$send_s" "$(echo "$last - $t0" | bc)" \
+		"$(echo "$last - $first" | bc)" "$(echo "$got / ($last - $t0)" | bc -l)"
+	printf '  %-12s CPU s: jitwgd %.2f, wireguard-go %.2f; XDP->worker queue p50 %s ms p99 %s ms; rss %d MiB\n' \
+		"" "$jw_cpu" "$wg_cpu" "$(pct "$TMP/q" 50)" "$(pct "$TMP/q" 99)" $((rss / 1024))
+	echo "               $(grep -o 'events=[0-9]* .*queue_full=[0-9]*' <<<"$stats")"
 done
 # Floor: the same peers in one configuration call.
 "$LOADGEN" keys --seed burst --count "$BURST" | awk '{print "[Peer]\nPublicKey = " $1 "\nAllowedIPs = " $2 "\n"}' >"$TMP/burst.conf"
@@ -202,7 +213,7 @@ wggo "$G" "$FL"
 t0=$(date +%s.%N)
 ip netns exec "$G" wg addconf "$FL" "$TMP/burst.conf"
 t1=$(date +%s.%N)
-printf '  %-14s %d peers by one wg addconf: %.2f s (%.0f peers/s)\n' floor "$BURST" \
+printf '  %-12s %d peers by one wg addconf: %.2f s (%.0f peers/s)\n' floor "$BURST" \
 	"$(echo "$t1 - $t0" | bc)" "$(echo "$BURST / ($t1 - $t0)" | bc -l)"
 echo "  target: the burst installed within 2 s"
 WGG=$WGG_MAIN
@@ -218,7 +229,7 @@ mkdir -p "$SHM/empty" "$SHM/full"
 t0=$(date +%s)
 "$BUILD/jitwg-cachefill" "$SHM/full" "$CACHE_N" || fail "cachefill"
 echo "  (filled $CACHE_N entries in $(($(date +%s) - t0)) s; $(du -sh "$SHM/full" | cut -f1) on disk)"
-row "" "startup ms" "external ms" "RSS MiB"
+row "" "startup ms" "external ms" "RSS MiB" "anon MiB"
 for which in empty full; do
 	for run in 1 2 3; do
 		log=$TMP/jw-start-$which-$run.log
@@ -235,13 +246,15 @@ for which in empty full; do
 			--seed rss --count 200 >/dev/null 2>&1
 		sleep 0.5
 		rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+		anon=$(awk '/RssAnon/ {print $2}' /proc/$pid/status)
 		kill $pid
 		wait $pid 2>/dev/null
 		label="empty cache"
 		[ $which = full ] && label="cache of $CACHE_N entries"
 		row "$label, run $run" \
 			"$(sed -n 's/.* startup_ms=\([0-9.]*\).*/\1/p' <<<"$ready")" \
-			"$(printf %.1f "$ext")" "$(echo "scale=1; $rss / 1024" | bc)"
+			"$(printf %.1f "$ext")" "$(echo "scale=1; $rss / 1024" | bc)" \
+			"$(echo "scale=1; $anon / 1024" | bc)"
 	done
 	echo "    of which BPF load + attach (floor): $(sed -n 's/.* capture_ms=\([0-9.]*\).*/\1/p' <<<"$ready") ms, cache open: $(sed -n 's/.* cache_ms=\([0-9.]*\).*/\1/p' <<<"$ready") ms"
 done
