@@ -36,6 +36,8 @@ e2e_topo
 # pct FILE P: the P-th percentile (nearest rank) of the numbers in FILE.
 pct() { sort -n "$1" | awk -v p="$2" '{a[NR]=$1} END {if (!NR) {print "-"; exit} i=int((p/100)*NR+0.999999); if (i<1) i=1; printf "%.1f", a[i]}'; }
 row() { printf '  %-52s %12s %12s %8s %9s\n' "$1" "$2" "$3" "$4" "${5:-}"; }
+# calc EXPR: floating-point arithmetic (awk; no bc needed).
+calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 logts() { sed -n 's/^ts=\([^ ]*\) .*/\1/p' | head -1 | xargs -I{} date -d {} +%s.%N; }
 
@@ -187,21 +189,21 @@ for mode in initiate no-initiate; do
 	t_end=$(date +%s.%N)
 	# The load generator builds every message first; time the sending only.
 	send_s=$(sed -n 's/.*sent [0-9]* initiations in \([0-9.]*\) s.*/\1/p' "$TMP/lg.err")
-	t0=$(echo "$t_end - $send_s" | bc)
+	t0=$(calc "$t_end - $send_s")
 	wait_for 120 eval '[ "$(grep -c outcome=installed "$log")" -ge '"$BURST"' ]'
 	sleep 0.5
 	got=$(grep -c outcome=installed "$log")
 	first=$(grep -m1 outcome=installed "$log" | logts)
 	last=$(grep outcome=installed "$log" | tail -1 | logts)
 	rss=$(awk '/VmRSS/ {print $2}' /proc/"$JW_PID"/status)
-	jw_cpu=$(echo "($(cpu_ticks "$JW_PID") - $jw_cpu0) / $(getconf CLK_TCK)" | bc -l)
-	wg_cpu=$(echo "($(cpu_ticks "$wgpid") - $wg_cpu0) / $(getconf CLK_TCK)" | bc -l)
+	jw_cpu=$(calc "($(cpu_ticks "$JW_PID") - $jw_cpu0) / $(getconf CLK_TCK)")
+	wg_cpu=$(calc "($(cpu_ticks "$wgpid") - $wg_cpu0) / $(getconf CLK_TCK)")
 	grep outcome=installed "$log" | sed -n 's/.*queue_ms=\([0-9.]*\).*/\1/p' >"$TMP/q"
 	e2e_jitwgd_stop
 	stats=$(grep msg=stop "$log")
 	printf '  %-12s installed %5d/%d  sent in %.2f s  send start->all %.2f s  first->all %.2f s  %5.0f installs/s\n' \
-		"$mode" "$got" "$BURST" "$send_s" "$(echo "$last - $t0" | bc)" \
-		"$(echo "$last - $first" | bc)" "$(echo "$got / ($last - $t0)" | bc -l)"
+		"$mode" "$got" "$BURST" "$send_s" "$(calc "$last - $t0")" \
+		"$(calc "$last - $first")" "$(calc "$got / ($last - $t0)")"
 	printf '  %-12s CPU s: jitwgd %.2f, wireguard-go %.2f; XDP->worker queue p50 %s ms p99 %s ms; rss %d MiB\n' \
 		"" "$jw_cpu" "$wg_cpu" "$(pct "$TMP/q" 50)" "$(pct "$TMP/q" 99)" $((rss / 1024))
 	echo "               $(grep -o 'events=[0-9]* .*queue_full=[0-9]*' <<<"$stats")"
@@ -214,7 +216,7 @@ t0=$(date +%s.%N)
 ip netns exec "$G" wg addconf "$FL" "$TMP/burst.conf"
 t1=$(date +%s.%N)
 printf '  %-12s %d peers by one wg addconf: %.2f s (%.0f peers/s)\n' floor "$BURST" \
-	"$(echo "$t1 - $t0" | bc)" "$(echo "$BURST / ($t1 - $t0)" | bc -l)"
+	"$(calc "$t1 - $t0")" "$(calc "$BURST / ($t1 - $t0)")"
 echo "  target: the burst installed within 2 s"
 WGG=$WGG_MAIN
 
@@ -240,7 +242,7 @@ for which in empty full; do
 		pid=$!
 		wait_for 10 grep -q msg=ready "$log" || fail "jitwgd did not start: $(cat "$log")"
 		ready=$(grep msg=ready "$log")
-		ext=$(echo "($(logts <<<"$ready") - $t0) * 1000" | bc)
+		ext=$(calc "($(logts <<<"$ready") - $t0) * 1000")
 		# A few lookups touch the cache, as serving traffic would.
 		ip netns exec "$C" "$LOADGEN" send --to $E2E_GW_IP:51830 --responder "$GW_PUB" \
 			--seed rss --count 200 >/dev/null 2>&1
@@ -253,8 +255,8 @@ for which in empty full; do
 		[ $which = full ] && label="cache of $CACHE_N entries"
 		row "$label, run $run" \
 			"$(sed -n 's/.* startup_ms=\([0-9.]*\).*/\1/p' <<<"$ready")" \
-			"$(printf %.1f "$ext")" "$(echo "scale=1; $rss / 1024" | bc)" \
-			"$(echo "scale=1; $anon / 1024" | bc)"
+			"$(printf %.1f "$ext")" "$(printf %.1f "$(calc "$rss / 1024")")" \
+			"$(printf %.1f "$(calc "$anon / 1024")")"
 	done
 	echo "    of which BPF load + attach (floor): $(sed -n 's/.* capture_ms=\([0-9.]*\).*/\1/p' <<<"$ready") ms, cache open: $(sed -n 's/.* cache_ms=\([0-9.]*\).*/\1/p' <<<"$ready") ms"
 done
