@@ -263,6 +263,18 @@ static void test_opts(void)
 	      r == 0 && opts_validate(&o, err, sizeof(err)) == -EINVAL, "err=%s", err);
 	opts_free(&o);
 
+	r = parse(&o, err, sizeof(err), "--wg-dev", "wg0", "--api", "http://x",
+		  "--pin-dir", "/sys/fs/bpf/jitwg", NULL);
+	CHECK("opts: --pin-dir makes --xdp-dev optional",
+	      r == 0 && opts_validate(&o, err, sizeof(err)) == 0, "err=%s", err);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--wg-dev", "wg0", "--api", "http://x",
+		  "--pin-dir", "/sys/fs/bpf/jitwg", "--xdp-mode", "native", NULL);
+	CHECK("opts: --pin-dir with --xdp-mode native rejected",
+	      r == 0 && opts_validate(&o, err, sizeof(err)) == -EINVAL &&
+	      strstr(err, "pin-dir"), "err=%s", err);
+	opts_free(&o);
+
 	/* Config file: every option settable; the command line wins. */
 	fd = mkstemp(path);
 	f = fdopen(fd, "w");

@@ -403,3 +403,32 @@ test_e2e_start_errors() {
 	expect_eq "$rc" 1 "exit status without a private key"
 	echo "$out" | grep -q "no private key" || fail "message: $out"
 }
+
+# The bpftool deployment: bpftool loads, pins and attaches the program;
+# jitwgd only uses the pinned maps, provisions as usual, and leaves the
+# program attached when it stops.
+test_e2e_bpftool_pinned() {
+	local pin=/sys/fs/bpf/jitwg-e2e-$RUNID
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	mkdir -p "$pin"
+	on_exit "nsenter --net=/run/netns/$G bpftool net detach xdp dev vg; rm -rf $pin"
+	bpftool prog loadall "$BUILD/jitwg.bpf.o" "$pin/progs" pinmaps "$pin/maps" ||
+		fail "bpftool prog loadall"
+	nsenter --net=/run/netns/"$G" bpftool net attach xdpdrv pinned "$pin/progs/jitwg_xdp" dev vg ||
+		fail "bpftool net attach"
+	JW_LOG=$TMP/jitwgd.log
+	# nsenter keeps /sys/fs/bpf visible ("ip netns exec" remounts /sys).
+	nsenter --net=/run/netns/"$G" "$JITWGD" --wg-dev "$WGG" --pin-dir "$pin/maps" \
+		--api "$CP_URL" --cache-dir "$TMP/cache" 2>>"$JW_LOG" &
+	JW_PID=$!
+	on_exit "kill $JW_PID 2>/dev/null"
+	wait_for 10 grep -q msg=ready "$JW_LOG" || fail "jitwgd did not start: $(cat "$JW_LOG")"
+	grep -q "msg=ready .*xdp_mode=pinned" "$JW_LOG" || fail "not pinned: $(cat "$JW_LOG")"
+	check "ping through the tunnel" cping A 1 5
+	grep -q "peer=$(fp "$A_PUB") outcome=installed" "$JW_LOG" || fail "not installed by jitwgd"
+	kill "$JW_PID"
+	wait "$JW_PID" 2>/dev/null
+	ip -n "$G" link show vg | grep -q xdp || fail "jitwgd detached the program bpftool attached"
+}

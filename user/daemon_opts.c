@@ -30,7 +30,7 @@ static const struct opt_def defs[] = {
 	{ "wg-dev", K_STR, OFF(wg_dev), 0, 0,
 	  "WireGuard device to provision (required)" },
 	{ "xdp-dev", K_STR, OFF(xdp_dev), 0, 0,
-	  "device to attach the XDP capture to (required unless xdp-mode=pinned)" },
+	  "device to attach the XDP capture to (required unless --pin-dir)" },
 	{ "api", K_STR, OFF(api_url), 0, 0,
 	  "control plane base URL, e.g. https://cp.example/v1 (required)" },
 	{ "api-token-file", K_STR, OFF(api_token_file), 0, 0,
@@ -50,7 +50,8 @@ static const struct opt_def defs[] = {
 	{ "xdp-mode", K_XDP_MODE, OFF(xdp_mode), 0, 0,
 	  "auto|native|generic|pinned (default auto)" },
 	{ "pin-dir", K_STR, OFF(pin_dir), 0, 0,
-	  "bpffs directory for pinned maps (XDP stays attached on exit)" },
+	  "use the maps bpftool pinned here (it loaded and attached the program, "
+	  "which stays attached on exit)" },
 	{ "no-initiate-back", K_BOOL_TRUE, OFF(initiate_back), 0, 0,
 	  "do not start the handshake towards a new peer; wait for its retry" },
 	{ "workers", K_UINT, OFF(workers), 1, OPT_MAX_WORKERS,
@@ -415,12 +416,18 @@ int opts_validate(const struct daemon_opts *o, char *err, size_t errlen)
 			 o->wg_dev, IFNAMSIZ - 1);
 		return -EINVAL;
 	}
-	if (!o->xdp_dev && o->xdp_mode != CAPTURE_PINNED) {
+	if (!o->xdp_dev && o->xdp_mode != CAPTURE_PINNED && !o->pin_dir) {
 		snprintf(err, errlen, "--xdp-dev is required (the device receiving WireGuard's UDP)");
 		return -EINVAL;
 	}
 	if (o->xdp_mode == CAPTURE_PINNED && !o->pin_dir) {
 		snprintf(err, errlen, "--xdp-mode pinned needs --pin-dir");
+		return -EINVAL;
+	}
+	if (o->pin_dir && o->xdp_mode != CAPTURE_PINNED && o->xdp_mode != CAPTURE_AUTO) {
+		snprintf(err, errlen,
+			 "--pin-dir uses a program bpftool loaded and attached: drop --xdp-mode %s",
+			 o->xdp_mode == CAPTURE_NATIVE ? "native" : "generic");
 		return -EINVAL;
 	}
 	if (!o->api_url) {

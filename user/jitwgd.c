@@ -151,6 +151,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	log_level_current = o.log_level;
+	/* --pin-dir: bpftool owns the program; jitwgd only uses its maps. */
+	if (o.pin_dir)
+		o.xdp_mode = CAPTURE_PINNED;
 	if (!o.cache_dir)
 		o.cache_dir = strdup(DEFAULT_CACHE_DIR);
 	if (!o.cache_dir || sodium_init() < 0) {
