@@ -22,15 +22,12 @@ N=${BENCH_CLIENTS:-100}
 PAR=${BENCH_PARALLEL:-20}
 BURST=${BENCH_BURST:-10000}
 CACHE_N=${BENCH_CACHE_ENTRIES:-1000000}
-SHM=/dev/shm/jitwg-bench-$JITWG_RUNID
 
 [ "$(id -u)" -eq 0 ] || { echo "bench-e2e: run as root" >&2; exit 1; }
 [ -x "$JITWGD" ] && [ -x "$LOADGEN" ] || { echo "bench-e2e: run make first" >&2; exit 1; }
 mount | grep -q ' /sys/fs/bpf type bpf' || mount -t bpf bpf /sys/fs/bpf
 
 e2e_tmp
-mkdir -p "$SHM"
-on_exit "rm -rf $SHM"
 e2e_topo
 
 # pct FILE P: the P-th percentile (nearest rank) of the numbers in FILE.
@@ -163,8 +160,8 @@ echo
 echo "2. burst of $BURST synthetic clients within 1 s (keys in the cache)"
 # 100 source addresses: the XDP program rate-limits per source (100/s, burst 200).
 e2e_sources 100
-mkdir -p "$SHM/burst-cache"
-"$BUILD/jitwg-cachefill" "$SHM/burst-cache" "$BURST" burst 10.128.0.0 ||
+mkdir -p "$TMP/burst-cache"
+"$BUILD/jitwg-cachefill" "$TMP/burst-cache" "$BURST" burst 10.128.0.0 ||
 	fail "cachefill"
 # A device for the burst alone, so that its peer count is the burst's.
 WGG_MAIN=$WGG
@@ -173,13 +170,15 @@ WGG=jw${JITWG_RUNID}b
 wggo "$G" "$WGG"
 ip netns exec "$G" wg set "$WGG" private-key "$TMP/gw.key" listen-port 51820
 ip -n "$G" link set "$WGG" up
-for mode in initiate no-initiate; do
+echo "  cache on disk ($(df --output=fstype "$TMP" | tail -1)); --cache-sync periodic, then the default (full: one fsync per write)"
+for mode in initiate no-initiate no-init-full; do
 	log=$TMP/jw-burst-$mode.log
-	args=()
-	[ $mode = no-initiate ] && args=(--no-initiate-back)
+	args=(--cache-sync periodic)
+	[ $mode = no-initiate ] && args=(--no-initiate-back --cache-sync periodic)
+	[ $mode = no-init-full ] && args=(--no-initiate-back --cache-sync full)
 	ip netns exec "$G" wg show "$WGG" peers | sed 's/^/peer /; s/$/ remove/' | tr '\n' ' ' >"$TMP/rm"
 	[ -s "$TMP/rm" ] && ip netns exec "$G" wg set "$WGG" $(cat "$TMP/rm")
-	JW_LOG=$log e2e_jitwgd --cache-dir "$SHM/burst-cache" "${args[@]}"
+	JW_LOG=$log e2e_jitwgd --cache-dir "$TMP/burst-cache" "${args[@]}"
 	wgpid=$(pgrep -f "wireguard-go -f $WGG\$" | head -1)
 	jw_cpu0=$(cpu_ticks "$JW_PID")
 	wg_cpu0=$(cpu_ticks "$wgpid")
@@ -190,7 +189,7 @@ for mode in initiate no-initiate; do
 	# The load generator builds every message first; time the sending only.
 	send_s=$(sed -n 's/.*sent [0-9]* initiations in \([0-9.]*\) s.*/\1/p' "$TMP/lg.err")
 	t0=$(calc "$t_end - $send_s")
-	wait_for 120 eval '[ "$(grep -c outcome=installed "$log")" -ge '"$BURST"' ]'
+	wait_for 90 eval '[ "$(grep -c outcome=installed "$log")" -ge '"$BURST"' ]'
 	sleep 0.5
 	got=$(grep -c outcome=installed "$log")
 	first=$(grep -m1 outcome=installed "$log" | logts)
@@ -222,15 +221,15 @@ WGG=$WGG_MAIN
 
 # ---- 3. memory and start-up --------------------------------------------------
 echo
-echo "3. start-up and memory (fresh device with no peers; cache on tmpfs)"
+echo "3. start-up and memory (fresh device with no peers; cache on disk)"
 SD=jw${JITWG_RUNID}s
 wggo "$G" "$SD"
 ip netns exec "$G" wg set "$SD" private-key "$TMP/gw.key" listen-port 51830
 ip -n "$G" link set "$SD" up
-mkdir -p "$SHM/empty" "$SHM/full"
+mkdir -p "$TMP/empty" "$TMP/full"
 t0=$(date +%s)
-"$BUILD/jitwg-cachefill" "$SHM/full" "$CACHE_N" || fail "cachefill"
-echo "  (filled $CACHE_N entries in $(($(date +%s) - t0)) s; $(du -sh "$SHM/full" | cut -f1) on disk)"
+"$BUILD/jitwg-cachefill" "$TMP/full" "$CACHE_N" || fail "cachefill"
+echo "  (filled $CACHE_N entries in $(($(date +%s) - t0)) s; $(du -sh "$TMP/full" | cut -f1) on disk)"
 row "" "startup ms" "external ms" "RSS MiB" "anon MiB"
 for which in empty full; do
 	for run in 1 2 3; do
@@ -238,7 +237,7 @@ for which in empty full; do
 		: >"$log"
 		t0=$(date +%s.%N)
 		ip netns exec "$G" "$JITWGD" --wg-dev "$SD" --xdp-dev vg --xdp-mode native \
-			--api "$CP_URL" --cache-dir "$SHM/$which" 2>>"$log" &
+			--api "$CP_URL" --cache-dir "$TMP/$which" 2>>"$log" &
 		pid=$!
 		wait_for 10 grep -q msg=ready "$log" || fail "jitwgd did not start: $(cat "$log")"
 		ready=$(grep msg=ready "$log")

@@ -227,11 +227,12 @@ static void test_opts(void)
 	r = parse(&o, err, sizeof(err), "--wg-dev", "wg0", "--xdp-dev", "eth0",
 		  "--api", "http://x", "--idle-timeout", "5", "--evict-interval", "1",
 		  "--backend", "uapi", "--xdp-mode", "native", "--no-initiate-back",
-		  "--workers", "3", "--log-level", "debug", NULL);
+		  "--workers", "3", "--log-level", "debug", "--cache-sync", "periodic", NULL);
 	CHECK("opts: every kind of value",
 	      r == 0 && o.idle_timeout == 5 && o.evict_interval == 1 &&
 	      o.backend == WGDEV_UAPI && o.xdp_mode == CAPTURE_NATIVE &&
-	      !o.initiate_back && o.workers == 3 && o.log_level == LOG_DEBUG,
+	      !o.initiate_back && o.workers == 3 && o.log_level == LOG_DEBUG &&
+	      o.cache_sync == 2,
 	      "r=%d err=%s", r, err);
 	opts_free(&o);
 

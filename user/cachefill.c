@@ -4,9 +4,7 @@
  * /32 each, long TTL) to the cache in DIR, for the benchmark of jitwgd's
  * memory and start-up time with a large cache. Keys are random, or with SEED
  * the load generator's clients 0..N-1 (user/synth.h) with the allowed IPs
- * `jitwg-loadgen keys --net NET` lists. Writes go through
- * cache_put_peer() like the daemon's; fine for a benchmark set-up, even if
- * a million synced transactions take a while on a slow disk.
+ * `jitwg-loadgen keys --net NET` lists. One transaction per 10,000 entries.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -21,9 +19,10 @@
 
 int main(int argc, char **argv)
 {
+	enum { BATCH = 10000 };
 	struct cache *c;
-	struct api_peer p;
-	unsigned long n, i;
+	struct api_peer *batch;
+	unsigned long n, i, k = 0;
 	uint64_t now = (uint64_t)time(NULL);
 	int ret;
 
@@ -42,31 +41,44 @@ int main(int argc, char **argv)
 		fprintf(stderr, "cachefill: cannot open %s: %s\n", argv[1], strerror(-ret));
 		return 1;
 	}
-	for (i = 0; i < n; i++) {
-		memset(&p, 0, sizeof(p));
-		if (seed) {
-			uint8_t priv[32];
+	batch = calloc(BATCH, sizeof(*batch));
+	if (!batch) {
+		cache_close(c);
+		return 1;
+	}
+	for (i = 0; i < n; i += k) {
+		for (k = 0; k < BATCH && i + k < n; k++) {
+			struct api_peer *p = &batch[k];
+			unsigned long j = i + k;
 
-			synth_key(priv, p.public_key, seed, (uint32_t)i);
-			sodium_memzero(priv, sizeof(priv));
-		} else {
-			randombytes_buf(p.public_key, 32);
+			memset(p, 0, sizeof(*p));
+			if (seed) {
+				uint8_t priv[32];
+
+				synth_key(priv, p->public_key, seed, (uint32_t)j);
+				sodium_memzero(priv, sizeof(priv));
+			} else {
+				randombytes_buf(p->public_key, 32);
+			}
+			p->flags = API_PEER_HAS_TTL;
+			p->ttl = 86400;
+			p->n_allowed_ips = 1;
+			p->allowed_ips[0].family = AF_INET;
+			p->allowed_ips[0].cidr = 32;
+			p->allowed_ips[0].ip4.s_addr = seed ?
+				htonl(ntohl(net.s_addr) + (uint32_t)j + 1) :
+				htonl(0x0a000000u | (uint32_t)(j & 0xffffff));
 		}
-		p.flags = API_PEER_HAS_TTL;
-		p.ttl = 86400;
-		p.n_allowed_ips = 1;
-		p.allowed_ips[0].family = AF_INET;
-		p.allowed_ips[0].cidr = 32;
-		p.allowed_ips[0].ip4.s_addr = seed ?
-			htonl(ntohl(net.s_addr) + (uint32_t)i + 1) :
-			htonl(0x0a000000u | (uint32_t)(i & 0xffffff));
-		ret = cache_put_peer(c, &p, now);
+		/* One transaction per batch: a million entries in ~100 syncs. */
+		ret = cache_put_peers(c, batch, k, now);
 		if (ret) {
-			fprintf(stderr, "cachefill: put %lu: %s\n", i, strerror(-ret));
+			fprintf(stderr, "cachefill: put at %lu: %s\n", i, strerror(-ret));
+			free(batch);
 			cache_close(c);
 			return 1;
 		}
 	}
+	free(batch);
 	cache_close(c);
 	return 0;
 }

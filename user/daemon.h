@@ -49,6 +49,7 @@ struct daemon_opts {
 	unsigned int workers;          /* 0 = number of online CPUs */
 	enum wgdev_backend backend;
 	enum capture_mode xdp_mode;
+	int cache_sync;                /* enum cache_sync */
 	bool initiate_back;
 	enum log_level log_level;
 };

@@ -14,7 +14,7 @@
 
 #include "daemon.h"
 
-enum opt_kind { K_STR, K_UINT, K_BOOL_TRUE, K_BACKEND, K_XDP_MODE, K_LEVEL };
+enum opt_kind { K_STR, K_UINT, K_BOOL_TRUE, K_BACKEND, K_XDP_MODE, K_LEVEL, K_SYNC };
 
 struct opt_def {
 	const char *name;
@@ -39,6 +39,8 @@ static const struct opt_def defs[] = {
 	  "CA bundle to verify the control plane's TLS certificate" },
 	{ "cache-dir", K_STR, OFF(cache_dir), 0, 0,
 	  "LMDB cache directory (default /var/lib/jitwg)" },
+	{ "cache-sync", K_SYNC, OFF(cache_sync), 0, 0,
+	  "full|nometa|periodic: cache durability on an OS crash (default full)" },
 	{ "idle-timeout", K_UINT, OFF(idle_timeout), 1, 86400 * 30,
 	  "evict managed peers with no handshake for S seconds (default 300)" },
 	{ "evict-interval", K_UINT, OFF(evict_interval), 1, 86400,
@@ -216,6 +218,19 @@ int opts_set(struct daemon_opts *o, const char *name, const char *value,
 		return 0;
 	case K_LEVEL:
 		if (!value || log_level_parse(value, (enum log_level *)p))
+			goto bad;
+		return 0;
+	case K_SYNC:
+		/* Values of enum cache_sync (include/cache.h). */
+		if (!value)
+			goto bad;
+		if (!strcmp(value, "full"))
+			*(int *)p = 0;
+		else if (!strcmp(value, "nometa"))
+			*(int *)p = 1;
+		else if (!strcmp(value, "periodic"))
+			*(int *)p = 2;
+		else
 			goto bad;
 		return 0;
 	}

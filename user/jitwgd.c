@@ -204,8 +204,11 @@ int main(int argc, char **argv)
 	t_dev = now_mono_ns();
 
 	ret = mkdir_p(o.cache_dir);
-	if (!ret)
-		ret = cache_open(&cache, o.cache_dir, NULL);
+	if (!ret) {
+		struct cache_options copts = { .sync = (enum cache_sync)o.cache_sync };
+
+		ret = cache_open(&cache, o.cache_dir, &copts);
+	}
 	if (ret) {
 		dlog(LOG_ERROR, "start", "stage=cache dir=%s error=%s",
 		     log_quote(q, sizeof(q), o.cache_dir), strerror(-ret));
@@ -371,3 +374,7 @@ out:
 	opts_free(&o);
 	return status;
 }
+
+/* --cache-sync stores the enum's values (user/daemon_opts.c). */
+_Static_assert(CACHE_SYNC_FULL == 0 && CACHE_SYNC_NOMETA == 1 && CACHE_SYNC_PERIODIC == 2,
+	       "cache-sync values");
