@@ -432,3 +432,18 @@ test_e2e_bpftool_pinned() {
 	wait "$JW_PID" 2>/dev/null
 	ip -n "$G" link show vg | grep -q xdp || fail "jitwgd detached the program bpftool attached"
 }
+
+# The XDP port filter follows the device's listen port (checked at each
+# sweep; SIGHUP sweeps now).
+test_e2e_listen_port_follows() {
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	e2e_jitwgd --evict-interval 60
+	ip netns exec "$G" wg set "$WGG" listen-port 51999 || fail "wg set listen-port"
+	kill -HUP "$JW_PID"
+	wait_log 1 "msg=port old=51820 new=51999" 5 || fail "port change not noticed: $(cat "$JW_LOG")"
+	ip netns exec "$C" wg set "$A_DEV" peer "$GW_PUB" endpoint $E2E_GW_IP:51999
+	check "ping through the tunnel on the new port" cping A 1 5
+	grep -q "peer=$(fp "$A_PUB") outcome=installed" "$JW_LOG" || fail "not provisioned on the new port"
+}
