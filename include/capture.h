@@ -27,7 +27,7 @@ enum capture_mode {
 };
 
 const char *capture_mode_str(enum capture_mode mode);
-/* "auto", "native", "generic" → mode; -EINVAL otherwise. */
+/* "auto", "native", "generic", "pinned" → mode; -EINVAL otherwise. */
 int capture_mode_parse(const char *s, enum capture_mode *mode);
 
 struct capture_opts {

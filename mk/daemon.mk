@@ -13,7 +13,7 @@ JITWGD_DEP_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(JITWGD_DEP_SRCS))
 
 TEST_BINS += $(BUILD)/tests/test_daemon
 $(BUILD)/tests/test_daemon: $(OBJ)/tests/test_daemon.o $(DAEMON_OBJS) \
-		$(COMMON_OBJS)
+		$(CAPTURE_OBJS) $(COMMON_OBJS)
 	$(link)
 
 # Until every module has landed, `make all` skips jitwgd instead of failing.
@@ -44,5 +44,5 @@ bench-e2e: all
 # The config file parser reads operator input: fuzzed.
 FUZZ_BINS += $(BUILD)/fuzz/fuzz_jitwgd_config
 $(BUILD)/fuzz/fuzz_jitwgd_config: tests/fuzz_jitwgd_config.c user/daemon_opts.c user/daemon_log.c \
-		user/keys.c user/daemon.h
+		user/keys.c user/capture.c user/daemon.h $(BUILD)/jitwg.skel.h
 	$(fuzzlink)

@@ -76,3 +76,26 @@ wait_for() {
 	done
 	return 1
 }
+
+# udp_recorder NS ADDR PORT FILE: in namespace NS, record every UDP datagram
+# to ADDR:PORT as one hex line in FILE; returns once it listens. ADDR "::"
+# takes IPv4 and IPv6.
+udp_recorder() {
+	local n=$1 addr=$2 port=$3 file=$4
+	ip netns exec "$n" python3 -c '
+import socket, sys
+addr, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET,
+                  socket.SOCK_DGRAM)
+if ":" in addr:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind((addr, port))
+out = open(sys.argv[3], "a")
+while True:
+    d, a = s.recvfrom(2048)
+    out.write(d.hex() + "\n"); out.flush()
+' "$addr" "$port" "$file" &
+	on_exit "kill $!"
+	wait_for 20 eval "ip netns exec $n ss -lun | grep -q ':$port '" ||
+		fail "UDP recorder on $addr:$port did not start"
+}

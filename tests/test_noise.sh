@@ -54,18 +54,7 @@ test_noise_interop_decode() {
 	wg genkey >"$TMP/responder.key"
 
 	# Listener in "b": each datagram to :51820 as one hex line.
-	ip netns exec "$B" python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("192.0.2.2", 51820))
-out = open(sys.argv[1], "a")
-while True:
-    d, a = s.recvfrom(2048)
-    out.write(d.hex() + "\n"); out.flush()
-' "$TMP/received" &
-	on_exit "kill $!"
-	wait_for 5 eval "ip netns exec $B ss -lun | grep -q '192.0.2.2:51820 '" ||
-		fail "listener did not start"
+	udp_recorder "$B" 192.0.2.2 51820 "$TMP/received"
 
 	start_wg "$A" "$WGC"
 	check "wg set on the client" ip netns exec "$A" wg set "$WGC" \

@@ -50,19 +50,7 @@ topo() {
 
 # listener: record every UDP payload to :51820 as hex, one per line.
 listener() {
-	ip netns exec "$G" python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-s.bind(("::", 51820))
-out = open(sys.argv[1], "a")
-while True:
-    d, a = s.recvfrom(2048)
-    out.write(d.hex() + "\n"); out.flush()
-' "$TMP/received" &
-	on_exit "kill $!"
-	wait_for 5 eval "ip netns exec $G ss -lun | grep -q ':51820 '" ||
-		fail "listener did not start"
+	udp_recorder "$G" :: 51820 "$TMP/received"
 }
 
 # knock_and_check SRC_PATTERN: ping through the tunnel to trigger

@@ -149,6 +149,8 @@ int capture_mode_parse(const char *s, enum capture_mode *mode)
 		*mode = CAPTURE_NATIVE;
 	else if (!strcmp(s, "generic"))
 		*mode = CAPTURE_GENERIC;
+	else if (!strcmp(s, "pinned"))
+		*mode = CAPTURE_PINNED;
 	else
 		return -EINVAL;
 	return 0;

@@ -203,17 +203,7 @@ int opts_set(struct daemon_opts *o, const char *name, const char *value,
 			goto bad;
 		return 0;
 	case K_XDP_MODE:
-		if (!value)
-			goto bad;
-		if (!strcmp(value, "auto"))
-			*(enum capture_mode *)p = CAPTURE_AUTO;
-		else if (!strcmp(value, "native"))
-			*(enum capture_mode *)p = CAPTURE_NATIVE;
-		else if (!strcmp(value, "generic"))
-			*(enum capture_mode *)p = CAPTURE_GENERIC;
-		else if (!strcmp(value, "pinned"))
-			*(enum capture_mode *)p = CAPTURE_PINNED;
-		else
+		if (!value || capture_mode_parse(value, (enum capture_mode *)p))
 			goto bad;
 		return 0;
 	case K_LEVEL:

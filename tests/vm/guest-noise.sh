@@ -35,18 +35,7 @@ case_kernel_client_decode() {
 	topo
 	wg genkey >"$TMP/client.key"
 	wg genkey >"$TMP/responder.key"
-	ip netns exec "$G" python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("192.0.2.2", 51820))
-out = open(sys.argv[1], "a")
-while True:
-    d, a = s.recvfrom(2048)
-    out.write(d.hex() + "\n"); out.flush()
-' "$TMP/received" &
-	on_exit "kill $!"
-	wait_for 20 eval "ip netns exec $G ss -lun | grep -q '192.0.2.2:51820 '" ||
-		fail "listener did not start"
+	udp_recorder "$G" 192.0.2.2 51820 "$TMP/received"
 
 	check "ip link add type wireguard" ip -n "$C" link add "$dev" type wireguard
 	check "wg set" ip netns exec "$C" wg set "$dev" \
