@@ -15,6 +15,7 @@
 #include <pthread.h>
 
 #include "api.h"
+#include "cache.h"
 #include "capture.h"
 #include "wgdev.h"
 
@@ -49,7 +50,7 @@ struct daemon_opts {
 	unsigned int workers;          /* 0 = number of online CPUs */
 	enum wgdev_backend backend;
 	enum capture_mode xdp_mode;
-	int cache_sync;                /* enum cache_sync */
+	enum cache_sync cache_sync;
 	bool initiate_back;
 	enum log_level log_level;
 };

@@ -211,15 +211,14 @@ int opts_set(struct daemon_opts *o, const char *name, const char *value,
 			goto bad;
 		return 0;
 	case K_SYNC:
-		/* Values of enum cache_sync (include/cache.h). */
 		if (!value)
 			goto bad;
 		if (!strcmp(value, "full"))
-			*(int *)p = 0;
+			*(enum cache_sync *)p = CACHE_SYNC_FULL;
 		else if (!strcmp(value, "nometa"))
-			*(int *)p = 1;
+			*(enum cache_sync *)p = CACHE_SYNC_NOMETA;
 		else if (!strcmp(value, "periodic"))
-			*(int *)p = 2;
+			*(enum cache_sync *)p = CACHE_SYNC_PERIODIC;
 		else
 			goto bad;
 		return 0;

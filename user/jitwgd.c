@@ -205,7 +205,7 @@ int main(int argc, char **argv)
 
 	ret = mkdir_p(o.cache_dir);
 	if (!ret) {
-		struct cache_options copts = { .sync = (enum cache_sync)o.cache_sync };
+		struct cache_options copts = { .sync = o.cache_sync };
 
 		ret = cache_open(&cache, o.cache_dir, &copts);
 	}
