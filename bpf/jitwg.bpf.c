@@ -88,9 +88,13 @@ struct cursor {
 	void *end;
 };
 
+/*
+ * What the parsers learnt. Addresses stay in the packet (l3) until a match:
+ * copying them for every UDP packet would tax all the traffic that is not
+ * ours.
+ */
 struct flow {
-	__u8 saddr[16];
-	__u8 daddr[16];
+	void *l3;      /* the IPv4 or IPv6 header */
 	__u16 sport, dport;
 	__u16 l4_len;  /* bytes after the IP header, from the IP header */
 	__u8 family;
@@ -156,13 +160,7 @@ static __always_inline int parse_ipv4(struct cursor *c, struct flow *f)
 	if (bpf_ntohs(ip->tot_len) < hlen)
 		return MALFORMED;
 	f->l4_len = bpf_ntohs(ip->tot_len) - hlen;
-	/* IPv4-mapped IPv6: ::ffff:a.b.c.d */
-	__builtin_memset(f->saddr, 0, 10);
-	__builtin_memset(f->daddr, 0, 10);
-	f->saddr[10] = f->saddr[11] = 0xff;
-	f->daddr[10] = f->daddr[11] = 0xff;
-	__builtin_memcpy(&f->saddr[12], &ip->saddr, 4);
-	__builtin_memcpy(&f->daddr[12], &ip->daddr, 4);
+	f->l3 = ip;
 	f->family = 4;
 	c->pos += hlen;
 	return IPPROTO_UDP;
@@ -180,11 +178,45 @@ static __always_inline int parse_ipv6(struct cursor *c, struct flow *f)
 	if (ip6->nexthdr != IPPROTO_UDP)
 		return NOT_OURS;
 	f->l4_len = bpf_ntohs(ip6->payload_len);
-	__builtin_memcpy(f->saddr, &ip6->saddr, 16);
-	__builtin_memcpy(f->daddr, &ip6->daddr, 16);
+	f->l3 = ip6;
 	f->family = 6;
 	c->pos = ip6 + 1;
 	return IPPROTO_UDP;
+}
+
+/*
+ * The source and destination addresses, 16 bytes each, IPv4 as IPv4-mapped
+ * IPv6 (::ffff:a.b.c.d). Either pointer may be NULL.
+ */
+static __always_inline int addrs(const struct flow *f, void *end, __u8 *saddr,
+				 __u8 *daddr)
+{
+	if (f->family == 4) {
+		struct iphdr *ip = f->l3;
+
+		if ((void *)(ip + 1) > end)
+			return -1;
+		if (saddr) {
+			__builtin_memset(saddr, 0, 10);
+			saddr[10] = saddr[11] = 0xff;
+			__builtin_memcpy(saddr + 12, &ip->saddr, 4);
+		}
+		if (daddr) {
+			__builtin_memset(daddr, 0, 10);
+			daddr[10] = daddr[11] = 0xff;
+			__builtin_memcpy(daddr + 12, &ip->daddr, 4);
+		}
+	} else {
+		struct ipv6hdr *ip6 = f->l3;
+
+		if ((void *)(ip6 + 1) > end)
+			return -1;
+		if (saddr)
+			__builtin_memcpy(saddr, &ip6->saddr, 16);
+		if (daddr)
+			__builtin_memcpy(daddr, &ip6->daddr, 16);
+	}
+	return 0;
 }
 
 static __always_inline bool is_wg_port(__u16 port)
@@ -231,7 +263,7 @@ static __always_inline bool limited(struct jitwg_bucket *b, __u32 rate,
 	return true;
 }
 
-static __always_inline bool src_limited(const struct flow *f,
+static __always_inline bool src_limited(const struct flow *f, void *end,
 					const struct jitwg_config *cfg,
 					__u64 now)
 {
@@ -240,11 +272,11 @@ static __always_inline bool src_limited(const struct flow *f,
 
 	if (!cfg->src_rate)
 		return false;
+	if (addrs(f, end, key.addr, NULL))
+		return false;
 	/* IPv6 sources share a bucket per /64, as one host may own all of it. */
 	if (f->family == 6)
-		__builtin_memcpy(key.addr, f->saddr, 8);
-	else
-		__builtin_memcpy(key.addr, f->saddr, 16);
+		__builtin_memset(key.addr + 8, 0, 8);
 	b = bpf_map_lookup_elem(&src_buckets, &key);
 	if (!b) {
 		bpf_map_update_elem(&src_buckets, &key, &fresh, BPF_NOEXIST);
@@ -265,7 +297,7 @@ static __always_inline bool global_limited(const struct jitwg_config *cfg,
 }
 
 static __always_inline int emit(struct xdp_md *ctx, const struct flow *f,
-				const __u8 *msg, __u64 now)
+				void *end, const __u8 *msg, __u64 now)
 {
 	struct jitwg_event *ev;
 
@@ -274,12 +306,14 @@ static __always_inline int emit(struct xdp_md *ctx, const struct flow *f,
 		count(JITWG_CTR_RINGBUF_FULL);
 		return -1;
 	}
+	if (addrs(f, end, ev->saddr, ev->daddr)) {
+		bpf_ringbuf_discard(ev, 0);
+		return -1;
+	}
 	ev->ts_ns = now;
 	ev->ifindex = ctx->ingress_ifindex;
 	ev->sport = f->sport;
 	ev->dport = f->dport;
-	__builtin_memcpy(ev->saddr, f->saddr, 16);
-	__builtin_memcpy(ev->daddr, f->daddr, 16);
 	ev->family = f->family;
 	ev->vlan_depth = f->vlan_depth;
 	ev->reserved = 0;
@@ -347,7 +381,7 @@ int jitwg_xdp(struct xdp_md *ctx)
 	 * and never the global ones everybody shares; the global bucket then
 	 * caps what many (spoofed) sources can push together.
 	 */
-	if (src_limited(&f, cfg, now)) {
+	if (src_limited(&f, c.end, cfg, now)) {
 		count(JITWG_CTR_LIMITED_SRC);
 		goto limit;
 	}
@@ -355,7 +389,7 @@ int jitwg_xdp(struct xdp_md *ctx)
 		count(JITWG_CTR_LIMITED_GLOBAL);
 		goto limit;
 	}
-	emit(ctx, &f, msg, now);
+	emit(ctx, &f, c.end, msg, now);
 	return XDP_PASS;
 
 limit:
