@@ -192,6 +192,151 @@ static void test_table(void)
 	ptab_free(t);
 }
 
+/*
+ * The overlap check is indexed (a point lookup per prefix length in use);
+ * it must agree with the plain rule, allowed_ip_overlap() against every
+ * other peer's IPs, through adds, removals and device refreshes. Random
+ * prefixes from a small space so that overlaps (both ways) are common.
+ */
+struct model_peer {
+	uint8_t key[32];
+	struct wgdev_allowed_ip ips[3];
+	size_t n;
+	bool managed, listed;
+};
+
+static struct wgdev_allowed_ip rand_prefix(void)
+{
+	struct wgdev_allowed_ip a;
+	unsigned int r = (unsigned int)random();
+
+	memset(&a, 0, sizeof(a));
+	if (r & 1) {
+		uint32_t v = 0x0a000000u | ((r >> 1) & 0xfff); /* in 10.0.0.0/20 */
+
+		a.family = AF_INET;
+		a.cidr = (r >> 13) % 8 ? 32 : (uint8_t)(24 + (r >> 16) % 9);
+		if (a.cidr < 32)
+			v &= ~((1u << (32 - a.cidr)) - 1);
+		a.ip4.s_addr = htonl(v);
+	} else {
+		a.family = AF_INET6;
+		a.ip6.s6_addr[0] = 0xfd;
+		a.ip6.s6_addr[14] = (uint8_t)((r >> 1) & 0x0f);
+		a.ip6.s6_addr[15] = (uint8_t)((r >> 5) & 0xff);
+		a.cidr = (r >> 13) % 8 ? 128 : (uint8_t)(120 + (r >> 16) % 9);
+		if (a.cidr < 128) {
+			a.ip6.s6_addr[15] &= (uint8_t)(0xff << (128 - a.cidr));
+		}
+	}
+	return a;
+}
+
+static bool model_overlap(const struct model_peer *m, size_t n, const uint8_t key[32],
+			  const struct wgdev_allowed_ip *q)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		if (!(m[i].managed || m[i].listed) || !memcmp(m[i].key, key, 32))
+			continue;
+		for (j = 0; j < m[i].n; j++)
+			if (allowed_ip_overlap(q, &m[i].ips[j]))
+				return true;
+	}
+	return false;
+}
+
+static void test_table_overlap_index(void)
+{
+	enum { PEERS = 300, QUERIES = 4000 };
+	struct model_peer *m = calloc(PEERS, sizeof(*m));
+	struct wgdev_peer *dev = calloc(PEERS, sizeof(*dev));
+	struct peer_table *t;
+	struct managed_peer mp;
+	uint8_t other[32], qkey[32];
+	size_t i, j, nd, bad = 0, hits = 0, q;
+	unsigned int round;
+
+	srandom(7);
+	if (!m || !dev || ptab_new(&t)) {
+		CHECK("table: overlap index agrees with the rule", false, "setup");
+		goto out;
+	}
+	for (i = 0; i < PEERS; i++) {
+		memset(m[i].key, 0x40, 32);
+		memcpy(m[i].key, &i, sizeof(i));
+		m[i].n = 1 + (size_t)random() % 3;
+		for (j = 0; j < m[i].n; j++)
+			m[i].ips[j] = rand_prefix();
+	}
+	for (round = 0; round < 4; round++) {
+		/* A listing: a third of the keys, hand-added or managed. */
+		nd = 0;
+		for (i = 0; i < PEERS; i++) {
+			m[i].listed = random() % 3 == 0;
+			if (!m[i].listed)
+				continue;
+			memset(&dev[nd], 0, sizeof(dev[nd]));
+			memcpy(dev[nd].public_key, m[i].key, 32);
+			dev[nd].allowed_ips = m[i].ips;
+			dev[nd].n_allowed_ips = m[i].n;
+			nd++;
+		}
+		ptab_refresh_device(t, dev, nd, UINT64_MAX);
+		/* Adds and removals of managed peers. */
+		for (i = 0; i < PEERS; i++) {
+			long r = random() % 4;
+
+			if (r == 0 && !m[i].managed) {
+				memset(&mp, 0, sizeof(mp));
+				memcpy(mp.key, m[i].key, 32);
+				mp.ips = m[i].ips;
+				mp.n_ips = m[i].n;
+				/* After a listing that lacked it, the peer
+				 * counts as on the device again. */
+				if (!ptab_add_managed(t, &mp))
+					m[i].managed = true;
+			} else if (r == 1 && m[i].managed) {
+				ptab_remove(t, m[i].key);
+				m[i].managed = false;
+				m[i].listed = false;
+			}
+		}
+		for (q = 0; q < QUERIES / 4; q++) {
+			struct wgdev_allowed_ip a = rand_prefix();
+			bool want, got;
+
+			if (random() % 2)
+				memcpy(qkey, m[(size_t)random() % PEERS].key, 32);
+			else
+				memset(qkey, 0xee, 32);
+			want = model_overlap(m, PEERS, qkey, &a);
+			got = ptab_overlap(t, qkey, &a, 1, other);
+			hits += want;
+			if (want != got) {
+				char s[64];
+
+				inet_ntop(a.family, a.family == AF_INET ? (void *)&a.ip4 :
+					  (void *)&a.ip6, s, sizeof(s));
+				if (!bad)
+					printf("# mismatch round %u: %s/%u want %d got %d\n",
+					       round, s, a.cidr, want, got);
+				bad++;
+			} else if (got && (!memcmp(other, qkey, 32))) {
+				bad++;
+			}
+		}
+	}
+	CHECK("table: overlap index agrees with the rule", bad == 0 && hits > 100 &&
+	      hits < QUERIES - 100, "%zu mismatches, %zu overlaps in %d queries", bad,
+	      hits, QUERIES);
+	ptab_free(t);
+out:
+	free(m);
+	free(dev);
+}
+
 static int parse(struct daemon_opts *o, char *err, size_t len, ...)
 {
 	char *argv[32];
@@ -344,6 +489,7 @@ int main(void)
 	test_evict_decide();
 	test_overlap();
 	test_table();
+	test_table_overlap_index();
 	test_opts();
 	test_log();
 	CHECK_EXIT();
