@@ -38,6 +38,7 @@ enum {
 	INITIATE_KEEPALIVE = 25,
 	MANAGED_F_INITIATED = 1 << 0, /* cache_managed.flags; keepalive in bits 16-31 */
 	WATCH_POLL_MIN_US = 2000,
+	WATCH_POLL_GAP = 9,           /* idle time per unit of listing time */
 	INSTALL_BATCH_MAX = 1024,
 };
 
@@ -1015,8 +1016,15 @@ static void *monitor(void *arg)
 				next_sweep = now_mono_ns() + interval;
 			continue;
 		}
-		/* Listing a big device is not free: poll no more than half the time. */
-		poll_ns = 2 * (now_mono_ns() - t0);
+		/*
+		 * Listing a big device is not free, for us nor for the device
+		 * (wireguard-go serialises UAPI calls: a listing delays the
+		 * installer's next call by as long as it takes, and a burst
+		 * keeps thousands of peers watched). List at most a tenth of
+		 * the time; the handshake log line may come later, nothing
+		 * else waits for it (the keepalive restore is not urgent).
+		 */
+		poll_ns = WATCH_POLL_GAP * (now_mono_ns() - t0);
 		if (poll_ns < WATCH_POLL_MIN_US * 1000ull)
 			poll_ns = WATCH_POLL_MIN_US * 1000ull;
 		if (watching)
