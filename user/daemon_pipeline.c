@@ -46,20 +46,24 @@ enum job_type { JOB_EVENT, JOB_FETCHED };
 
 struct pending;
 
+struct fetched {
+	struct pending *p;
+	enum api_status status;
+	int err;
+	long http_status;
+	unsigned int attempts;
+	char reason[API_REASON_LEN];
+	struct api_peer peer;
+};
+
+/* An answer (~3 KiB) only behind a pointer: a burst queues thousands of
+ * events, which need 200 bytes each. */
 struct job {
 	struct job *next;
 	enum job_type type;
 	union {
 		struct jitwg_event ev;
-		struct {
-			struct pending *p;
-			enum api_status status;
-			int err;
-			long http_status;
-			unsigned int attempts;
-			char reason[API_REASON_LEN];
-			struct api_peer peer;
-		} f;
+		struct fetched *f; /* allocated with the job, right after it */
 	};
 };
 
@@ -547,18 +551,18 @@ static void *installer(void *arg)
 
 static void handle_fetched(struct daemon *d, struct job *j)
 {
-	struct pending *p = j->f.p;
+	struct pending *p = j->f->p;
 	char extra[API_REASON_LEN + 96], q[API_REASON_LEN + 8];
 	uint64_t now = now_wall_s();
 	int ret;
 
 	p->t_fetch = now_mono_ns();
-	switch (j->f.status) {
+	switch (j->f->status) {
 	case API_FOUND:
-		ret = cache_put_peer(d->env.cache, &j->f.peer, now);
+		ret = cache_put_peer(d->env.cache, &j->f->peer, now);
 		if (ret)
 			dlog(LOG_WARN, "cache", "op=put_peer error=%s", strerror(-ret));
-		install(d, p, &j->f.peer, "api");
+		install(d, p, &j->f->peer, "api");
 		return;
 	case API_NOT_FOUND:
 		ret = cache_put_negative(d->env.cache, p->key, now);
@@ -569,16 +573,16 @@ static void handle_fetched(struct daemon *d, struct job *j)
 		break;
 	case API_ERROR:
 		/* Unreachable or broken control plane: a stale answer beats none. */
-		if (p->has_stale && (j->f.err == -ETIMEDOUT || j->f.err == -ECONNREFUSED ||
-				     j->f.err == -EHOSTUNREACH || j->f.err == -EPROTO)) {
+		if (p->has_stale && (j->f->err == -ETIMEDOUT || j->f->err == -ECONNREFUSED ||
+				     j->f->err == -EHOSTUNREACH || j->f->err == -EPROTO)) {
 			install(d, p, &p->stale, "stale_cache");
 			return;
 		}
 		INC(d, errors);
 		snprintf(extra, sizeof(extra), "reason=%s error=%s http_status=%ld attempts=%u",
-			 log_quote(q, sizeof(q), j->f.reason),
-			 strerrorname_np(-j->f.err) ? strerrorname_np(-j->f.err) : "?",
-			 j->f.http_status, j->f.attempts);
+			 log_quote(q, sizeof(q), j->f->reason),
+			 strerrorname_np(-j->f->err) ? strerrorname_np(-j->f->err) : "?",
+			 j->f->http_status, j->f->attempts);
 		log_outcome(d, p, "api_error", "api", extra, LOG_WARN);
 		break;
 	}
@@ -600,20 +604,21 @@ void daemon_api_done(const uint8_t key[32], const struct api_result *res,
 		return;
 	}
 	pthread_mutex_unlock(&d->qlock);
-	j = calloc(1, sizeof(*j));
+	j = calloc(1, sizeof(*j) + sizeof(*j->f));
 	if (!j) {
 		pending_release(d, p);
 		return;
 	}
 	j->type = JOB_FETCHED;
-	j->f.p = p;
-	j->f.status = res->status;
-	j->f.err = res->err;
-	j->f.http_status = res->http_status;
-	j->f.attempts = res->attempts;
-	snprintf(j->f.reason, sizeof(j->f.reason), "%s", res->reason);
+	j->f = (struct fetched *)(j + 1);
+	j->f->p = p;
+	j->f->status = res->status;
+	j->f->err = res->err;
+	j->f->http_status = res->http_status;
+	j->f->attempts = res->attempts;
+	snprintf(j->f->reason, sizeof(j->f->reason), "%s", res->reason);
 	if (res->status == API_FOUND && res->peer)
-		j->f.peer = *res->peer;
+		j->f->peer = *res->peer;
 	push(d, j);
 }
 
@@ -788,7 +793,7 @@ static void *worker(void *arg)
 		else
 			handle_fetched(d, j);
 		if (j->type == JOB_FETCHED)
-			sodium_memzero(&j->f.peer, sizeof(j->f.peer));
+			sodium_memzero(&j->f->peer, sizeof(j->f->peer));
 		free(j);
 	}
 }
@@ -839,6 +844,27 @@ static void restore_keepalive(struct daemon *d, const uint8_t key[static 32],
 	}
 }
 
+/*
+ * When the device says the handshake completed, on the monotonic clock of
+ * the other timestamps, so that the log does not count the polling period
+ * (up to WATCH_POLL_GAP times a listing on a big device). The time the
+ * listing showed it (seen) when the clocks disagree: the wall clock stepped,
+ * or a handshake before the initiation we saw.
+ */
+static uint64_t handshake_mono(const struct timespec *lh, uint64_t t_event, uint64_t seen)
+{
+	struct timespec rt;
+	uint64_t wall, hs, now = now_mono_ns();
+
+	clock_gettime(CLOCK_REALTIME, &rt);
+	wall = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
+	hs = (uint64_t)lh->tv_sec * 1000000000ull + (uint64_t)lh->tv_nsec;
+	if (hs > wall || wall - hs > now || now - (wall - hs) < t_event ||
+	    now - (wall - hs) > seen)
+		return seen;
+	return now - (wall - hs);
+}
+
 /* Watched peers whose handshake completed: log the timeline's last step. */
 static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 			  uint64_t t_list)
@@ -862,6 +888,7 @@ static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size
 		d->watches[i] = d->watches[--d->n_watches];
 		pthread_mutex_unlock(&d->mlock);
 		if (done) {
+			uint64_t hs = handshake_mono(&p->last_handshake, w.t_event, now);
 			char fp[9];
 
 			if (w.initiated)
@@ -871,7 +898,7 @@ static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size
 			log_fingerprint(fp, w.key);
 			dlog(LOG_INFO, "handshake",
 			     "peer=%s outcome=done since_initiation_ms=%.3f since_install_ms=%.3f initiated=%s",
-			     fp, ms(w.t_event, now), ms(w.t_install, now),
+			     fp, ms(w.t_event, hs), ms(w.t_install, hs),
 			     w.initiated ? "true" : "false");
 		}
 		pthread_mutex_lock(&d->mlock);
@@ -1197,8 +1224,8 @@ void daemon_free(struct daemon *d)
 	for (j = d->qhead; j; j = n) {
 		n = j->next;
 		if (j->type == JOB_FETCHED) {
-			sodium_memzero(&j->f.peer, sizeof(j->f.peer));
-			pending_release(d, j->f.p);
+			sodium_memzero(&j->f->peer, sizeof(j->f->peer));
+			pending_release(d, j->f->p);
 		}
 		free(j);
 	}
