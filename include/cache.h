@@ -147,6 +147,8 @@ int cache_ts_get(struct cache *c, const uint8_t key[static 32],
 
 /* Insert or replace the record of m->public_key. */
 int cache_managed_put(struct cache *c, const struct cache_managed *m);
+/* The same for n records in one transaction (one sync): a burst of installs. */
+int cache_managed_put_many(struct cache *c, const struct cache_managed *m, size_t n);
 int cache_managed_get(struct cache *c, const uint8_t key[static 32],
 		      struct cache_managed *out);
 /* Update last_seen, and the endpoint unless ep is NULL; -ENOENT if absent. */

@@ -368,6 +368,33 @@ static void test_managed(struct cache *c)
 	ret = cache_managed_count(c, &n);
 	CHECK("cache_managed_count", ret == 0 && n == 1000, "%d %zu", ret, n);
 
+	/* Many in one transaction: new records and a replaced one. */
+	{
+		struct cache_managed many[3];
+
+		memset(many, 0, sizeof(many));
+		for (uint32_t i = 0; i < 3; i++) {
+			key_of(many[i].public_key, 7000 + i, 0x33);
+			many[i].installed_at = 70 + i;
+			many[i].flags = i << 16;
+		}
+		key_of(many[2].public_key, 5 * 2654435761u, 0x22); /* exists */
+		ret = cache_managed_put_many(c, many, 3);
+		ok = EXPECT(ret == 0, "put_many %d", ret);
+		for (uint32_t i = 0; i < 3; i++) {
+			ret = cache_managed_get(c, many[i].public_key, &g);
+			ok &= EXPECT(ret == 0 && g.installed_at == 70 + i &&
+				     g.flags == i << 16, "record %u: %d", i, ret);
+		}
+		ret = cache_managed_count(c, &n);
+		ok &= EXPECT(ret == 0 && n == 1002, "count %zu", n);
+		ret = cache_managed_put_many(c, many, 0);
+		ok &= EXPECT(ret == 0, "empty put_many %d", ret);
+		for (uint32_t i = 0; i < 2; i++)
+			cache_managed_del(c, many[i].public_key);
+		CHECK("cache_managed_put_many", ok, "see above");
+	}
+
 	memset(&w, 0, sizeof(w));
 	w.sorted = 1;
 	ret = cache_managed_foreach(c, walk_cb, &w);

@@ -583,6 +583,31 @@ int cache_managed_put(struct cache *c, const struct cache_managed *m)
 	return put(c, c->managed, m->public_key, &d, sizeof(d));
 }
 
+int cache_managed_put_many(struct cache *c, const struct cache_managed *m, size_t n)
+{
+	struct disk_managed d;
+	MDB_txn *txn;
+	MDB_val k, v;
+	int rc;
+
+	rc = mdb_txn_begin(c->env, NULL, 0, &txn);
+	if (rc)
+		return err(rc);
+	for (size_t i = 0; i < n && !rc; i++) {
+		managed_encode(&d, &m[i]);
+		k.mv_size = 32;
+		k.mv_data = (void *)m[i].public_key;
+		v.mv_size = sizeof(d);
+		v.mv_data = &d;
+		rc = mdb_put(txn, c->managed, &k, &v, 0);
+	}
+	if (rc) {
+		mdb_txn_abort(txn);
+		return err(rc);
+	}
+	return err(mdb_txn_commit(txn));
+}
+
 int cache_managed_get(struct cache *c, const uint8_t key[static 32],
 		      struct cache_managed *out)
 {
