@@ -304,6 +304,7 @@ struct ijob {
 	struct ijob *next;
 	struct pending *p;
 	const char *source;
+	struct cache_managed cm; /* written by the installer, batched */
 	struct api_peer peer; /* holds the preshared key: wiped on free */
 };
 
@@ -322,7 +323,7 @@ static void install(struct daemon *d, struct pending *p,
 		    const struct api_peer *ap, const char *source)
 {
 	struct managed_peer mp;
-	struct cache_managed cm;
+	struct cache_managed *cm;
 	struct ijob *j;
 	uint8_t other[32];
 	char extra[160], fp[9];
@@ -359,21 +360,15 @@ static void install(struct daemon *d, struct pending *p,
 		pending_release(d, p);
 		return;
 	}
-	/*
-	 * The managed record goes to disk before the device call: a crash in
-	 * between leaves a record without a peer (ignored at start-up), never
-	 * a peer without a record (which no one would ever evict).
-	 */
-	memset(&cm, 0, sizeof(cm));
-	memcpy(cm.public_key, p->key, 32);
-	cm.installed_at = mp.installed_at;
-	cm.last_seen = mp.installed_at;
-	cm.endpoint = p->ep;
-	cm.flags = (mp.initiated ? MANAGED_F_INITIATED : 0) |
-		   ((uint32_t)mp.keepalive << 16);
-	ret = cache_managed_put(d->env.cache, &cm);
-	if (ret)
-		dlog(LOG_WARN, "cache", "op=managed_put error=%s", strerror(-ret));
+	/* The installer writes it, with the rest of its batch in one
+	 * transaction, before the device call. */
+	cm = &j->cm;
+	memcpy(cm->public_key, p->key, 32);
+	cm->installed_at = mp.installed_at;
+	cm->last_seen = mp.installed_at;
+	cm->endpoint = p->ep;
+	cm->flags = (mp.initiated ? MANAGED_F_INITIATED : 0) |
+		    ((uint32_t)mp.keepalive << 16);
 	j->p = p;
 	j->source = source;
 	j->peer = *ap;
@@ -455,6 +450,7 @@ static void *installer(void *arg)
 	struct daemon *d = arg;
 	struct wgdev_peer *wp = NULL;
 	struct ijob **batch = NULL;
+	struct cache_managed *cms = NULL;
 	size_t cap = 0;
 
 	for (;;) {
@@ -477,12 +473,15 @@ static void *installer(void *arg)
 		if (n > cap) {
 			struct wgdev_peer *nw = realloc(wp, n * sizeof(*wp));
 			struct ijob **nb = nw ? realloc(batch, n * sizeof(*batch)) : NULL;
+			struct cache_managed *nc = nb ? realloc(cms, n * sizeof(*cms)) : NULL;
 
 			if (nw)
 				wp = nw;
 			if (nb)
 				batch = nb;
-			if (!nw || !nb) {
+			if (nc)
+				cms = nc;
+			if (!nw || !nb || !nc) {
 				pthread_mutex_unlock(&d->ilock);
 				usleep(1000);
 				continue;
@@ -496,6 +495,20 @@ static void *installer(void *arg)
 		if (!d->ihead)
 			d->itail = NULL;
 		pthread_mutex_unlock(&d->ilock);
+
+		/*
+		 * The managed records go to disk before the device call: a
+		 * crash in between leaves a record without a peer (ignored at
+		 * start-up), never a peer without a record (which no one would
+		 * ever evict). One transaction for the batch: one commit (and
+		 * with --cache-sync full one fsync) instead of one per peer.
+		 */
+		for (i = 0; i < n; i++)
+			cms[i] = batch[i]->cm;
+		ret = cache_managed_put_many(d->env.cache, cms, n);
+		if (ret)
+			dlog(LOG_WARN, "cache", "op=managed_put error=%s peers=%zu",
+			     strerror(-ret), n);
 
 		t0 = now_mono_ns();
 		pthread_mutex_lock(&d->dev_lock);
@@ -546,6 +559,7 @@ static void *installer(void *arg)
 	}
 	free(wp);
 	free(batch);
+	free(cms);
 	return NULL;
 }
 
