@@ -99,3 +99,22 @@ while True:
 	wait_for 20 eval "ip netns exec $n ss -lun | grep -q ':$port '" ||
 		fail "UDP recorder on $addr:$port did not start"
 }
+
+# vm_cases SCRIPT CASE...: boot the kernel VM lane (tests/vm), run the guest
+# case file SCRIPT there, and fail unless every CASE printed "PASS: vm CASE".
+# A VM that cannot boot fails the test (status 125), never skips it.
+vm_cases() {
+	local script=$1 out rc c
+	shift
+	out=$(mktemp)
+	on_exit "rm -f $out"
+	VM_QUIET=1 "$ROOT/tests/vm/run-in-vm.sh" "$script" >"$out" 2>&1
+	rc=$?
+	cat "$out"
+	[ "$rc" -ne 125 ] || fail "the VM did not boot or did not report (status 125)"
+	grep -q '^FAIL:' "$out" && fail "cases failed in the VM"
+	[ "$rc" -eq 0 ] || fail "$script exited with $rc"
+	for c in "$@"; do
+		grep -q "^PASS: vm $c\$" "$out" || fail "case $c did not pass"
+	done
+}

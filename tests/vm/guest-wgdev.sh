@@ -100,19 +100,5 @@ case_standalone() {
 
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=(netlink_suite netlink_initiate standalone)
-[ -e /sys/module/wireguard ] || {
-	echo "FAIL: kernel WireGuard: the wireguard module is not loaded"
-	exit 1
-}
-failed=0
-for c in "${cases[@]}"; do
-	echo "== vm: $c ($(uname -r))"
-	bash -c '. tests/lib.sh; . "$1"; lib_run_test "case_$2"' _ tests/vm/guest-wgdev.sh "$c"
-	if [ $? -eq 0 ]; then
-		echo "PASS: vm $c"
-	else
-		echo "FAIL: vm $c"
-		failed=1
-	fi
-done
-exit $failed
+. tests/vm/guest-lib.sh
+guest_main tests/vm/guest-wgdev.sh "${cases[@]}"

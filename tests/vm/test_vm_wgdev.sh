@@ -25,16 +25,5 @@ test_vm_boot() {
 # The wgdev suite over netlink, install-and-initiate between two kernel
 # devices, and the standalone cases: one boot (tests/vm/guest-wgdev.sh).
 test_vm_wgdev_netlink() {
-	local out rc
-	out=$(mktemp)
-	on_exit "rm -f $out"
-	VM_QUIET=1 "$ROOT/tests/vm/run-in-vm.sh" tests/vm/guest-wgdev.sh >"$out" 2>&1
-	rc=$?
-	cat "$out"
-	[ "$rc" -ne 125 ] || fail "the VM did not boot or did not report (status 125)"
-	grep -q '^FAIL:' "$out" && fail "cases failed in the VM"
-	[ "$rc" -eq 0 ] || fail "guest-wgdev.sh exited with $rc"
-	for c in netlink_suite netlink_initiate standalone; do
-		grep -q "^PASS: vm $c\$" "$out" || fail "case $c did not pass"
-	done
+	vm_cases tests/vm/guest-wgdev.sh netlink_suite netlink_initiate standalone
 }
