@@ -43,51 +43,11 @@ case_netlink_suite() {
 	grep -q '^PASS: bulk: 10000 peers' "$out" || fail "the bulk case did not run"
 }
 
-# Install and initiate between two kernel devices (same drawing as
-# tests/test_wgdev.sh test_wgdev_uapi_initiate): the client has the
-# gateway as a peer without endpoint, so only the gateway can initiate.
+# Install and initiate between two kernel devices (tests/wgdev_lib.sh).
+kwg_51820() { kwg "$1" "$2" 51820; }
 case_netlink_initiate() {
-	local c g cdev gdev cpub gpub cap out first tpid ka
-	netns_add c
-	netns_add g
-	c=$(ns c) g=$(ns g)
-	cdev=jw${RUNID}c gdev=jw${RUNID}g
-	check "veth" ip link add "jw${RUNID}vc" netns "$c" type veth \
-		peer name "jw${RUNID}vg" netns "$g"
-	ip -n "$c" addr add 10.200.0.1/24 dev "jw${RUNID}vc"
-	ip -n "$g" addr add 10.200.0.2/24 dev "jw${RUNID}vg"
-	ip -n "$c" link set "jw${RUNID}vc" up
-	ip -n "$g" link set "jw${RUNID}vg" up
-	kwg "$c" "$cdev" 51820
-	cpub=$WG_PUB
-	kwg "$g" "$gdev" 51820
-	gpub=$WG_PUB
-	ip -n "$c" addr add 10.201.0.1/24 dev "$cdev"
-	ip -n "$g" addr add 10.201.0.2/24 dev "$gdev"
-	check "client peer" ip netns exec "$c" wg set "$cdev" peer "$gpub" \
-		allowed-ips 10.201.0.2/32
-
-	cap=$(mktemp)
-	ip netns exec "$c" tcpdump -n -i "jw${RUNID}vc" -c 1 -w "$cap" \
-		udp port 51820 >/dev/null 2>"$cap.log" &
-	tpid=$!
-	on_exit "kill $tpid; rm -f $cap.log"
-	wait_for 20 grep -q "listening on" "$cap.log" || fail "tcpdump did not start"
-
-	out=$(ip netns exec "$g" "$BUILD/wgdevctl" -b netlink "$gdev" initiate \
-		"$cpub" endpoint 10.200.0.1:51820 allowed-ips 10.201.0.1/32 \
-		keepalive 25 wait 10 restore 0) || fail "install and initiate: $out"
-	echo "  $out"
-	check "ping through the tunnel" ip netns exec "$g" ping -c 1 -W 5 10.201.0.1
-	check "ping from the client" ip netns exec "$c" ping -c 1 -W 5 10.201.0.2
-	wait_for 10 sh -c "! kill -0 $tpid" || fail "tcpdump saw no packet"
-	first=$(tcpdump -n -r "$cap" -x 2>/dev/null | head -5 | tr -d '\n')
-	echo "$first" | grep -q '10.200.0.2.51820 > 10.200.0.1.51820' ||
-		fail "first WireGuard packet not from the gateway: $first"
-	echo "$first" | grep -Eq 'length 148.*0x0010: +([0-9a-f]{4} ){6}0100 0000' ||
-		fail "first packet is not an initiation: $first"
-	ka=$(ip netns exec "$g" wg show "$gdev" persistent-keepalive | awk '{print $2}')
-	expect_eq "$ka" off "keepalive restored to the configured value"
+	. tests/wgdev_lib.sh
+	initiate_e2e netlink kwg_51820 5 10
 }
 
 # The standalone cases (fake UAPI server, missing devices) on this kernel.
