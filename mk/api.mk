@@ -3,7 +3,7 @@
 API_OBJS := $(OBJ)/user/api.o $(OBJ)/user/api_json.o
 
 TEST_BINS += $(BUILD)/tests/test_api
-$(BUILD)/tests/test_api: $(OBJ)/tests/test_api.o $(API_OBJS) $(COMMON_OBJS)
+$(BUILD)/tests/test_api: $(OBJ)/tests/test_api.o $(OBJ)/tests/cp_server.o $(API_OBJS) $(COMMON_OBJS)
 	$(link)
 
 FUZZ_BINS += $(BUILD)/fuzz/fuzz_api_body
@@ -11,7 +11,7 @@ $(BUILD)/fuzz/fuzz_api_body: tests/fuzz_api_body.c user/api_json.c user/keys.c
 	$(fuzzlink)
 
 BENCHES += bench-api
-$(BUILD)/bench_api: $(OBJ)/tests/bench_api.o $(API_OBJS) $(COMMON_OBJS)
+$(BUILD)/bench_api: $(OBJ)/tests/bench_api.o $(OBJ)/tests/cp_server.o $(API_OBJS) $(COMMON_OBJS)
 	$(link)
 
 .PHONY: bench-api

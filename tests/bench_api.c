@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "api.h"
+#include "cp_server.h"
 #include "keys.h"
 
 static char tmpdir[64], base[64];
@@ -105,7 +106,7 @@ int main(void)
 {
 	const char *e = getenv("BENCH_API_N");
 	size_t n = e ? strtoul(e, NULL, 10) : 2000;
-	char peers[128], portfile[128], path[256], b64[KEY_B64_LEN],
+	char peers[128], path[256], b64[KEY_B64_LEN],
 		u[KEY_B64URL_LEN], url[256];
 	struct api_config cfg = { .no_rate_limit = true, .done = on_done };
 	struct api_client *c;
@@ -144,27 +145,11 @@ int main(void)
 			b64, (i >> 16) & 255, (i >> 8) & 255, i & 255);
 		fclose(f);
 	}
-	snprintf(portfile, sizeof(portfile), "%s/port", tmpdir);
-	server = fork();
-	if (server == 0) {
-		const char *root = getenv("JITWG_ROOT");
+	{
+		const char *args[] = { "--peers", peers, NULL };
 
-		snprintf(path, sizeof(path), "%s/scripts/control-plane.py",
-			 root ? root : ".");
-		snprintf(url, sizeof(url), "%s/log", tmpdir);
-		execlp("python3", "python3", path, "--peers", peers,
-		       "--port-file", portfile, "--log", url, (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200 && !port; i++) {
-		f = fopen(portfile, "r");
-		if (f) {
-			if (fscanf(f, "%d", &port) != 1)
-				port = 0;
-			fclose(f);
-		}
-		if (!port)
-			usleep(50000);
+		if (cp_server_start(&server, &port, tmpdir, "cp", args))
+			port = 0;
 	}
 	if (!port) {
 		fprintf(stderr, "control plane did not start\n");

@@ -26,6 +26,7 @@
 
 #include "api.h"
 #include "check.h"
+#include "cp_server.h"
 #include "keys.h"
 
 static char tmpdir[64], peersdir[128], tokfile[128], badtok[128];
@@ -213,51 +214,14 @@ static int start_server_args(pid_t *pid, char *url, size_t len,
 			     const char *scheme, const char *name,
 			     const char *const extra[])
 {
-	char portfile[128], script[512], log[128];
-	const char *root = getenv("JITWG_ROOT");
-	const char *argv[32];
-	struct timespec ms50 = { 0, 50000000 };
-	FILE *f;
-	int port = 0, n = 0;
+	const char *args[32] = { "--peers", peersdir, "--token-file", tokfile };
+	int port, n = 4, err;
 
-	snprintf(script, sizeof(script), "%s/scripts/control-plane.py",
-		 root ? root : ".");
-	snprintf(portfile, sizeof(portfile), "%s/%s.port", tmpdir, name);
-	snprintf(log, sizeof(log), "%s/%s.log", tmpdir, name);
-	if (access(script, R_OK))
-		return -ENOENT;
-	argv[n++] = "python3";
-	argv[n++] = script;
-	argv[n++] = "--peers";
-	argv[n++] = peersdir;
-	argv[n++] = "--token-file";
-	argv[n++] = tokfile;
-	argv[n++] = "--port";
-	argv[n++] = "0";
-	argv[n++] = "--port-file";
-	argv[n++] = portfile;
-	argv[n++] = "--log";
-	argv[n++] = log;
-	for (int i = 0; extra && extra[i] && n < 31; i++)
-		argv[n++] = extra[i];
-	argv[n] = NULL;
-	*pid = fork();
-	if (*pid == 0) {
-		execvp("python3", (char *const *)argv);
-		_exit(127);
-	}
-	for (int i = 0; i < 200 && !port; i++) {
-		f = fopen(portfile, "r");
-		if (f) {
-			if (fscanf(f, "%d", &port) != 1)
-				port = 0;
-			fclose(f);
-		}
-		if (!port)
-			nanosleep(&ms50, NULL);
-	}
-	if (!port)
-		return -ETIMEDOUT;
+	for (int i = 0; extra && extra[i] && n < 24; i++)
+		args[n++] = extra[i];
+	err = cp_server_start(pid, &port, tmpdir, name, args);
+	if (err)
+		return err;
 	snprintf(url, len, "%s://127.0.0.1:%d", scheme, port);
 	return 0;
 }
