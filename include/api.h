@@ -61,6 +61,14 @@ struct api_peer {
 	struct wgdev_allowed_ip allowed_ips[API_MAX_ALLOWED_IPS];
 };
 
+/* Bytes of an api_peer up to its last used allowed IP: copies that live in
+ * queues allocate only this much, not room for API_MAX_ALLOWED_IPS. */
+static inline size_t api_peer_len(size_t n_allowed_ips)
+{
+	return offsetof(struct api_peer, allowed_ips) +
+	       n_allowed_ips * sizeof(struct wgdev_allowed_ip);
+}
+
 enum api_status {
 	API_FOUND,     /* 200 with a valid body: res->peer is set */
 	API_NOT_FOUND, /* 404: the control plane does not know this key */

@@ -9,6 +9,8 @@
 #     floor: the same peers installed by one `wg addconf`.
 #  3. resident memory and start-up time with an empty cache and with
 #     BENCH_CACHE_ENTRIES entries.
+# BENCH_ONLY="2" runs only the listed sections; BENCH_BURST_MODES picks
+# section 2's modes (initiate no-initiate no-init-full).
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,6 +24,8 @@ N=${BENCH_CLIENTS:-100}
 PAR=${BENCH_PARALLEL:-20}
 BURST=${BENCH_BURST:-10000}
 CACHE_N=${BENCH_CACHE_ENTRIES:-1000000}
+# BENCH_ONLY="2 3": run only those sections.
+want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 
 [ "$(id -u)" -eq 0 ] || { echo "bench-e2e: run as root" >&2; exit 1; }
 [ -x "$JITWGD" ] && [ -x "$LOADGEN" ] || { echo "bench-e2e: run make first" >&2; exit 1; }
@@ -41,6 +45,7 @@ logts() { sed -n 's/^ts=\([^ ]*\) .*/\1/p' | head -1 | xargs -I{} date -d {} +%s
 echo "jitwgd end-to-end benchmark ($(nproc) CPUs, shared machine: expect noise)"
 echo "kernel $(uname -r), wireguard-go $(wireguard-go --version 2>/dev/null | head -1 | awk '{print $NF}')"
 
+if want 1; then
 # ---- 1. first-contact latency ----------------------------------------------
 # PAR client devices, each with its own gateway address 10.77.100.D so their
 # routes never collide; each round gives a device a new key (a new client).
@@ -155,6 +160,10 @@ row "  of which control plane fetch (initiate back)" "$(pct "$TMP/fetch-ib" 50)"
 row "  of which device install (initiate back)" "$(pct "$TMP/inst-ib" 50)" "$(pct "$TMP/inst-ib" 99)" "$(wc -l <"$TMP/inst-ib")"
 echo "  target: p99 < 20 ms with a local control plane (initiating back)"
 
+fi
+# Sections 2 and 3 need a control plane only to start jitwgd.
+[ -n "${CP_URL:-}" ] || { echo '{}' >"$TMP/peers.json" && CP_PEERS=$TMP/peers.json e2e_cp; }
+if want 2; then
 # ---- 2. burst ---------------------------------------------------------------
 echo
 echo "2. burst of $BURST synthetic clients within 1 s (keys in the cache)"
@@ -171,7 +180,7 @@ wggo "$G" "$WGG"
 ip netns exec "$G" wg set "$WGG" private-key "$TMP/gw.key" listen-port 51820
 ip -n "$G" link set "$WGG" up
 echo "  cache on disk ($(df --output=fstype "$TMP" | tail -1)); --cache-sync periodic, then the default (full: one fsync per write)"
-for mode in initiate no-initiate no-init-full; do
+for mode in ${BENCH_BURST_MODES:-initiate no-initiate no-init-full}; do
 	log=$TMP/jw-burst-$mode.log
 	args=(--cache-sync periodic)
 	[ $mode = no-initiate ] && args=(--no-initiate-back --cache-sync periodic)
@@ -219,6 +228,8 @@ printf '  %-12s %d peers by one wg addconf: %.2f s (%.0f peers/s)\n' floor "$BUR
 echo "  target: the burst installed within 2 s"
 WGG=$WGG_MAIN
 
+fi
+if want 3; then
 # ---- 3. memory and start-up --------------------------------------------------
 echo
 echo "3. start-up and memory (fresh device with no peers; cache on disk)"
@@ -260,3 +271,5 @@ for which in empty full; do
 	echo "    of which BPF load + attach (floor): $(sed -n 's/.* capture_ms=\([0-9.]*\).*/\1/p' <<<"$ready") ms, cache open: $(sed -n 's/.* cache_ms=\([0-9.]*\).*/\1/p' <<<"$ready") ms"
 done
 echo "  target: start-up < 100 ms whatever the cache size"
+
+fi

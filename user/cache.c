@@ -155,7 +155,7 @@ int cache_open(struct cache **out, const char *dir,
 	if (sync == CACHE_SYNC_NOMETA)
 		flags |= MDB_NOMETASYNC;
 	else if (sync == CACHE_SYNC_PERIODIC)
-		flags |= MDB_NOSYNC;
+		flags |= MDB_NOSYNC | MDB_WRITEMAP;
 	pthread_mutex_init(&c->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

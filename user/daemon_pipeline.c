@@ -74,8 +74,8 @@ struct pending {
 	union wgdev_endpoint ep;  /* latest authenticated sighting's source */
 	uint64_t t_event, t_seen, t_ident, t_auth, t_fetch;
 	unsigned int sightings;
-	bool has_stale;
-	struct api_peer stale;    /* secret: wiped on free */
+	struct api_peer *stale;   /* cached answer past its TTL, or NULL;
+				   * secret: wiped on free */
 };
 
 struct watch {
@@ -244,6 +244,15 @@ static struct pending *pending_claim(struct daemon *d, const uint8_t key[static 
 	return p;
 }
 
+static void pending_free(struct pending *p)
+{
+	if (p->stale) {
+		sodium_memzero(p->stale, api_peer_len(p->stale->n_allowed_ips));
+		free(p->stale);
+	}
+	free(p);
+}
+
 static void pending_release(struct daemon *d, struct pending *p)
 {
 	struct pending **pp;
@@ -256,8 +265,7 @@ static void pending_release(struct daemon *d, struct pending *p)
 		}
 	}
 	pthread_mutex_unlock(&d->plock);
-	sodium_memzero(&p->stale, sizeof(p->stale));
-	free(p);
+	pending_free(p);
 }
 
 /* ---- provisioning ---- */
@@ -305,12 +313,13 @@ struct ijob {
 	struct pending *p;
 	const char *source;
 	struct cache_managed cm; /* written by the installer, batched */
-	struct api_peer peer; /* holds the preshared key: wiped on free */
+	struct api_peer peer; /* holds the preshared key: wiped on free. Last:
+			       * allocated only up to its allowed IPs */
 };
 
 static void ijob_free(struct ijob *j)
 {
-	sodium_memzero(&j->peer, sizeof(j->peer));
+	sodium_memzero(&j->peer, api_peer_len(j->peer.n_allowed_ips));
 	free(j);
 }
 
@@ -351,7 +360,9 @@ static void install(struct daemon *d, struct pending *p,
 		pending_release(d, p);
 		return;
 	}
-	j = ret ? NULL : calloc(1, sizeof(*j));
+	/* Sized to its allowed IPs: a burst queues thousands of these. */
+	j = ret ? NULL : calloc(1, offsetof(struct ijob, peer) +
+					   api_peer_len(ap->n_allowed_ips));
 	if (!j) {
 		if (!ret)
 			ptab_remove(d->ptab, p->key);
@@ -371,7 +382,7 @@ static void install(struct daemon *d, struct pending *p,
 		    ((uint32_t)mp.keepalive << 16);
 	j->p = p;
 	j->source = source;
-	j->peer = *ap;
+	memcpy(&j->peer, ap, api_peer_len(ap->n_allowed_ips));
 	pthread_mutex_lock(&d->ilock);
 	if (d->itail)
 		d->itail->next = j;
@@ -587,9 +598,9 @@ static void handle_fetched(struct daemon *d, struct job *j)
 		break;
 	case API_ERROR:
 		/* Unreachable or broken control plane: a stale answer beats none. */
-		if (p->has_stale && (j->f->err == -ETIMEDOUT || j->f->err == -ECONNREFUSED ||
+		if (p->stale && (j->f->err == -ETIMEDOUT || j->f->err == -ECONNREFUSED ||
 				     j->f->err == -EHOSTUNREACH || j->f->err == -EPROTO)) {
-			install(d, p, &p->stale, "stale_cache");
+			install(d, p, p->stale, "stale_cache");
 			return;
 		}
 		INC(d, errors);
@@ -754,8 +765,12 @@ static void handle_event(struct daemon *d, struct jitwg_event *ev)
 		return;
 	}
 	if (state == CACHE_STALE) {
-		p->has_stale = true;
-		p->stale = ce.peer;
+		size_t len = api_peer_len(ce.peer.n_allowed_ips);
+
+		/* Without memory for it, the fetch just has no fallback. */
+		p->stale = malloc(len);
+		if (p->stale)
+			memcpy(p->stale, &ce.peer, len);
 		sodium_memzero(&ce, sizeof(ce));
 	} else if (state < 0) {
 		dlog(LOG_WARN, "cache", "op=get_peer error=%s", strerror(-state));
@@ -763,8 +778,8 @@ static void handle_event(struct daemon *d, struct jitwg_event *ev)
 	ret = d->api ? api_submit(d->api, key, p) : -ESHUTDOWN;
 	if (ret == 0 || ret == API_ATTACHED)
 		return; /* daemon_api_done() continues */
-	if (p->has_stale) {
-		install(d, p, &p->stale, "stale_cache");
+	if (p->stale) {
+		install(d, p, p->stale, "stale_cache");
 		return;
 	}
 	p->t_fetch = now_mono_ns();
@@ -1249,8 +1264,7 @@ void daemon_free(struct daemon *d)
 		/* Only keys whose fetch never completed (api destroyed first). */
 		for (; p; p = next) {
 			next = p->next;
-			sodium_memzero(&p->stale, sizeof(p->stale));
-			free(p);
+			pending_free(p);
 		}
 	}
 	ptab_free(d->ptab);
