@@ -303,7 +303,10 @@ static void watch_add(struct daemon *d, const struct watch *w)
 		d->cap_watches = cap;
 	}
 	d->watches[d->n_watches++] = *w;
-	pthread_cond_signal(&d->mcond);
+	/* Only the first watch changes how long the monitor sleeps; waking it
+	 * for each install of a burst costs a context switch per peer. */
+	if (d->n_watches == 1)
+		pthread_cond_signal(&d->mcond);
 	pthread_mutex_unlock(&d->mlock);
 }
 
