@@ -10,7 +10,8 @@
 #  3. resident memory and start-up time with an empty cache and with
 #     BENCH_CACHE_ENTRIES entries.
 # BENCH_ONLY="2" runs only the listed sections; BENCH_BURST_MODES picks
-# section 2's modes (initiate no-initiate no-init-full).
+# section 2's modes (initiate no-initiate no-init-full), BENCH_JITWGD_ARGS
+# adds options to its jitwgd, BENCH_SAVE_LOGS=PREFIX keeps its logs.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -187,7 +188,7 @@ for mode in ${BENCH_BURST_MODES:-initiate no-initiate no-init-full}; do
 	[ $mode = no-init-full ] && args=(--no-initiate-back --cache-sync full)
 	ip netns exec "$G" wg show "$WGG" peers | sed 's/^/peer /; s/$/ remove/' | tr '\n' ' ' >"$TMP/rm"
 	[ -s "$TMP/rm" ] && ip netns exec "$G" wg set "$WGG" $(cat "$TMP/rm")
-	JW_LOG=$log e2e_jitwgd --cache-dir "$TMP/burst-cache" "${args[@]}"
+	JW_LOG=$log e2e_jitwgd --cache-dir "$TMP/burst-cache" "${args[@]}" ${BENCH_JITWGD_ARGS:-}
 	wgpid=$(pgrep -f "wireguard-go -f $WGG\$" | head -1)
 	jw_cpu0=$(cpu_ticks "$JW_PID")
 	wg_cpu0=$(cpu_ticks "$wgpid")
@@ -213,6 +214,7 @@ for mode in ${BENCH_BURST_MODES:-initiate no-initiate no-init-full}; do
 	wg_cpu=$(calc "($(cpu_ticks "$wgpid") - $wg_cpu0) / $(getconf CLK_TCK)")
 	grep outcome=installed "$log" | sed -n 's/.*queue_ms=\([0-9.]*\).*/\1/p' >"$TMP/q"
 	e2e_jitwgd_stop
+	[ -n "${BENCH_SAVE_LOGS:-}" ] && cp "$log" "$BENCH_SAVE_LOGS-burst-$mode.log"
 	stats=$(grep msg=stop "$log")
 	printf '  %-12s installed %5d/%d  sent in %.2f s  send start->all %.2f s  first->all %.2f s  %5.0f installs/s\n' \
 		"$mode" "$got" "$BURST" "$send_s" "$(calc "$last - $t0")" \

@@ -145,9 +145,13 @@ int main(int argc, char **argv)
 	 * across threads (queue entries, LMDB transactions). glibc's default
 	 * gives a thread's arena back to the kernel as soon as 128 KiB at its
 	 * top are free, and faults it in again a moment later: that was a
-	 * tenth of jitwgd's CPU in a burst. Keep up to 8 MiB per arena.
+	 * tenth of jitwgd's CPU in a burst. Keep up to 8 MiB per arena. Fixing
+	 * the trim threshold also fixes the mmap threshold, at 128 KiB unless
+	 * set: LMDB's page lists (~1 MiB, resized per write transaction) would
+	 * then be mapped and unmapped each time, so raise it too.
 	 */
 	mallopt(M_TRIM_THRESHOLD, 8 << 20);
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
 	opts_init(&o);
 	ret = opts_parse(&o, argc, argv, err, sizeof(err));
 	if (ret == 1) {
