@@ -39,7 +39,7 @@ enum {
 	MANAGED_F_INITIATED = 1 << 0, /* cache_managed.flags; keepalive in bits 16-31 */
 	WATCH_POLL_MIN_US = 2000,
 	WATCH_POLL_GAP = 9,           /* idle time per unit of listing time */
-	WATCH_DEFER_MAX_MS = 1000,    /* longest a burst of installs defers a poll */
+	WATCH_DEFER_MAX_MS = 1000,    /* longest an install backlog defers a poll */
 	INSTALL_BATCH_MAX = 1024,
 };
 
@@ -1028,7 +1028,7 @@ static void *monitor(void *arg)
 	struct daemon *d = arg;
 	uint64_t interval = (uint64_t)d->env.opts->evict_interval * 1000000000ull;
 	uint64_t next_sweep = now_mono_ns() + interval, poll_ns = WATCH_POLL_MIN_US * 1000ull;
-	uint64_t last_list = 0, seen_installed = 0;
+	uint64_t last_list = 0;
 
 	for (;;) {
 		struct wgdev_peer *peers = NULL;
@@ -1069,16 +1069,17 @@ static void *monitor(void *arg)
 		if (!do_sweep && !watching)
 			continue;
 		/*
-		 * While installs keep coming (a burst), a listing only holds
-		 * them up: wireguard-go runs no set while it lists. Defer the
-		 * watch poll until they pause, or for WATCH_DEFER_MAX_MS.
+		 * While installs queue up (a burst), a listing only holds them
+		 * up: wireguard-go runs no set while it lists. Defer the watch
+		 * poll until the queue is empty, or for WATCH_DEFER_MAX_MS.
 		 */
 		if (!do_sweep) {
-			uint64_t inst = atomic_load(&d->st.installed);
-			bool busy = inst != seen_installed;
+			bool backlog;
 
-			seen_installed = inst;
-			if (busy && now_mono_ns() - last_list < WATCH_DEFER_MAX_MS * 1000000ull)
+			pthread_mutex_lock(&d->ilock);
+			backlog = d->ihead != NULL;
+			pthread_mutex_unlock(&d->ilock);
+			if (backlog && now_mono_ns() - last_list < WATCH_DEFER_MAX_MS * 1000000ull)
 				continue;
 		}
 
