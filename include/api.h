@@ -182,6 +182,14 @@ int api_submit(struct api_client *c, const uint8_t key[static 32], void *ctx);
 void api_stats(struct api_client *c, struct api_stats *out);
 
 /*
+ * Re-read the token file (token rotation) and use it for requests started
+ * from now on; running ones finish with the old one. Thread-safe. On error
+ * (-errno as api_create, one line in errbuf) the old token stays in use.
+ */
+int api_reload_token(struct api_client *c, const char *token_file,
+		     char *errbuf, size_t errlen);
+
+/*
  * Parse and validate a 200 body (not NUL-terminated; len bytes). want may be
  * NULL (no public_key check). Returns 0 or the -errno of struct api_result
  * (-EBADMSG, -EKEYREJECTED, -EINVAL, -EMSGSIZE for len > max_body when

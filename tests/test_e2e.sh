@@ -381,6 +381,21 @@ EOF
 	wait_log 1 "peer=$(fp "$pub") outcome=api_error .*error=EACCES" 15 ||
 		fail "wrong token not reported: $(tail -3 "$JW_LOG")"
 	gw_has "$pub" && fail "installed with a wrong token"
+	# Rotation: the right token written to the file, SIGHUP, no restart.
+	: >"$TMP/token2"
+	kill -HUP "$JW_PID"
+	wait_log 1 "op=reload_token error=\"cannot read the API token file: empty" 10 ||
+		fail "an empty token file not reported: $(tail -3 "$JW_LOG")"
+	cp "$TMP/token" "$TMP/token2"
+	kill -HUP "$JW_PID"
+	wait_log 1 "op=reload_token outcome=ok" 10 || fail "token not reloaded: $(tail -3 "$JW_LOG")"
+	pub=$(synth_pub token-rotated)
+	cp_add "$pub" 10.77.8.2/32
+	lg --seed token-rotated >/dev/null
+	wait_log 1 "peer=$(fp "$pub") outcome=installed" 15 ||
+		fail "not provisioned after the token reload: $(tail -3 "$JW_LOG")"
+	kill -0 "$JW_PID" || fail "jitwgd died"
+	grep -q "jw-secret-token" "$JW_LOG" && fail "token in the log"
 	return 0
 }
 

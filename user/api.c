@@ -67,11 +67,19 @@ struct req {
 	char reason[API_REASON_LEN];
 };
 
+/* Transfers still running hold the header list they started with. */
+struct retired {
+	struct retired *next;
+	struct curl_slist *headers;
+};
+
 struct api_client {
 	struct api_config cfg;
 	char *base;                /* URL without trailing '/' */
 	char *ca_file;
-	struct curl_slist *headers; /* holds the token: wiped at destroy */
+	struct curl_slist *headers; /* holds the token: wiped at destroy; the
+				     * pointer is read and swapped under mu */
+	struct retired *retired;   /* header lists replaced by a token reload */
 	CURLM *multi;
 	struct api_peer *peer;     /* API thread's parse buffer, locked memory */
 	pthread_t thread;
@@ -192,6 +200,70 @@ out:
 	return ret;
 }
 
+static void free_headers(struct curl_slist *h)
+{
+	for (struct curl_slist *s = h; s; s = s->next)
+		sodium_memzero(s->data, strlen(s->data));
+	curl_slist_free_all(h);
+}
+
+/* The request headers: Authorization when token_file is set, Accept. */
+static int make_headers(const char *token_file, struct curl_slist **out,
+			char *errbuf, size_t errlen)
+{
+	struct curl_slist *h = NULL, *n;
+	char *auth = NULL;
+	int ret;
+
+	if (token_file) {
+		ret = read_token(token_file, &auth);
+		if (ret) {
+			say(errbuf, errlen, "cannot read the API token file: %s",
+			    ret == -EINVAL ? "empty or invalid" : strerror(-ret));
+			return ret;
+		}
+		h = curl_slist_append(NULL, auth);
+		sodium_memzero(auth, strlen(auth));
+		sodium_free(auth);
+		if (!h)
+			goto nomem;
+	}
+	n = curl_slist_append(h, "Accept: application/json");
+	if (!n)
+		goto nomem;
+	*out = n;
+	return 0;
+nomem:
+	free_headers(h);
+	say(errbuf, errlen, "out of memory");
+	return -ENOMEM;
+}
+
+int api_reload_token(struct api_client *c, const char *token_file,
+		     char *errbuf, size_t errlen)
+{
+	struct retired *old = malloc(sizeof(*old));
+	struct curl_slist *h;
+	int ret;
+
+	if (!old) {
+		say(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	ret = make_headers(token_file, &h, errbuf, errlen);
+	if (ret) {
+		free(old);
+		return ret;
+	}
+	pthread_mutex_lock(&c->mu);
+	old->headers = c->headers;
+	old->next = c->retired;
+	c->retired = old;
+	c->headers = h;
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
 
 /* Accumulate the body; abort the transfer as soon as it passes max_body. */
 static size_t on_data(char *p, size_t size, size_t nmemb, void *arg)
@@ -248,7 +320,9 @@ static int start_attempt(struct api_client *c, struct req *r)
 		curl_easy_setopt(r->easy, CURLOPT_PRIVATE, r);
 		curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_data);
 		curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
+		pthread_mutex_lock(&c->mu);
 		curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, c->headers);
+		pthread_mutex_unlock(&c->mu);
 		curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
 		curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "jitwgd");
 		curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
@@ -565,7 +639,6 @@ int api_create(struct api_client **out, const struct api_config *cfg,
 {
 	char ebuf[1];
 	struct api_client *c;
-	char *auth = NULL;
 	size_t len;
 	int ret;
 
@@ -629,23 +702,10 @@ int api_create(struct api_client **out, const struct api_config *cfg,
 		if (!c->ca_file)
 			goto err;
 	}
-	if (cfg->token_file) {
-		ret = read_token(cfg->token_file, &auth);
-		if (ret) {
-			say(errbuf, errlen, "cannot read the API token file: %s",
-			    ret == -EINVAL ? "empty or invalid" : strerror(-ret));
-			goto err;
-		}
-		c->headers = curl_slist_append(NULL, auth);
-		sodium_memzero(auth, strlen(auth));
-		sodium_free(auth);
-		ret = -ENOMEM;
-		if (!c->headers)
-			goto err;
-	}
-	c->headers = curl_slist_append(c->headers, "Accept: application/json");
-	if (!c->headers)
-		goto err;
+	ret = make_headers(cfg->token_file, &c->headers, errbuf, errlen);
+	if (ret)
+		goto err_said;
+	ret = -ENOMEM;
 	c->multi = curl_multi_init();
 	c->peer = sodium_malloc(sizeof(*c->peer));
 	if (!c->multi || !c->peer)
@@ -664,15 +724,9 @@ int api_create(struct api_client **out, const struct api_config *cfg,
 err:
 	if (ret == -ENOMEM)
 		say(errbuf, errlen, "out of memory");
+err_said:
 	api_destroy(c);
 	return ret;
-}
-
-static void free_headers(struct curl_slist *h)
-{
-	for (struct curl_slist *s = h; s; s = s->next)
-		sodium_memzero(s->data, strlen(s->data));
-	curl_slist_free_all(h);
 }
 
 void api_destroy(struct api_client *c)
@@ -711,6 +765,13 @@ void api_destroy(struct api_client *c)
 	if (c->peer)
 		sodium_free(c->peer);
 	free_headers(c->headers);
+	while (c->retired) {
+		struct retired *r = c->retired;
+
+		c->retired = r->next;
+		free_headers(r->headers);
+		free(r);
+	}
 	free(c->ca_file);
 	free(c->base);
 	pthread_mutex_destroy(&c->mu);

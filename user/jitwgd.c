@@ -334,8 +334,20 @@ int main(int argc, char **argv)
 
 			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 				if (si.ssi_signo == SIGHUP) {
-					dlog(LOG_INFO, "signal", "signal=HUP action=sweep");
+					dlog(LOG_INFO, "signal", "signal=HUP action=%s",
+					     api && o.api_token_file ? "sweep,reload_token" : "sweep");
 					daemon_request_sweep(d);
+					/* Token rotation without a restart; on error
+					 * the old token stays in use. */
+					if (api && o.api_token_file) {
+						ret = api_reload_token(api, o.api_token_file,
+								       err, sizeof(err));
+						if (ret)
+							dlog(LOG_WARN, "api", "op=reload_token error=%s",
+							     log_quote(q, sizeof(q), err));
+						else
+							dlog(LOG_INFO, "api", "op=reload_token outcome=ok");
+					}
 				} else {
 					dlog(LOG_INFO, "signal", "signal=%s action=stop",
 					     si.ssi_signo == SIGTERM ? "TERM" : "INT");
