@@ -22,6 +22,11 @@
 #define ETH_P_8021AD 0x88A8
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF
+/* IPv6 extension headers (uapi/linux/in6.h; macros, not in vmlinux.h) */
+#define IPPROTO_HOPOPTS 0
+#define IPPROTO_ROUTING 43
+#define IPPROTO_DSTOPTS 60
+#define IPV6_EXT_MAX 4 /* extension headers followed before UDP */
 #define UDP_HLEN 8
 #define WG_UDP_LEN (UDP_HLEN + WG_INITIATION_LEN)
 
@@ -166,21 +171,49 @@ static __always_inline int parse_ipv4(struct cursor *c, struct flow *f)
 	return IPPROTO_UDP;
 }
 
-/* IPv6 carrying UDP directly; extension headers are not followed. */
+/*
+ * IPv6, following the extension headers that may precede UDP (RFC 8200
+ * §4.2-4.6: hop-by-hop options, routing, destination options), at most
+ * IPV6_EXT_MAX of them; a longer chain is passed unmatched. A fragment
+ * header means a fragmented datagram: not matched, as for IPv4.
+ */
 static __always_inline int parse_ipv6(struct cursor *c, struct flow *f)
 {
 	struct ipv6hdr *ip6 = c->pos;
+	__u32 ext = 0;
+	__u8 next;
+	int i;
 
 	if ((void *)(ip6 + 1) > c->end)
 		return MALFORMED;
 	if (ip6->version != 6)
 		return MALFORMED;
-	if (ip6->nexthdr != IPPROTO_UDP)
+	next = ip6->nexthdr;
+	c->pos = ip6 + 1;
+#pragma unroll
+	for (i = 0; i < IPV6_EXT_MAX; i++) {
+		struct ipv6_opt_hdr *h = c->pos;
+		__u32 len;
+
+		if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING &&
+		    next != IPPROTO_DSTOPTS)
+			break;
+		if ((void *)(h + 1) > c->end)
+			return MALFORMED;
+		len = ((__u32)h->hdrlen + 1) * 8; /* 8-octet units, the first not counted */
+		if (c->pos + len > c->end)
+			return MALFORMED;
+		next = h->nexthdr;
+		c->pos += len;
+		ext += len;
+	}
+	if (next != IPPROTO_UDP)
 		return NOT_OURS;
-	f->l4_len = bpf_ntohs(ip6->payload_len);
+	if (bpf_ntohs(ip6->payload_len) < ext)
+		return MALFORMED;
+	f->l4_len = bpf_ntohs(ip6->payload_len) - ext;
 	f->l3 = ip6;
 	f->family = 6;
-	c->pos = ip6 + 1;
 	return IPPROTO_UDP;
 }
 

@@ -61,13 +61,36 @@ size_t frame_build(uint8_t *buf, const struct frame_spec *spec,
 		put16(buf + o + 10, csum(buf + o, hl));
 		o += hl;
 	} else if (spec->family == 6) {
+		size_t ip6 = o, ext = 0;
+		int i;
+
 		buf[o] = 0x60;
-		put16(buf + o + 4, udp_len);
-		buf[o + 6] = proto;
+		buf[o + 6] = spec->n_ext ? spec->ext[0] : proto;
 		buf[o + 7] = 64;
 		memcpy(buf + o + 8, spec->saddr ? spec->saddr : def6, 16);
 		memcpy(buf + o + 24, dst6, 16);
 		o += 40;
+		/* RFC 8200 §4: next header, length in 8-octet units after the
+		 * first 8; options padded with PadN, routing type 4 with no
+		 * segments left, fragment offset 0 with M set. */
+		for (i = 0; i < spec->n_ext; i++) {
+			size_t hl = spec->ext[i] == 43 ? 16 : 8;
+
+			buf[o] = i + 1 < spec->n_ext ? spec->ext[i + 1] : proto;
+			if (spec->ext[i] == 44) {
+				put16(buf + o + 2, 0x0001);
+				memcpy(buf + o + 4, "\x12\x34\x56\x78", 4);
+			} else {
+				buf[o + 1] = hl / 8 - 1;
+				if (spec->ext[i] == 43)
+					buf[o + 2] = 4;
+				else
+					buf[o + 2] = 1, buf[o + 3] = hl - 4;
+			}
+			o += hl;
+			ext += hl;
+		}
+		put16(buf + ip6 + 4, ext + udp_len);
 	} else {
 		memset(buf + o, 0xab, 28); /* some ARP-sized body */
 		layout->l4 = layout->payload = layout->len = o + 28;

@@ -14,6 +14,10 @@ struct frame_spec {
 	int ip_opts;           /* IPv4 option bytes, multiple of 4 */
 	int l4proto;           /* 0 = UDP (17), else that protocol number */
 	uint16_t frag;         /* IPv4 frag_off field (host order), e.g. 0x2000 */
+	uint8_t ext[6];        /* IPv6 extension headers in order (0, 43, 44,
+				* 60), n_ext of them; 43 is 16 bytes long, the
+				* others 8 */
+	int n_ext;
 	const uint8_t *saddr;  /* 4 or 16 bytes; NULL = a default */
 	uint16_t sport, dport;
 	const uint8_t *payload;

@@ -123,6 +123,14 @@ static const struct row rows[] = {
 	{ "ipv4 first fragment (MF)", V4(.frag = 0x2000) },
 	{ "ipv4 later fragment", V4(.frag = 0x0010) },
 	{ "ipv4 DF is not a fragment", V4(.frag = 0x4000), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	/* IPv6 extension headers */
+	{ "ipv6 hop-by-hop + destination options", V6(.ext = { 0, 60 }, .n_ext = 2), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	{ "ipv6 routing header, two vlan tags", V6(.vlans = 2, .ext = { 43 }, .n_ext = 1), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	{ "ipv6 four extension headers", V6(.ext = { 0, 43, 60, 60 }, .n_ext = 4), .want = EVENT, .wg_udp = 1, .matched = 1 },
+	{ "ipv6 five extension headers (not followed)", V6(.ext = { 0, 60, 60, 60, 60 }, .n_ext = 5) },
+	{ "ipv6 fragment header", V6(.ext = { 44 }, .n_ext = 1) },
+	{ "ipv6 destination options then fragment", V6(.ext = { 60, 44 }, .n_ext = 2) },
+	{ "cut inside ipv6 extension header", V6(.ext = { 0, 43 }, .n_ext = 2), .cut = CUT_L3, .truncate_at = 52, .malformed = 1 },
 	/* truncated inside every header, or lengths that disagree */
 	{ "cut inside first vlan tag", V4(.vlans = 1), .cut = CUT_ABS, .truncate_at = 15, .malformed = 1 },
 	{ "cut inside second vlan tag", V4(.vlans = 2), .cut = CUT_ABS, .truncate_at = 19, .malformed = 1 },
@@ -350,14 +358,31 @@ static int reference(const uint8_t *f, size_t len, size_t *off)
 		l4len = (f[o + 2] << 8 | f[o + 3]) - hl;
 		o += hl;
 	} else if (proto == 0x86dd) {
+		size_t plen, ext = 0;
+		uint8_t next;
+
 		if (o + 40 > len)
 			return -1;
 		if ((f[o] >> 4) != 6)
 			return -1;
-		if (f[o + 6] != 17)
-			return 0;
-		l4len = f[o + 4] << 8 | f[o + 5];
+		plen = f[o + 4] << 8 | f[o + 5];
+		next = f[o + 6];
 		o += 40;
+		/* RFC 8200 §4: up to 4 hop-by-hop, routing or destination
+		 * options headers, (Hdr Ext Len + 1) * 8 bytes each. */
+		for (v = 0; v < 4 && (next == 0 || next == 43 || next == 60); v++) {
+			if (o + 2 > len || o + (f[o + 1] + 1) * 8 > len)
+				return -1;
+			hl = (f[o + 1] + 1) * 8;
+			next = f[o];
+			o += hl;
+			ext += hl;
+		}
+		if (next != 17)
+			return 0;
+		if (plen < ext)
+			return -1;
+		l4len = plen - ext;
 	} else {
 		return 0;
 	}
@@ -385,8 +410,10 @@ static void test_mutations(void)
 	enum { ROUNDS = 20000 };
 	static const struct frame_spec shapes[] = {
 		V4(), V6(), V4(.vlans = 1), V6(.vlans = 2), V4(.ip_opts = 20),
-		V4(.vlans = 2, .ip_opts = 4),
+		V4(.vlans = 2, .ip_opts = 4), V6(.ext = { 0, 43 }, .n_ext = 2),
+		V6(.vlans = 1, .ext = { 60 }, .n_ext = 1),
 	};
+	enum { SHAPES = sizeof(shapes) / sizeof(shapes[0]) };
 	uint8_t frame[FRAME_MAX], msg[148];
 	uint64_t d[JITWG_CTR_MAX];
 	struct frame_layout l;
@@ -394,7 +421,7 @@ static void test_mutations(void)
 	int i, disagree = 0, got = 0, malformed = 0;
 
 	for (i = 0; i < ROUNDS && disagree < 5; i++) {
-		struct frame_spec spec = shapes[i % 6];
+		struct frame_spec spec = shapes[i % SHAPES];
 		size_t len, off = 0, flips, k;
 		int want, verdict;
 
