@@ -159,6 +159,22 @@ test_xdp_errors() {
 	echo "  $out"
 	[[ $out == *"permission denied"*"CAP_BPF"* ]] || fail "not root: $out"
 
+	# A real verifier rejection: strict alignment makes the kernel refuse
+	# the word copies from the packet, as on an architecture without
+	# efficient unaligned access. The message must carry the verifier's
+	# reason, the end of its log (it once carried only the start).
+	local n
+	netns_add v
+	n=$(ns v)
+	ip -n "$n" link add va type veth peer name vb
+	ip -n "$n" link set va up
+	out=$(ip netns exec "$n" env JITWG_TEST_STRICT_ALIGNMENT=1 timeout 20 \
+		"$XDP" --dev va 2>&1) && fail "loaded with strict alignment"
+	echo "  $out"
+	[[ $out == *"the kernel rejected the XDP program"*"misaligned packet access"* ]] ||
+		fail "verifier rejection: $out"
+	[[ $out == *"permission denied"* ]] && fail "reported as a permission problem: $out"
+
 	out=$("$XDP" --dev lo --mode warp 2>&1)
 	expect_eq $? 2 "exit status for a bad option"
 	[[ $out == *"--mode"* ]] || fail "bad option: $out"
