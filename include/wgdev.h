@@ -105,4 +105,13 @@ int wgdev_install_initiate(struct wgdev *dev, const struct wgdev_peer *peer,
 int wgdev_restore_keepalive(struct wgdev *dev, const uint8_t key[static 32],
 			    uint16_t keepalive);
 
+/*
+ * The second half of install and initiate for peers installed already with
+ * keepalive 0 (a batch's install): set only their keepalive to
+ * `initiate_keepalive`, update-only (a peer removed meanwhile is not
+ * recreated), in one call. Each 0 → non-zero switch starts a handshake.
+ */
+int wgdev_initiate(struct wgdev *dev, const uint8_t (*keys)[32], size_t n,
+		   uint16_t initiate_keepalive);
+
 #endif

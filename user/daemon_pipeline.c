@@ -40,6 +40,7 @@ enum {
 	WATCH_POLL_MIN_US = 2000,
 	WATCH_POLL_GAP = 9,           /* idle time per unit of listing time */
 	WATCH_DEFER_MAX_MS = 1000,    /* longest an install backlog defers a poll */
+	INITIATE_DEFER_MAX_MS = 1000, /* ... and a batch's initiation */
 	INSTALL_BATCH_MAX = 1024,
 };
 
@@ -455,6 +456,58 @@ out:
 	ijob_free(j);
 }
 
+/* Batches installed with keepalive 0, waiting for their keepalive switch. */
+struct flips {
+	uint8_t (*keys)[32];
+	size_t n, cap;
+	uint64_t since; /* when the oldest was installed */
+};
+
+static void flips_add(struct flips *fl, const struct wgdev_peer *wp, size_t n)
+{
+	size_t i;
+
+	if (fl->n + n > fl->cap) {
+		size_t cap = fl->cap ? fl->cap : 1024;
+		uint8_t (*k)[32];
+
+		while (cap < fl->n + n)
+			cap *= 2;
+		k = realloc(fl->keys, cap * sizeof(*k));
+		if (!k) {
+			/* Installed, not initiated: the clients' own retry. */
+			dlog(LOG_WARN, "device", "op=initiate error=ENOMEM peers=%zu", n);
+			return;
+		}
+		fl->keys = k;
+		fl->cap = cap;
+	}
+	if (!fl->n)
+		fl->since = now_mono_ns();
+	for (i = 0; i < n; i++)
+		memcpy(fl->keys[fl->n + i], wp[i].public_key, 32);
+	fl->n += n;
+}
+
+/* The 0 → non-zero keepalive switch, update-only, starts each handshake. */
+static void flips_run(struct daemon *d, struct flips *fl)
+{
+	int ret;
+
+	pthread_mutex_lock(&d->dev_lock);
+	ret = wgdev_initiate(d->env.dev, fl->keys, fl->n, INITIATE_KEEPALIVE);
+	if (ret) {
+		char q[300];
+
+		dlog(LOG_WARN, "device", "op=initiate error=%s peers=%zu",
+		     log_quote(q, sizeof(q), wgdev_error(d->env.dev)), fl->n);
+	}
+	pthread_mutex_unlock(&d->dev_lock);
+	dlog(LOG_DEBUG, "device", "op=initiate peers=%zu waited_ms=%.3f", fl->n,
+	     ms(fl->since, now_mono_ns()));
+	fl->n = 0;
+}
+
 /*
  * One thread owns installs so that a burst becomes a few large device
  * calls instead of thousands of small ones (wireguard-go's UAPI costs about
@@ -466,6 +519,7 @@ static void *installer(void *arg)
 	struct wgdev_peer *wp = NULL;
 	struct ijob **batch = NULL;
 	struct cache_managed *cms = NULL;
+	struct flips fl = { 0 };
 	size_t cap = 0;
 
 	for (;;) {
@@ -477,8 +531,22 @@ static void *installer(void *arg)
 		int ret;
 
 		pthread_mutex_lock(&d->ilock);
-		while (!d->ihead && !d->istop)
+		while (!d->ihead && !d->istop && !fl.n)
 			pthread_cond_wait(&d->icond, &d->ilock);
+		/*
+		 * Installs before initiations: in a burst, installing is what
+		 * lets every client in (its own retry then succeeds), while
+		 * initiating back only spares it the 5 s wait, and wireguard-go
+		 * computes each handshake inside the set call that asks for it.
+		 * So the batches' keepalive switches wait while installs are
+		 * queued, for at most INITIATE_DEFER_MAX_MS.
+		 */
+		if (fl.n && (!d->ihead || d->istop ||
+			     now_mono_ns() - fl.since >= INITIATE_DEFER_MAX_MS * 1000000ull)) {
+			pthread_mutex_unlock(&d->ilock);
+			flips_run(d, &fl);
+			continue;
+		}
 		if (d->istop) {
 			pthread_mutex_unlock(&d->ilock);
 			break;
@@ -535,16 +603,14 @@ static void *installer(void *arg)
 			else
 				ret = wgdev_set_peers(d->env.dev, &wp[0], 1);
 		} else {
-			/* Keepalive 0 for all, then INITIATE for all: the
-			 * 0 → non-zero switch starts each handshake. */
+			/* Keepalive 0 for all; with initiate, the switch to
+			 * INITIATE_KEEPALIVE follows (flips_run) and starts
+			 * each handshake. */
 			for (i = 0; i < n; i++)
 				to_wgdev(&wp[i], batch[i], initiate ? 0 : own_keepalive(batch[i]));
 			ret = wgdev_set_peers(d->env.dev, wp, n);
-			if (!ret && initiate) {
-				for (i = 0; i < n; i++)
-					wp[i].persistent_keepalive = INITIATE_KEEPALIVE;
-				ret = wgdev_set_peers(d->env.dev, wp, n);
-			}
+			if (!ret && initiate)
+				flips_add(&fl, wp, n);
 		}
 		if (ret)
 			snprintf(err, sizeof(err), "%s", wgdev_error(d->env.dev));
@@ -575,6 +641,7 @@ static void *installer(void *arg)
 	free(wp);
 	free(batch);
 	free(cms);
+	free(fl.keys);
 	return NULL;
 }
 

@@ -249,6 +249,31 @@ int wgdev_install_initiate(struct wgdev *dev, const struct wgdev_peer *peer,
 	return ret;
 }
 
+int wgdev_initiate(struct wgdev *dev, const uint8_t (*keys)[32], size_t n,
+		   uint16_t initiate_keepalive)
+{
+	struct wgdev_peer *p;
+	size_t i;
+	int ret;
+
+	dev->err[0] = 0;
+	if (!initiate_keepalive)
+		return wgdev_fail(dev, -EINVAL, "initiate needs a non-zero keepalive");
+	if (!n)
+		return 0;
+	p = calloc(n, sizeof(*p));
+	if (!p)
+		return wgdev_fail(dev, -ENOMEM, "out of memory");
+	for (i = 0; i < n; i++) {
+		memcpy(p[i].public_key, keys[i], 32);
+		p[i].flags = WGDEV_PEER_HAS_KEEPALIVE | WGDEV_PEER_UPDATE_ONLY;
+		p[i].persistent_keepalive = initiate_keepalive;
+	}
+	ret = dev->ops->set_peers(dev, p, n);
+	free(p);
+	return ret;
+}
+
 int wgdev_restore_keepalive(struct wgdev *dev, const uint8_t key[static 32],
 			    uint16_t keepalive)
 {
