@@ -70,7 +70,9 @@ enum cache_sync {
 			      * damage the file (then delete the cache dir:
 			      * it is a cache, managed peers are reconciled
 			      * from the device). The data file's apparent
-			      * size is the map size (sparse). */
+			      * size is the map size (sparse), and a full disk
+			      * stops the process with SIGBUS instead of
+			      * failing a write. */
 };
 
 /* Zero fields take the defaults. */
