@@ -1044,7 +1044,8 @@ static void sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 		if (v == EVICT_KEEP) {
 			ptab_update_managed(d->ptab, mps[i].key, hs, hs != 0);
 			/* A keepalive left at the initiate value (crash, failed
-			 * restore) would keep the peer alive forever. */
+			 * restore, a burst's deferred switch landing after an
+			 * early handshake) would keep the peer alive forever. */
 			if (hs && mps[i].initiated &&
 			    p->persistent_keepalive != mps[i].keepalive)
 				restore_keepalive(d, mps[i].key, mps[i].keepalive);
