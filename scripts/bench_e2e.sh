@@ -12,13 +12,8 @@
 # BENCH_ONLY="2" runs only the listed sections; BENCH_BURST_MODES picks
 # section 2's modes (initiate no-initiate no-init-full), BENCH_JITWGD_ARGS
 # adds options to its jitwgd, BENCH_SAVE_LOGS=PREFIX keeps its logs.
-set -u
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-export JITWG_ROOT=$ROOT JITWG_RUNID=${JITWG_RUNID:-$$}
-. tests/lib.sh
-. tests/e2e_lib.sh
-trap lib_cleanup EXIT
+SCRIPT=bench-e2e
+. "$(dirname "$0")/e2e_script.sh"
 trap 'echo "interrupted"; exit 130' INT TERM
 
 N=${BENCH_CLIENTS:-100}
@@ -28,9 +23,7 @@ CACHE_N=${BENCH_CACHE_ENTRIES:-1000000}
 # BENCH_ONLY="2 3": run only those sections.
 want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 
-[ "$(id -u)" -eq 0 ] || { echo "bench-e2e: run as root" >&2; exit 1; }
 [ -x "$JITWGD" ] && [ -x "$LOADGEN" ] || { echo "bench-e2e: run make first" >&2; exit 1; }
-mount | grep -q ' /sys/fs/bpf type bpf' || mount -t bpf bpf /sys/fs/bpf
 
 e2e_tmp
 e2e_topo

@@ -4,21 +4,14 @@
 # reference control plane knows the client's key; jitwgd watches the
 # gateway's veth with XDP in native mode. Everything it starts is removed on
 # exit, also on Ctrl-C.
-set -u
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-export JITWG_ROOT=$ROOT JITWG_RUNID=${JITWG_RUNID:-$$}
-. tests/lib.sh
-. tests/e2e_lib.sh
-trap lib_cleanup EXIT
+SCRIPT=demo
+. "$(dirname "$0")/e2e_script.sh"
 trap 'echo; echo "interrupted: cleaning up"; exit 130' INT TERM
 
 IDLE=${DEMO_IDLE:-5}
 bold() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-[ "$(id -u)" -eq 0 ] || { echo "demo: run as root (namespaces, XDP)" >&2; exit 1; }
 [ -x "$JITWGD" ] || { echo "demo: $JITWGD missing: run make" >&2; exit 1; }
-mount | grep -q ' /sys/fs/bpf type bpf' || mount -t bpf bpf /sys/fs/bpf
 
 # ms_field LINE NAME: the value of NAME= in a logfmt line.
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }

@@ -192,3 +192,56 @@ e2e_sources() {
 		ip -n "$C" -batch - || fail "source addresses"
 	ip -n "$G" route add 192.168.78.0/24 dev vg || fail "route to the sources"
 }
+
+# cp_add_keys FILE NAME: register every "PUBKEY ALLOWED_IP" line of FILE
+# (jitwg-loadgen keys), as records NAME0, NAME1, …
+cp_add_keys() {
+	local i=0 pub ip
+	while read -r pub ip; do
+		cp_add_raw "$2$i" "{\"public_key\": \"$pub\", \"allowed_ips\": [\"$ip\"]}"
+		i=$((i + 1))
+	done <"$1"
+}
+
+# gw_capture_start / gw_capture_stop: record in $TMP/vc.pcap, on the
+# client's veth, the UDP the gateway sends from its port 51820. Immediate
+# mode: otherwise packets wait in the kernel for a buffer timeout (up to a
+# second) and a stop before it loses them.
+gw_capture_start() {
+	ip netns exec "$C" tcpdump -i vc -n -U --immediate-mode -w "$TMP/vc.pcap" \
+		"udp and src host $E2E_GW_IP and src port 51820" 2>"$TMP/tcpdump.log" &
+	GW_CAP_PID=$!
+	on_exit "kill $GW_CAP_PID 2>/dev/null"
+	wait_for 60 grep -q "listening on" "$TMP/tcpdump.log" || fail "tcpdump did not start"
+}
+gw_capture_stop() {
+	kill "$GW_CAP_PID" 2>/dev/null
+	wait "$GW_CAP_PID" 2>/dev/null
+}
+
+# gw_initiations [KEYS]: how many handshake initiations (Ethernet 14 + IPv4
+# 20 + UDP 8, then 148 bytes of type 1) the capture holds; with KEYS (lines
+# "PUBKEY …"), for how many of those keys: mac1 is keyed with the
+# recipient's public key (WireGuard paper §5.4.4).
+gw_initiations() {
+	$PY -c '
+import base64, hashlib, struct, sys
+keys = {}
+if sys.argv[2]:
+    for line in open(sys.argv[2]):
+        pub = base64.b64decode(line.split()[0])
+        keys[hashlib.blake2s(b"mac1----" + pub).digest()] = pub
+d = open(sys.argv[1], "rb").read()
+off, n, seen = 24, 0, set()
+while off + 16 <= len(d):
+    incl = struct.unpack_from("<I", d, off + 8)[0]
+    msg = d[off + 16 + 42: off + 16 + incl]
+    off += 16 + incl
+    if len(msg) != 148 or msg[0] != 1:
+        continue
+    n += 1
+    for k, pub in keys.items():
+        if hashlib.blake2s(msg[:116], digest_size=16, key=k).digest() == msg[116:132]:
+            seen.add(pub)
+print(len(seen) if sys.argv[2] else n)' "$TMP/vc.pcap" "${1:-}"
+}

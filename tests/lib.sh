@@ -100,6 +100,20 @@ while True:
 		fail "UDP recorder on $addr:$port did not start"
 }
 
+# bpftool_deploy PIN: the README's bpftool deployment of build/jitwg.bpf.o
+# on veth vg in namespace $G, programs and maps pinned under PIN; detached
+# and unpinned on exit.
+bpftool_deploy() {
+	local pin=$1
+	mkdir -p "$pin"
+	on_exit "nsenter --net=/run/netns/$G bpftool net detach xdp dev vg; rm -rf $pin"
+	bpftool prog loadall "$BUILD/jitwg.bpf.o" "$pin/progs" pinmaps "$pin/maps" ||
+		fail "bpftool prog loadall"
+	# nsenter, not "ip netns exec": the latter remounts /sys and hides bpffs.
+	nsenter --net=/run/netns/"$G" bpftool net attach xdpdrv pinned "$pin/progs/jitwg_xdp" dev vg ||
+		fail "bpftool net attach"
+}
+
 # vm_cases SCRIPT CASE...: boot the kernel VM lane (tests/vm), run the guest
 # case file SCRIPT there, and fail unless every CASE printed "PASS: vm CASE".
 # A VM that cannot boot fails the test (status 125), never skips it.

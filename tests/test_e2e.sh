@@ -31,11 +31,7 @@ test_e2e_provision_ping_initiate_back() {
 	e2e_client A 10.77.0.2
 	cp_add "$A_PUB" 10.77.0.2/32
 	e2e_jitwgd --idle-timeout 300
-	ip netns exec "$C" tcpdump -i vc -n -U -w "$TMP/vc.pcap" \
-		"udp and src host $E2E_GW_IP and src port 51820" 2>/dev/null &
-	local tcpd=$!
-	on_exit "kill $tcpd"
-	sleep 0.5
+	gw_capture_start
 	check "ping through the tunnel" cping A 1 5
 	gw_has "$A_PUB" || fail "peer not on the gateway"
 	wait_log 1 "msg=handshake peer=$(fp "$A_PUB") outcome=done" 5 ||
@@ -46,21 +42,8 @@ test_e2e_provision_ping_initiate_back() {
 	sleep 0.5
 	# A handshake initiation (type 1) from the gateway's port 51820: the
 	# gateway initiated, not merely answered.
-	kill "$tcpd" 2>/dev/null
-	wait "$tcpd" 2>/dev/null
-	$PY - "$TMP/vc.pcap" <<'EOF' || fail "no initiation from the gateway seen on the client's veth"
-import struct, sys
-d = open(sys.argv[1], "rb").read()
-off, found = 24, False
-while off + 16 <= len(d):
-    incl = struct.unpack_from("<I", d, off + 8)[0]
-    pkt = d[off + 16: off + 16 + incl]
-    off += 16 + incl
-    # Ethernet 14 + IPv4 20 + UDP 8, then the WireGuard type byte.
-    if len(pkt) >= 42 + 148 and pkt[42] == 1 and len(pkt) - 42 == 148:
-        found = True
-sys.exit(0 if found else 1)
-EOF
+	gw_capture_stop
+	[ "$(gw_initiations)" -ge 1 ] || fail "no initiation from the gateway seen on the client's veth"
 	# Never a key in the log: fingerprints only.
 	grep -qF "$A_PUB" "$JW_LOG" && fail "a full public key in the log"
 	grep -qF "$(cat "$TMP/gw.key")" "$JW_LOG" && fail "the private key in the log"
@@ -72,21 +55,13 @@ EOF
 # must still get exactly its initiation from the gateway, and no peer may
 # be left without it (keepalive still 0).
 test_e2e_burst_initiate_back() {
-	local n=300 i pub ip got
+	local n=300
 	e2e_start
 	"$LOADGEN" keys --seed ibburst --count $n --net 10.79.0.0 >"$TMP/keys"
-	i=0
-	while read -r pub ip; do
-		cp_add_raw "i$i" "{\"public_key\": \"$pub\", \"allowed_ips\": [\"$ip\"]}"
-		i=$((i + 1))
-	done <"$TMP/keys"
+	cp_add_keys "$TMP/keys" i
 	e2e_sources 10
 	e2e_jitwgd --handshake-window 600
-	ip netns exec "$C" tcpdump -i vc -n -U -w "$TMP/vc.pcap" \
-		"udp and src host $E2E_GW_IP and src port 51820" 2>/dev/null &
-	local tcpd=$!
-	on_exit "kill $tcpd 2>/dev/null"
-	sleep 0.5
+	gw_capture_start
 	lg --seed ibburst --count $n --duration-ms 300 --sources 10 --src-base 192.168.78.1 >/dev/null
 	wait_for 30 eval '[ "$(jwlog_count "outcome=installed")" -ge '$n' ]' ||
 		fail "only $(jwlog_count "outcome=installed") of $n installed"
@@ -97,30 +72,8 @@ test_e2e_burst_initiate_back() {
 	wait_for 10 eval '[ "$(ip netns exec "$G" wg show "$WGG" persistent-keepalive | grep -c "	25$")" -ge '$n' ]' ||
 		fail "$(ip netns exec "$G" wg show "$WGG" persistent-keepalive | grep -vc "	25$") peers not initiated"
 	sleep 1
-	kill "$tcpd" 2>/dev/null
-	wait "$tcpd" 2>/dev/null
-	# Which client each initiation (type 1, 148 bytes) was for: mac1 is
-	# keyed with the recipient's public key (WireGuard paper §5.4.4).
-	got=$($PY -c '
-import base64, hashlib, struct, sys
-keys = {}
-for line in open(sys.argv[2]):
-    pub = base64.b64decode(line.split()[0])
-    keys[hashlib.blake2s(b"mac1----" + pub).digest()] = pub
-d = open(sys.argv[1], "rb").read()
-off, seen = 24, set()
-while off + 16 <= len(d):
-    incl = struct.unpack_from("<I", d, off + 8)[0]
-    pkt = d[off + 16: off + 16 + incl]
-    off += 16 + incl
-    msg = pkt[42:]
-    if len(msg) != 148 or msg[0] != 1:
-        continue
-    for k, pub in keys.items():
-        if hashlib.blake2s(msg[:116], digest_size=16, key=k).digest() == msg[116:132]:
-            seen.add(pub)
-print(len(seen))' "$TMP/vc.pcap" "$TMP/keys")
-	expect_eq "$got" "$n" "clients that received the gateway's initiation"
+	gw_capture_stop
+	expect_eq "$(gw_initiations "$TMP/keys")" "$n" "clients that received the gateway's initiation"
 }
 
 # --no-initiate-back: installed, and the handshake completes only with the
@@ -330,14 +283,10 @@ test_e2e_evict_and_return_hand_peer_kept() {
 # kill -9 in the middle of a burst of new clients; restart: the cache opens,
 # device peers are reconciled as managed, and provisioning resumes.
 test_e2e_kill9_during_burst() {
-	local n=300 i dev_peers managed
+	local n=300 dev_peers managed
 	e2e_start
 	"$LOADGEN" keys --seed burst --count $n --net 10.78.0.0 >"$TMP/keys"
-	i=0
-	while read -r pub ip; do
-		cp_add_raw "b$i" "{\"public_key\": \"$pub\", \"allowed_ips\": [\"$ip\"]}"
-		i=$((i + 1))
-	done <"$TMP/keys"
+	cp_add_keys "$TMP/keys" b
 	e2e_sources 10
 	# Synthetic clients never complete a handshake: keep them for the test.
 	e2e_jitwgd --no-initiate-back --handshake-window 600
@@ -483,12 +432,7 @@ test_e2e_bpftool_pinned() {
 	e2e_start
 	e2e_client A 10.77.0.2
 	cp_add "$A_PUB" 10.77.0.2/32
-	mkdir -p "$pin"
-	on_exit "nsenter --net=/run/netns/$G bpftool net detach xdp dev vg; rm -rf $pin"
-	bpftool prog loadall "$BUILD/jitwg.bpf.o" "$pin/progs" pinmaps "$pin/maps" ||
-		fail "bpftool prog loadall"
-	nsenter --net=/run/netns/"$G" bpftool net attach xdpdrv pinned "$pin/progs/jitwg_xdp" dev vg ||
-		fail "bpftool net attach"
+	bpftool_deploy "$pin"
 	JW_LOG=$TMP/jitwgd.log
 	# nsenter keeps /sys/fs/bpf visible ("ip netns exec" remounts /sys).
 	nsenter --net=/run/netns/"$G" "$JITWGD" --wg-dev "$WGG" --pin-dir "$pin/maps" \

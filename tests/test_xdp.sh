@@ -117,13 +117,7 @@ test_xdp_bpftool_pinned() {
 	topo 192.0.2.1:51820
 	listener
 	local pin=/sys/fs/bpf/jitwg-test-$RUNID
-	mkdir -p "$pin"
-	on_exit "nsenter --net=/run/netns/$G bpftool net detach xdp dev vg; rm -rf $pin"
-	bpftool prog loadall "$BUILD/jitwg.bpf.o" "$pin/progs" pinmaps "$pin/maps" ||
-		fail "bpftool prog loadall"
-	# nsenter, not "ip netns exec": the latter remounts /sys and hides bpffs.
-	nsenter --net=/run/netns/"$G" bpftool net attach xdpdrv pinned "$pin/progs/jitwg_xdp" dev vg ||
-		fail "bpftool net attach"
+	bpftool_deploy "$pin"
 	"$XDP" --pin-dir "$pin/maps" --hex >"$TMP/events" 2>"$TMP/xdp.err" &
 	XDP_PID=$!
 	on_exit "kill $XDP_PID"

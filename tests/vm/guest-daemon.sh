@@ -89,15 +89,11 @@ jwlog() { sed 's/^/    /' "$JW_LOG"; }
 # try: jitwgd decrypts its initiation, fetches it from the control plane,
 # installs it over netlink and makes the gateway initiate back.
 case_kernel_provision() {
-	local tcpd ka
+	local ka
 	ktopo
 	kjitwgd --idle-timeout 300
 	# Initiations from the gateway's port: it initiated, not merely answered.
-	ip netns exec "$C" tcpdump -i vc -n -U -w "$TMP/vc.pcap" \
-		"udp and src host $E2E_GW_IP and src port 51820" 2>"$TMP/tcpdump.log" &
-	tcpd=$!
-	on_exit "kill $tcpd"
-	wait_for 60 grep -q "listening on" "$TMP/tcpdump.log" || fail "tcpdump did not start"
+	gw_capture_start
 	gw_has "$A_PUB" && fail "the client is on the gateway before it called"
 
 	check "ping through the tunnel" kping
@@ -118,22 +114,8 @@ case_kernel_provision() {
 	grep -q "level=error" "$JW_LOG" && fail "errors logged: $(jwlog)"
 
 	sleep 1
-	kill "$tcpd" 2>/dev/null
-	wait "$tcpd" 2>/dev/null
-	# Ethernet 14 + IPv4 20 + UDP 8, then the WireGuard type byte: a
-	# 148-byte type 1 message is an initiation.
-	$PY - "$TMP/vc.pcap" <<'EOF' || fail "no initiation from the gateway seen on the client's veth"
-import struct, sys
-d = open(sys.argv[1], "rb").read()
-off, found = 24, False
-while off + 16 <= len(d):
-    incl = struct.unpack_from("<I", d, off + 8)[0]
-    pkt = d[off + 16: off + 16 + incl]
-    off += 16 + incl
-    if len(pkt) == 42 + 148 and pkt[42] == 1:
-        found = True
-sys.exit(0 if found else 1)
-EOF
+	gw_capture_stop
+	[ "$(gw_initiations)" -ge 1 ] || fail "no initiation from the gateway seen on the client's veth"
 	grep -qF "$A_PUB" "$JW_LOG" && fail "a full public key in the log"
 	return 0
 }
