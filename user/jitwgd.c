@@ -274,7 +274,7 @@ int main(int argc, char **argv)
 	ret = daemon_reconcile(d, &n_dev, &n_managed);
 	if (ret) {
 		dlog(LOG_ERROR, "start", "stage=reconcile error=%s",
-		     log_quote(q, sizeof(q), wgdev_error(dev)));
+		     log_quote(q, sizeof(q), wgdev_error(mon_dev)));
 		goto out;
 	}
 	t_rec = now_mono_ns();
