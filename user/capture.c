@@ -551,12 +551,19 @@ int capture_reset_limits(struct capture *c)
 	struct jitwg_bucket full = {};
 	__u32 zero = 0;
 
-	/* Deleting while walking: always restart from the first key. */
-	while (!bpf_map_get_next_key(c->fd_src, NULL, &next)) {
-		key = next;
+	/*
+	 * Each key's successor is found before the key is deleted: starting
+	 * over from the first key after every delete would rescan the emptied
+	 * buckets each time (quadratic in a full map).
+	 */
+	bool more = !bpf_map_get_next_key(c->fd_src, NULL, &key);
+
+	while (more) {
+		more = !bpf_map_get_next_key(c->fd_src, &key, &next);
 		if (bpf_map_delete_elem(c->fd_src, &key) && errno != ENOENT)
 			return fail(c, -errno, "cannot reset source buckets: %s",
 				    strerror(errno));
+		key = next;
 	}
 	if (bpf_map_update_elem(c->fd_global, &zero, &full, BPF_ANY))
 		return fail(c, -errno, "cannot reset the global bucket: %s",
