@@ -21,6 +21,7 @@
 
 #include <sodium.h>
 
+#include "jitwg.h"
 #include "keys.h"
 #include "noise.h"
 #include "noise_input.h"
@@ -108,6 +109,17 @@ static void decode_usage(FILE *f)
 		prog);
 }
 
+/* The private key from a wg(8) key file, or a message saying why not. */
+static int read_private_key(uint8_t priv[static NOISE_KEY_LEN], const char *path)
+{
+	int err = key_read_file(priv, path);
+
+	if (err)
+		fprintf(stderr, "%s: cannot read a base64 private key from %s: %s\n",
+			prog, path, strerror(-err));
+	return err;
+}
+
 static int cmd_decode(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -158,12 +170,9 @@ static int cmd_decode(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 
-	err = key_read_file(priv, key_file);
-	if (err) {
-		fprintf(stderr, "%s: cannot read a base64 private key from %s: %s\n",
-			prog, key_file, strerror(-err));
+	err = read_private_key(priv, key_file);
+	if (err)
 		goto out;
-	}
 
 	buf = malloc(INPUT_CAP);
 	if (!buf) {
@@ -344,11 +353,12 @@ static int exchange(const struct sockaddr_storage *ss, socklen_t sslen,
 		       reply[0], n, receiver,
 		       (long)((now.tv_sec - start.tv_sec) * 1000 +
 			      (now.tv_nsec - start.tv_nsec) / 1000000));
-		if (reply[0] == 2 && n == 92 && receiver == sender_index) {
+		if (reply[0] == WG_MSG_RESPONSE && n == WG_RESPONSE_LEN &&
+		    receiver == sender_index) {
 			ret = EXIT_OK;
 			goto out;
 		}
-		if (reply[0] == 3)
+		if (reply[0] == WG_MSG_COOKIE)
 			fprintf(stderr, "%s: cookie reply: the responder is under load\n",
 				prog);
 	}
@@ -451,12 +461,9 @@ static int cmd_initiate(int argc, char **argv)
 		initiate_usage(stderr);
 		return EXIT_USAGE;
 	}
-	err = key_read_file(priv, key_file);
-	if (err) {
-		fprintf(stderr, "%s: cannot read a base64 private key from %s: %s\n",
-			prog, key_file, strerror(-err));
+	err = read_private_key(priv, key_file);
+	if (err)
 		goto out;
-	}
 	ret = EXIT_TOOL;
 	err = noise_initiator_new(&in, priv, peer);
 	if (err) {

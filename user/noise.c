@@ -20,6 +20,7 @@
 
 #include <sodium.h>
 
+#include "jitwg.h"
 #include "noise.h"
 #include "noise_crypto.h"
 
@@ -39,8 +40,9 @@ enum {
 	OFF_MAC2 = 132,
 	STATIC_SEALED_LEN = NOISE_KEY_LEN + NOISE_AEAD_TAG_LEN,
 	TIMESTAMP_SEALED_LEN = NOISE_TIMESTAMP_LEN + NOISE_AEAD_TAG_LEN,
-	MESSAGE_INITIATION = 1,
 };
+/* The capture hands the daemon WG_INITIATION_LEN bytes (include/jitwg.h). */
+_Static_assert(NOISE_INITIATION_LEN == WG_INITIATION_LEN, "one message size");
 _Static_assert(OFF_STATIC == OFF_EPHEMERAL + NOISE_KEY_LEN, "layout");
 _Static_assert(OFF_TIMESTAMP == OFF_STATIC + STATIC_SEALED_LEN, "layout");
 _Static_assert(OFF_MAC1 == OFF_TIMESTAMP + TIMESTAMP_SEALED_LEN, "layout");
@@ -180,7 +182,7 @@ enum noise_status noise_check_shape(const uint8_t *msg, size_t len)
 {
 	/* Type 1 is a little-endian u32: three reserved bytes must be zero. */
 	if (!msg || len != NOISE_INITIATION_LEN ||
-	    msg[0] != MESSAGE_INITIATION || msg[1] || msg[2] || msg[3])
+	    msg[0] != WG_MSG_INITIATION || msg[1] || msg[2] || msg[3])
 		return NOISE_ERR_SHAPE;
 	return NOISE_OK;
 }
@@ -424,7 +426,7 @@ int noise_build_initiation(struct noise_initiator *in, uint32_t sender_index,
 	int i, ret = -EINVAL;
 
 	memset(out, 0, NOISE_INITIATION_LEN);
-	out[OFF_TYPE] = MESSAGE_INITIATION;
+	out[OFF_TYPE] = WG_MSG_INITIATION;
 	for (i = 0; i < 4; i++)
 		out[OFF_SENDER + i] = (uint8_t)(sender_index >> (8 * i));
 
