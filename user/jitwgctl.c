@@ -21,6 +21,7 @@
 
 #include <sodium.h>
 
+#include "hostport.h"
 #include "jitwg.h"
 #include "keys.h"
 #include "noise.h"
@@ -266,39 +267,6 @@ static void initiate_usage(FILE *f)
 		prog);
 }
 
-static int parse_endpoint(const char *s, struct sockaddr_storage *ss,
-			  socklen_t *sslen)
-{
-	struct addrinfo hints = { .ai_socktype = SOCK_DGRAM,
-				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
-	struct addrinfo *ai = NULL;
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *colon = strrchr(s, ':');
-	size_t hl;
-	int ret = -EINVAL;
-
-	if (!colon || colon == s)
-		return -EINVAL;
-	hl = (size_t)(colon - s);
-	if (s[0] == '[' && colon[-1] == ']') {
-		s++;
-		hl -= 2;
-	}
-	if (hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	if (getaddrinfo(host, colon + 1, &hints, &ai) || !ai)
-		return -EINVAL;
-	if (ai->ai_addrlen <= sizeof(*ss)) {
-		memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-		*sslen = ai->ai_addrlen;
-		ret = 0;
-	}
-	freeaddrinfo(ai);
-	return ret;
-}
-
 /* Send msg to the endpoint and wait for the response to sender_index. */
 static int exchange(const struct sockaddr_storage *ss, socklen_t sslen,
 		    const uint8_t msg[NOISE_INITIATION_LEN],
@@ -438,7 +406,7 @@ static int cmd_initiate(int argc, char **argv)
 			defects |= defect_names[i].flag;
 			break;
 		case 's':
-			if (parse_endpoint(optarg, &ss, &sslen))
+			if (hostport_parse(optarg, &ss, &sslen))
 				goto bad;
 			send_to = optarg;
 			break;

@@ -33,36 +33,12 @@
 
 #include <sodium.h>
 
+#include "hostport.h"
 #include "keys.h"
 #include "noise.h"
 #include "synth.h"
 
 #define derive synth_key
-
-static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[256], *colon;
-	struct addrinfo hints = { .ai_socktype = SOCK_DGRAM, .ai_flags = AI_NUMERICHOST },
-			*res;
-	const char *port;
-
-	snprintf(host, sizeof(host), "%s", s);
-	colon = strrchr(host, ':');
-	if (!colon)
-		return -EINVAL;
-	*colon = '\0';
-	port = colon + 1;
-	if (host[0] == '[') {
-		memmove(host, host + 1, strlen(host));
-		host[strlen(host) - 1] = '\0';
-	}
-	if (getaddrinfo(host, port, &hints, &res))
-		return -EINVAL;
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	*len = res->ai_addrlen;
-	freeaddrinfo(res);
-	return 0;
-}
 
 static void usage(void)
 {
@@ -174,7 +150,7 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
-	if (!to || parse_addr(to, &dst, &dlen)) {
+	if (!to || hostport_parse(to, &dst, &dlen)) {
 		fprintf(stderr, "loadgen: --to ADDR:PORT is required\n");
 		return 2;
 	}
@@ -184,7 +160,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (bind_to) {
-		if (parse_addr(bind_to, &src, &slen) || bind(fd, (struct sockaddr *)&src, slen)) {
+		if (hostport_parse(bind_to, &src, &slen) || bind(fd, (struct sockaddr *)&src, slen)) {
 			fprintf(stderr, "loadgen: cannot bind %s\n", bind_to);
 			goto out;
 		}

@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "hostport.h"
+
+int hostport_parse(const char *s, struct sockaddr_storage *ss, socklen_t *sslen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_DGRAM,
+				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon = strrchr(s, ':');
+	size_t hl;
+	int ret = -EINVAL;
+
+	if (!colon || colon == s)
+		return -EINVAL;
+	hl = (size_t)(colon - s);
+	if (s[0] == '[' && colon[-1] == ']') {
+		s++;
+		hl -= 2;
+	}
+	if (hl >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, s, hl);
+	host[hl] = '\0';
+	if (getaddrinfo(host, colon + 1, &hints, &ai) || !ai)
+		return -EINVAL;
+	if (ai->ai_addrlen <= sizeof(*ss)) {
+		memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+		*sslen = ai->ai_addrlen;
+		ret = 0;
+	}
+	freeaddrinfo(ai);
+	return ret;
+}
