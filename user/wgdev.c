@@ -170,25 +170,36 @@ int wgdev_set_peers(struct wgdev *dev, const struct wgdev_peer *peers,
 	return ret;
 }
 
-int wgdev_remove_peers(struct wgdev *dev, const uint8_t (*keys)[32], size_t n)
+/*
+ * Peers named by key only, each set with the same flags and keepalive:
+ * removals, and the keepalive switches that start or end initiating back.
+ */
+static int set_keys(struct wgdev *dev, const uint8_t (*keys)[32], size_t n,
+		    uint32_t flags, uint16_t keepalive)
 {
-	struct wgdev_peer *rm;
+	struct wgdev_peer *p;
 	size_t i;
 	int ret;
 
-	dev->err[0] = 0;
 	if (n == 0)
 		return 0;
-	rm = calloc(n, sizeof(*rm));
-	if (!rm)
+	p = calloc(n, sizeof(*p));
+	if (!p)
 		return wgdev_fail(dev, -ENOMEM, "out of memory for %zu peers", n);
 	for (i = 0; i < n; i++) {
-		memcpy(rm[i].public_key, keys[i], 32);
-		rm[i].flags = WGDEV_PEER_REMOVE;
+		memcpy(p[i].public_key, keys[i], 32);
+		p[i].flags = flags;
+		p[i].persistent_keepalive = keepalive;
 	}
-	ret = dev->ops->set_peers(dev, rm, n);
-	free(rm);
+	ret = dev->ops->set_peers(dev, p, n);
+	free(p);
 	return ret;
+}
+
+int wgdev_remove_peers(struct wgdev *dev, const uint8_t (*keys)[32], size_t n)
+{
+	dev->err[0] = 0;
+	return set_keys(dev, keys, n, WGDEV_PEER_REMOVE, 0);
 }
 
 int wgdev_list_peers(struct wgdev *dev, struct wgdev_peer **peers, size_t *n)
@@ -252,38 +263,18 @@ int wgdev_install_initiate(struct wgdev *dev, const struct wgdev_peer *peer,
 int wgdev_initiate(struct wgdev *dev, const uint8_t (*keys)[32], size_t n,
 		   uint16_t initiate_keepalive)
 {
-	struct wgdev_peer *p;
-	size_t i;
-	int ret;
-
 	dev->err[0] = 0;
 	if (!initiate_keepalive)
 		return wgdev_fail(dev, -EINVAL, "initiate needs a non-zero keepalive");
-	if (!n)
-		return 0;
-	p = calloc(n, sizeof(*p));
-	if (!p)
-		return wgdev_fail(dev, -ENOMEM, "out of memory");
-	for (i = 0; i < n; i++) {
-		memcpy(p[i].public_key, keys[i], 32);
-		p[i].flags = WGDEV_PEER_HAS_KEEPALIVE | WGDEV_PEER_UPDATE_ONLY;
-		p[i].persistent_keepalive = initiate_keepalive;
-	}
-	ret = dev->ops->set_peers(dev, p, n);
-	free(p);
-	return ret;
+	return set_keys(dev, keys, n, WGDEV_PEER_HAS_KEEPALIVE | WGDEV_PEER_UPDATE_ONLY,
+			initiate_keepalive);
 }
 
 int wgdev_restore_keepalive(struct wgdev *dev, const uint8_t key[static 32],
 			    uint16_t keepalive)
 {
-	struct wgdev_peer p;
-
 	dev->err[0] = 0;
-	memset(&p, 0, sizeof(p));
-	memcpy(p.public_key, key, 32);
 	/* Update only: a peer evicted meanwhile must not come back. */
-	p.flags = WGDEV_PEER_HAS_KEEPALIVE | WGDEV_PEER_UPDATE_ONLY;
-	p.persistent_keepalive = keepalive;
-	return dev->ops->set_peers(dev, &p, 1);
+	return set_keys(dev, (const uint8_t(*)[32])key, 1,
+			WGDEV_PEER_HAS_KEEPALIVE | WGDEV_PEER_UPDATE_ONLY, keepalive);
 }
