@@ -420,8 +420,71 @@ static uint16_t own_keepalive(const struct ijob *j)
 }
 
 /* After the device call: record, log, watch for the handshake. */
+/*
+ * Peers of a batch installed with keepalive 0, waiting for their keepalive
+ * switch, with the watch each gets once switched: watched earlier, a
+ * handshake of the client's own could let the monitor restore the
+ * keepalive before the late switch overwrote it.
+ */
+struct flips {
+	struct watch *w;
+	size_t n, cap;
+	uint64_t since; /* when the oldest was installed */
+};
+
+static void flips_add(struct daemon *d, struct flips *fl, const struct watch *w)
+{
+	if (fl->n == fl->cap) {
+		size_t cap = fl->cap ? fl->cap * 2 : 1024;
+		struct watch *nw = realloc(fl->w, cap * sizeof(*nw));
+
+		if (!nw) {
+			/* Installed, not initiated: the client's own retry. */
+			dlog(LOG_WARN, "device", "op=initiate error=ENOMEM peers=1");
+			watch_add(d, w);
+			return;
+		}
+		fl->w = nw;
+		fl->cap = cap;
+	}
+	if (!fl->n)
+		fl->since = now_mono_ns();
+	fl->w[fl->n++] = *w;
+}
+
+/* The 0 → non-zero keepalive switch, update-only, starts each handshake. */
+static void flips_run(struct daemon *d, struct flips *fl)
+{
+	uint8_t (*keys)[32] = malloc(fl->n * sizeof(*keys));
+	char q[300];
+	size_t i;
+	int ret = -ENOMEM;
+
+	if (keys) {
+		for (i = 0; i < fl->n; i++)
+			memcpy(keys[i], fl->w[i].key, 32);
+		pthread_mutex_lock(&d->dev_lock);
+		ret = wgdev_initiate(d->env.dev, keys, fl->n, INITIATE_KEEPALIVE);
+		if (ret)
+			log_quote(q, sizeof(q), wgdev_error(d->env.dev));
+		pthread_mutex_unlock(&d->dev_lock);
+		free(keys);
+	} else {
+		snprintf(q, sizeof(q), "ENOMEM");
+	}
+	if (ret)
+		dlog(LOG_WARN, "device", "op=initiate error=%s peers=%zu", q, fl->n);
+	dlog(LOG_DEBUG, "device", "op=initiate peers=%zu waited_ms=%.3f", fl->n,
+	     ms(fl->since, now_mono_ns()));
+	for (i = 0; i < fl->n; i++)
+		watch_add(d, &fl->w[i]);
+	fl->n = 0;
+}
+
+/* defer: the batch's keepalive switch comes later; its watch goes there. */
 static void finish_install(struct daemon *d, struct ijob *j, int ret,
-			   const char *err, uint64_t t0, uint64_t t1, size_t batch)
+			   const char *err, uint64_t t0, uint64_t t1, size_t batch,
+			   struct flips *defer)
 {
 	struct pending *p = j->p;
 	struct watch w;
@@ -450,64 +513,16 @@ static void finish_install(struct daemon *d, struct ijob *j, int ret,
 	w.t_install = t1;
 	w.initiated = initiate;
 	w.keepalive = own_keepalive(j);
-	watch_add(d, &w);
+	if (defer)
+		flips_add(d, defer, &w);
+	else
+		watch_add(d, &w);
 out:
 	pending_release(d, p);
 	ijob_free(j);
 }
 
 /* Batches installed with keepalive 0, waiting for their keepalive switch. */
-struct flips {
-	uint8_t (*keys)[32];
-	size_t n, cap;
-	uint64_t since; /* when the oldest was installed */
-};
-
-static void flips_add(struct flips *fl, const struct wgdev_peer *wp, size_t n)
-{
-	size_t i;
-
-	if (fl->n + n > fl->cap) {
-		size_t cap = fl->cap ? fl->cap : 1024;
-		uint8_t (*k)[32];
-
-		while (cap < fl->n + n)
-			cap *= 2;
-		k = realloc(fl->keys, cap * sizeof(*k));
-		if (!k) {
-			/* Installed, not initiated: the clients' own retry. */
-			dlog(LOG_WARN, "device", "op=initiate error=ENOMEM peers=%zu", n);
-			return;
-		}
-		fl->keys = k;
-		fl->cap = cap;
-	}
-	if (!fl->n)
-		fl->since = now_mono_ns();
-	for (i = 0; i < n; i++)
-		memcpy(fl->keys[fl->n + i], wp[i].public_key, 32);
-	fl->n += n;
-}
-
-/* The 0 → non-zero keepalive switch, update-only, starts each handshake. */
-static void flips_run(struct daemon *d, struct flips *fl)
-{
-	int ret;
-
-	pthread_mutex_lock(&d->dev_lock);
-	ret = wgdev_initiate(d->env.dev, fl->keys, fl->n, INITIATE_KEEPALIVE);
-	if (ret) {
-		char q[300];
-
-		dlog(LOG_WARN, "device", "op=initiate error=%s peers=%zu",
-		     log_quote(q, sizeof(q), wgdev_error(d->env.dev)), fl->n);
-	}
-	pthread_mutex_unlock(&d->dev_lock);
-	dlog(LOG_DEBUG, "device", "op=initiate peers=%zu waited_ms=%.3f", fl->n,
-	     ms(fl->since, now_mono_ns()));
-	fl->n = 0;
-}
-
 /*
  * One thread owns installs so that a burst becomes a few large device
  * calls instead of thousands of small ones (wireguard-go's UAPI costs about
@@ -609,8 +624,6 @@ static void *installer(void *arg)
 			for (i = 0; i < n; i++)
 				to_wgdev(&wp[i], batch[i], initiate ? 0 : own_keepalive(batch[i]));
 			ret = wgdev_set_peers(d->env.dev, wp, n);
-			if (!ret && initiate)
-				flips_add(&fl, wp, n);
 		}
 		if (ret)
 			snprintf(err, sizeof(err), "%s", wgdev_error(d->env.dev));
@@ -631,17 +644,18 @@ static void *installer(void *arg)
 				snprintf(err, sizeof(err), "%s", ret ? wgdev_error(d->env.dev) : "");
 				pthread_mutex_unlock(&d->dev_lock);
 				sodium_memzero(&wp[0], sizeof(wp[0]));
-				finish_install(d, batch[i], ret, err, a, now_mono_ns(), 1);
+				finish_install(d, batch[i], ret, err, a, now_mono_ns(), 1, NULL);
 			}
 			continue;
 		}
 		for (i = 0; i < n; i++)
-			finish_install(d, batch[i], ret, err, t0, t1, n);
+			finish_install(d, batch[i], ret, err, t0, t1, n,
+				       initiate && n > 1 ? &fl : NULL);
 	}
 	free(wp);
 	free(batch);
 	free(cms);
-	free(fl.keys);
+	free(fl.w);
 	return NULL;
 }
 
@@ -1044,8 +1058,7 @@ static void sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 		if (v == EVICT_KEEP) {
 			ptab_update_managed(d->ptab, mps[i].key, hs, hs != 0);
 			/* A keepalive left at the initiate value (crash, failed
-			 * restore, a burst's deferred switch landing after an
-			 * early handshake) would keep the peer alive forever. */
+			 * restore) would keep the peer alive forever. */
 			if (hs && mps[i].initiated &&
 			    p->persistent_keepalive != mps[i].keepalive)
 				restore_keepalive(d, mps[i].key, mps[i].keepalive);
