@@ -246,6 +246,18 @@ static struct pending *pending_claim(struct daemon *d, const uint8_t key[static 
 	return p;
 }
 
+/*
+ * The endpoint of the key's latest authenticated sighting: pending_claim()
+ * moves it at any time, so copy it under the lock.
+ */
+static void pending_ep(struct daemon *d, const struct pending *p,
+		       union wgdev_endpoint *out)
+{
+	pthread_mutex_lock(&d->plock);
+	*out = p->ep;
+	pthread_mutex_unlock(&d->plock);
+}
+
 static void pending_free(struct pending *p)
 {
 	if (p->stale) {
@@ -276,11 +288,12 @@ static void log_outcome(struct daemon *d, struct pending *p, const char *outcome
 			const char *source, const char *extra, enum log_level lvl)
 {
 	char fp[9], ep[64];
+	union wgdev_endpoint e;
 	uint64_t now = now_mono_ns();
 
-	(void)d;
 	log_fingerprint(fp, p->key);
-	fmt_endpoint(ep, sizeof(ep), &p->ep);
+	pending_ep(d, p, &e);
+	fmt_endpoint(ep, sizeof(ep), &e);
 	dlog(lvl, "provision",
 	     "peer=%s outcome=%s source=%s endpoint=%s queue_ms=%.3f identify_ms=%.3f "
 	     "auth_ms=%.3f fetch_ms=%.3f total_ms=%.3f%s%s",
@@ -349,7 +362,7 @@ static void install(struct daemon *d, struct pending *p,
 	mp.installed_at = now_wall_s();
 	mp.first_seen_ns = p->t_event;
 	mp.installed_ns = UINT64_MAX; /* in progress: sweeps leave it alone */
-	mp.endpoint = p->ep;
+	pending_ep(d, p, &mp.endpoint);
 	mp.keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ? ap->persistent_keepalive : 0;
 	mp.initiated = d->env.opts->initiate_back;
 	mp.ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
@@ -382,7 +395,7 @@ static void install(struct daemon *d, struct pending *p,
 	memcpy(cm->public_key, p->key, 32);
 	cm->installed_at = mp.installed_at;
 	cm->last_seen = mp.installed_at;
-	cm->endpoint = p->ep;
+	cm->endpoint = mp.endpoint;
 	cm->flags = (mp.initiated ? MANAGED_F_INITIATED : 0) |
 		    ((uint32_t)mp.keepalive << 16);
 	j->p = p;
@@ -398,7 +411,8 @@ static void install(struct daemon *d, struct pending *p,
 	pthread_mutex_unlock(&d->ilock);
 }
 
-static void to_wgdev(struct wgdev_peer *wp, const struct ijob *j, uint16_t keepalive)
+static void to_wgdev(struct daemon *d, struct wgdev_peer *wp, const struct ijob *j,
+		     uint16_t keepalive)
 {
 	memset(wp, 0, sizeof(*wp));
 	memcpy(wp->public_key, j->peer.public_key, 32);
@@ -406,7 +420,7 @@ static void to_wgdev(struct wgdev_peer *wp, const struct ijob *j, uint16_t keepa
 		memcpy(wp->preshared_key, j->peer.preshared_key, 32);
 		wp->flags |= WGDEV_PEER_HAS_PSK;
 	}
-	wp->endpoint = j->p->ep;
+	pending_ep(d, j->p, &wp->endpoint);
 	wp->flags |= WGDEV_PEER_HAS_ENDPOINT | WGDEV_PEER_REPLACE_IPS |
 		     WGDEV_PEER_HAS_KEEPALIVE;
 	wp->persistent_keepalive = keepalive;
@@ -611,7 +625,7 @@ static void *installer(void *arg)
 		t0 = now_mono_ns();
 		pthread_mutex_lock(&d->dev_lock);
 		if (n == 1) {
-			to_wgdev(&wp[0], batch[0], initiate ? 0 : own_keepalive(batch[0]));
+			to_wgdev(d, &wp[0], batch[0], initiate ? 0 : own_keepalive(batch[0]));
 			if (initiate)
 				ret = wgdev_install_initiate(d->env.dev, &wp[0],
 							     INITIATE_KEEPALIVE);
@@ -622,7 +636,7 @@ static void *installer(void *arg)
 			 * INITIATE_KEEPALIVE follows (flips_run) and starts
 			 * each handshake. */
 			for (i = 0; i < n; i++)
-				to_wgdev(&wp[i], batch[i], initiate ? 0 : own_keepalive(batch[i]));
+				to_wgdev(d, &wp[i], batch[i], initiate ? 0 : own_keepalive(batch[i]));
 			ret = wgdev_set_peers(d->env.dev, wp, n);
 		}
 		if (ret)
@@ -636,7 +650,7 @@ static void *installer(void *arg)
 			for (i = 0; i < n; i++) {
 				uint64_t a = now_mono_ns();
 
-				to_wgdev(&wp[0], batch[i], initiate ? 0 : own_keepalive(batch[i]));
+				to_wgdev(d, &wp[0], batch[i], initiate ? 0 : own_keepalive(batch[i]));
 				pthread_mutex_lock(&d->dev_lock);
 				ret = initiate ? wgdev_install_initiate(d->env.dev, &wp[0],
 									INITIATE_KEEPALIVE) :
