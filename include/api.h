@@ -19,8 +19,11 @@
  * it) and at most one request starts per key per min_interval_ms (a submit
  * inside the interval returns -EAGAIN at once: use the cache).
  *
- * The token is read once from the file at api_create(), kept in locked memory
- * and wiped at api_destroy(); it is never logged. No function here logs.
+ * The token is read from the file at api_create() and again at each
+ * api_reload_token(); it is never logged. The copies in the request headers
+ * are wiped and freed when the last request using them is (a reload's old
+ * token as soon as its requests are done), the current one at
+ * api_destroy(). No function here logs.
  */
 #ifndef JITWG_API_H
 #define JITWG_API_H

@@ -65,21 +65,26 @@ struct req {
 	int err;
 	long http_status;
 	char reason[API_REASON_LEN];
+	struct hdrs *hdrs;         /* the headers its handle was given */
 };
 
-/* Transfers still running hold the header list they started with. */
-struct retired {
-	struct retired *next;
-	struct curl_slist *headers;
+/*
+ * The request headers, the token among them, shared by every request whose
+ * handle was set up while they were current. refs: the client's own while
+ * current, plus one per such request; changed under mu (or once the API
+ * thread has stopped). After a token reload the old set is wiped and freed
+ * as soon as the last of its requests is.
+ */
+struct hdrs {
+	struct curl_slist *list;
+	unsigned refs;
 };
 
 struct api_client {
 	struct api_config cfg;
 	char *base;                /* URL without trailing '/' */
 	char *ca_file;
-	struct curl_slist *headers; /* holds the token: wiped at destroy; the
-				     * pointer is read and swapped under mu */
-	struct retired *retired;   /* header lists replaced by a token reload */
+	struct hdrs *hdrs;         /* current; the pointer read and swapped under mu */
 	CURLM *multi;
 	struct api_peer *peer;     /* API thread's parse buffer, locked memory */
 	pthread_t thread;
@@ -127,10 +132,14 @@ static struct req *find(struct api_client *c, const uint8_t key[32])
 	return NULL;
 }
 
+static void hdrs_put(struct hdrs *h);
+
+/* c->mu held, or the API thread stopped. */
 static void free_req(struct req *r)
 {
 	if (r->easy)
 		curl_easy_cleanup(r->easy);
+	hdrs_put(r->hdrs); /* after the handle that points to them */
 	if (r->body) {
 		sodium_memzero(r->body, r->body_len);
 		free(r->body);
@@ -207,19 +216,33 @@ static void free_headers(struct curl_slist *h)
 	curl_slist_free_all(h);
 }
 
+static void hdrs_put(struct hdrs *h)
+{
+	if (h && !--h->refs) {
+		free_headers(h->list);
+		free(h);
+	}
+}
+
 /* The request headers: Authorization when token_file is set, Accept. */
-static int make_headers(const char *token_file, struct curl_slist **out,
+static int make_headers(const char *token_file, struct hdrs **out,
 			char *errbuf, size_t errlen)
 {
 	struct curl_slist *h = NULL, *n;
 	char *auth = NULL;
 	int ret;
 
+	*out = calloc(1, sizeof(**out));
+	if (!*out)
+		goto nomem;
+
 	if (token_file) {
 		ret = read_token(token_file, &auth);
 		if (ret) {
 			say(errbuf, errlen, "cannot read the API token file: %s",
 			    ret == -EINVAL ? "empty or invalid" : strerror(-ret));
+			free(*out);
+			*out = NULL;
 			return ret;
 		}
 		h = curl_slist_append(NULL, auth);
@@ -231,10 +254,13 @@ static int make_headers(const char *token_file, struct curl_slist **out,
 	n = curl_slist_append(h, "Accept: application/json");
 	if (!n)
 		goto nomem;
-	*out = n;
+	(*out)->list = n;
+	(*out)->refs = 1;
 	return 0;
 nomem:
 	free_headers(h);
+	free(*out);
+	*out = NULL;
 	say(errbuf, errlen, "out of memory");
 	return -ENOMEM;
 }
@@ -242,24 +268,15 @@ nomem:
 int api_reload_token(struct api_client *c, const char *token_file,
 		     char *errbuf, size_t errlen)
 {
-	struct retired *old = malloc(sizeof(*old));
-	struct curl_slist *h;
+	struct hdrs *h;
 	int ret;
 
-	if (!old) {
-		say(errbuf, errlen, "out of memory");
-		return -ENOMEM;
-	}
 	ret = make_headers(token_file, &h, errbuf, errlen);
-	if (ret) {
-		free(old);
+	if (ret)
 		return ret;
-	}
 	pthread_mutex_lock(&c->mu);
-	old->headers = c->headers;
-	old->next = c->retired;
-	c->retired = old;
-	c->headers = h;
+	hdrs_put(c->hdrs);
+	c->hdrs = h;
 	pthread_mutex_unlock(&c->mu);
 	return 0;
 }
@@ -321,8 +338,10 @@ static int start_attempt(struct api_client *c, struct req *r)
 		curl_easy_setopt(r->easy, CURLOPT_WRITEFUNCTION, on_data);
 		curl_easy_setopt(r->easy, CURLOPT_WRITEDATA, r);
 		pthread_mutex_lock(&c->mu);
-		curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, c->headers);
+		r->hdrs = c->hdrs;
+		r->hdrs->refs++;
 		pthread_mutex_unlock(&c->mu);
+		curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->hdrs->list);
 		curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
 		curl_easy_setopt(r->easy, CURLOPT_USERAGENT, "jitwgd");
 		curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
@@ -702,7 +721,7 @@ int api_create(struct api_client **out, const struct api_config *cfg,
 		if (!c->ca_file)
 			goto err;
 	}
-	ret = make_headers(cfg->token_file, &c->headers, errbuf, errlen);
+	ret = make_headers(cfg->token_file, &c->hdrs, errbuf, errlen);
 	if (ret)
 		goto err_said;
 	ret = -ENOMEM;
@@ -764,14 +783,7 @@ void api_destroy(struct api_client *c)
 		curl_multi_cleanup(c->multi);
 	if (c->peer)
 		sodium_free(c->peer);
-	free_headers(c->headers);
-	while (c->retired) {
-		struct retired *r = c->retired;
-
-		c->retired = r->next;
-		free_headers(r->headers);
-		free(r);
-	}
+	hdrs_put(c->hdrs);
 	free(c->ca_file);
 	free(c->base);
 	pthread_mutex_destroy(&c->mu);
