@@ -36,8 +36,9 @@ struct capture_opts {
 	const char *pin_dir;     /* bpffs directory of pinned maps, or NULL */
 	const uint16_t *ports;   /* WireGuard ports; NULL/0 = 51820 */
 	size_t n_ports;
-	struct jitwg_config limits; /* zero = defaults */
-	bool drop_limited;       /* XDP_DROP initiations over the limit */
+	/* Rates, bursts and flags (JITWG_F_DROP_LIMITED); NULL = the
+	 * defaults, JITWG_CONFIG_DEFAULTS. */
+	const struct jitwg_config *limits;
 };
 
 /* Called once per event from capture_poll(); a negative return stops polling. */

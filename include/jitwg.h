@@ -63,6 +63,13 @@ enum jitwg_flags {
 };
 
 /* Defaults: generous enough for many real clients behind one NAT address. */
+#define JITWG_CONFIG_DEFAULTS                                      \
+	{                                                          \
+		.src_rate = JITWG_DEFAULT_SRC_RATE,                \
+		.src_burst = JITWG_DEFAULT_SRC_BURST,              \
+		.global_rate = JITWG_DEFAULT_GLOBAL_RATE,          \
+		.global_burst = JITWG_DEFAULT_GLOBAL_BURST,        \
+	}
 enum {
 	JITWG_DEFAULT_SRC_RATE = 100,
 	JITWG_DEFAULT_SRC_BURST = 200,

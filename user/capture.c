@@ -348,13 +348,7 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 		 capture_event_fn fn, void *ctx)
 {
 	static const uint16_t default_port = WG_DEFAULT_PORT;
-	struct jitwg_config defaults = {
-		.src_rate = JITWG_DEFAULT_SRC_RATE,
-		.src_burst = JITWG_DEFAULT_SRC_BURST,
-		.global_rate = JITWG_DEFAULT_GLOBAL_RATE,
-		.global_burst = JITWG_DEFAULT_GLOBAL_BURST,
-	};
-	static const struct jitwg_config zero;
+	static const struct jitwg_config defaults = JITWG_CONFIG_DEFAULTS;
 	struct capture *c;
 	int err;
 
@@ -391,17 +385,7 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 		goto err;
 
 	/* Settings before attaching, so that no packet sees an empty port map. */
-	err = capture_set_limits(c, memcmp(&opts->limits, &zero, sizeof(zero)) ?
-					    &opts->limits : &defaults);
-	if (!err && opts->drop_limited) {
-		struct jitwg_config cfg;
-		__u32 key = 0;
-
-		err = bpf_map_lookup_elem(c->fd_settings, &key, &cfg) ? -errno : 0;
-		cfg.flags |= JITWG_F_DROP_LIMITED;
-		if (!err)
-			err = capture_set_limits(c, &cfg);
-	}
+	err = capture_set_limits(c, opts->limits ? opts->limits : &defaults);
 	if (!err)
 		err = opts->n_ports ? capture_set_ports(c, opts->ports, opts->n_ports) :
 				      capture_set_ports(c, &default_port, 1);

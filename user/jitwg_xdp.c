@@ -115,14 +115,8 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
-	struct capture_opts opts = {
-		.limits = {
-			.src_rate = JITWG_DEFAULT_SRC_RATE,
-			.src_burst = JITWG_DEFAULT_SRC_BURST,
-			.global_rate = JITWG_DEFAULT_GLOBAL_RATE,
-			.global_burst = JITWG_DEFAULT_GLOBAL_BURST,
-		},
-	};
+	struct jitwg_config limits = JITWG_CONFIG_DEFAULTS;
+	struct capture_opts opts = { .limits = &limits };
 	uint16_t ports[JITWG_MAX_PORTS];
 	uint64_t ctr[JITWG_CTR_MAX];
 	struct cli cli = {};
@@ -158,16 +152,16 @@ int main(int argc, char **argv)
 			if (number(longopts[opt + 3].name, optarg, 1000000000, &v))
 				return 2;
 			if (opt == 1)
-				opts.limits.src_rate = v;
+				limits.src_rate = v;
 			else if (opt == 2)
-				opts.limits.src_burst = v;
+				limits.src_burst = v;
 			else if (opt == 3)
-				opts.limits.global_rate = v;
+				limits.global_rate = v;
 			else
-				opts.limits.global_burst = v;
+				limits.global_burst = v;
 			break;
 		case 5:
-			opts.drop_limited = true;
+			limits.flags |= JITWG_F_DROP_LIMITED;
 			break;
 		case 'x':
 			cli.hex = true;
