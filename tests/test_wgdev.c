@@ -489,6 +489,12 @@ static void test_netlink_merge(void)
 	CHECK("netlink dump: peer continued in the next message is merged", ok,
 	      "see above");
 
+	/* Counting only (wgdev_get_info): the continued peer is one peer. */
+	memset(&info, 0, sizeof(info));
+	ret = wgdev_netlink_parse(&dev, buf, len, &info, NULL, NULL);
+	CHECK("netlink dump: continued peer counted once without a peer list",
+	      ret == 0 && info.n_peers == 3, "ret %d, counted %zu", ret, info.n_peers);
+
 	/* The same stream, DONE carrying -ENODEV. */
 	*(int *)mnl_nlmsg_get_payload(done) = -ENODEV;
 	ret = wgdev_netlink_parse(&dev, buf, len, NULL, &ps, &n);

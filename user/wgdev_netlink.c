@@ -355,6 +355,8 @@ struct dump {
 	struct wgdev_peer *peers;
 	size_t n, cap;
 	struct wgdev_peer cur; /* the peer being parsed */
+	uint8_t last_key[32];  /* of the last peer committed, if have_last */
+	int have_last;
 	int bad;               /* a malformed attribute was seen */
 	int intr;              /* NLM_F_DUMP_INTR: the device changed */
 	size_t messages;
@@ -475,22 +477,28 @@ static int peer_attr_cb(const struct nlattr *a, void *data)
 	return MNL_CB_OK;
 }
 
-/* Keep d->cur: merged into the last peer if it continues it, else new. */
+/*
+ * Keep d->cur: merged into the last peer if it continues it, else new. The
+ * last key is kept apart from d->peers, which stays empty when only the
+ * count is wanted (wgdev_get_info): a continued peer is still one peer.
+ */
 static int commit_peer(struct dump *d, int first_in_message)
 {
 	struct wgdev_peer *last = d->n ? &d->peers[d->n - 1] : NULL;
 	struct wgdev_peer *cur = &d->cur;
 	size_t i;
 
-	if (first_in_message && last &&
-	    !memcmp(last->public_key, cur->public_key, 32)) {
-		for (i = 0; i < cur->n_allowed_ips; i++)
+	if (first_in_message && d->have_last &&
+	    !memcmp(d->last_key, cur->public_key, 32)) {
+		for (i = 0; last && i < cur->n_allowed_ips; i++)
 			if (wgdev_peer_add_ip(last, &cur->allowed_ips[i]))
 				return -ENOMEM;
 		free(cur->allowed_ips);
 		memset(cur, 0, sizeof(*cur));
 		return 0;
 	}
+	memcpy(d->last_key, cur->public_key, 32);
+	d->have_last = 1;
 	if (d->info)
 		d->info->n_peers++;
 	if (!d->want_peers)
