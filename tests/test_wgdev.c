@@ -787,6 +787,88 @@ static void test_bulk(struct wgdev *dev, size_t n, size_t big)
 	free(keys);
 }
 
+/*
+ * Listing while another handle changes the device: a kernel dump spanning
+ * many messages is then marked interrupted (NLM_F_DUMP_INTR). Every list
+ * must come back whole (restarted) or say the device kept changing
+ * (-EAGAIN; under constant churn, all may), and the handle must work once
+ * the churn stops, with nothing of an abandoned dump left on its socket.
+ */
+static void test_list_under_churn(struct wgdev *dev)
+{
+	enum { N = 2000, CHURN = 64, ROUNDS = 10 };
+	struct wgdev_peer *peers = calloc(N, sizeof(*peers)), *ps = NULL;
+	struct wgdev_allowed_ip *ips = calloc(N, sizeof(*ips));
+	uint8_t(*keys)[32] = calloc(N, 32);
+	size_t i, got_n, whole = 0, again = 0;
+	int ok = 1, ret, r, status;
+	pid_t child;
+
+	for (i = 0; i < N; i++) {
+		key_of(peers[i].public_key, (uint32_t)i, 7);
+		memcpy(keys[i], peers[i].public_key, 32);
+		ips[i] = ip4(0x0c000000u + (uint32_t)i, 32);
+		peers[i].allowed_ips = &ips[i];
+		peers[i].n_allowed_ips = 1;
+	}
+	ret = wgdev_set_peers(dev, peers, N);
+	ok &= EXPECT(ret == 0, "set: %s", wgdev_error(dev));
+	child = ok ? fork() : -1;
+	if (child == 0) {
+		/* Its own handle: add and remove CHURN peers until killed. */
+		struct wgdev *other = NULL;
+		struct wgdev_peer extra[CHURN] = { 0 };
+		uint8_t ekeys[CHURN][32];
+
+		if (wgdev_open(&other, devname, backend))
+			_exit(1);
+		for (i = 0; i < CHURN; i++) {
+			key_of(extra[i].public_key, (uint32_t)i, 8);
+			memcpy(ekeys[i], extra[i].public_key, 32);
+		}
+		for (;;) {
+			if (wgdev_set_peers(other, extra, CHURN) ||
+			    wgdev_remove_peers(other, (const uint8_t(*)[32])ekeys, CHURN))
+				_exit(1);
+		}
+	}
+	for (r = 0; ok && child > 0 && r < ROUNDS; r++) {
+		ret = wgdev_list_peers(dev, &ps, &got_n);
+		if (ret == -EAGAIN) {
+			again++;
+			continue;
+		}
+		ok &= EXPECT(ret == 0, "list %d: %s", r, wgdev_error(dev));
+		if (ret)
+			break;
+		ok &= EXPECT(got_n >= N && got_n <= N + CHURN, "list %d: %zu peers", r,
+			     got_n);
+		whole++;
+		wgdev_peers_free(ps, got_n);
+	}
+	if (child > 0) {
+		kill(child, SIGKILL);
+		waitpid(child, &status, 0);
+		ok &= EXPECT(!WIFEXITED(status), "the churning child failed");
+	}
+	/* The same handle, quiet device: exactly the N peers plus leftovers. */
+	ret = wgdev_list_peers(dev, &ps, &got_n);
+	ok &= EXPECT(ret == 0 && got_n >= N && got_n <= N + CHURN,
+		     "list after the churn: %d %s, %zu peers", ret, wgdev_error(dev),
+		     ret ? 0 : got_n);
+	if (!ret)
+		wgdev_peers_free(ps, got_n);
+	printf("  %zu lists whole, %zu gave up (device kept changing)\n", whole, again);
+	wgdev_remove_peers(dev, (const uint8_t(*)[32])keys, N);
+	for (i = 0; i < CHURN; i++)
+		key_of(keys[i], (uint32_t)i, 8);
+	wgdev_remove_peers(dev, (const uint8_t(*)[32])keys, CHURN);
+	CHECK("list while another handle changes the device", ok, "see above");
+	free(peers);
+	free(ips);
+	free(keys);
+}
+
 static void test_invalid(struct wgdev *dev)
 {
 	struct wgdev_allowed_ip bad = ip4(0x0a000001, 33);
@@ -945,6 +1027,7 @@ int main(void)
 	test_bulk(dev, 1, 1);
 	test_bulk(dev, 1000, 3000);
 	test_bulk(dev, 10000, 3000);
+	test_list_under_churn(dev);
 	wgdev_close(dev);
 	CHECK_EXIT();
 }

@@ -149,9 +149,24 @@ static int stream_ok(const void *buf, size_t len)
 	return len == 0;
 }
 
+/* Does buf (a well-formed stream) hold the last message of request seq? */
+static int has_end(const char *buf, size_t len, uint32_t seq)
+{
+	const struct nlmsghdr *nlh = (const struct nlmsghdr *)buf;
+	int left = (int)len;
+
+	for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left))
+		if (nlh->nlmsg_seq == seq &&
+		    (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR))
+			return 1;
+	return 0;
+}
+
 /*
  * Send one request and run cb over every reply message until the ack or
- * the end of the dump. Returns 0 or -errno (errno from the kernel).
+ * the end of the dump. Returns 0 or -errno (errno from the kernel;
+ * -EINTR for a dump the device changed under, NLM_F_DUMP_INTR, which
+ * libmnl reports before cb sees it).
  */
 static int transact(struct mnl_socket *sock, char *rbuf, struct nlmsghdr *nlh,
 		    uint32_t portid, mnl_cb_t cb, void *data)
@@ -171,8 +186,22 @@ static int transact(struct mnl_socket *sock, char *rbuf, struct nlmsghdr *nlh,
 		ret = mnl_cb_run2(rbuf, (size_t)len, seq, portid, cb, data,
 				  ctl_cbs, NLMSG_MIN_TYPE);
 	} while (ret > MNL_CB_STOP);
-	if (ret < 0)
-		return errno ? -errno : -EPROTO;
+	if (ret < 0) {
+		int err = errno ? errno : EPROTO;
+
+		/*
+		 * A dump stopped before its end: the kernel still holds the
+		 * rest for this socket, and would refuse the next dump
+		 * (EBUSY) or hand its messages to the next request. Read it
+		 * to the end.
+		 */
+		if ((nlh->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP &&
+		    !has_end(rbuf, (size_t)len, seq))
+			while ((len = mnl_socket_recvfrom(sock, rbuf, RECV_SIZE)) > 0 &&
+			       !has_end(rbuf, (size_t)len, seq))
+				;
+		return -err;
+	}
 	return 0;
 }
 
@@ -359,7 +388,6 @@ struct dump {
 	int have_last;
 	int bad;               /* a malformed attribute was seen */
 	int intr;              /* NLM_F_DUMP_INTR: the device changed */
-	size_t messages;
 };
 
 static int bad_attr(struct dump *d)
@@ -592,7 +620,6 @@ static int dump_cb(const struct nlmsghdr *nlh, void *data)
 
 	if (nlh->nlmsg_flags & NLM_F_DUMP_INTR)
 		d->intr = 1;
-	d->messages++;
 	if (mnl_attr_parse(nlh, sizeof(struct genlmsghdr), device_attr_cb, &w) <
 	    0) {
 		if (w.err)
@@ -612,7 +639,6 @@ static void dump_reset(struct dump *d, int wipe_info)
 	d->n = d->cap = 0;
 	memset(&d->cur, 0, sizeof(d->cur));
 	d->bad = d->intr = 0;
-	d->messages = 0;
 	if (d->info && wipe_info) {
 		sodium_memzero(d->info->private_key, 32);
 		d->info->n_peers = 0;
@@ -636,7 +662,7 @@ static int run_dump(struct wgdev *dev, struct dump *d)
 			return wgdev_fail(dev, -EPROTO,
 					  "%s: malformed reply: bad attribute in the device dump",
 					  dev->name);
-		if (ret == -EBUSY || (!ret && d->intr)) {
+		if (ret == -EINTR || (!ret && d->intr)) {
 			/* Changed while dumping: the merge may be inconsistent. */
 			dump_reset(d, 1);
 			continue;
