@@ -121,13 +121,9 @@ const char *evict_verdict_str(enum evict_verdict v);
 struct managed_peer {
 	uint8_t key[32];
 	uint64_t installed_at;   /* wall s */
-	uint64_t last_handshake; /* wall s, 0 = never (from the device) */
-	uint64_t first_seen_ns;  /* CLOCK_MONOTONIC of the initiation that installed it */
 	uint64_t installed_ns;   /* CLOCK_MONOTONIC */
-	union wgdev_endpoint endpoint;
 	uint16_t keepalive;      /* the peer's own persistent keepalive */
 	bool initiated;          /* installed with the keepalive switch */
-	bool handshake_done;     /* seen a handshake since install */
 	struct wgdev_allowed_ip *ips;
 	size_t n_ips;
 };
@@ -177,8 +173,6 @@ int ptab_refresh_device(struct peer_table *t, const struct wgdev_peer *peers,
 int ptab_snapshot_managed(struct peer_table *t, struct managed_peer **out,
 			  size_t *n);
 /* Update fields of a managed peer after a listing; false when not managed. */
-bool ptab_update_managed(struct peer_table *t, const uint8_t key[static 32],
-			 uint64_t last_handshake, bool handshake_done);
 size_t ptab_count_managed(struct peer_table *t);
 /* Overlap of two prefixes (same family). */
 bool allowed_ip_overlap(const struct wgdev_allowed_ip *a,

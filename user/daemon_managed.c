@@ -678,23 +678,6 @@ int ptab_snapshot_managed(struct peer_table *t, struct managed_peer **out,
 	return 0;
 }
 
-bool ptab_update_managed(struct peer_table *t, const uint8_t key[static 32],
-			 uint64_t last_handshake, bool handshake_done)
-{
-	struct pentry *e;
-	bool r = false;
-
-	pthread_mutex_lock(&t->lock);
-	e = find(t, key);
-	if (e && e->managed) {
-		e->mp.last_handshake = last_handshake;
-		e->mp.handshake_done |= handshake_done;
-		r = true;
-	}
-	pthread_mutex_unlock(&t->lock);
-	return r;
-}
-
 size_t ptab_count_managed(struct peer_table *t)
 {
 	size_t n;

@@ -75,7 +75,6 @@ struct pending {
 	uint8_t key[32];
 	union wgdev_endpoint ep;  /* latest authenticated sighting's source */
 	uint64_t t_event, t_seen, t_ident, t_auth, t_fetch;
-	unsigned int sightings;
 	struct api_peer *stale;   /* cached answer past its TTL, or NULL;
 				   * secret: wiped on free */
 };
@@ -228,7 +227,6 @@ static struct pending *pending_claim(struct daemon *d, const uint8_t key[static 
 	for (p = *slot; p; p = p->next) {
 		if (!memcmp(p->key, key, 32)) {
 			p->ep = *ep;
-			p->sightings++;
 			*busy = true;
 			pthread_mutex_unlock(&d->plock);
 			return NULL;
@@ -238,7 +236,6 @@ static struct pending *pending_claim(struct daemon *d, const uint8_t key[static 
 	if (p) {
 		memcpy(p->key, key, 32);
 		p->ep = *ep;
-		p->sightings = 1;
 		p->next = *slot;
 		*slot = p;
 	}
@@ -351,6 +348,7 @@ static void install(struct daemon *d, struct pending *p,
 {
 	struct managed_peer mp;
 	struct cache_managed *cm;
+	union wgdev_endpoint ep;
 	struct ijob *j;
 	uint8_t other[32];
 	char extra[160], fp[9];
@@ -360,9 +358,8 @@ static void install(struct daemon *d, struct pending *p,
 	memset(&mp, 0, sizeof(mp));
 	memcpy(mp.key, p->key, 32);
 	mp.installed_at = now_wall_s();
-	mp.first_seen_ns = p->t_event;
 	mp.installed_ns = UINT64_MAX; /* in progress: sweeps leave it alone */
-	pending_ep(d, p, &mp.endpoint);
+	pending_ep(d, p, &ep);
 	mp.keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ? ap->persistent_keepalive : 0;
 	mp.initiated = d->env.opts->initiate_back;
 	mp.ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
@@ -395,7 +392,7 @@ static void install(struct daemon *d, struct pending *p,
 	memcpy(cm->public_key, p->key, 32);
 	cm->installed_at = mp.installed_at;
 	cm->last_seen = mp.installed_at;
-	cm->endpoint = mp.endpoint;
+	cm->endpoint = ep;
 	cm->flags = (mp.initiated ? MANAGED_F_INITIATED : 0) |
 		    ((uint32_t)mp.keepalive << 16);
 	j->p = p;
@@ -1019,7 +1016,6 @@ static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size
 
 			if (w.initiated)
 				restore_keepalive(d, w.key, w.keepalive);
-			ptab_update_managed(d->ptab, w.key, p->last_handshake.tv_sec, true);
 			INC(d, handshakes);
 			log_fingerprint(fp, w.key);
 			dlog(LOG_INFO, "handshake",
@@ -1070,7 +1066,6 @@ static void sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 			continue;
 		}
 		if (v == EVICT_KEEP) {
-			ptab_update_managed(d->ptab, mps[i].key, hs, hs != 0);
 			/* A keepalive left at the initiate value (crash, failed
 			 * restore) would keep the peer alive forever. */
 			if (hs && mps[i].initiated &&
@@ -1271,9 +1266,6 @@ int daemon_reconcile(struct daemon *d, size_t *n_device, size_t *n_managed)
 		memset(&mp, 0, sizeof(mp));
 		memcpy(mp.key, cm.public_key, 32);
 		mp.installed_at = cm.installed_at;
-		mp.last_handshake = peers[i].last_handshake.tv_sec;
-		mp.handshake_done = mp.last_handshake != 0;
-		mp.endpoint = cm.endpoint;
 		mp.initiated = cm.flags & MANAGED_F_INITIATED;
 		mp.keepalive = cm.flags >> 16;
 		mp.ips = peers[i].allowed_ips;
