@@ -34,7 +34,7 @@ FUZZ_BINS :=
 BENCHES   :=
 
 # Used by most programs.
-COMMON_OBJS := $(OBJ)/user/keys.o $(OBJ)/user/hostport.o
+COMMON_OBJS := $(OBJ)/user/keys.o $(OBJ)/user/hostport.o $(OBJ)/user/allowed_ip.o
 
 .PHONY: all tests fuzz-bins test demo setup fuzz clean format
 all:

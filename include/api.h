@@ -214,15 +214,4 @@ int api_parse_allowed_ip(const char *s, struct wgdev_allowed_ip *out);
 void api_format_allowed_ip(const struct wgdev_allowed_ip *ip, char *buf,
 			   size_t len);
 
-/* True if the two prefixes share an address (same family, common prefix). */
-bool api_allowed_ip_overlaps(const struct wgdev_allowed_ip *a,
-			     const struct wgdev_allowed_ip *b);
-
-/*
- * Index into a of the first prefix that overlaps any prefix of b, or -1.
- * O(na * nb); the daemon calls it with one new peer against each managed one.
- */
-long api_allowed_ips_overlap(const struct wgdev_allowed_ip *a, size_t na,
-			     const struct wgdev_allowed_ip *b, size_t nb);
-
 #endif

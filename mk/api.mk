@@ -7,7 +7,7 @@ $(BUILD)/tests/test_api: $(OBJ)/tests/test_api.o $(OBJ)/tests/cp_server.o $(API_
 	$(link)
 
 FUZZ_BINS += $(BUILD)/fuzz/fuzz_api_body
-$(BUILD)/fuzz/fuzz_api_body: tests/fuzz_api_body.c user/api_json.c user/keys.c
+$(BUILD)/fuzz/fuzz_api_body: tests/fuzz_api_body.c user/api_json.c user/keys.c user/allowed_ip.c
 	$(fuzzlink)
 
 BENCHES += bench-api

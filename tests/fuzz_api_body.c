@@ -11,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "allowed_ip.h"
 #include "api.h"
 #include "keys.h"
 
@@ -43,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		api_format_allowed_ip(&p.allowed_ips[i], buf, sizeof(buf));
 		if (api_parse_allowed_ip(buf, &q) || q.cidr != p.allowed_ips[i].cidr ||
 		    q.family != p.allowed_ips[i].family ||
-		    !api_allowed_ip_overlaps(&q, &p.allowed_ips[i]))
+		    !allowed_ip_overlaps(&q, &p.allowed_ips[i]))
 			abort();
 	}
 	return 0;

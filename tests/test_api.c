@@ -24,6 +24,7 @@
 #include <json-c/json.h>
 #include <sodium.h>
 
+#include "allowed_ip.h"
 #include "api.h"
 #include "check.h"
 #include "cp_server.h"
@@ -367,7 +368,7 @@ static void test_overlap(void)
 			ok &= EXPECT(0, "row %zu does not parse", i);
 			continue;
 		}
-		ok &= EXPECT(api_allowed_ip_overlaps(&a, &b) == rows[i].overlap,
+		ok &= EXPECT(allowed_ip_overlaps(&a, &b) == rows[i].overlap,
 			     "%s vs %s", rows[i].a, rows[i].b);
 	}
 	api_parse_allowed_ip("10.0.0.2/32", &set_a[0]);
@@ -375,11 +376,11 @@ static void test_overlap(void)
 	api_parse_allowed_ip("10.0.0.3/32", &set_b[0]);
 	api_parse_allowed_ip("192.168.0.0/16", &set_b[1]);
 	api_parse_allowed_ip("fd00::/120", &set_b[2]);
-	ok &= EXPECT(api_allowed_ips_overlap(set_a, 2, set_b, 3) == 1,
+	ok &= EXPECT(allowed_ips_overlap(set_a, 2, set_b, 3) == 1,
 		     "set overlap at index 1");
-	ok &= EXPECT(api_allowed_ips_overlap(set_a, 1, set_b, 2) == -1,
+	ok &= EXPECT(allowed_ips_overlap(set_a, 1, set_b, 2) == -1,
 		     "no overlap");
-	ok &= EXPECT(api_allowed_ips_overlap(set_a, 2, set_b, 0) == -1,
+	ok &= EXPECT(allowed_ips_overlap(set_a, 2, set_b, 0) == -1,
 		     "empty set");
 	CHECK("api_allowed_ip_overlap_table", ok, "see above");
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "allowed_ip.h"
 #include "check.h"
 #include "../user/daemon.h"
 
@@ -95,8 +96,8 @@ static void test_overlap(void)
 		char name[128];
 
 		snprintf(name, sizeof(name), "overlap: %s vs %s", rows[i].a, rows[i].b);
-		CHECK(name, allowed_ip_overlap(&a, &b) == rows[i].want &&
-		      allowed_ip_overlap(&b, &a) == rows[i].want,
+		CHECK(name, allowed_ip_overlaps(&a, &b) == rows[i].want &&
+		      allowed_ip_overlaps(&b, &a) == rows[i].want,
 		      "want %d", rows[i].want);
 	}
 }
@@ -194,7 +195,7 @@ static void test_table(void)
 
 /*
  * The overlap check is indexed (a point lookup per prefix length in use);
- * it must agree with the plain rule, allowed_ip_overlap() against every
+ * it must agree with the plain rule, allowed_ip_overlaps() against every
  * other peer's IPs, through adds, removals and device refreshes. Random
  * prefixes from a small space so that overlaps (both ways) are common.
  */
@@ -241,7 +242,7 @@ static bool model_overlap(const struct model_peer *m, size_t n, const uint8_t ke
 		if (!(m[i].managed || m[i].listed) || !memcmp(m[i].key, key, 32))
 			continue;
 		for (j = 0; j < m[i].n; j++)
-			if (allowed_ip_overlap(q, &m[i].ips[j]))
+			if (allowed_ip_overlaps(q, &m[i].ips[j]))
 				return true;
 	}
 	return false;

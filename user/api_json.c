@@ -104,40 +104,6 @@ void api_format_allowed_ip(const struct wgdev_allowed_ip *ip, char *buf,
 	snprintf(buf, len, "%s/%u", a, ip->cidr);
 }
 
-bool api_allowed_ip_overlaps(const struct wgdev_allowed_ip *a,
-			     const struct wgdev_allowed_ip *b)
-{
-	const uint8_t *x, *y;
-	unsigned n, i;
-
-	if (a->family != b->family)
-		return false;
-	x = a->family == AF_INET ? (const uint8_t *)&a->ip4 : a->ip6.s6_addr;
-	y = b->family == AF_INET ? (const uint8_t *)&b->ip4 : b->ip6.s6_addr;
-	/* Two prefixes overlap iff they agree on the shorter one's bits. */
-	n = a->cidr < b->cidr ? a->cidr : b->cidr;
-	for (i = 0; i + 8 <= n; i += 8)
-		if (x[i / 8] != y[i / 8])
-			return false;
-	if (i < n) {
-		uint8_t mask = (uint8_t)(0xff00 >> (n - i));
-
-		if ((x[i / 8] ^ y[i / 8]) & mask)
-			return false;
-	}
-	return true;
-}
-
-long api_allowed_ips_overlap(const struct wgdev_allowed_ip *a, size_t na,
-			     const struct wgdev_allowed_ip *b, size_t nb)
-{
-	for (size_t i = 0; i < na; i++)
-		for (size_t j = 0; j < nb; j++)
-			if (api_allowed_ip_overlaps(&a[i], &b[j]))
-				return (long)i;
-	return -1;
-}
-
 /* A base64 key field; the decoded copy is wiped on failure. */
 static int get_key(json_object *v, uint8_t key[32])
 {

@@ -172,11 +172,7 @@ int ptab_refresh_device(struct peer_table *t, const struct wgdev_peer *peers,
 /* Copies of the managed peers (ips not copied: NULL). Caller frees. */
 int ptab_snapshot_managed(struct peer_table *t, struct managed_peer **out,
 			  size_t *n);
-/* Update fields of a managed peer after a listing; false when not managed. */
 size_t ptab_count_managed(struct peer_table *t);
-/* Overlap of two prefixes (same family). */
-bool allowed_ip_overlap(const struct wgdev_allowed_ip *a,
-			const struct wgdev_allowed_ip *b);
 
 /* ---- the pipeline (user/daemon_pipeline.c) ---- */
 

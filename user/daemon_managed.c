@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include "allowed_ip.h"
 #include "daemon.h"
 
 uint64_t now_mono_ns(void)
@@ -59,36 +60,6 @@ const char *evict_verdict_str(enum evict_verdict v)
 	return "?";
 }
 
-bool allowed_ip_overlap(const struct wgdev_allowed_ip *a,
-			const struct wgdev_allowed_ip *b)
-{
-	const uint8_t *x, *y;
-	unsigned int bits, full, rem;
-
-	if (a->family != b->family)
-		return false;
-	bits = a->cidr < b->cidr ? a->cidr : b->cidr;
-	if (a->family == AF_INET) {
-		x = (const uint8_t *)&a->ip4;
-		y = (const uint8_t *)&b->ip4;
-	} else {
-		x = (const uint8_t *)&a->ip6;
-		y = (const uint8_t *)&b->ip6;
-	}
-	/* Two prefixes overlap iff they agree on the shorter one's bits. */
-	full = bits / 8;
-	rem = bits % 8;
-	if (memcmp(x, y, full))
-		return false;
-	if (rem) {
-		uint8_t mask = (uint8_t)(0xff << (8 - rem));
-
-		if ((x[full] & mask) != (y[full] & mask))
-			return false;
-	}
-	return true;
-}
-
 /* ---- the table ---- */
 
 /*
@@ -97,7 +68,7 @@ bool allowed_ip_overlap(const struct wgdev_allowed_ip *a,
  * peer does not scan every peer: a burst of N new clients would cost
  * O(N^2) (a third of jitwgd's CPU in a 10,000-client burst). One node per
  * (prefix, owner); a prefix's owners share a hash chain. Prefixes held
- * masked to their length, as allowed_ip_overlap() only compares those bits.
+ * masked to their length, as allowed_ip_overlaps() only compares those bits.
  */
 struct iprefix {
 	struct iprefix *next;
@@ -424,13 +395,7 @@ bool ptab_is_managed(struct peer_table *t, const uint8_t key[static 32])
 static bool any_overlap(const struct wgdev_allowed_ip *a, size_t na,
 			const struct wgdev_allowed_ip *b, size_t nb)
 {
-	size_t i, j;
-
-	for (i = 0; i < na; i++)
-		for (j = 0; j < nb; j++)
-			if (allowed_ip_overlap(&a[i], &b[j]))
-				return true;
-	return false;
+	return allowed_ips_overlap(a, na, b, nb) >= 0;
 }
 
 /* Caller holds t->lock. Every entry: the reference the index must match. */
