@@ -136,6 +136,17 @@ static int parse_bool(const char *v, bool *out)
 	return -EINVAL;
 }
 
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* For enum options: the index of value in names (the enum's spellings). */
+static int name_index(const char *value, const char *const *names, size_t n)
+{
+	for (size_t i = 0; value && i < n; i++)
+		if (!strcmp(value, names[i]))
+			return (int)i;
+	return -1;
+}
+
 int opts_set(struct daemon_opts *o, const char *name, const char *value,
 	     char *err, size_t errlen)
 {
@@ -190,18 +201,19 @@ int opts_set(struct daemon_opts *o, const char *name, const char *value,
 		*(bool *)p = !b;
 		return 0;
 	}
-	case K_BACKEND:
-		if (!value)
+	case K_BACKEND: {
+		static const char *const names[] = {
+			[WGDEV_AUTO] = "auto",
+			[WGDEV_NETLINK] = "netlink",
+			[WGDEV_UAPI] = "uapi",
+		};
+		int i = name_index(value, names, ARRAY_LEN(names));
+
+		if (i < 0)
 			goto bad;
-		if (!strcmp(value, "auto"))
-			*(enum wgdev_backend *)p = WGDEV_AUTO;
-		else if (!strcmp(value, "netlink"))
-			*(enum wgdev_backend *)p = WGDEV_NETLINK;
-		else if (!strcmp(value, "uapi"))
-			*(enum wgdev_backend *)p = WGDEV_UAPI;
-		else
-			goto bad;
+		*(enum wgdev_backend *)p = (enum wgdev_backend)i;
 		return 0;
+	}
 	case K_XDP_MODE:
 		if (!value || capture_mode_parse(value, (enum capture_mode *)p))
 			goto bad;
@@ -210,18 +222,19 @@ int opts_set(struct daemon_opts *o, const char *name, const char *value,
 		if (!value || log_level_parse(value, (enum log_level *)p))
 			goto bad;
 		return 0;
-	case K_SYNC:
-		if (!value)
+	case K_SYNC: {
+		static const char *const names[] = {
+			[CACHE_SYNC_FULL] = "full",
+			[CACHE_SYNC_NOMETA] = "nometa",
+			[CACHE_SYNC_PERIODIC] = "periodic",
+		};
+		int i = name_index(value, names, ARRAY_LEN(names));
+
+		if (i < 0)
 			goto bad;
-		if (!strcmp(value, "full"))
-			*(enum cache_sync *)p = CACHE_SYNC_FULL;
-		else if (!strcmp(value, "nometa"))
-			*(enum cache_sync *)p = CACHE_SYNC_NOMETA;
-		else if (!strcmp(value, "periodic"))
-			*(enum cache_sync *)p = CACHE_SYNC_PERIODIC;
-		else
-			goto bad;
+		*(enum cache_sync *)p = (enum cache_sync)i;
 		return 0;
+	}
 	}
 bad:
 	snprintf(err, errlen, "invalid value '%s' for '%s' (see --help)",
