@@ -67,8 +67,9 @@ struct noise_hmac_key {
 	int absorbed;
 };
 
-int noise_hmac_key_init(struct noise_hmac_key *k,
-			const uint8_t key[static NOISE_HASH_LEN]) __noise_wur;
+/* Cannot fail: when the pads cannot be absorbed, HMACs use key itself. */
+void noise_hmac_key_init(struct noise_hmac_key *k,
+			 const uint8_t key[static NOISE_HASH_LEN]);
 int noise_hmac_with(uint8_t out[static NOISE_HASH_LEN],
 		    const struct noise_hmac_key *k, const void *in,
 		    size_t inlen) __noise_wur;

@@ -194,8 +194,8 @@ static void test_hmac_kdf(void)
 		seq(msg, hmac_rows[i].msglen, 0x80);
 		snprintf(name, sizeof(name), "hmac_prepared_key_msg%zu",
 			 hmac_rows[i].msglen);
-		ok = !noise_hmac_key_init(&k, key) &&
-		     EXPECT(k.absorbed, "pad blocks not absorbed (fallback)") &&
+		noise_hmac_key_init(&k, key);
+		ok = EXPECT(k.absorbed, "pad blocks not absorbed (fallback)") &&
 		     !noise_hmac_with(out, &k, msg, hmac_rows[i].msglen) &&
 		     eq_hex(out, 32, hmac_rows[i].want);
 		/* The fallback path gives the same. */
@@ -226,8 +226,8 @@ static void test_hmac_kdf(void)
 
 			snprintf(name, sizeof(name), "kdf_prepared_input%zu",
 				 kdf_rows[i].inlen);
-			ok = !noise_hmac_key_init(&k, key) &&
-			     !noise_kdf_with(t1, t2, t3, &k, msg,
+			noise_hmac_key_init(&k, key);
+			ok = !noise_kdf_with(t1, t2, t3, &k, msg,
 					     kdf_rows[i].inlen) &&
 			     eq_hex(t1, 32, kdf_rows[i].t1) &&
 			     eq_hex(t2, 32, kdf_rows[i].t2) &&

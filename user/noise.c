@@ -106,24 +106,22 @@ const char *noise_status_str(enum noise_status st)
 	return "unknown";
 }
 
-static int __noise_wur precompute(struct fixed *f,
-				  const uint8_t responder_public[static NOISE_KEY_LEN])
+static void precompute(struct fixed *f,
+		       const uint8_t responder_public[static NOISE_KEY_LEN])
 {
 	uint8_t ck[NOISE_HASH_LEN], mac1_key[NOISE_HASH_LEN];
-	int ret;
 
 	noise_hash2(ck, CONSTRUCTION, sizeof(CONSTRUCTION) - 1, NULL, 0);
 	noise_hash2(f->hash, ck, NOISE_HASH_LEN, IDENTIFIER,
 		    sizeof(IDENTIFIER) - 1);
 	noise_hash2(f->hash, f->hash, NOISE_HASH_LEN, responder_public,
 		    NOISE_KEY_LEN);
-	ret = noise_hmac_key_init(&f->chaining_key, ck);
+	noise_hmac_key_init(&f->chaining_key, ck);
 	noise_hash2(mac1_key, LABEL_MAC1, sizeof(LABEL_MAC1) - 1,
 		    responder_public, NOISE_KEY_LEN);
 	noise_mac_key_init(&f->mac1, mac1_key);
 	sodium_memzero(ck, sizeof(ck));
 	sodium_memzero(mac1_key, sizeof(mac1_key));
-	return ret;
 }
 
 int noise_responder_new(struct noise_responder **out,
@@ -151,10 +149,7 @@ int noise_responder_new(struct noise_responder **out,
 		sodium_free(r);
 		return -EINVAL;
 	}
-	if (precompute(&r->fixed, r->public_key)) {
-		sodium_free(r);
-		return -EINVAL;
-	}
+	precompute(&r->fixed, r->public_key);
 	/* Nothing writes it again: a stray write faults instead of leaking. */
 	sodium_mprotect_readonly(r);
 	*out = r;
@@ -380,8 +375,7 @@ int noise_initiator_new(struct noise_initiator **out,
 	if (crypto_scalarmult(in->static_static, in->static_private,
 			      responder_public))
 		goto err;
-	if (precompute(&in->fixed, responder_public))
-		goto err;
+	precompute(&in->fixed, responder_public);
 	*out = in;
 	return 0;
 err:

@@ -209,8 +209,8 @@ int noise_mac_with(uint8_t out[static NOISE_MAC_LEN],
 	return ret;
 }
 
-int noise_hmac_key_init(struct noise_hmac_key *k,
-			const uint8_t key[static NOISE_HASH_LEN])
+void noise_hmac_key_init(struct noise_hmac_key *k,
+			 const uint8_t key[static NOISE_HASH_LEN])
 {
 	uint8_t pad[NOISE_BLAKE2S_BLOCK_LEN];
 	size_t i;
@@ -231,7 +231,6 @@ int noise_hmac_key_init(struct noise_hmac_key *k,
 		sodium_memzero(&k->inner, sizeof(k->inner));
 		sodium_memzero(&k->outer, sizeof(k->outer));
 	}
-	return 0;
 }
 
 int noise_hmac_with(uint8_t out[static NOISE_HASH_LEN],
@@ -284,9 +283,7 @@ static int expand(uint8_t *t1, uint8_t *t2, uint8_t *t3,
 			memcpy(t1, buf, NOISE_HASH_LEN);
 		goto out_buf;
 	}
-	ret = noise_hmac_key_init(&k, secret);
-	if (ret)
-		goto out;
+	noise_hmac_key_init(&k, secret);
 	ret = noise_hmac_with(buf, &k, buf, 1);
 	if (ret)
 		goto out;
