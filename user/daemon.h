@@ -194,7 +194,7 @@ struct daemon_stats {
  */
 struct daemon_env {
 	const struct daemon_opts *opts;
-	struct wgdev *dev;        /* installs (installer thread) */
+	struct wgdev *dev;        /* installs: the installer thread only, unlocked */
 	struct wgdev *mon_dev;    /* listings, keepalive, eviction (monitor
 				   * thread): a second handle, so that polling
 				   * a big device never delays an install */

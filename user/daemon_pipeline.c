@@ -91,7 +91,6 @@ struct daemon {
 	struct api_client *api;
 	struct peer_table *ptab;
 	struct evict_policy policy;
-	pthread_mutex_t dev_lock;     /* the wgdev handle is not thread-safe */
 
 	pthread_mutex_t qlock;
 	pthread_cond_t qcond;
@@ -474,11 +473,9 @@ static void flips_run(struct daemon *d, struct flips *fl)
 	if (keys) {
 		for (i = 0; i < fl->n; i++)
 			memcpy(keys[i], fl->w[i].key, 32);
-		pthread_mutex_lock(&d->dev_lock);
 		ret = wgdev_initiate(d->env.dev, keys, fl->n, INITIATE_KEEPALIVE);
 		if (ret)
 			log_quote(q, sizeof(q), wgdev_error(d->env.dev));
-		pthread_mutex_unlock(&d->dev_lock);
 		free(keys);
 	} else {
 		snprintf(q, sizeof(q), "ENOMEM");
@@ -620,7 +617,6 @@ static void *installer(void *arg)
 			     strerror(-ret), n);
 
 		t0 = now_mono_ns();
-		pthread_mutex_lock(&d->dev_lock);
 		if (n == 1) {
 			to_wgdev(d, &wp[0], batch[0], initiate ? 0 : own_keepalive(batch[0]));
 			if (initiate)
@@ -638,7 +634,6 @@ static void *installer(void *arg)
 		}
 		if (ret)
 			snprintf(err, sizeof(err), "%s", wgdev_error(d->env.dev));
-		pthread_mutex_unlock(&d->dev_lock);
 		t1 = now_mono_ns();
 		sodium_memzero(wp, n * sizeof(*wp));
 
@@ -648,12 +643,10 @@ static void *installer(void *arg)
 				uint64_t a = now_mono_ns();
 
 				to_wgdev(d, &wp[0], batch[i], initiate ? 0 : own_keepalive(batch[i]));
-				pthread_mutex_lock(&d->dev_lock);
 				ret = initiate ? wgdev_install_initiate(d->env.dev, &wp[0],
 									INITIATE_KEEPALIVE) :
 						 wgdev_set_peers(d->env.dev, &wp[0], 1);
 				snprintf(err, sizeof(err), "%s", ret ? wgdev_error(d->env.dev) : "");
-				pthread_mutex_unlock(&d->dev_lock);
 				sodium_memzero(&wp[0], sizeof(wp[0]));
 				finish_install(d, batch[i], ret, err, a, now_mono_ns(), 1, NULL);
 			}
@@ -1221,7 +1214,6 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 		free(d);
 		return ret;
 	}
-	pthread_mutex_init(&d->dev_lock, NULL);
 	pthread_mutex_init(&d->qlock, NULL);
 	pthread_cond_init(&d->qcond, NULL);
 	pthread_mutex_init(&d->plock, NULL);
