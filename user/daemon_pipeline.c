@@ -55,7 +55,8 @@ struct fetched {
 	long http_status;
 	unsigned int attempts;
 	char reason[API_REASON_LEN];
-	struct api_peer peer;
+	struct api_peer peer; /* secret (PSK); last: allocated only up to its
+			       * allowed IPs (zeroed, none, unless API_FOUND) */
 };
 
 /* An answer (~3 KiB) only behind a pointer: a burst queues thousands of
@@ -709,6 +710,7 @@ void daemon_api_done(const uint8_t key[32], const struct api_result *res,
 	struct daemon *d = arg;
 	struct pending *p = ctx;
 	struct job *j;
+	size_t plen = api_peer_len(0); /* its header at least: wipes read it */
 
 	(void)key;
 	pthread_mutex_lock(&d->qlock);
@@ -718,7 +720,10 @@ void daemon_api_done(const uint8_t key[32], const struct api_result *res,
 		return;
 	}
 	pthread_mutex_unlock(&d->qlock);
-	j = calloc(1, sizeof(*j) + sizeof(*j->f));
+	if (res->status == API_FOUND && res->peer)
+		plen = api_peer_len(res->peer->n_allowed_ips);
+	/* The answer sized to its allowed IPs, as the installer's jobs are. */
+	j = calloc(1, sizeof(*j) + offsetof(struct fetched, peer) + plen);
 	if (!j) {
 		pending_release(d, p);
 		return;
@@ -732,7 +737,7 @@ void daemon_api_done(const uint8_t key[32], const struct api_result *res,
 	j->f->attempts = res->attempts;
 	snprintf(j->f->reason, sizeof(j->f->reason), "%s", res->reason);
 	if (res->status == API_FOUND && res->peer)
-		j->f->peer = *res->peer;
+		memcpy(&j->f->peer, res->peer, plen);
 	push(d, j);
 }
 
@@ -909,7 +914,7 @@ static void *worker(void *arg)
 		else
 			handle_fetched(d, j);
 		if (j->type == JOB_FETCHED)
-			sodium_memzero(&j->f->peer, sizeof(j->f->peer));
+			sodium_memzero(&j->f->peer, api_peer_len(j->f->peer.n_allowed_ips));
 		free(j);
 	}
 }
@@ -1350,7 +1355,7 @@ void daemon_free(struct daemon *d)
 	for (j = d->qhead; j; j = n) {
 		n = j->next;
 		if (j->type == JOB_FETCHED) {
-			sodium_memzero(&j->f->peer, sizeof(j->f->peer));
+			sodium_memzero(&j->f->peer, api_peer_len(j->f->peer.n_allowed_ips));
 			pending_release(d, j->f->p);
 		}
 		free(j);
