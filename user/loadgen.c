@@ -38,8 +38,6 @@
 #include "noise.h"
 #include "synth.h"
 
-#define derive synth_key
-
 static void usage(void)
 {
 	fprintf(stderr,
@@ -89,7 +87,7 @@ int main(int argc, char **argv)
 	unsigned long count = 1, first = 0, duration_ms = 0, repeat = 1, interval_ms = 5000;
 	struct sockaddr_storage dst, src;
 	socklen_t dlen = 0, slen = 0;
-	uint8_t responder[32], victim[32], (*msgs)[NOISE_INITIATION_LEN] = NULL;
+	uint8_t responder[32], victim[32], file_priv[32], (*msgs)[NOISE_INITIATION_LEN] = NULL;
 	const char *cmd;
 	unsigned long i, r, sent = 0, errs = 0;
 	int c, fd = -1, ret = 1;
@@ -138,7 +136,7 @@ int main(int argc, char **argv)
 			char b64[KEY_B64_LEN], ip[INET_ADDRSTRLEN];
 			struct in_addr a = { htonl(ntohl(base.s_addr) + (uint32_t)i + 1) };
 
-			derive(priv, pub, seed, (uint32_t)i);
+			synth_key(priv, pub, seed, (uint32_t)i);
 			sodium_memzero(priv, sizeof(priv));
 			key_to_base64(b64, pub);
 			inet_ntop(AF_INET, &a, ip, sizeof(ip));
@@ -228,8 +226,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "loadgen: bad --forge key\n");
 		goto out;
 	}
-	if (keyfile)
+	if (keyfile) {
+		if (key_read_file(file_priv, keyfile)) {
+			fprintf(stderr, "loadgen: cannot read key %s\n", keyfile);
+			goto out;
+		}
 		count = 1;
+	}
 	msgs = calloc(count ? count : 1, sizeof(*msgs));
 	if (!msgs)
 		goto out;
@@ -241,14 +244,10 @@ int main(int argc, char **argv)
 			struct noise_initiator *in;
 			uint8_t priv[32], ts[NOISE_TIMESTAMP_LEN];
 
-			if (keyfile) {
-				if (key_read_file(priv, keyfile)) {
-					fprintf(stderr, "loadgen: cannot read key %s\n", keyfile);
-					goto out;
-				}
-			} else {
-				derive(priv, NULL, seed, (uint32_t)(first + i));
-			}
+			if (keyfile)
+				memcpy(priv, file_priv, sizeof(priv));
+			else
+				synth_key(priv, NULL, seed, (uint32_t)(first + i));
 			if (noise_initiator_new(&in, priv, responder)) {
 				sodium_memzero(priv, sizeof(priv));
 				goto out;
@@ -297,6 +296,7 @@ int main(int argc, char **argv)
 	printf("sent=%lu errors=%lu\n", sent, errs);
 	ret = errs ? 1 : 0;
 out:
+	sodium_memzero(file_priv, sizeof(file_priv));
 	if (msgs) {
 		sodium_memzero(msgs, count * sizeof(*msgs));
 		free(msgs);
