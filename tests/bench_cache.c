@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "cache.h"
+#include "../user/synth.h"
 
 static double now(void)
 {
@@ -44,18 +45,6 @@ static void new_dir(char *d, size_t len)
 		perror("mkdtemp");
 		exit(1);
 	}
-}
-
-static void peer_of(struct api_peer *p, uint64_t i)
-{
-	memset(p, 0, sizeof(*p));
-	randombytes_buf(p->public_key, 32);
-	p->flags = API_PEER_HAS_TTL;
-	p->ttl = 86400;
-	p->n_allowed_ips = 1;
-	p->allowed_ips[0].family = AF_INET;
-	p->allowed_ips[0].cidr = 32;
-	p->allowed_ips[0].ip4.s_addr = htonl(0x0a000000u | (uint32_t)(i & 0xffffff));
 }
 
 /* Floor: one 4 KiB page written and fdatasync'ed, as a durable commit must. */
@@ -95,7 +84,7 @@ static double bench_put(enum cache_sync mode, int n, double *ts_us)
 		exit(1);
 	t0 = now();
 	for (int i = 0; i < n; i++) {
-		peer_of(&p, (uint64_t)i);
+		synth_peer(&p, NULL, NULL, (uint32_t)i);
 		if (cache_put_peer(c, &p, 1))
 			exit(1);
 	}
@@ -163,7 +152,7 @@ int main(void)
 		size_t n = big - i < BATCH ? big - i : BATCH;
 
 		for (size_t j = 0; j < n; j++) {
-			peer_of(&batch[j], i + j);
+			synth_peer(&batch[j], NULL, NULL, (uint32_t)(i + j));
 			if (i + j < LOOKUPS)
 				memcpy(keys[i + j], batch[j].public_key, 32);
 		}

@@ -168,10 +168,23 @@ test_xdp_errors() {
 	[[ $out == *"the kernel rejected the XDP program"*"misaligned packet access"* ]] ||
 		fail "verifier rejection: $out"
 	[[ $out == *"permission denied"* ]] && fail "reported as a permission problem: $out"
+	return 0
+}
 
+# Bad option values: a usage error (status 2) that names the option and,
+# for --mode, every mode capture_mode_parse() accepts.
+test_xdp_bad_options() {
+	local out o
 	out=$("$XDP" --dev lo --mode warp 2>&1)
-	expect_eq $? 2 "exit status for a bad option"
-	[[ $out == *"--mode"* ]] || fail "bad option: $out"
+	expect_eq $? 2 "exit status for a bad --mode"
+	expect_eq "$out" "jitwg-xdp: --mode: 'warp' is not auto, native, generic or pinned" \
+		"bad --mode"
+
+	for o in --src-rate --src-burst --global-rate --global-burst --port --count; do
+		out=$("$XDP" --dev lo "$o" x 2>&1)
+		expect_eq $? 2 "exit status for a bad $o"
+		[[ $out == "jitwg-xdp: $o: 'x' is not a number 0.."* ]] || fail "bad $o: $out"
+	done
 }
 
 # Non-matching traffic passes untouched with the program attached: a TCP

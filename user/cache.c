@@ -96,6 +96,19 @@ static int err(int rc)
 	}
 }
 
+/*
+ * End write transaction txn: commit it if ret is 0, else abort it. Returns
+ * ret, or the commit's error as -errno. Either way txn is freed.
+ */
+static int commit_or_abort(MDB_txn *txn, int ret)
+{
+	if (ret) {
+		mdb_txn_abort(txn);
+		return ret;
+	}
+	return err(mdb_txn_commit(txn));
+}
+
 /* CACHE_SYNC_PERIODIC: flush committed pages every interval. */
 static void *syncer(void *arg)
 {
@@ -253,11 +266,7 @@ static int put(struct cache *c, MDB_dbi dbi, const uint8_t key[32],
 	if (rc)
 		return err(rc);
 	rc = mdb_put(txn, dbi, &k, &v, 0);
-	if (rc) {
-		mdb_txn_abort(txn);
-		return err(rc);
-	}
-	return err(mdb_txn_commit(txn));
+	return commit_or_abort(txn, err(rc));
 }
 
 static int del(struct cache *c, MDB_dbi dbi, const uint8_t key[32])
@@ -270,11 +279,7 @@ static int del(struct cache *c, MDB_dbi dbi, const uint8_t key[32])
 	if (rc)
 		return err(rc);
 	rc = mdb_del(txn, dbi, &k, NULL);
-	if (rc) {
-		mdb_txn_abort(txn);
-		return err(rc);
-	}
-	return err(mdb_txn_commit(txn));
+	return commit_or_abort(txn, err(rc));
 }
 
 /*
@@ -379,11 +384,7 @@ int cache_put_peers(struct cache *c, const struct api_peer *peers, size_t n,
 		rc = mdb_put(txn, c->peers, &k, &v, 0);
 	}
 	sodium_memzero(buf, sizeof(buf));
-	if (rc) {
-		mdb_txn_abort(txn);
-		return err(rc);
-	}
-	return err(mdb_txn_commit(txn));
+	return commit_or_abort(txn, err(rc));
 }
 
 int cache_put_negative(struct cache *c, const uint8_t key[static 32],
@@ -503,11 +504,7 @@ int cache_ts_accept(struct cache *c, const uint8_t key[static 32],
 	v.mv_size = CACHE_TS_LEN;
 	v.mv_data = (void *)ts;
 	rc = mdb_put(txn, c->ts, &k, &v, 0);
-	if (rc) {
-		mdb_txn_abort(txn);
-		return err(rc);
-	}
-	return err(mdb_txn_commit(txn));
+	return commit_or_abort(txn, err(rc));
 }
 
 int cache_ts_get(struct cache *c, const uint8_t key[static 32],
@@ -601,11 +598,7 @@ int cache_managed_put_many(struct cache *c, const struct cache_managed *m, size_
 		v.mv_data = &d;
 		rc = mdb_put(txn, c->managed, &k, &v, 0);
 	}
-	if (rc) {
-		mdb_txn_abort(txn);
-		return err(rc);
-	}
-	return err(mdb_txn_commit(txn));
+	return commit_or_abort(txn, err(rc));
 }
 
 int cache_managed_get(struct cache *c, const uint8_t key[static 32],
@@ -633,29 +626,21 @@ int cache_managed_touch(struct cache *c, const uint8_t key[static 32],
 	rc = mdb_txn_begin(c->env, NULL, 0, &txn);
 	if (rc)
 		return err(rc);
-	rc = mdb_get(txn, c->managed, &k, &v);
-	if (rc) {
-		ret = err(rc);
-		goto abort;
-	}
+	ret = err(mdb_get(txn, c->managed, &k, &v));
+	if (ret)
+		goto out;
 	ret = managed_decode(&m, key, v.mv_data, v.mv_size);
 	if (ret)
-		goto abort;
+		goto out;
 	m.last_seen = last_seen;
 	if (ep)
 		m.endpoint = *ep;
 	managed_encode(&d, &m);
 	v.mv_size = sizeof(d);
 	v.mv_data = &d;
-	rc = mdb_put(txn, c->managed, &k, &v, 0);
-	if (rc) {
-		ret = err(rc);
-		goto abort;
-	}
-	return err(mdb_txn_commit(txn));
-abort:
-	mdb_txn_abort(txn);
-	return ret;
+	ret = err(mdb_put(txn, c->managed, &k, &v, 0));
+out:
+	return commit_or_abort(txn, ret);
 }
 
 int cache_managed_del(struct cache *c, const uint8_t key[static 32])

@@ -47,28 +47,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (i = 0; i < n; i += k) {
-		for (k = 0; k < BATCH && i + k < n; k++) {
-			struct api_peer *p = &batch[k];
-			unsigned long j = i + k;
-
-			memset(p, 0, sizeof(*p));
-			if (seed) {
-				uint8_t priv[32];
-
-				synth_key(priv, p->public_key, seed, (uint32_t)j);
-				sodium_memzero(priv, sizeof(priv));
-			} else {
-				randombytes_buf(p->public_key, 32);
-			}
-			p->flags = API_PEER_HAS_TTL;
-			p->ttl = 86400;
-			p->n_allowed_ips = 1;
-			p->allowed_ips[0].family = AF_INET;
-			p->allowed_ips[0].cidr = 32;
-			p->allowed_ips[0].ip4.s_addr = seed ?
-				htonl(ntohl(net.s_addr) + (uint32_t)j + 1) :
-				htonl(0x0a000000u | (uint32_t)(j & 0xffffff));
-		}
+		for (k = 0; k < BATCH && i + k < n; k++)
+			synth_peer(&batch[k], seed, &net, (uint32_t)(i + k));
 		/* One transaction per batch: a million entries in ~100 syncs. */
 		ret = cache_put_peers(c, batch, k, now);
 		if (ret) {

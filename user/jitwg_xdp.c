@@ -14,6 +14,18 @@
 
 #include "capture.h"
 
+/* getopt values of the long options without a short form. */
+enum {
+	OPT_SRC_RATE = 256,
+	OPT_SRC_BURST,
+	OPT_GLOBAL_RATE,
+	OPT_GLOBAL_BURST,
+	OPT_DROP,
+};
+
+/* Largest rate or bucket size accepted. */
+enum { LIMIT_MAX = 1000000000 };
+
 struct cli {
 	bool hex;
 	long max_events;
@@ -105,11 +117,11 @@ int main(int argc, char **argv)
 		{ "mode", required_argument, NULL, 'm' },
 		{ "pin-dir", required_argument, NULL, 'P' },
 		{ "port", required_argument, NULL, 'p' },
-		{ "src-rate", required_argument, NULL, 1 },
-		{ "src-burst", required_argument, NULL, 2 },
-		{ "global-rate", required_argument, NULL, 3 },
-		{ "global-burst", required_argument, NULL, 4 },
-		{ "drop", no_argument, NULL, 5 },
+		{ "src-rate", required_argument, NULL, OPT_SRC_RATE },
+		{ "src-burst", required_argument, NULL, OPT_SRC_BURST },
+		{ "global-rate", required_argument, NULL, OPT_GLOBAL_RATE },
+		{ "global-burst", required_argument, NULL, OPT_GLOBAL_BURST },
+		{ "drop", no_argument, NULL, OPT_DROP },
 		{ "hex", no_argument, NULL, 'x' },
 		{ "count", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
@@ -131,7 +143,8 @@ int main(int argc, char **argv)
 			break;
 		case 'm':
 			if (capture_mode_parse(optarg, &opts.mode)) {
-				fprintf(stderr, "jitwg-xdp: --mode: '%s' is not auto, native or generic\n",
+				fprintf(stderr,
+					"jitwg-xdp: --mode: '%s' is not auto, native, generic or pinned\n",
 					optarg);
 				return 2;
 			}
@@ -148,19 +161,27 @@ int main(int argc, char **argv)
 			}
 			ports[opts.n_ports++] = v;
 			break;
-		case 1: case 2: case 3: case 4:
-			if (number(longopts[opt + 3].name, optarg, 1000000000, &v))
+		case OPT_SRC_RATE:
+			if (number("--src-rate", optarg, LIMIT_MAX, &v))
 				return 2;
-			if (opt == 1)
-				limits.src_rate = v;
-			else if (opt == 2)
-				limits.src_burst = v;
-			else if (opt == 3)
-				limits.global_rate = v;
-			else
-				limits.global_burst = v;
+			limits.src_rate = v;
 			break;
-		case 5:
+		case OPT_SRC_BURST:
+			if (number("--src-burst", optarg, LIMIT_MAX, &v))
+				return 2;
+			limits.src_burst = v;
+			break;
+		case OPT_GLOBAL_RATE:
+			if (number("--global-rate", optarg, LIMIT_MAX, &v))
+				return 2;
+			limits.global_rate = v;
+			break;
+		case OPT_GLOBAL_BURST:
+			if (number("--global-burst", optarg, LIMIT_MAX, &v))
+				return 2;
+			limits.global_burst = v;
+			break;
+		case OPT_DROP:
 			limits.flags |= JITWG_F_DROP_LIMITED;
 			break;
 		case 'x':
