@@ -11,7 +11,9 @@
  *   -EPERM       not allowed (needs CAP_NET_ADMIN / socket permissions)
  *   -EMEDIUMTYPE the device exists but is not WireGuard
  *   -EPROTO      malformed reply from the implementation
- *   -EINVAL      a peer or value rejected by the implementation
+ *   -EINVAL      a peer or value rejected: by the check every batch passes
+ *                before anything is sent (nothing applied), or by the
+ *                implementation
  */
 #ifndef JITWG_WGDEV_H
 #define JITWG_WGDEV_H

@@ -4,14 +4,15 @@
  *
  * Always (no device needed): a fake UAPI server that answers with garbage,
  * closes early or returns errno= of either sign; devices that do not exist;
- * a link that is not WireGuard.
+ * a link that is not WireGuard; the batch check (wgdev_check_peers).
  *
  * With WGDEV_NAME=<dev> WGDEV_BACKEND=netlink|uapi (set by
  * tests/test_wgdev.sh for wireguard-go, by tests/vm/guest-wgdev.sh for the
  * kernel), against that real, empty device: read it, add / update / list /
  * remove, 1, 1,000 and 10,000 peers in one call listed back exactly,
  * preshared key set and cleared, IPv4 and IPv6 endpoints, permission
- * denied, cross-checked with wg(8) both ways. Optional: WGDEV_PUBLIC
+ * denied, a large batch ending in a bad peer refused whole, cross-checked
+ * with wg(8) both ways. Optional: WGDEV_PUBLIC
  * (base64) and WGDEV_PORT, the device's expected key and port;
  * WGDEV_NOT_WG, a link in the same namespace that is not WireGuard.
  */
@@ -507,6 +508,95 @@ static void test_netlink_merge(void)
 	      "got %d", ret);
 }
 
+/* ---- the batch check both backends rely on ---- */
+
+/*
+ * wgdev_check_peers() on one peer placed after two valid ones: the verdict,
+ * and a message naming the device and index 2.
+ */
+static void test_check_peers(void)
+{
+	enum { EP_NONE, EP_V4, EP_V6, EP_UNIX, EP_UNIX_UNFLAGGED };
+	/* Table: one row per peer shape. */
+	static const struct {
+		const char *name;
+		int endpoint;
+		uint32_t flags;
+		size_t n_ips;    /* 1, or 2 with the second as below */
+		uint16_t family; /* of the second allowed IP */
+		uint8_t cidr;
+		const char *why; /* NULL: accepted */
+	} cases[] = {
+		{ "check: IPv4 endpoint, IPv4 /32", EP_V4, 0, 2, AF_INET, 32, NULL },
+		{ "check: IPv6 endpoint, IPv6 /128", EP_V6, 0, 2, AF_INET6, 128,
+		  NULL },
+		{ "check: no endpoint, IPv4 /0", EP_NONE, 0, 2, AF_INET, 0, NULL },
+		{ "check: IPv4 /33 refused", EP_V4, 0, 2, AF_INET, 33,
+		  "allowed IP 1 is invalid" },
+		{ "check: IPv6 /129 refused", EP_NONE, 0, 2, AF_INET6, 129,
+		  "allowed IP 1 is invalid" },
+		{ "check: allowed IP of family AF_UNSPEC refused", EP_NONE, 0,
+		  2, AF_UNSPEC, 0, "allowed IP 1 is invalid" },
+		{ "check: AF_UNIX endpoint refused", EP_UNIX, 0, 1, 0, 0,
+		  "endpoint is neither IPv4 nor IPv6" },
+		/* Without HAS_ENDPOINT the endpoint is not looked at. */
+		{ "check: AF_UNIX endpoint not flagged is ignored",
+		  EP_UNIX_UNFLAGGED, 0, 1, 0, 0, NULL },
+		/* A removal sends its key alone: the rest is not looked at. */
+		{ "check: removal with a bad allowed IP and endpoint",
+		  EP_UNIX, WGDEV_PEER_REMOVE, 2, AF_INET, 99, NULL },
+		{ "check: update-only peer with IPv4 /33 refused", EP_NONE,
+		  WGDEV_PEER_UPDATE_ONLY, 2, AF_INET, 33,
+		  "allowed IP 1 is invalid" },
+	};
+	struct wgdev dev = { .backend = WGDEV_UAPI, .name = "chk0" };
+	struct wgdev_allowed_ip good[] = { ip4(0x0a000001, 32),
+					   ip6("fd00::1", 64) };
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct wgdev_allowed_ip ips[2] = { ip4(0x0a000002, 32) };
+		struct wgdev_peer peers[3] = { 0 }, *p = &peers[2];
+		int ret, ok = 1;
+
+		peers[0].allowed_ips = good;
+		peers[0].n_allowed_ips = 2;
+		peers[1].flags = WGDEV_PEER_HAS_ENDPOINT;
+		peers[1].endpoint.addr4.sin_family = AF_INET;
+		p->allowed_ips = ips;
+		p->n_allowed_ips = cases[i].n_ips;
+		p->flags = cases[i].flags;
+		ips[1].family = cases[i].family;
+		ips[1].cidr = cases[i].cidr;
+		switch (cases[i].endpoint) {
+		case EP_V4:
+			p->endpoint.addr4.sin_family = AF_INET;
+			break;
+		case EP_V6:
+			p->endpoint.addr6.sin6_family = AF_INET6;
+			break;
+		case EP_UNIX:
+		case EP_UNIX_UNFLAGGED:
+			p->endpoint.addr.sa_family = AF_UNIX;
+			break;
+		}
+		if (cases[i].endpoint != EP_NONE &&
+		    cases[i].endpoint != EP_UNIX_UNFLAGGED)
+			p->flags |= WGDEV_PEER_HAS_ENDPOINT;
+		dev.err[0] = 0;
+		ret = wgdev_check_peers(&dev, peers, 3);
+		if (!cases[i].why) {
+			ok &= EXPECT(ret == 0, "got %d (%s)", ret, dev.err);
+		} else {
+			ok &= EXPECT(ret == -EINVAL, "got %d", ret);
+			ok &= EXPECT(!strncmp(dev.err, "chk0: peer 2: ", 14) &&
+					     strstr(dev.err, cases[i].why),
+				     "message '%s'", dev.err);
+		}
+		CHECK(cases[i].name, ok, "see above");
+	}
+}
+
 /* ---- devices that are not there or not WireGuard ---- */
 
 static void test_missing(void)
@@ -877,12 +967,108 @@ static void test_invalid(struct wgdev *dev)
 
 	key_of(p.public_key, 5, 5);
 	ret = wgdev_set_peers(dev, &p, 1);
-	CHECK("peer: invalid allowed IP rejected", ret == -EINVAL,
+	CHECK("peer: invalid allowed IP rejected",
+	      ret == -EINVAL && strstr(wgdev_error(dev), ": peer 0: allowed IP 0 "),
 	      "got %d (%s)", ret, wgdev_error(dev));
 	memset(&p, 0, sizeof(p));
 	key_of(p.public_key, 5, 5);
 	ret = wgdev_install_initiate(dev, &p, 25);
 	CHECK("initiate: needs an endpoint", ret == -EINVAL, "got %d", ret);
+}
+
+/*
+ * A batch is checked whole before any of it is sent: N valid new peers
+ * followed by one bad peer are refused with -EINVAL, the message names the
+ * bad peer by its index in the caller's array, and the device has none of
+ * the N afterwards. N peers make well over 64 KiB of UAPI text (the UAPI
+ * backend's flush size) and several netlink messages, so a backend that
+ * found the bad peer only while sending would already have handed the
+ * first peers to the implementation, which applies them as it reads.
+ */
+static void test_invalid_batch(struct wgdev *dev)
+{
+	enum { N = 1500 };
+	enum spoil { CIDR4, CIDR6, FAMILY, ENDPOINT };
+	/* Table: one row per way the last peer is bad. */
+	static const struct {
+		const char *name;
+		enum spoil spoil;
+		const char *why; /* after "<dev>: peer N: " */
+	} cases[] = {
+		{ "batch: IPv4 allowed IP /33 after 1500 peers refused whole",
+		  CIDR4, "allowed IP 1 is invalid" },
+		{ "batch: IPv6 allowed IP /129 after 1500 peers refused whole",
+		  CIDR6, "allowed IP 1 is invalid" },
+		{ "batch: allowed IP of family AF_UNSPEC after 1500 peers refused whole",
+		  FAMILY, "allowed IP 1 is invalid" },
+		{ "batch: AF_UNIX endpoint after 1500 peers refused whole",
+		  ENDPOINT, "endpoint is neither IPv4 nor IPv6" },
+	};
+	struct wgdev_peer *peers = calloc(N + 1, sizeof(*peers)), *ps = NULL;
+	struct wgdev_allowed_ip *ips = calloc(N + 2, sizeof(*ips));
+	uint8_t(*keys)[32] = calloc(N + 1, 32);
+	struct wgdev_peer *bad = &peers[N];
+	size_t c, i, n;
+	char want[128];
+	long wgn;
+	int ok, ret;
+
+	for (i = 0; i <= N; i++) {
+		key_of(peers[i].public_key, (uint32_t)i, 0xbad);
+		memcpy(keys[i], peers[i].public_key, 32);
+		ips[i] = ip4(0x0d000000u + (uint32_t)i, 32);
+		peers[i].allowed_ips = &ips[i];
+		peers[i].n_allowed_ips = 1;
+		peers[i].flags = WGDEV_PEER_HAS_ENDPOINT;
+		peers[i].endpoint.addr4.sin_family = AF_INET;
+		peers[i].endpoint.addr4.sin_port = htons(51000);
+		peers[i].endpoint.addr4.sin_addr.s_addr = htonl(0x7f000001);
+	}
+	/* The bad peer: a valid first allowed IP, then the spoilt second. */
+	bad->n_allowed_ips = 2;
+	snprintf(want, sizeof(want), "%s: peer %d: ", devname, N);
+	for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		ips[N + 1] = ip4(0x0e000001, 32);
+		memset(&bad->endpoint, 0, sizeof(bad->endpoint));
+		bad->endpoint.addr4.sin_family = AF_INET;
+		switch (cases[c].spoil) {
+		case CIDR4:
+			ips[N + 1] = ip4(0x0e000001, 33);
+			break;
+		case CIDR6:
+			ips[N + 1] = ip6("fd00::e", 129);
+			break;
+		case FAMILY:
+			ips[N + 1].family = AF_UNSPEC;
+			break;
+		case ENDPOINT:
+			bad->endpoint.addr.sa_family = AF_UNIX;
+			break;
+		}
+		n = 0;
+		ret = wgdev_set_peers(dev, peers, N + 1);
+		ok = EXPECT(ret == -EINVAL, "got %d (%s)", ret, wgdev_error(dev));
+		ok &= EXPECT(!strncmp(wgdev_error(dev), want, strlen(want)) &&
+				     strstr(wgdev_error(dev), cases[c].why),
+			     "message '%s', want '%s%s'", wgdev_error(dev), want,
+			     cases[c].why);
+		if (!list(dev, &ps, &n)) {
+			ok &= EXPECT(n == 0, "the device has %zu of the %d valid peers",
+				     n, N);
+			wgdev_peers_free(ps, n);
+		} else {
+			ok = 0;
+		}
+		wgn = wg_count_peers();
+		ok &= EXPECT(wgn == 0, "wg sees %ld peers", wgn);
+		/* Whatever got through, the next case and tests start empty. */
+		if (n || wgn)
+			wgdev_remove_peers(dev, (const uint8_t(*)[32])keys, N + 1);
+		CHECK(cases[c].name, ok, "see above");
+	}
+	free(peers);
+	free(ips);
+	free(keys);
 }
 
 /*
@@ -1010,6 +1196,7 @@ int main(void)
 		test_missing();
 		test_fake_uapi();
 		test_netlink_merge();
+		test_check_peers();
 		CHECK_EXIT();
 	}
 	backend = b && !strcmp(b, "netlink") ? WGDEV_NETLINK : WGDEV_UAPI;
@@ -1023,6 +1210,7 @@ int main(void)
 	test_peer_lifecycle(dev);
 	test_from_wg(dev);
 	test_invalid(dev);
+	test_invalid_batch(dev);
 	test_initiate_state(dev);
 	test_bulk(dev, 1, 1);
 	test_bulk(dev, 1000, 3000);

@@ -63,6 +63,72 @@ int wgdev_peer_add_ip(struct wgdev_peer *peer,
 	return 0;
 }
 
+int wgdev_peers_add(struct wgdev_peer **peers, size_t *n, size_t *cap,
+		    const struct wgdev_peer *peer)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? 2 * *cap : 64;
+		struct wgdev_peer *p = realloc(*peers, c * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		*peers = p;
+		*cap = c;
+	}
+	(*peers)[(*n)++] = *peer;
+	return 0;
+}
+
+/*
+ * What both implementations refuse, checked here so that neither backend
+ * starts a batch it cannot finish: wireguard-go applies a set=1 stream
+ * as it reads it (uapi.go IpcSetOperation), the kernel a message's peers
+ * one by one (netlink.c wg_set_device) and a large batch spans several
+ * messages, so a bad peer found while sending would leave the peers before
+ * it applied. A removal carries only its key.
+ */
+int wgdev_check_peers(struct wgdev *dev, const struct wgdev_peer *peers,
+		      size_t n)
+{
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		const struct wgdev_peer *p = &peers[i];
+		sa_family_t af = p->endpoint.addr.sa_family;
+
+		if (p->flags & WGDEV_PEER_REMOVE)
+			continue;
+		if ((p->flags & WGDEV_PEER_HAS_ENDPOINT) && af != AF_INET &&
+		    af != AF_INET6)
+			return wgdev_fail(dev, -EINVAL,
+					  "%s: peer %zu: endpoint is neither IPv4 nor IPv6 (family %u)",
+					  dev->name, i, af);
+		for (j = 0; j < p->n_allowed_ips; j++) {
+			const struct wgdev_allowed_ip *ip = &p->allowed_ips[j];
+
+			if ((ip->family != AF_INET || ip->cidr > 32) &&
+			    (ip->family != AF_INET6 || ip->cidr > 128))
+				return wgdev_fail(dev, -EINVAL,
+						  "%s: peer %zu: allowed IP %zu is invalid (family %u, cidr %u)",
+						  dev->name, i, j, ip->family,
+						  ip->cidr);
+		}
+	}
+	return 0;
+}
+
+/*
+ * Every batch reaches its backend through here, checked whole first. The
+ * callers pass the caller's peers in the caller's order (a copy, or one
+ * entry per key), so the index in a message is the caller's.
+ */
+static int apply(struct wgdev *dev, const struct wgdev_peer *peers, size_t n)
+{
+	int ret = wgdev_check_peers(dev, peers, n);
+
+	return ret ? ret : dev->ops->set_peers(dev, peers, n);
+}
+
 static int valid_name(const char *name)
 {
 	size_t len = name ? strlen(name) : 0;
@@ -164,7 +230,7 @@ int wgdev_set_peers(struct wgdev *dev, const struct wgdev_peer *peers,
 	for (i = 0; i < n; i++)
 		copy[i].flags = (copy[i].flags & PUBLIC_FLAGS) |
 				WGDEV_PEER_REPLACE_IPS;
-	ret = dev->ops->set_peers(dev, copy, n);
+	ret = apply(dev, copy, n);
 	sodium_memzero(copy, n * sizeof(*copy)); /* preshared keys */
 	free(copy);
 	return ret;
@@ -191,7 +257,7 @@ static int set_keys(struct wgdev *dev, const uint8_t (*keys)[32], size_t n,
 		p[i].flags = flags;
 		p[i].persistent_keepalive = keepalive;
 	}
-	ret = dev->ops->set_peers(dev, p, n);
+	ret = apply(dev, p, n);
 	free(p);
 	return ret;
 }
@@ -255,7 +321,7 @@ int wgdev_install_initiate(struct wgdev *dev, const struct wgdev_peer *peer,
 	memcpy(two[1].public_key, peer->public_key, 32);
 	two[1].flags = WGDEV_PEER_HAS_KEEPALIVE | WGDEV_PEER_UPDATE_ONLY;
 	two[1].persistent_keepalive = initiate_keepalive;
-	ret = dev->ops->set_peers(dev, two, 2);
+	ret = apply(dev, two, 2);
 	sodium_memzero(two, sizeof(two));
 	return ret;
 }

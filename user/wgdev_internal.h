@@ -22,7 +22,10 @@ struct wgdev_ops {
 	int (*open)(struct wgdev *dev);
 	void (*close)(struct wgdev *dev);
 	int (*get_info)(struct wgdev *dev, struct wgdev_info *info);
-	/* Apply peers with exactly the flags they carry, in order. */
+	/*
+	 * Apply peers with exactly the flags they carry, in order. Called
+	 * only with batches that passed wgdev_check_peers().
+	 */
 	int (*set_peers)(struct wgdev *dev, const struct wgdev_peer *peers,
 			 size_t n);
 	int (*list_peers)(struct wgdev *dev, struct wgdev_peer **peers,
@@ -47,6 +50,22 @@ int wgdev_fail(struct wgdev *dev, int err, const char *fmt, ...)
 /* Append one allowed IP to a peer, growing its array by doubling. */
 int wgdev_peer_add_ip(struct wgdev_peer *peer,
 		      const struct wgdev_allowed_ip *ip);
+
+/*
+ * Append a copy of *peer to an array of *n peers with room for *cap,
+ * doubling it when full (64 at first).
+ */
+int wgdev_peers_add(struct wgdev_peer **peers, size_t *n, size_t *cap,
+		    const struct wgdev_peer *peer);
+
+/*
+ * Refuse a batch holding a peer that no implementation accepts: an
+ * endpoint neither IPv4 nor IPv6, an allowed IP that is not IPv4 /0-32 or
+ * IPv6 /0-128. The message names the first such peer by its index in
+ * peers: "<dev>: peer <i>: ...". Returns 0 or -EINVAL.
+ */
+int wgdev_check_peers(struct wgdev *dev, const struct wgdev_peer *peers,
+		      size_t n);
 
 /* The UAPI socket directory (JITWG_UAPI_DIR overrides, for tests). */
 const char *wgdev_uapi_dir(void);

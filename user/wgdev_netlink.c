@@ -531,16 +531,8 @@ static int commit_peer(struct dump *d, int first_in_message)
 		d->info->n_peers++;
 	if (!d->want_peers)
 		return 0;
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? 2 * d->cap : 64;
-		struct wgdev_peer *p = realloc(d->peers, cap * sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		d->peers = p;
-		d->cap = cap;
-	}
-	d->peers[d->n++] = *cur;
+	if (wgdev_peers_add(&d->peers, &d->n, &d->cap, cur))
+		return -ENOMEM;
 	memset(cur, 0, sizeof(*cur));
 	return 0;
 }
@@ -799,42 +791,17 @@ static int put_ip(struct nlmsghdr *nlh, const struct wgdev_allowed_ip *ip)
 	return 0;
 }
 
-static int check_peer(struct wgdev *dev, const struct wgdev_peer *p, size_t i)
-{
-	size_t j;
-
-	if (p->flags & WGDEV_PEER_REMOVE)
-		return 0;
-	if ((p->flags & WGDEV_PEER_HAS_ENDPOINT) &&
-	    p->endpoint.addr.sa_family != AF_INET &&
-	    p->endpoint.addr.sa_family != AF_INET6)
-		return wgdev_fail(dev, -EINVAL,
-				  "%s: peer %zu: endpoint is neither IPv4 nor IPv6",
-				  dev->name, i);
-	for (j = 0; j < p->n_allowed_ips; j++) {
-		const struct wgdev_allowed_ip *ip = &p->allowed_ips[j];
-
-		if ((ip->family != AF_INET || ip->cidr > 32) &&
-		    (ip->family != AF_INET6 || ip->cidr > 128))
-			return wgdev_fail(dev, -EINVAL,
-					  "%s: peer %zu: allowed IP %zu is invalid",
-					  dev->name, i, j);
-	}
-	return 0;
-}
-
+/*
+ * The batch was checked whole (wgdev_check_peers): every family is AF_INET
+ * or AF_INET6, so nothing the kernel would refuse halfway is sent.
+ */
 static int nl_set_peers(struct wgdev *dev, const struct wgdev_peer *peers,
 			size_t n)
 {
 	struct nl *nl = dev->priv;
-	size_t i = 0, ip = 0, j;
+	size_t i = 0, ip = 0;
 	int ret;
 
-	for (j = 0; j < n; j++) {
-		ret = check_peer(dev, &peers[j], j);
-		if (ret)
-			return ret;
-	}
 	while (i < n) {
 		struct nlmsghdr *nlh = genl_msg(nl, nl->buf, WG_CMD_SET_DEVICE,
 						NLM_F_ACK);

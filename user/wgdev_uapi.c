@@ -343,6 +343,7 @@ static int parse_get(struct wgdev *dev, char *text, struct parsed *out,
 			continue;
 		}
 		if (!strcmp(key, "public_key")) {
+			struct wgdev_peer fresh = { 0 };
 			uint8_t k[32];
 
 			if (key_from_hex(k, val))
@@ -353,20 +354,11 @@ static int parse_get(struct wgdev *dev, char *text, struct parsed *out,
 				cur = NULL;
 				continue;
 			}
-			if (out->n == out->cap) {
-				size_t cap = out->cap ? 2 * out->cap : 64;
-				struct wgdev_peer *p;
-
-				p = realloc(out->peers, cap * sizeof(*p));
-				if (!p)
-					return wgdev_fail(dev, -ENOMEM,
-							  "out of memory");
-				out->peers = p;
-				out->cap = cap;
-			}
-			cur = &out->peers[out->n++];
-			memset(cur, 0, sizeof(*cur));
-			memcpy(cur->public_key, k, 32);
+			memcpy(fresh.public_key, k, 32);
+			if (wgdev_peers_add(&out->peers, &out->n, &out->cap,
+					    &fresh))
+				return wgdev_fail(dev, -ENOMEM, "out of memory");
+			cur = &out->peers[out->n - 1];
 			continue;
 		}
 		if (!strcmp(key, "private_key") && !cur) {
@@ -525,6 +517,11 @@ static int put(struct buf *b, const char *fmt, ...)
 	return 0;
 }
 
+/*
+ * wgdev_check_peers() refused a bad family or cidr before the first byte
+ * was sent; put_peer still refuses them so that no caller can make it
+ * write a malformed line.
+ */
 static int put_peer(struct buf *b, const struct wgdev_peer *p)
 {
 	char hex[KEY_HEX_LEN], addr[INET6_ADDRSTRLEN];
@@ -555,7 +552,7 @@ static int put_peer(struct buf *b, const struct wgdev_peer *p)
 			ret = put(b, "endpoint=[%s]:%u\n", addr,
 				  ntohs(e->addr6.sin6_port));
 		} else {
-			return -EAFNOSUPPORT;
+			return -EINVAL;
 		}
 	}
 	if (!ret && (p->flags & WGDEV_PEER_HAS_KEEPALIVE))
@@ -566,9 +563,8 @@ static int put_peer(struct buf *b, const struct wgdev_peer *p)
 	for (i = 0; !ret && i < p->n_allowed_ips; i++) {
 		const struct wgdev_allowed_ip *ip = &p->allowed_ips[i];
 
-		if (ip->family != AF_INET && ip->family != AF_INET6)
-			return -EAFNOSUPPORT;
-		if (ip->cidr > (ip->family == AF_INET ? 32 : 128))
+		if ((ip->family != AF_INET || ip->cidr > 32) &&
+		    (ip->family != AF_INET6 || ip->cidr > 128))
 			return -EINVAL;
 		inet_ntop(ip->family, &ip->ip6, addr, sizeof(addr));
 		ret = put(b, "allowed_ip=%s/%u\n", addr, ip->cidr);
