@@ -4,7 +4,8 @@
  * rate-limits them per source and globally, and hands them to userspace
  * through a ring buffer. Every other packet passes untouched; initiations
  * pass too (WireGuard itself must still receive them) unless the operator
- * asked to drop those over the limit.
+ * asked to drop those over the limit, or a consumer holds the lease (see the
+ * lease in jitwg.h) and re-delivers them itself.
  *
  * Parsers take a cursor and return the next protocol, or a negative value
  * when the packet is not ours (NOT_OURS) or its headers are cut short or
@@ -55,6 +56,18 @@ struct {
 	__type(key, __u32);
 	__type(value, struct jitwg_config);
 } settings SEC(".maps");
+
+/*
+ * The consumer's lease: CLOCK_MONOTONIC ns until which initiations handed
+ * to the ring buffer are dropped here (JITWG_LEASE_NS). Written by the
+ * consumer (jitwgd --consume), 0 otherwise.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lease SEC(".maps");
 
 /*
  * WireGuard UDP ports as a 65,536-bit bitmap: entry port / 64, bit port % 64.
@@ -382,6 +395,21 @@ static __always_inline int emit(struct xdp_md *ctx, const struct flow *f,
 	return 0;
 }
 
+/*
+ * Whether a consumer holds the lease: it then takes what emit() handed it
+ * and re-delivers what WireGuard can use. Only an initiation that is in the
+ * ring buffer is ever dropped: one over the limit, or one the full ring
+ * refused, passes as without a consumer. now is the coarse clock, at most a
+ * tick behind the consumer's CLOCK_MONOTONIC: a 500 ms lease does not care.
+ */
+static __always_inline bool leased(__u64 now)
+{
+	__u32 zero = 0;
+	__u64 *until = bpf_map_lookup_elem(&lease, &zero);
+
+	return until && now < *until;
+}
+
 SEC("xdp")
 int jitwg_xdp(struct xdp_md *ctx)
 {
@@ -456,7 +484,10 @@ int jitwg_xdp(struct xdp_md *ctx)
 		count(JITWG_CTR_LIMITED_GLOBAL);
 		goto limit;
 	}
-	emit(ctx, &f, c.end, msg);
+	if (emit(ctx, &f, c.end, msg) == 0 && leased(now)) {
+		count(JITWG_CTR_CONSUMED);
+		return XDP_DROP;
+	}
 	return XDP_PASS;
 
 limit:

@@ -66,6 +66,13 @@ bool capture_is_native(const struct capture *c);
 
 int capture_set_ports(struct capture *c, const uint16_t *ports, size_t n);
 int capture_set_limits(struct capture *c, const struct jitwg_config *cfg);
+/*
+ * Hold the consumer's lease until until_ns (CLOCK_MONOTONIC; 0 gives it
+ * back): initiations in the ring buffer are then dropped instead of passed,
+ * and the caller re-delivers them (see the lease in jitwg.h). Renew it every
+ * JITWG_LEASE_RENEW_MS while consuming. capture_close() gives it back.
+ */
+int capture_set_lease(struct capture *c, uint64_t until_ns);
 /* Forget all bucket state (every source and the global bucket start full). */
 int capture_reset_limits(struct capture *c);
 /* Counters summed over CPUs, indexed by enum jitwg_counter. */

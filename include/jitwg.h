@@ -89,6 +89,21 @@ enum {
 };
 
 /*
+ * The consumer's lease (one __u64 in the lease array map): CLOCK_MONOTONIC ns
+ * until which userspace takes every initiation it is handed and re-delivers
+ * to WireGuard those WireGuard can use. While it runs, an initiation that
+ * reached the ring buffer is dropped here instead of passed: WireGuard then
+ * never spends a Diffie-Hellman on an initiation from a key it does not have
+ * (jitwgd --consume). 0, or a lease not renewed in time, means pass as usual,
+ * so a consumer that stops or stalls costs at most one lease of initiations
+ * (their clients retry after REKEY_TIMEOUT, 5 s).
+ */
+enum {
+	JITWG_LEASE_NS = 500000000ull,       /* how long one renewal holds */
+	JITWG_LEASE_RENEW_MS = 100,          /* how often the consumer renews */
+};
+
+/*
  * Token bucket state, kept as GCRA's "theoretical arrival time" (ns,
  * bpf_ktime_get_ns clock): one word updated by compare-and-swap.
  */
@@ -112,6 +127,7 @@ enum jitwg_counter {
 	JITWG_CTR_LIMITED_GLOBAL, /* over the global limit */
 	JITWG_CTR_RINGBUF_FULL,   /* ring buffer reservation failed */
 	JITWG_CTR_MALFORMED,      /* truncated or inconsistent headers */
+	JITWG_CTR_CONSUMED,       /* events dropped here under the lease */
 	JITWG_CTR_MAX,
 };
 

@@ -16,13 +16,18 @@ $(BUILD)/tests/test_daemon: $(OBJ)/tests/test_daemon.o $(DAEMON_OBJS) \
 		$(CAPTURE_OBJS) $(COMMON_OBJS)
 	$(link)
 
+# Re-delivery of consumed initiations (--consume), against the kernel.
+TEST_BINS += $(BUILD)/tests/test_redeliver
+$(BUILD)/tests/test_redeliver: $(OBJ)/tests/test_redeliver.o $(OBJ)/user/redeliver.o
+	$(link)
+
 # Until every module has landed, `make all` skips jitwgd instead of failing.
 ifeq ($(words $(wildcard $(JITWGD_DEP_SRCS))),$(words $(JITWGD_DEP_SRCS)))
 BINS += $(BUILD)/jitwgd $(BUILD)/jitwg-loadgen $(BUILD)/jitwg-cachefill
 endif
 
 $(BUILD)/jitwgd: $(OBJ)/user/jitwgd.o $(OBJ)/user/daemon_pipeline.o \
-		$(DAEMON_OBJS) $(JITWGD_DEP_OBJS) $(COMMON_OBJS)
+		$(OBJ)/user/redeliver.o $(DAEMON_OBJS) $(JITWGD_DEP_OBJS) $(COMMON_OBJS)
 	$(link)
 
 # Synthetic clients: N distinct initiators over UDP (tests, benchmark).

@@ -89,6 +89,70 @@ test_e2e_no_initiate_back() {
 		fail "handshake before the client's retry? $(grep msg=handshake "$JW_LOG")"
 }
 
+# --consume: XDP drops each initiation it hands over and jitwgd gives
+# WireGuard back those it can use. A new client's first initiation is
+# answered once its peer is installed (the gateway responds, it does not
+# initiate, and the client needs no 5 s retry); an installed peer's new
+# handshake and a peer added by hand (never listed by jitwgd, unknown to
+# the control plane) are answered at once; after a kill -9 the program stays
+# attached and its lease runs out, so WireGuard gets initiations directly.
+test_e2e_consume() {
+	local responses redelivered
+	e2e_start
+	e2e_client A 10.77.0.2
+	e2e_client B 10.77.0.3
+	e2e_client V6 10.77.0.4
+	ip netns exec "$C" wg set "$V6_DEV" peer "$GW_PUB" endpoint "[fd77::1]:51820"
+	cp_add "$A_PUB" 10.77.0.2/32
+	cp_add "$V6_PUB" 10.77.0.4/32
+	e2e_jitwgd --consume --handshake-window 600
+	grep -q "msg=ready .*initiate_back=false consume=true" "$JW_LOG" ||
+		fail "not consuming: $(grep msg=ready "$JW_LOG")"
+	gw_capture_start
+	check "new client: ping through the tunnel" cping A 1 5
+	wait_log 1 "msg=handshake peer=$(fp "$A_PUB") outcome=done" 5 ||
+		fail "handshake not logged: $(cat "$JW_LOG")"
+	# Its first initiation was answered: well before a retry (5 s).
+	grep -qE "msg=handshake peer=$(fp "$A_PUB") outcome=done since_initiation_ms=[0-9]{1,3}[.]" "$JW_LOG" ||
+		fail "not the first initiation answered: $(grep msg=handshake "$JW_LOG")"
+	grep -q "msg=provision peer=$(fp "$A_PUB") outcome=installed .*initiated=false" "$JW_LOG" ||
+		fail "no installed line: $(cat "$JW_LOG")"
+	sleep 0.5
+	gw_capture_stop
+	expect_eq "$(gw_initiations)" 0 "initiations from the gateway (it answers instead)"
+	responses=$(tcpdump -nr "$TMP/vc.pcap" 'udp[8] == 2' 2>/dev/null | wc -l)
+	[ "$responses" -ge 1 ] || fail "no handshake response from the gateway"
+
+	# An installed peer's next handshake: a sighting, given back at once.
+	client_restart A
+	check "installed client: new handshake at once" cping A 1 3
+	expect_eq "$(cp_requests "$A_PUB")" 1 "control plane requests"
+
+	# A peer added by hand and unknown to the control plane.
+	ip netns exec "$G" wg set "$WGG" peer "$B_PUB" allowed-ips 10.77.0.3/32
+	check "peer added by hand: ping at once" cping B 1 3
+
+	check "IPv6 endpoint: ping through the tunnel" cping V6 1 3
+	gw_has "$V6_PUB" || fail "IPv6 client not installed"
+
+	# Given back: A's first and second initiations, B's, V6's at least.
+	e2e_jitwgd_stop
+	redelivered=$(sed -n 's/.*msg=stop .* redelivered=\([0-9]*\).*/\1/p' "$JW_LOG")
+	[ "${redelivered:-0}" -ge 4 ] || fail "re-delivered ${redelivered:-none}, want 4 or more"
+	grep -q "msg=stop .*redeliver_errors=0" "$JW_LOG" || fail "re-delivery errors: $(cat "$JW_LOG")"
+	expect_eq "$(jwlog_count "level=(warn|error)")" 0 "warnings and errors in the log"
+
+	JW_LOG=$TMP/jitwgd2.log
+	e2e_jitwgd --consume
+	kill -9 "$JW_PID"
+	wait "$JW_PID" 2>/dev/null
+	ip -n "$G" link show vg | grep -q "prog/xdp" ||
+		fail "the XDP program did not stay attached: the check below proves nothing"
+	sleep 1
+	client_restart A
+	check "jitwgd killed: WireGuard answers directly once the lease lapsed" cping A 1 3
+}
+
 # An unknown key is not installed, and many fresh initiations from it cost
 # one control-plane request (negative cache, per-key rate limit).
 test_e2e_unknown_key_one_request() {

@@ -234,8 +234,12 @@ static void test_table(void)
 	}
 }
 
-/* Send one valid IPv4/IPv6 initiation from saddr; return events seen (0/1). */
-static int knock(int family, const uint8_t *saddr, int *verdict, uint64_t d[JITWG_CTR_MAX])
+/*
+ * Send one valid IPv4/IPv6 initiation from saddr (with type, another message
+ * of the same size); return events seen (0/1).
+ */
+static int knock_type(int family, const uint8_t *saddr, uint8_t type, int *verdict,
+		      uint64_t d[JITWG_CTR_MAX])
 {
 	struct frame_spec spec = { .family = family, .saddr = saddr,
 				   .sport = 12345, .dport = 51820,
@@ -245,10 +249,16 @@ static int knock(int family, const uint8_t *saddr, int *verdict, uint64_t d[JITW
 	size_t len;
 
 	frame_initiation(msg, 9);
+	msg[0] = type;
 	spec.payload = msg;
 	len = frame_build(frame, &spec, &l);
 	*verdict = run(frame, len, d);
 	return n_events;
+}
+
+static int knock(int family, const uint8_t *saddr, int *verdict, uint64_t d[JITWG_CTR_MAX])
+{
+	return knock_type(family, saddr, WG_MSG_INITIATION, verdict, d);
 }
 
 static void set_limits(uint32_t sr, uint32_t sb, uint32_t gr, uint32_t gb, uint32_t flags)
@@ -456,6 +466,91 @@ static void test_mutations(void)
 	      malformed);
 }
 
+/*
+ * The consumer's lease (jitwgd --consume): while it runs, an initiation in
+ * the ring buffer is dropped (the consumer re-delivers it); everything else
+ * keeps its verdict, and a lapsed lease or a full ring means pass.
+ */
+static void test_lease(void)
+{
+	uint8_t a[4] = { 10, 9, 1, 1 };
+	uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 9, 0, 1 };
+	uint64_t d[JITWG_CTR_MAX];
+	uint8_t frame[FRAME_MAX], msg[148];
+	struct frame_spec spec = { .family = 4, .saddr = a, .sport = 12345,
+				   .dport = 51820, .payload_len = 148, .payload = msg };
+	struct frame_layout l;
+	size_t len;
+	int v, ok;
+
+	set_limits(0, 0, 0, 0, 0);
+	ok = EXPECT(capture_set_lease(cap, mono_ns() + 10000000000ull) == 0, "%s",
+		    capture_error(cap));
+	ok &= EXPECT(knock(4, a, &v, d) == 1 && v == XDP_DROP,
+		     "IPv4 initiation: event and drop (verdict %d)", v);
+	ok &= EXPECT(d[JITWG_CTR_CONSUMED] == 1 && d[JITWG_CTR_EVENTS] == 1,
+		     "consumed +%llu", (unsigned long long)d[JITWG_CTR_CONSUMED]);
+	ok &= EXPECT(knock(6, v6, &v, d) == 1 && v == XDP_DROP,
+		     "IPv6 initiation: event and drop (verdict %d)", v);
+	CHECK("lease: initiations handed over are dropped", ok, "see above");
+
+	ok = EXPECT(knock_type(4, a, WG_MSG_DATA, &v, d) == 0 && v == XDP_PASS,
+		    "148-byte data message passes (verdict %d)", v);
+	ok &= EXPECT(knock_type(4, a, WG_MSG_RESPONSE, &v, d) == 0 && v == XDP_PASS,
+		     "type 2 passes (verdict %d)", v);
+	ok &= EXPECT(d[JITWG_CTR_CONSUMED] == 0, "consumed +%llu",
+		     (unsigned long long)d[JITWG_CTR_CONSUMED]);
+	CHECK("lease: other traffic still passes", ok, "see above");
+
+	/* Over the limit: not in the ring, so WireGuard must still get it. */
+	set_limits(1, 1, 0, 0, 0);
+	ok = EXPECT(knock(4, a, &v, d) == 1 && v == XDP_DROP, "first consumed");
+	ok &= EXPECT(knock(4, a, &v, d) == 0 && v == XDP_PASS,
+		     "limited one passes (verdict %d)", v);
+	CHECK("lease: an initiation over the limit passes", ok, "see above");
+	set_limits(0, 0, 0, 0, 0);
+
+	/*
+	 * A full ring: the reservation fails, the initiation passes. The
+	 * ring holds JITWG_RINGBUF_BYTES / 208 events; send more, unread.
+	 */
+	frame_initiation(msg, 9);
+	len = frame_build(frame, &spec, &l);
+	{
+		uint64_t before[JITWG_CTR_MAX], after[JITWG_CTR_MAX];
+		LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame, .data_size_in = len,
+			    .repeat = JITWG_RINGBUF_BYTES / 200 + 1000);
+		int r;
+
+		capture_read_counters(cap, before);
+		r = bpf_prog_test_run_opts(capture_prog_fd(cap), &o);
+		capture_read_counters(cap, after);
+		while (capture_poll(cap, 0) > 0)
+			;
+		ok = EXPECT(r == 0, "test run: %s", strerror(errno));
+		ok &= EXPECT(after[JITWG_CTR_RINGBUF_FULL] > before[JITWG_CTR_RINGBUF_FULL],
+			     "ring never full");
+		ok &= EXPECT(o.retval == XDP_PASS, "last verdict %u with the ring full",
+			     o.retval);
+		ok &= EXPECT(after[JITWG_CTR_CONSUMED] - before[JITWG_CTR_CONSUMED] ==
+				     after[JITWG_CTR_EVENTS] - before[JITWG_CTR_EVENTS],
+			     "consumed %llu != events %llu",
+			     (unsigned long long)(after[JITWG_CTR_CONSUMED] - before[JITWG_CTR_CONSUMED]),
+			     (unsigned long long)(after[JITWG_CTR_EVENTS] - before[JITWG_CTR_EVENTS]));
+		CHECK("lease: with the ring full, initiations pass", ok, "see above");
+	}
+
+	/* Ran out a second ago: the program's coarse clock may lag a tick. */
+	ok = EXPECT(capture_set_lease(cap, mono_ns() - 1000000000ull) == 0, "set");
+	ok &= EXPECT(knock(4, a, &v, d) == 1 && v == XDP_PASS,
+		     "lapsed lease: event and pass (verdict %d)", v);
+	ok &= EXPECT(capture_set_lease(cap, 0) == 0, "set");
+	ok &= EXPECT(knock(4, a, &v, d) == 1 && v == XDP_PASS,
+		     "no lease: event and pass (verdict %d)", v);
+	ok &= EXPECT(d[JITWG_CTR_CONSUMED] == 0, "consumed");
+	CHECK("lease: lapsed or given back, initiations pass", ok, "see above");
+}
+
 static void test_settings(void)
 {
 	struct jitwg_config bad = { .src_rate = 5, .src_burst = 0 };
@@ -484,6 +579,7 @@ int main(void)
 	test_table();
 	test_mutations();
 	test_limits();
+	test_lease();
 	test_settings();
 	capture_close(cap);
 	CHECK_EXIT();

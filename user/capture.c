@@ -34,6 +34,8 @@ struct capture {
 	bool native;
 	int fd_events, fd_counters, fd_settings, fd_ports;
 	int fd_src, fd_global;
+	int fd_lease; /* -1: a pinned object from before the lease */
+	bool leased;  /* we wrote a lease: give it back on close */
 	int prog_fd;
 	int ncpus;
 	bool busy; /* the last poll consumed events */
@@ -185,6 +187,7 @@ static const char *const counter_names[JITWG_CTR_MAX] = {
 	[JITWG_CTR_LIMITED_GLOBAL] = "limited_global",
 	[JITWG_CTR_RINGBUF_FULL] = "ringbuf_full",
 	[JITWG_CTR_MALFORMED] = "malformed",
+	[JITWG_CTR_CONSUMED] = "consumed",
 };
 
 const char *capture_counter_name(enum jitwg_counter ctr)
@@ -252,6 +255,9 @@ static int open_pinned(struct capture *c, const char *dir)
 	    (err = pinned_map(c, dir, "src_buckets", &c->fd_src)) ||
 	    (err = pinned_map(c, dir, "global_bucket", &c->fd_global)))
 		return err;
+	/* Optional: only a consumer needs it (capture_set_lease says so). */
+	if (pinned_map(c, dir, "lease", &c->fd_lease))
+		c->err[0] = '\0';
 	return 0;
 }
 
@@ -299,6 +305,7 @@ static int load(struct capture *c)
 	c->fd_ports = bpf_map__fd(c->skel->maps.ports);
 	c->fd_src = bpf_map__fd(c->skel->maps.src_buckets);
 	c->fd_global = bpf_map__fd(c->skel->maps.global_bucket);
+	c->fd_lease = bpf_map__fd(c->skel->maps.lease);
 	return 0;
 }
 
@@ -361,7 +368,7 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	c->fn = fn;
 	c->ctx = ctx;
 	c->prog_fd = c->fd_events = c->fd_counters = c->fd_settings = -1;
-	c->fd_ports = c->fd_src = c->fd_global = -1;
+	c->fd_ports = c->fd_src = c->fd_global = c->fd_lease = -1;
 	c->ncpus = libbpf_num_possible_cpus();
 	if (c->ncpus <= 0) {
 		err = fail(c, -EIO, "cannot count possible CPUs");
@@ -415,11 +422,14 @@ err:
 void capture_close(struct capture *c)
 {
 	int *fds[] = { &c->fd_events, &c->fd_counters, &c->fd_settings,
-		       &c->fd_ports, &c->fd_src, &c->fd_global };
+		       &c->fd_ports, &c->fd_src, &c->fd_global, &c->fd_lease };
 	size_t i;
 
 	if (!c)
 		return;
+	/* A program that stays attached (pinned) passes again at once. */
+	if (c->leased)
+		capture_set_lease(c, 0);
 	if (c->attach_flags) {
 		/* Detach only our program, should someone have replaced it. */
 		LIBBPF_OPTS(bpf_xdp_attach_opts, o, .old_prog_fd = c->prog_fd);
@@ -526,6 +536,21 @@ int capture_set_limits(struct capture *c, const struct jitwg_config *cfg)
 		return fail(c, -EINVAL, "rates are at most 1e9 per second");
 	if (bpf_map_update_elem(c->fd_settings, &key, cfg, BPF_ANY))
 		return fail(c, -errno, "cannot set limits: %s", strerror(errno));
+	return 0;
+}
+
+int capture_set_lease(struct capture *c, uint64_t until_ns)
+{
+	__u32 key = 0;
+	__u64 v = until_ns;
+
+	if (c->fd_lease < 0)
+		return fail(c, -ENOENT,
+			    "the pinned program has no lease map: load and pin "
+			    "it again from this build's jitwg.bpf.o");
+	if (bpf_map_update_elem(c->fd_lease, &key, &v, BPF_ANY))
+		return fail(c, -errno, "cannot set the lease: %s", strerror(errno));
+	c->leased = until_ns != 0;
 	return 0;
 }
 

@@ -52,6 +52,7 @@ struct daemon_opts {
 	enum capture_mode xdp_mode;
 	enum cache_sync cache_sync;
 	bool initiate_back;
+	bool consume;                  /* XDP drops, jitwgd re-delivers */
 	enum log_level log_level;
 };
 
@@ -185,6 +186,7 @@ struct daemon_stats {
 	uint64_t events, queue_full, bad_shape, bad_mac1, bad_identity;
 	uint64_t sightings, bad_auth, replays, waiting, installed, unknown;
 	uint64_t refused, errors, handshakes, evicted;
+	uint64_t redelivered, redeliver_errors;
 };
 
 /*
@@ -201,6 +203,8 @@ struct daemon_env {
 	struct noise_responder *responder;
 	struct cache *cache;
 	struct capture *capture; /* may be set after daemon_start() */
+	struct redeliver *redeliver; /* --consume: gives initiations back to
+				      * WireGuard; NULL otherwise */
 	uint16_t listen_port;
 };
 
@@ -215,6 +219,12 @@ void daemon_set_capture(struct daemon *d, struct capture *c);
 int daemon_start(struct daemon *d);
 /* capture_event_fn: queue one event for the workers (never blocks). */
 int daemon_on_event(void *ctx, const struct jitwg_event *ev);
+/*
+ * Whether the workers keep up: their queue is empty, or they finished a job
+ * since the last call. --consume renews its lease only then, so that stuck
+ * workers give the initiations back to WireGuard (one caller: main loop).
+ */
+bool daemon_keeping_up(struct daemon *d);
 /* Ask the monitor thread for an eviction sweep now (SIGHUP). */
 void daemon_request_sweep(struct daemon *d);
 /* Stop threads; pending fetches are dropped. */

@@ -14,7 +14,8 @@
 
 #include "daemon.h"
 
-enum opt_kind { K_STR, K_UINT, K_BOOL_TRUE, K_BACKEND, K_XDP_MODE, K_LEVEL, K_SYNC };
+/* K_FLAG sets its bool, K_NOT_FLAG clears it ("no-initiate-back"). */
+enum opt_kind { K_STR, K_UINT, K_FLAG, K_NOT_FLAG, K_BACKEND, K_XDP_MODE, K_LEVEL, K_SYNC };
 
 struct opt_def {
 	const char *name;
@@ -54,8 +55,11 @@ static const struct opt_def defs[] = {
 	{ "pin-dir", K_STR, OFF(pin_dir), 0, 0,
 	  "use the maps bpftool pinned here (it loaded and attached the program, "
 	  "which stays attached on exit)" },
-	{ "no-initiate-back", K_BOOL_TRUE, OFF(initiate_back), 0, 0,
+	{ "no-initiate-back", K_NOT_FLAG, OFF(initiate_back), 0, 0,
 	  "do not start the handshake towards a new peer; wait for its retry" },
+	{ "consume", K_FLAG, OFF(consume), 0, 0,
+	  "XDP drops captured initiations; jitwgd gives WireGuard those it can "
+	  "use, a new peer's once installed (answered, not initiated back)" },
 	{ "workers", K_UINT, OFF(workers), 1, OPT_MAX_WORKERS,
 	  "decoder threads (default: online CPUs)" },
 	{ "config", K_STR, OFF(config), 0, 0,
@@ -103,7 +107,7 @@ void opts_usage(FILE *f)
 		char arg[48];
 
 		snprintf(arg, sizeof(arg), "--%s%s", defs[i].name,
-			 defs[i].kind == K_BOOL_TRUE ? "" :
+			 defs[i].kind == K_FLAG || defs[i].kind == K_NOT_FLAG ? "" :
 			 defs[i].kind == K_UINT ? " N" : " VALUE");
 		fprintf(f, "  %-26s %s\n", arg, defs[i].help);
 	}
@@ -192,13 +196,13 @@ int opts_set(struct daemon_opts *o, const char *name, const char *value,
 		*(unsigned int *)p = (unsigned int)v;
 		return 0;
 	}
-	case K_BOOL_TRUE: {
-		/* "no-initiate-back" switches initiate_back off. */
+	case K_FLAG:
+	case K_NOT_FLAG: {
 		bool b;
 
 		if (parse_bool(value, &b))
 			goto bad;
-		*(bool *)p = !b;
+		*(bool *)p = d->kind == K_FLAG ? b : !b;
 		return 0;
 	}
 	case K_BACKEND: {
@@ -303,7 +307,8 @@ int opts_load_string(struct daemon_opts *o, const char *text, size_t len,
 				 origin, lineno);
 			return -EINVAL;
 		}
-		if (lookup(name) && lookup(name)->kind != K_BOOL_TRUE && !value) {
+		if (lookup(name) && lookup(name)->kind != K_NOT_FLAG &&
+		    lookup(name)->kind != K_FLAG && !value) {
 			snprintf(err, errlen, "%s:%u: '%s' needs '= value'", origin,
 				 lineno, name);
 			return -EINVAL;
@@ -363,8 +368,8 @@ int opts_parse(struct daemon_opts *o, int argc, char **argv, char *err,
 
 	for (i = 0; i < N_DEFS; i++) {
 		lopts[i].name = defs[i].name;
-		lopts[i].has_arg = defs[i].kind == K_BOOL_TRUE ? no_argument :
-								 required_argument;
+		lopts[i].has_arg = defs[i].kind == K_FLAG || defs[i].kind == K_NOT_FLAG ?
+					   no_argument : required_argument;
 		lopts[i].flag = NULL;
 		lopts[i].val = 0x100 + (int)i;
 	}
@@ -445,6 +450,12 @@ int opts_validate(const struct daemon_opts *o, char *err, size_t errlen)
 		snprintf(err, errlen,
 			 "--pin-dir uses a program bpftool loaded and attached: drop --xdp-mode %s",
 			 o->xdp_mode == CAPTURE_NATIVE ? "native" : "generic");
+		return -EINVAL;
+	}
+	/* Re-delivered initiations arrive through the loopback device. */
+	if (o->consume && o->xdp_dev && !strcmp(o->xdp_dev, "lo")) {
+		snprintf(err, errlen, "--consume re-delivers through the loopback "
+			 "device: it cannot also capture there (--xdp-dev lo)");
 		return -EINVAL;
 	}
 	if (!o->api_url) {

@@ -14,6 +14,11 @@
  *
  * Nothing on the packet path waits for the control plane: the api client
  * runs its own thread and hands results back through the queue.
+ *
+ * With --consume the XDP program drops what it hands over, and the daemon
+ * gives WireGuard back each initiation it can use (answer()): a sighting's at
+ * once, a new key's once its provisioning ended (after the install). The
+ * gateway then answers the client's own initiation instead of initiating.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,6 +34,7 @@
 #include "daemon.h"
 #include "keys.h"
 #include "noise.h"
+#include "redeliver.h"
 
 enum {
 	QUEUE_MAX = 1 << 17,         /* events waiting for a worker */
@@ -75,6 +81,7 @@ struct pending {
 	struct pending *next;
 	uint8_t key[32];
 	union wgdev_endpoint ep;  /* latest authenticated sighting's source */
+	struct jitwg_event last;  /* ... and its initiation (--consume) */
 	uint64_t t_event, t_seen, t_ident, t_auth, t_fetch;
 	struct api_peer *stale;   /* cached answer past its TTL, or NULL;
 				   * secret: wiped on free */
@@ -89,6 +96,7 @@ struct watch {
 
 struct daemon {
 	struct daemon_env env;
+	bool initiate;                /* initiate back: not with --consume */
 	struct api_client *api;
 	struct peer_table *ptab;
 	struct evict_policy policy;
@@ -121,7 +129,10 @@ struct daemon {
 		_Atomic uint64_t events, queue_full, bad_shape, bad_mac1, bad_identity;
 		_Atomic uint64_t sightings, bad_auth, replays, waiting, installed;
 		_Atomic uint64_t unknown, refused, errors, handshakes, evicted;
+		_Atomic uint64_t redelivered, redeliver_errors;
 	} st;
+	_Atomic uint64_t jobs_done;   /* daemon_keeping_up() */
+	uint64_t jobs_seen;
 };
 
 #define INC(d, f) atomic_fetch_add_explicit(&(d)->st.f, 1, memory_order_relaxed)
@@ -217,6 +228,7 @@ static struct pending **pslot(struct daemon *d, const uint8_t key[static 32])
  * (after moving its endpoint to ep: the latest authenticated source wins).
  */
 static struct pending *pending_claim(struct daemon *d, const uint8_t key[static 32],
+				     const struct jitwg_event *ev,
 				     const union wgdev_endpoint *ep, bool *busy)
 {
 	struct pending **slot, *p;
@@ -227,6 +239,8 @@ static struct pending *pending_claim(struct daemon *d, const uint8_t key[static 
 	for (p = *slot; p; p = p->next) {
 		if (!memcmp(p->key, key, 32)) {
 			p->ep = *ep;
+			/* The client only awaits an answer to its latest. */
+			p->last = *ev;
 			*busy = true;
 			pthread_mutex_unlock(&d->plock);
 			return NULL;
@@ -236,6 +250,7 @@ static struct pending *pending_claim(struct daemon *d, const uint8_t key[static 
 	if (p) {
 		memcpy(p->key, key, 32);
 		p->ep = *ep;
+		p->last = *ev;
 		p->next = *slot;
 		*slot = p;
 	}
@@ -277,6 +292,44 @@ static void pending_release(struct daemon *d, struct pending *p)
 	}
 	pthread_mutex_unlock(&d->plock);
 	pending_free(p);
+}
+
+/* ---- re-delivery (--consume) ---- */
+
+static void redeliver_one(struct daemon *d, const struct jitwg_event *ev)
+{
+	uint64_t n;
+	int ret = redeliver_event(d->env.redeliver, ev);
+
+	if (!ret) {
+		INC(d, redelivered);
+		return;
+	}
+	/* Logged at the 1st, 2nd, 4th, 8th… failure: a broken path must not
+	 * turn each initiation into a log line. */
+	n = atomic_fetch_add(&d->st.redeliver_errors, 1) + 1;
+	if (!(n & (n - 1)))
+		dlog(LOG_WARN, "redeliver", "error=%s failures=%lu", strerror(-ret),
+		     (unsigned long)n);
+}
+
+/*
+ * --consume: give WireGuard the key's latest initiation. Every
+ * authenticated initiation ends here whatever its outcome (a peer added by
+ * hand since the last listing must still get its answer, and WireGuard
+ * drops the others as it would have); only malformed, forged and replayed
+ * ones stay dropped, which WireGuard would refuse too.
+ */
+static void answer(struct daemon *d, struct pending *p)
+{
+	struct jitwg_event ev;
+
+	if (!d->env.redeliver)
+		return;
+	pthread_mutex_lock(&d->plock);
+	ev = p->last;
+	pthread_mutex_unlock(&d->plock);
+	redeliver_one(d, &ev);
 }
 
 /* ---- provisioning ---- */
@@ -361,7 +414,7 @@ static void install(struct daemon *d, struct pending *p,
 	mp.installed_ns = UINT64_MAX; /* in progress: sweeps leave it alone */
 	pending_ep(d, p, &ep);
 	mp.keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ? ap->persistent_keepalive : 0;
-	mp.initiated = d->env.opts->initiate_back;
+	mp.initiated = d->initiate;
 	mp.ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
 	mp.n_ips = ap->n_allowed_ips;
 	/* Two peers with overlapping allowed IPs: WireGuard would move the
@@ -372,6 +425,7 @@ static void install(struct daemon *d, struct pending *p,
 		log_fingerprint(fp, other);
 		snprintf(extra, sizeof(extra), "reason=allowed_ip_overlap other=%s", fp);
 		log_outcome(d, p, "refused", source, extra, LOG_WARN);
+		answer(d, p);
 		pending_release(d, p);
 		return;
 	}
@@ -383,6 +437,7 @@ static void install(struct daemon *d, struct pending *p,
 			ptab_remove(d->ptab, p->key);
 		INC(d, errors);
 		log_outcome(d, p, "error", source, "reason=out_of_memory", LOG_ERROR);
+		answer(d, p);
 		pending_release(d, p);
 		return;
 	}
@@ -439,38 +494,64 @@ static uint16_t own_keepalive(const struct ijob *j)
  */
 struct flips {
 	struct watch *w;
+	struct jitwg_event *ev; /* --consume: the initiations to answer */
 	size_t n, cap;
 	uint64_t since; /* when the oldest was installed */
 };
 
-static void flips_add(struct daemon *d, struct flips *fl, const struct watch *w)
+static void flips_add(struct daemon *d, struct flips *fl, const struct watch *w,
+		      struct pending *p)
 {
 	if (fl->n == fl->cap) {
 		size_t cap = fl->cap ? fl->cap * 2 : 1024;
 		struct watch *nw = realloc(fl->w, cap * sizeof(*nw));
+		struct jitwg_event *ne = NULL;
 
-		if (!nw) {
+		if (nw)
+			fl->w = nw;
+		if (nw && d->env.redeliver) {
+			ne = realloc(fl->ev, cap * sizeof(*ne));
+			if (ne)
+				fl->ev = ne;
+		}
+		if (!nw || (d->env.redeliver && !ne)) {
 			/* Installed, not initiated: the client's own retry. */
 			dlog(LOG_WARN, "device", "op=initiate error=ENOMEM peers=1");
+			answer(d, p);
 			watch_add(d, w);
 			return;
 		}
-		fl->w = nw;
 		fl->cap = cap;
 	}
 	if (!fl->n)
 		fl->since = now_mono_ns();
+	if (d->env.redeliver) {
+		pthread_mutex_lock(&d->plock);
+		fl->ev[fl->n] = p->last;
+		pthread_mutex_unlock(&d->plock);
+	}
 	fl->w[fl->n++] = *w;
 }
 
-/* The 0 → non-zero keepalive switch, update-only, starts each handshake. */
+/*
+ * Start each handshake of a batch: with --consume by answering the client's
+ * initiation, else by the 0 → non-zero keepalive switch, update-only.
+ */
 static void flips_run(struct daemon *d, struct flips *fl)
 {
-	uint8_t (*keys)[32] = malloc(fl->n * sizeof(*keys));
+	uint8_t (*keys)[32] = NULL;
 	char q[300];
 	size_t i;
 	int ret = -ENOMEM;
 
+	if (d->env.redeliver) {
+		for (i = 0; i < fl->n; i++)
+			redeliver_one(d, &fl->ev[i]);
+		dlog(LOG_DEBUG, "redeliver", "op=answer peers=%zu waited_ms=%.3f",
+		     fl->n, ms(fl->since, now_mono_ns()));
+		goto watch;
+	}
+	keys = malloc(fl->n * sizeof(*keys));
 	if (keys) {
 		for (i = 0; i < fl->n; i++)
 			memcpy(keys[i], fl->w[i].key, 32);
@@ -485,6 +566,7 @@ static void flips_run(struct daemon *d, struct flips *fl)
 		dlog(LOG_WARN, "device", "op=initiate error=%s peers=%zu", q, fl->n);
 	dlog(LOG_DEBUG, "device", "op=initiate peers=%zu waited_ms=%.3f", fl->n,
 	     ms(fl->since, now_mono_ns()));
+watch:
 	for (i = 0; i < fl->n; i++)
 		watch_add(d, &fl->w[i]);
 	fl->n = 0;
@@ -498,7 +580,7 @@ static void finish_install(struct daemon *d, struct ijob *j, int ret,
 	struct pending *p = j->p;
 	struct watch w;
 	char extra[200], q[160];
-	bool initiate = d->env.opts->initiate_back;
+	bool initiate = d->initiate;
 
 	if (ret) {
 		ptab_remove(d->ptab, p->key);
@@ -507,6 +589,7 @@ static void finish_install(struct daemon *d, struct ijob *j, int ret,
 		snprintf(extra, sizeof(extra), "reason=install_failed error=%s",
 			 log_quote(q, sizeof(q), err));
 		log_outcome(d, p, "error", j->source, extra, LOG_ERROR);
+		answer(d, p);
 		goto out;
 	}
 	ptab_set_installed(d->ptab, p->key, t1);
@@ -522,10 +605,12 @@ static void finish_install(struct daemon *d, struct ijob *j, int ret,
 	w.t_install = t1;
 	w.initiated = initiate;
 	w.keepalive = own_keepalive(j);
-	if (defer)
-		flips_add(d, defer, &w);
-	else
+	if (defer) {
+		flips_add(d, defer, &w, p);
+	} else {
+		answer(d, p);
 		watch_add(d, &w);
+	}
 out:
 	pending_release(d, p);
 	ijob_free(j);
@@ -550,7 +635,7 @@ static void *installer(void *arg)
 		struct ijob *j;
 		size_t n = 0, i;
 		uint64_t t0, t1;
-		bool initiate = d->env.opts->initiate_back;
+		bool initiate = d->initiate;
 		char err[256] = "";
 		int ret;
 
@@ -562,8 +647,10 @@ static void *installer(void *arg)
 		 * lets every client in (its own retry then succeeds), while
 		 * initiating back only spares it the 5 s wait, and wireguard-go
 		 * computes each handshake inside the set call that asks for it.
-		 * So the batches' keepalive switches wait while installs are
-		 * queued, for at most INITIATE_DEFER_MAX_MS.
+		 * So the batches' keepalive switches (with --consume, the
+		 * answers to their initiations, which cost WireGuard as much)
+		 * wait while installs are queued, for at most
+		 * INITIATE_DEFER_MAX_MS.
 		 */
 		if (fl.n && (!d->ihead || d->istop ||
 			     now_mono_ns() - fl.since >= INITIATE_DEFER_MAX_MS * 1000000ull)) {
@@ -655,12 +742,13 @@ static void *installer(void *arg)
 		}
 		for (i = 0; i < n; i++)
 			finish_install(d, batch[i], ret, err, t0, t1, n,
-				       initiate && n > 1 ? &fl : NULL);
+				       (initiate || d->env.redeliver) && n > 1 ? &fl : NULL);
 	}
 	free(wp);
 	free(batch);
 	free(cms);
 	free(fl.w);
+	free(fl.ev);
 	return NULL;
 }
 
@@ -701,6 +789,7 @@ static void handle_fetched(struct daemon *d, struct job *j)
 		log_outcome(d, p, "api_error", "api", extra, LOG_WARN);
 		break;
 	}
+	answer(d, p);
 	pending_release(d, p);
 }
 
@@ -789,10 +878,13 @@ static void handle_event(struct daemon *d, struct jitwg_event *ev)
 		return;
 	}
 	t_ident = now_mono_ns();
-	/* Installed already: WireGuard answers it itself. */
+	/* Installed already: WireGuard answers it (given it back, with
+	 * --consume: it authenticates and checks freshness itself). */
 	if (ptab_on_device(d->ptab, key)) {
 		noise_state_wipe(&ns);
 		INC(d, sightings);
+		if (d->env.redeliver)
+			redeliver_one(d, ev);
 		if (LOG_ENABLED(LOG_DEBUG)) {
 			char fp[9];
 
@@ -825,7 +917,7 @@ static void handle_event(struct daemon *d, struct jitwg_event *ev)
 	t_auth = now_mono_ns();
 
 	event_endpoint(ev, &ep);
-	p = pending_claim(d, key, &ep, &busy);
+	p = pending_claim(d, key, ev, &ep, &busy);
 	if (!p) {
 		if (busy) {
 			INC(d, waiting);
@@ -853,6 +945,7 @@ static void handle_event(struct daemon *d, struct jitwg_event *ev)
 		p->t_fetch = now_mono_ns();
 		INC(d, unknown);
 		log_outcome(d, p, "unknown", "cache", NULL, LOG_INFO);
+		answer(d, p);
 		pending_release(d, p);
 		return;
 	}
@@ -886,6 +979,7 @@ static void handle_event(struct daemon *d, struct jitwg_event *ev)
 			 strerrorname_np(-ret) ? strerrorname_np(-ret) : "?");
 		log_outcome(d, p, "api_error", "api", extra, LOG_WARN);
 	}
+	answer(d, p);
 	pending_release(d, p);
 }
 
@@ -916,6 +1010,7 @@ static void *worker(void *arg)
 		if (j->type == JOB_FETCHED)
 			sodium_memzero(&j->f->peer, api_peer_len(j->f->peer.n_allowed_ips));
 		free(j);
+		atomic_fetch_add_explicit(&d->jobs_done, 1, memory_order_relaxed);
 	}
 }
 
@@ -1212,6 +1307,7 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 	if (!d)
 		return -ENOMEM;
 	d->env = *env;
+	d->initiate = env->opts->initiate_back && !env->redeliver;
 	d->policy.idle_timeout = env->opts->idle_timeout;
 	d->policy.handshake_window = env->opts->handshake_window;
 	ret = ptab_new(&d->ptab);
@@ -1381,7 +1477,22 @@ void daemon_get_stats(struct daemon *d, struct daemon_stats *o)
 	G(events); G(queue_full); G(bad_shape); G(bad_mac1); G(bad_identity);
 	G(sightings); G(bad_auth); G(replays); G(waiting); G(installed);
 	G(unknown); G(refused); G(errors); G(handshakes); G(evicted);
+	G(redelivered); G(redeliver_errors);
 #undef G
+}
+
+bool daemon_keeping_up(struct daemon *d)
+{
+	uint64_t done = atomic_load(&d->jobs_done);
+	size_t qlen;
+	bool ok;
+
+	pthread_mutex_lock(&d->qlock);
+	qlen = d->qlen;
+	pthread_mutex_unlock(&d->qlock);
+	ok = qlen == 0 || done != d->jobs_seen;
+	d->jobs_seen = done;
+	return ok;
 }
 
 unsigned int daemon_workers(const struct daemon *d)

@@ -3,7 +3,8 @@
  * jitwgd: just-in-time WireGuard peer provisioning.
  *
  * open device (private key, listen port) → cache → api client → reconcile
- * → workers → XDP capture → main loop (ring buffer, signals) → clean stop.
+ * → workers → XDP capture → main loop (ring buffer, signals, the --consume
+ * lease) → clean stop.
  * Exit status: 0 clean stop, 1 runtime failure, 2 bad usage.
  */
 #include <errno.h>
@@ -29,6 +30,7 @@
 #include "daemon.h"
 #include "keys.h"
 #include "noise.h"
+#include "redeliver.h"
 #include "wgdev.h"
 
 #define DEFAULT_CACHE_DIR "/var/lib/jitwg"
@@ -128,6 +130,7 @@ int main(int argc, char **argv)
 	struct api_client *api = NULL;
 	struct daemon *d = NULL;
 	struct capture *cap = NULL;
+	struct redeliver *rd = NULL;
 	struct daemon_env env;
 	struct api_config ac;
 	struct daemon_stats st;
@@ -135,7 +138,8 @@ int main(int argc, char **argv)
 	size_t n_dev = 0, n_managed = 0;
 	sigset_t mask;
 	int sfd = -1, ret, status = 1;
-	bool running = true, cap_started = false;
+	bool running = true, cap_started = false, lapsed = false;
+	uint64_t renewed = 0;
 	struct cap_job cj;
 	pthread_t cap_thread;
 	uint16_t port;
@@ -228,6 +232,15 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	if (o.consume) {
+		ret = redeliver_open(&rd, err, sizeof(err));
+		if (ret) {
+			dlog(LOG_ERROR, "start", "stage=redeliver error=%s",
+			     log_quote(q, sizeof(q), err));
+			goto out;
+		}
+	}
+
 	t_cache = now_mono_ns();
 	memset(&env, 0, sizeof(env));
 	env.opts = &o;
@@ -235,6 +248,7 @@ int main(int argc, char **argv)
 	env.mon_dev = mon_dev;
 	env.responder = resp;
 	env.cache = cache;
+	env.redeliver = rd;
 	env.listen_port = port;
 	ret = daemon_new(&d, &env);
 	if (ret)
@@ -294,16 +308,26 @@ int main(int argc, char **argv)
 	cap = cj.cap;
 	daemon_set_capture(d, cap);
 	t_cap = cj.t_done;
+	if (o.consume) {
+		renewed = now_mono_ns();
+		ret = capture_set_lease(cap, renewed + JITWG_LEASE_NS);
+		if (ret) {
+			dlog(LOG_ERROR, "start", "stage=lease error=%s",
+			     log_quote(q, sizeof(q), capture_error(cap)));
+			goto out;
+		}
+	}
 
 	dlog(LOG_INFO, "ready",
 	     "wg_dev=%s backend=%s listen_port=%u xdp_dev=%s xdp_mode=%s device_peers=%zu "
-	     "managed=%zu workers=%u initiate_back=%s idle_timeout_s=%u startup_ms=%.3f "
+	     "managed=%zu workers=%u initiate_back=%s consume=%s idle_timeout_s=%u startup_ms=%.3f "
 	     "device_ms=%.3f cache_ms=%.3f api_ms=%.3f reconcile_ms=%.3f capture_ms=%.3f "
 	     "capture_parallel=true",
 	     o.wg_dev, wgdev_backend(dev) == WGDEV_UAPI ? "uapi" : "netlink", port,
 	     o.xdp_dev ? o.xdp_dev : "-", o.xdp_mode == CAPTURE_PINNED ? "pinned" :
 	     capture_is_native(cap) ? "native" : "generic", n_dev, n_managed,
-	     daemon_workers(d), o.initiate_back ? "true" : "false", o.idle_timeout,
+	     daemon_workers(d), o.initiate_back && !o.consume ? "true" : "false",
+	     o.consume ? "true" : "false", o.idle_timeout,
 	     (double)(now_mono_ns() - t_start) / 1e6, (t_dev - t_start) / 1e6,
 	     (t_cache - t_dev) / 1e6, (t_api - t_cache) / 1e6, (t_rec - t_api) / 1e6,
 	     (t_cap - t_cache) / 1e6);
@@ -314,12 +338,30 @@ int main(int argc, char **argv)
 			{ .fd = sfd, .events = POLLIN },
 		};
 
-		ret = poll(pfd, 2, -1);
+		ret = poll(pfd, 2, o.consume ? JITWG_LEASE_RENEW_MS : -1);
 		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
 			dlog(LOG_ERROR, "loop", "error=poll:%s", strerror(errno));
 			break;
+		}
+		/*
+		 * The lease: renewed while the workers keep up, so that stuck
+		 * workers hand initiations back to WireGuard within
+		 * JITWG_LEASE_NS instead of swallowing them.
+		 */
+		if (o.consume && now_mono_ns() - renewed >= JITWG_LEASE_RENEW_MS * 1000000ull) {
+			bool ok = daemon_keeping_up(d);
+
+			renewed = now_mono_ns();
+			if (ok && capture_set_lease(cap, renewed + JITWG_LEASE_NS))
+				dlog(LOG_WARN, "lease", "error=%s",
+				     log_quote(q, sizeof(q), capture_error(cap)));
+			if (ok == lapsed)
+				dlog(ok ? LOG_INFO : LOG_WARN, "lease",
+				     ok ? "outcome=renewed" :
+					  "outcome=lapsed reason=workers_not_keeping_up");
+			lapsed = !ok;
 		}
 		if (pfd[0].revents) {
 			ret = capture_poll(cap, 0);
@@ -378,17 +420,19 @@ out:
 			dlog(LOG_INFO, "stop",
 			     "events=%lu installed=%lu handshakes=%lu evicted=%lu unknown=%lu "
 			     "refused=%lu errors=%lu bad_auth=%lu replays=%lu sightings=%lu "
-			     "queue_full=%lu",
+			     "queue_full=%lu redelivered=%lu redeliver_errors=%lu",
 			     (unsigned long)st.events, (unsigned long)st.installed,
 			     (unsigned long)st.handshakes, (unsigned long)st.evicted,
 			     (unsigned long)st.unknown, (unsigned long)st.refused,
 			     (unsigned long)st.errors, (unsigned long)st.bad_auth,
 			     (unsigned long)st.replays, (unsigned long)st.sightings,
-			     (unsigned long)st.queue_full);
+			     (unsigned long)st.queue_full, (unsigned long)st.redelivered,
+			     (unsigned long)st.redeliver_errors);
 		daemon_free(d);
 	}
 	if (cache)
 		cache_close(cache);
+	redeliver_close(rd);
 	noise_responder_free(resp);
 	if (dev)
 		wgdev_close(dev);

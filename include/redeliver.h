@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Re-delivery of captured handshake initiations to the local WireGuard
+ * (user/redeliver.c), for jitwgd --consume: the XDP program dropped the
+ * initiation, and the daemon hands it back once WireGuard can use it.
+ *
+ * The datagram is rebuilt byte for byte with its original source and
+ * destination and sent through a raw socket with IP_TRANSPARENT (which
+ * permits a source address that is not ours). Its destination is local, so
+ * it arrives through the loopback device, where no XDP program of ours runs,
+ * and WireGuard sees the client's address and port as it would have: its
+ * reply and the peer's endpoint are the client's.
+ *
+ * Needs CAP_NET_RAW and CAP_NET_ADMIN. Thread-safe: the sockets are only
+ * written. Functions return 0 or -errno.
+ */
+#ifndef JITWG_REDELIVER_H
+#define JITWG_REDELIVER_H
+
+#include <stddef.h>
+
+#include "jitwg.h"
+
+struct redeliver;
+
+/* err receives a one-line reason on failure. */
+int redeliver_open(struct redeliver **out, char *err, size_t errlen);
+void redeliver_close(struct redeliver *r);
+/* Send ev->msg from ev->saddr:sport to ev->daddr:dport. */
+int redeliver_event(struct redeliver *r, const struct jitwg_event *ev);
+
+#endif

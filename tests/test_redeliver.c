@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: MIT
+/*
+ * user/redeliver.c against the kernel: in a network namespace of its own
+ * (only loopback, up), an initiation re-delivered "from" an address the host
+ * does not have reaches a UDP socket with that source address and port and
+ * the payload byte for byte, as WireGuard would receive it. IPv4 and IPv6;
+ * the kernel drops a datagram whose UDP checksum is wrong, so arriving also
+ * proves the checksum.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include "check.h"
+#include "redeliver.h"
+
+enum { PORT = 51820, SPORT = 40123 };
+
+static int lo_up(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int fd = socket(AF_INET, SOCK_DGRAM, 0), ret = -1;
+
+	if (fd < 0)
+		return -1;
+	if (!ioctl(fd, SIOCGIFFLAGS, &ifr)) {
+		ifr.ifr_flags |= IFF_UP;
+		ret = ioctl(fd, SIOCSIFFLAGS, &ifr);
+	}
+	close(fd);
+	return ret;
+}
+
+/* A UDP socket on the loopback address of family, port PORT. */
+static int listener(int family)
+{
+	union {
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} a = { 0 };
+	int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0), one = 1;
+
+	if (fd < 0)
+		return -1;
+	if (family == AF_INET) {
+		a.in.sin_family = AF_INET;
+		a.in.sin_port = htons(PORT);
+		a.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	} else {
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+		a.in6.sin6_family = AF_INET6;
+		a.in6.sin6_port = htons(PORT);
+		a.in6.sin6_addr = in6addr_loopback;
+	}
+	if (bind(fd, (struct sockaddr *)&a, family == AF_INET ? sizeof(a.in) : sizeof(a.in6))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void event(struct jitwg_event *ev, int family, const char *src, const char *dst)
+{
+	size_t i;
+
+	memset(ev, 0, sizeof(*ev));
+	ev->family = family == AF_INET ? 4 : 6;
+	ev->sport = SPORT;
+	ev->dport = PORT;
+	if (family == AF_INET) {
+		ev->saddr[10] = ev->saddr[11] = ev->daddr[10] = ev->daddr[11] = 0xff;
+		inet_pton(AF_INET, src, ev->saddr + 12);
+		inet_pton(AF_INET, dst, ev->daddr + 12);
+	} else {
+		inet_pton(AF_INET6, src, ev->saddr);
+		inet_pton(AF_INET6, dst, ev->daddr);
+	}
+	for (i = 0; i < sizeof(ev->msg); i++)
+		ev->msg[i] = (uint8_t)(i * 7 + 1);
+	ev->msg[0] = WG_MSG_INITIATION;
+	ev->msg[1] = ev->msg[2] = ev->msg[3] = 0;
+}
+
+static void one_family(struct redeliver *r, int family, const char *name,
+		       const char *src, const char *dst)
+{
+	struct jitwg_event ev;
+	union {
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} from;
+	socklen_t flen = sizeof(from);
+	uint8_t buf[512];
+	char got[INET6_ADDRSTRLEN] = "?";
+	struct pollfd pfd;
+	ssize_t n = -1;
+	int fd = listener(family), ret;
+	unsigned int port = 0;
+
+	if (fd < 0) {
+		CHECK(name, 0, "cannot bind the listener: %s", strerror(errno));
+		return;
+	}
+	event(&ev, family, src, dst);
+	ret = redeliver_event(r, &ev);
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	if (!ret && poll(&pfd, 1, 2000) == 1)
+		n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
+	if (n > 0 && family == AF_INET) {
+		inet_ntop(AF_INET, &from.in.sin_addr, got, sizeof(got));
+		port = ntohs(from.in.sin_port);
+	} else if (n > 0) {
+		inet_ntop(AF_INET6, &from.in6.sin6_addr, got, sizeof(got));
+		port = ntohs(from.in6.sin6_port);
+	}
+	CHECK(name,
+	      EXPECT(ret == 0, "redeliver_event: %s", strerror(-ret)) &&
+	      EXPECT(n == WG_INITIATION_LEN, "received %zd bytes", n) &&
+	      EXPECT(!memcmp(buf, ev.msg, WG_INITIATION_LEN), "payload differs") &&
+	      EXPECT(!strcmp(got, src), "source %s", got) &&
+	      EXPECT(port == SPORT, "source port %u", port),
+	      "re-delivery from %s", src);
+	close(fd);
+}
+
+int main(void)
+{
+	struct redeliver *r;
+	struct jitwg_event ev;
+	char err[256];
+	int ret;
+
+	if (geteuid() != 0) {
+		SKIP("redeliver", "needs root (a network namespace, raw sockets)");
+		return 0;
+	}
+	if (unshare(CLONE_NEWNET) || lo_up()) {
+		CHECK("redeliver: own network namespace", 0, "%s", strerror(errno));
+		CHECK_EXIT();
+	}
+	ret = redeliver_open(&r, err, sizeof(err));
+	CHECK("redeliver: open", ret == 0, "%s", err);
+	if (ret)
+		CHECK_EXIT();
+	/* Documentation prefixes: addresses this namespace does not have. */
+	one_family(r, AF_INET, "redeliver: IPv4, foreign source kept",
+		   "198.51.100.7", "127.0.0.1");
+	one_family(r, AF_INET6, "redeliver: IPv6, foreign source kept",
+		   "2001:db8::7", "::1");
+
+	memset(&ev, 0, sizeof(ev));
+	ev.family = 5;
+	ret = redeliver_event(r, &ev);
+	CHECK("redeliver: unknown family refused", ret == -EAFNOSUPPORT,
+	      "returned %d", ret);
+	redeliver_close(r);
+	CHECK_EXIT();
+}

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Re-delivery of captured initiations through raw sockets: see
+ * include/redeliver.h.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/ip6.h>
+#include <netinet/udp.h>
+#include <sys/socket.h>
+
+#include "redeliver.h"
+
+#ifndef IP_TRANSPARENT
+#define IP_TRANSPARENT 19
+#endif
+#ifndef IPV6_TRANSPARENT
+#define IPV6_TRANSPARENT 75
+#endif
+
+enum { UDP_LEN = sizeof(struct udphdr) + WG_INITIATION_LEN };
+
+struct redeliver {
+	int fd4, fd6;
+};
+
+/*
+ * A raw socket whose datagrams carry their own IP header (IPPROTO_RAW:
+ * IP_HDRINCL for IPv4, and the same for IPv6 since Linux 4.5) and may
+ * carry a source address that is not local (IP_TRANSPARENT).
+ */
+static int raw_socket(int family, char *err, size_t errlen)
+{
+	int fd = socket(family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	int one = 1, e;
+
+	if (fd < 0)
+		goto fail;
+	if (family == AF_INET ?
+		    setsockopt(fd, IPPROTO_IP, IP_TRANSPARENT, &one, sizeof(one)) :
+		    setsockopt(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)))
+		goto fail;
+	return fd;
+fail:
+	e = errno;
+	snprintf(err, errlen, "cannot open a raw IPv%c socket with %s: %s%s",
+		 family == AF_INET ? '4' : '6',
+		 family == AF_INET ? "IP_TRANSPARENT" : "IPV6_TRANSPARENT",
+		 strerror(e),
+		 e == EPERM || e == EACCES ? " (needs CAP_NET_RAW and CAP_NET_ADMIN)" : "");
+	if (fd >= 0)
+		close(fd);
+	return -e;
+}
+
+int redeliver_open(struct redeliver **out, char *err, size_t errlen)
+{
+	struct redeliver *r = calloc(1, sizeof(*r));
+	int ret;
+
+	*out = NULL;
+	if (!r) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	r->fd6 = -1;
+	r->fd4 = raw_socket(AF_INET, err, errlen);
+	if (r->fd4 < 0) {
+		ret = r->fd4;
+		goto err;
+	}
+	r->fd6 = raw_socket(AF_INET6, err, errlen);
+	/* A host without IPv6 still re-delivers IPv4 (none of its events
+	 * are IPv6). */
+	if (r->fd6 < 0 && r->fd6 != -EAFNOSUPPORT) {
+		ret = r->fd6;
+		goto err;
+	}
+	*out = r;
+	return 0;
+err:
+	redeliver_close(r);
+	return ret;
+}
+
+void redeliver_close(struct redeliver *r)
+{
+	if (!r)
+		return;
+	if (r->fd4 >= 0)
+		close(r->fd4);
+	if (r->fd6 >= 0)
+		close(r->fd6);
+	free(r);
+}
+
+/* RFC 1071 ones' complement sum, folded; data in network order. */
+static uint32_t sum16(uint32_t sum, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+
+	for (; len > 1; len -= 2, p += 2)
+		sum += (uint32_t)p[0] << 8 | p[1];
+	if (len)
+		sum += (uint32_t)p[0] << 8;
+	return sum;
+}
+
+static uint16_t fold(uint32_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/*
+ * The UDP header with its checksum over the pseudo-header (RFC 768 for IPv4,
+ * RFC 8200 §8.1 for IPv6, where it is mandatory). A computed 0 is sent as
+ * 0xffff, 0 meaning "no checksum".
+ */
+static void udp_header(struct udphdr *uh, const struct jitwg_event *ev,
+		       const void *src, const void *dst, size_t alen)
+{
+	uint32_t sum;
+	uint16_t c;
+
+	uh->source = htons(ev->sport);
+	uh->dest = htons(ev->dport);
+	uh->len = htons(UDP_LEN);
+	uh->check = 0;
+	sum = sum16(0, src, alen);
+	sum = sum16(sum, dst, alen);
+	sum += IPPROTO_UDP + UDP_LEN;
+	sum = sum16(sum, uh, sizeof(*uh));
+	sum = sum16(sum, ev->msg, WG_INITIATION_LEN);
+	c = fold(sum);
+	uh->check = htons(c ? c : 0xffff);
+}
+
+int redeliver_event(struct redeliver *r, const struct jitwg_event *ev)
+{
+	union {
+		struct {
+			struct iphdr ip;
+			struct udphdr udp;
+			uint8_t msg[WG_INITIATION_LEN];
+		} v4;
+		struct {
+			struct ip6_hdr ip;
+			struct udphdr udp;
+			uint8_t msg[WG_INITIATION_LEN];
+		} v6;
+	} pkt;
+	union {
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} to;
+	ssize_t n;
+	size_t len;
+	int fd;
+
+	/* Headers and message back to back, no padding: 20 + 8 + 148, 40 + 8 + 148. */
+	_Static_assert(sizeof(pkt.v4) == sizeof(struct iphdr) + UDP_LEN, "v4 layout");
+	_Static_assert(sizeof(pkt.v6) == sizeof(struct ip6_hdr) + UDP_LEN, "v6 layout");
+
+	memset(&pkt, 0, sizeof(pkt));
+	memset(&to, 0, sizeof(to));
+	if (ev->family == 4) {
+		/* Addresses are IPv4-mapped: the IPv4 address is the last 4. */
+		pkt.v4.ip.version = 4;
+		pkt.v4.ip.ihl = sizeof(struct iphdr) / 4;
+		pkt.v4.ip.tot_len = htons(sizeof(pkt.v4));
+		pkt.v4.ip.ttl = 64;
+		pkt.v4.ip.protocol = IPPROTO_UDP;
+		memcpy(&pkt.v4.ip.saddr, ev->saddr + 12, 4);
+		memcpy(&pkt.v4.ip.daddr, ev->daddr + 12, 4);
+		/* IP_HDRINCL: the kernel fills in the id and header checksum. */
+		udp_header(&pkt.v4.udp, ev, &pkt.v4.ip.saddr, &pkt.v4.ip.daddr, 4);
+		memcpy(pkt.v4.msg, ev->msg, WG_INITIATION_LEN);
+		to.in.sin_family = AF_INET;
+		memcpy(&to.in.sin_addr, ev->daddr + 12, 4);
+		fd = r->fd4;
+		len = sizeof(pkt.v4);
+	} else if (ev->family == 6) {
+		pkt.v6.ip.ip6_flow = htonl(6u << 28);
+		pkt.v6.ip.ip6_plen = htons(UDP_LEN);
+		pkt.v6.ip.ip6_nxt = IPPROTO_UDP;
+		pkt.v6.ip.ip6_hlim = 64;
+		memcpy(&pkt.v6.ip.ip6_src, ev->saddr, 16);
+		memcpy(&pkt.v6.ip.ip6_dst, ev->daddr, 16);
+		udp_header(&pkt.v6.udp, ev, ev->saddr, ev->daddr, 16);
+		memcpy(pkt.v6.msg, ev->msg, WG_INITIATION_LEN);
+		to.in6.sin6_family = AF_INET6;
+		memcpy(&to.in6.sin6_addr, ev->daddr, 16);
+		/* A link-local destination needs its link: the one it came in on. */
+		if (ev->daddr[0] == 0xfe && (ev->daddr[1] & 0xc0) == 0x80)
+			to.in6.sin6_scope_id = ev->ifindex;
+		fd = r->fd6;
+		len = sizeof(pkt.v6);
+	} else {
+		return -EAFNOSUPPORT;
+	}
+	if (fd < 0)
+		return -EAFNOSUPPORT;
+	n = sendto(fd, &pkt, len, 0, (struct sockaddr *)&to,
+		   ev->family == 4 ? sizeof(to.in) : sizeof(to.in6));
+	/* The initiation is the client's own: nothing secret to wipe. */
+	if (n < 0)
+		return -errno;
+	return (size_t)n == len ? 0 : -EIO;
+}
