@@ -186,7 +186,7 @@ struct daemon_stats {
 	uint64_t events, queue_full, bad_shape, bad_mac1, bad_identity;
 	uint64_t sightings, bad_auth, replays, waiting, installed, unknown;
 	uint64_t refused, errors, handshakes, evicted;
-	uint64_t redelivered, redeliver_errors;
+	uint64_t redelivered, redeliver_errors, answers_stale;
 };
 
 /*

@@ -47,6 +47,21 @@ enum {
 	WATCH_POLL_GAP = 9,           /* idle time per unit of listing time */
 	WATCH_DEFER_MAX_MS = 1000,    /* longest an install backlog defers a poll */
 	INITIATE_DEFER_MAX_MS = 1000, /* ... and a batch's initiation */
+	/* ... and with --consume its answers: any time before the client's
+	 * retry (REKEY_TIMEOUT, 5 s), which would be answered at once. */
+	ANSWER_DEFER_MAX_MS = 3000,
+	/*
+	 * ... which then leave ANSWER_CHUNK every ANSWER_GAP_MS: wireguard-go
+	 * counts itself under load once 128 handshakes wait (1/8 of its
+	 * queue; the kernel: 512) and for the next second answers every
+	 * initiation with a cookie instead, so thousands handed over at once
+	 * would become cookie replies and 5 s retries. An answer older than
+	 * ANSWER_MAX_AGE_MS is dropped: the client retries at REKEY_TIMEOUT
+	 * (5 s), and that retry, its peer installed, is answered at once.
+	 */
+	ANSWER_CHUNK = 20,
+	ANSWER_GAP_MS = 10,
+	ANSWER_MAX_AGE_MS = 4000,
 	INSTALL_BATCH_MAX = 1024,
 };
 
@@ -129,7 +144,7 @@ struct daemon {
 		_Atomic uint64_t events, queue_full, bad_shape, bad_mac1, bad_identity;
 		_Atomic uint64_t sightings, bad_auth, replays, waiting, installed;
 		_Atomic uint64_t unknown, refused, errors, handshakes, evicted;
-		_Atomic uint64_t redelivered, redeliver_errors;
+		_Atomic uint64_t redelivered, redeliver_errors, answers_stale;
 	} st;
 	_Atomic uint64_t jobs_done;   /* daemon_keeping_up() */
 	uint64_t jobs_seen;
@@ -495,7 +510,7 @@ static uint16_t own_keepalive(const struct ijob *j)
 struct flips {
 	struct watch *w;
 	struct jitwg_event *ev; /* --consume: the initiations to answer */
-	size_t n, cap;
+	size_t head, n, cap;    /* [head, n) wait; head > 0 only with --consume */
 	uint64_t since; /* when the oldest was installed */
 };
 
@@ -545,11 +560,25 @@ static void flips_run(struct daemon *d, struct flips *fl)
 	int ret = -ENOMEM;
 
 	if (d->env.redeliver) {
-		for (i = 0; i < fl->n; i++)
-			redeliver_one(d, &fl->ev[i]);
-		dlog(LOG_DEBUG, "redeliver", "op=answer peers=%zu waited_ms=%.3f",
-		     fl->n, ms(fl->since, now_mono_ns()));
-		goto watch;
+		size_t end = fl->n - fl->head > ANSWER_CHUNK ? fl->head + ANSWER_CHUNK : fl->n;
+		uint64_t now = now_mono_ns();
+
+		for (i = fl->head; i < end; i++) {
+			uint64_t t = fl->ev[i].ts_ns;
+
+			if (!t || now - t <= ANSWER_MAX_AGE_MS * 1000000ull)
+				redeliver_one(d, &fl->ev[i]);
+			else
+				INC(d, answers_stale);
+			watch_add(d, &fl->w[i]);
+		}
+		fl->head = end;
+		if (fl->head == fl->n) {
+			dlog(LOG_DEBUG, "redeliver", "op=answer peers=%zu since_first_ms=%.3f",
+			     fl->n, ms(fl->since, now));
+			fl->head = fl->n = 0;
+		}
+		return;
 	}
 	keys = malloc(fl->n * sizeof(*keys));
 	if (keys) {
@@ -566,7 +595,6 @@ static void flips_run(struct daemon *d, struct flips *fl)
 		dlog(LOG_WARN, "device", "op=initiate error=%s peers=%zu", q, fl->n);
 	dlog(LOG_DEBUG, "device", "op=initiate peers=%zu waited_ms=%.3f", fl->n,
 	     ms(fl->since, now_mono_ns()));
-watch:
 	for (i = 0; i < fl->n; i++)
 		watch_add(d, &fl->w[i]);
 	fl->n = 0;
@@ -652,10 +680,16 @@ static void *installer(void *arg)
 		 * wait while installs are queued, for at most
 		 * INITIATE_DEFER_MAX_MS.
 		 */
-		if (fl.n && (!d->ihead || d->istop ||
-			     now_mono_ns() - fl.since >= INITIATE_DEFER_MAX_MS * 1000000ull)) {
+		if (fl.n && d->istop && d->env.redeliver) {
+			/* Stopping: the lease is given back, the clients retry. */
+			fl.head = fl.n = 0;
+		} else if (fl.n && (!d->ihead || d->istop ||
+				    now_mono_ns() - fl.since >= (d->env.redeliver ? ANSWER_DEFER_MAX_MS :
+								   INITIATE_DEFER_MAX_MS) * 1000000ull)) {
 			pthread_mutex_unlock(&d->ilock);
 			flips_run(d, &fl);
+			if (fl.n)
+				usleep(ANSWER_GAP_MS * 1000);
 			continue;
 		}
 		if (d->istop) {
@@ -1477,7 +1511,7 @@ void daemon_get_stats(struct daemon *d, struct daemon_stats *o)
 	G(events); G(queue_full); G(bad_shape); G(bad_mac1); G(bad_identity);
 	G(sightings); G(bad_auth); G(replays); G(waiting); G(installed);
 	G(unknown); G(refused); G(errors); G(handshakes); G(evicted);
-	G(redelivered); G(redeliver_errors);
+	G(redelivered); G(redeliver_errors); G(answers_stale);
 #undef G
 }
 
