@@ -154,10 +154,37 @@ case_kernel_evict_hand_peer_kept() {
 	kill -0 "$JW_PID" || fail "jitwgd died"
 }
 
+# --consume against the kernel: every initiation is dropped by XDP and given
+# back through the raw socket over loopback, so the ping works only if the
+# kernel accepts the re-delivered initiation and answers the client (its
+# endpoint is the client's, not loopback's); the gateway answers instead of
+# initiating.
+case_kernel_consume() {
+	ktopo
+	kjitwgd --consume --handshake-window 600
+	grep -q "msg=ready .*initiate_back=false consume=true" "$JW_LOG" ||
+		fail "not consuming: $(grep msg=ready "$JW_LOG")"
+	gw_capture_start
+	check "ping through the tunnel" kping
+	ip netns exec "$G" wg show "$WGG" endpoints | grep -q "^$A_PUB	192.168.77.2:41001\$" ||
+		fail "wrong endpoint: $(ip netns exec "$G" wg show "$WGG" endpoints)"
+	grep -q "msg=provision peer=$(fp "$A_PUB") outcome=installed source=api .*initiated=false" "$JW_LOG" ||
+		fail "no installed line with initiated=false: $(jwlog)"
+	sleep 1
+	gw_capture_stop
+	expect_eq "$(gw_initiations)" 0 "initiations from the gateway (it answers instead)"
+	kill "$JW_PID"
+	wait_for 30 grep -q "msg=stop" "$JW_LOG" || fail "no clean stop: $(jwlog)"
+	grep -qE "msg=stop .*redelivered=[1-9][0-9]* redeliver_errors=0" "$JW_LOG" ||
+		fail "stop line: $(grep msg=stop "$JW_LOG")"
+	grep -q "level=error" "$JW_LOG" && fail "errors logged: $(jwlog)"
+	return 0
+}
+
 # Sourced for one case (below), the script only defines functions.
 [ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(kernel_provision kernel_evict_hand_peer_kept)
+[ ${#cases[@]} -gt 0 ] || cases=(kernel_provision kernel_evict_hand_peer_kept kernel_consume)
 . tests/vm/guest-lib.sh
 guest_main tests/vm/guest-daemon.sh "${cases[@]}"
