@@ -545,6 +545,25 @@ test_e2e_bpftool_pinned() {
 	kill "$JW_PID"
 	wait "$JW_PID" 2>/dev/null
 	ip -n "$G" link show vg | grep -q xdp || fail "jitwgd detached the program bpftool attached"
+
+	# --consume through the pinned lease map; a clean stop gives the lease
+	# back (0), so the program that stays passes initiations at once.
+	e2e_client B 10.77.0.3
+	cp_add "$B_PUB" 10.77.0.3/32
+	nsenter --net=/run/netns/"$G" "$JITWGD" --wg-dev "$WGG" --pin-dir "$pin/maps" \
+		--api "$CP_URL" --cache-dir "$TMP/cache" --consume 2>>"$JW_LOG" &
+	JW_PID=$!
+	on_exit "kill $JW_PID 2>/dev/null"
+	wait_for 10 eval '[ "$(grep -c msg=ready "$JW_LOG")" -ge 2 ]' || fail "jitwgd --consume did not start: $(cat "$JW_LOG")"
+	check "ping through the tunnel (--consume, pinned)" cping B 1 5
+	grep -q "peer=$(fp "$B_PUB") outcome=installed .*initiated=false" "$JW_LOG" || fail "not answered by re-delivery: $(cat "$JW_LOG")"
+	bpftool map dump pinned "$pin/maps/lease" | grep -q '"value": 0$' && fail "no lease while consuming"
+	kill "$JW_PID"
+	wait "$JW_PID" 2>/dev/null
+	bpftool map dump pinned "$pin/maps/lease" | grep -q '"value": 0$' ||
+		fail "lease not given back: $(bpftool map dump pinned "$pin/maps/lease")"
+	client_restart B
+	check "after the stop, WireGuard answers directly" cping B 1 3
 }
 
 # The XDP port filter follows the device's listen port (checked at each
