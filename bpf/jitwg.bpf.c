@@ -70,6 +70,18 @@ struct {
 } lease SEC(".maps");
 
 /*
+ * This host's addresses (IPv4-mapped) → 1. Only an initiation sent to one
+ * of them is dropped under the lease: WireGuard traffic this host forwards
+ * to another one is never taken. Written by the consumer with the lease.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, JITWG_LOCAL_ADDRS_MAX);
+	__type(key, struct jitwg_src_key);
+	__type(value, __u8);
+} local_addrs SEC(".maps");
+
+/*
  * WireGuard UDP ports as a 65,536-bit bitmap: entry port / 64, bit port % 64.
  * An array lookup is inlined by the verifier, so UDP to other ports costs
  * a load and a test. Written by the loader.
@@ -398,8 +410,9 @@ static __always_inline int emit(struct xdp_md *ctx, const struct flow *f,
 /*
  * Whether a consumer holds the lease: it then takes what emit() handed it
  * and re-delivers what WireGuard can use. Only an initiation that is in the
- * ring buffer is ever dropped: one over the limit, or one the full ring
- * refused, passes as without a consumer. now is the coarse clock, at most a
+ * ring buffer and addressed to this host is ever dropped: one over the
+ * limit, one the full ring refused, or one passing through, passes as
+ * without a consumer. now is the coarse clock, at most a
  * tick behind the consumer's CLOCK_MONOTONIC: a 500 ms lease does not care.
  */
 static __always_inline bool leased(__u64 now)
@@ -408,6 +421,16 @@ static __always_inline bool leased(__u64 now)
 	__u64 *until = bpf_map_lookup_elem(&lease, &zero);
 
 	return until && now < *until;
+}
+
+/* Sent to one of this host's addresses (local_addrs), not through it. */
+static __always_inline bool to_this_host(const struct flow *f, void *end)
+{
+	struct jitwg_src_key key __attribute__((aligned(8))) = {};
+
+	if (addrs(f, end, NULL, key.addr))
+		return false;
+	return bpf_map_lookup_elem(&local_addrs, &key) != NULL;
 }
 
 SEC("xdp")
@@ -484,7 +507,7 @@ int jitwg_xdp(struct xdp_md *ctx)
 		count(JITWG_CTR_LIMITED_GLOBAL);
 		goto limit;
 	}
-	if (emit(ctx, &f, c.end, msg) == 0 && leased(now)) {
+	if (emit(ctx, &f, c.end, msg) == 0 && leased(now) && to_this_host(&f, c.end)) {
 		count(JITWG_CTR_CONSUMED);
 		return XDP_DROP;
 	}

@@ -73,6 +73,13 @@ int capture_set_limits(struct capture *c, const struct jitwg_config *cfg);
  * JITWG_LEASE_RENEW_MS while consuming. capture_close() gives it back.
  */
 int capture_set_lease(struct capture *c, uint64_t until_ns);
+/*
+ * This host's addresses (16 bytes each, IPv4-mapped for IPv4): only an
+ * initiation sent to one of them is dropped under the lease. Replaces the
+ * set; at most JITWG_LOCAL_ADDRS_MAX (-E2BIG beyond).
+ */
+int capture_set_local_addrs(struct capture *c, const uint8_t (*addrs)[16],
+			    size_t n);
 /* Forget all bucket state (every source and the global bucket start full). */
 int capture_reset_limits(struct capture *c);
 /* Counters summed over CPUs, indexed by enum jitwg_counter. */

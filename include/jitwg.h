@@ -101,6 +101,9 @@ enum {
 enum {
 	JITWG_LEASE_NS = 500000000ull,       /* how long one renewal holds */
 	JITWG_LEASE_RENEW_MS = 100,          /* how often the consumer renews */
+	/* Addresses of this host the consumer may take initiations for
+	 * (struct jitwg_src_key, IPv4-mapped): never transit traffic. */
+	JITWG_LOCAL_ADDRS_MAX = 1024,
 };
 
 /*

@@ -483,9 +483,19 @@ static void test_lease(void)
 	size_t len;
 	int v, ok;
 
+	/* The frames' destinations (tests/frames.c) are this "host". */
+	static const uint8_t local[2][16] = {
+		{ [10] = 0xff, [11] = 0xff, [12] = 192, [13] = 0, [14] = 2, [15] = 254 },
+		{ 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0xff, [15] = 0xfe },
+	};
+	static const uint8_t other[1][16] = {
+		{ [10] = 0xff, [11] = 0xff, [12] = 192, [13] = 0, [14] = 2, [15] = 77 },
+	};
+
 	set_limits(0, 0, 0, 0, 0);
-	ok = EXPECT(capture_set_lease(cap, mono_ns() + 10000000000ull) == 0, "%s",
-		    capture_error(cap));
+	ok = EXPECT(capture_set_local_addrs(cap, local, 2) == 0, "%s", capture_error(cap));
+	ok &= EXPECT(capture_set_lease(cap, mono_ns() + 10000000000ull) == 0, "%s",
+		     capture_error(cap));
 	ok &= EXPECT(knock(4, a, &v, d) == 1 && v == XDP_DROP,
 		     "IPv4 initiation: event and drop (verdict %d)", v);
 	ok &= EXPECT(d[JITWG_CTR_CONSUMED] == 1 && d[JITWG_CTR_EVENTS] == 1,
@@ -501,6 +511,17 @@ static void test_lease(void)
 	ok &= EXPECT(d[JITWG_CTR_CONSUMED] == 0, "consumed +%llu",
 		     (unsigned long long)d[JITWG_CTR_CONSUMED]);
 	CHECK("lease: other traffic still passes", ok, "see above");
+
+	/* Sent to another host through this one: never taken. */
+	ok = EXPECT(capture_set_local_addrs(cap, other, 1) == 0, "%s", capture_error(cap));
+	ok &= EXPECT(knock(4, a, &v, d) == 1 && v == XDP_PASS,
+		     "transit initiation: event and pass (verdict %d)", v);
+	ok &= EXPECT(knock(6, v6, &v, d) == 1 && v == XDP_PASS,
+		     "transit IPv6 initiation: event and pass (verdict %d)", v);
+	ok &= EXPECT(capture_set_local_addrs(cap, local, 2) == 0, "%s", capture_error(cap));
+	ok &= EXPECT(knock(4, a, &v, d) == 1 && v == XDP_DROP,
+		     "local again: dropped (verdict %d)", v);
+	CHECK("lease: an initiation to another host passes", ok, "see above");
 
 	/* Over the limit: not in the ring, so WireGuard must still get it. */
 	set_limits(1, 1, 0, 0, 0);

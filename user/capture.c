@@ -35,6 +35,7 @@ struct capture {
 	int fd_events, fd_counters, fd_settings, fd_ports;
 	int fd_src, fd_global;
 	int fd_lease; /* -1: a pinned object from before the lease */
+	int fd_local; /* local_addrs; -1 as fd_lease */
 	bool leased;  /* we wrote a lease: give it back on close */
 	int prog_fd;
 	int ncpus;
@@ -255,8 +256,9 @@ static int open_pinned(struct capture *c, const char *dir)
 	    (err = pinned_map(c, dir, "src_buckets", &c->fd_src)) ||
 	    (err = pinned_map(c, dir, "global_bucket", &c->fd_global)))
 		return err;
-	/* Optional: only a consumer needs it (capture_set_lease says so). */
-	if (pinned_map(c, dir, "lease", &c->fd_lease))
+	/* Optional: only a consumer needs them (capture_set_lease says so). */
+	if (pinned_map(c, dir, "lease", &c->fd_lease) ||
+	    pinned_map(c, dir, "local_addrs", &c->fd_local))
 		c->err[0] = '\0';
 	return 0;
 }
@@ -306,6 +308,7 @@ static int load(struct capture *c)
 	c->fd_src = bpf_map__fd(c->skel->maps.src_buckets);
 	c->fd_global = bpf_map__fd(c->skel->maps.global_bucket);
 	c->fd_lease = bpf_map__fd(c->skel->maps.lease);
+	c->fd_local = bpf_map__fd(c->skel->maps.local_addrs);
 	return 0;
 }
 
@@ -368,7 +371,7 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	c->fn = fn;
 	c->ctx = ctx;
 	c->prog_fd = c->fd_events = c->fd_counters = c->fd_settings = -1;
-	c->fd_ports = c->fd_src = c->fd_global = c->fd_lease = -1;
+	c->fd_ports = c->fd_src = c->fd_global = c->fd_lease = c->fd_local = -1;
 	c->ncpus = libbpf_num_possible_cpus();
 	if (c->ncpus <= 0) {
 		err = fail(c, -EIO, "cannot count possible CPUs");
@@ -422,7 +425,8 @@ err:
 void capture_close(struct capture *c)
 {
 	int *fds[] = { &c->fd_events, &c->fd_counters, &c->fd_settings,
-		       &c->fd_ports, &c->fd_src, &c->fd_global, &c->fd_lease };
+		       &c->fd_ports, &c->fd_src, &c->fd_global, &c->fd_lease,
+		       &c->fd_local };
 	size_t i;
 
 	if (!c)
@@ -544,13 +548,47 @@ int capture_set_lease(struct capture *c, uint64_t until_ns)
 	__u32 key = 0;
 	__u64 v = until_ns;
 
-	if (c->fd_lease < 0)
+	if (c->fd_lease < 0 || c->fd_local < 0)
 		return fail(c, -ENOENT,
 			    "the pinned program has no lease map: load and pin "
 			    "it again from this build's jitwg.bpf.o");
 	if (bpf_map_update_elem(c->fd_lease, &key, &v, BPF_ANY))
 		return fail(c, -errno, "cannot set the lease: %s", strerror(errno));
 	c->leased = until_ns != 0;
+	return 0;
+}
+
+int capture_set_local_addrs(struct capture *c, const uint8_t (*addrs)[16],
+			    size_t n)
+{
+	struct jitwg_src_key key, next;
+	__u8 one = 1;
+	size_t i;
+	bool more;
+
+	if (c->fd_local < 0)
+		return fail(c, -ENOENT, "the pinned program has no local_addrs map: "
+			    "load and pin it again from this build's jitwg.bpf.o");
+	if (n > JITWG_LOCAL_ADDRS_MAX)
+		return fail(c, -E2BIG, "%zu local addresses, at most %d", n,
+			    JITWG_LOCAL_ADDRS_MAX);
+	/* Add first, then drop what went: a present address never leaves. */
+	for (i = 0; i < n; i++) {
+		memcpy(key.addr, addrs[i], 16);
+		if (bpf_map_update_elem(c->fd_local, &key, &one, BPF_ANY))
+			return fail(c, -errno, "cannot set local addresses: %s",
+				    strerror(errno));
+	}
+	more = !bpf_map_get_next_key(c->fd_local, NULL, &key);
+	while (more) {
+		more = !bpf_map_get_next_key(c->fd_local, &key, &next);
+		for (i = 0; i < n && memcmp(addrs[i], key.addr, 16); i++)
+			;
+		if (i == n && bpf_map_delete_elem(c->fd_local, &key) && errno != ENOENT)
+			return fail(c, -errno, "cannot drop a local address: %s",
+				    strerror(errno));
+		key = next;
+	}
 	return 0;
 }
 

@@ -8,6 +8,7 @@
  * Exit status: 0 clean stop, 1 runtime failure, 2 bad usage.
  */
 #include <errno.h>
+#include <ifaddrs.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
@@ -118,6 +119,44 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
+/*
+ * --consume takes only initiations sent to this host: give the XDP program
+ * the namespace's addresses (refreshed every second: one added meanwhile
+ * only means its initiations pass to WireGuard directly, as without).
+ */
+static int set_local_addrs(struct capture *cap, char *err, size_t errlen)
+{
+	uint8_t (*a)[16] = calloc(JITWG_LOCAL_ADDRS_MAX, 16);
+	struct ifaddrs *ifa, *i;
+	size_t n = 0;
+	int ret;
+
+	if (!a || getifaddrs(&ifa)) {
+		ret = a ? -errno : -ENOMEM;
+		snprintf(err, errlen, "local addresses: %s", strerror(-ret));
+		free(a);
+		return ret;
+	}
+	for (i = ifa; i && n < JITWG_LOCAL_ADDRS_MAX; i = i->ifa_next) {
+		if (!i->ifa_addr)
+			continue;
+		if (i->ifa_addr->sa_family == AF_INET) {
+			a[n][10] = a[n][11] = 0xff;
+			memcpy(a[n] + 12, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
+			n++;
+		} else if (i->ifa_addr->sa_family == AF_INET6) {
+			memcpy(a[n], &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, 16);
+			n++;
+		}
+	}
+	freeifaddrs(ifa);
+	ret = capture_set_local_addrs(cap, a, n);
+	if (ret)
+		snprintf(err, errlen, "%s", capture_error(cap));
+	free(a);
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t t_start = now_mono_ns();
@@ -139,7 +178,7 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	int sfd = -1, ret, status = 1;
 	bool running = true, cap_started = false, lapsed = false;
-	uint64_t renewed = 0;
+	uint64_t renewed = 0, renewals = 0;
 	struct cap_job cj;
 	pthread_t cap_thread;
 	uint16_t port;
@@ -310,10 +349,12 @@ int main(int argc, char **argv)
 	t_cap = cj.t_done;
 	if (o.consume) {
 		renewed = now_mono_ns();
-		ret = capture_set_lease(cap, renewed + JITWG_LEASE_NS);
+		ret = set_local_addrs(cap, err, sizeof(err));
+		if (!ret && (ret = capture_set_lease(cap, renewed + JITWG_LEASE_NS)))
+			snprintf(err, sizeof(err), "%s", capture_error(cap));
 		if (ret) {
 			dlog(LOG_ERROR, "start", "stage=lease error=%s",
-			     log_quote(q, sizeof(q), capture_error(cap)));
+			     log_quote(q, sizeof(q), err));
 			goto out;
 		}
 	}
@@ -354,6 +395,9 @@ int main(int argc, char **argv)
 			bool ok = daemon_keeping_up(d);
 
 			renewed = now_mono_ns();
+			if (++renewals % 10 == 0 && set_local_addrs(cap, err, sizeof(err)))
+				dlog(LOG_WARN, "lease", "op=local_addrs error=%s",
+				     log_quote(q, sizeof(q), err));
 			if (ok && capture_set_lease(cap, renewed + JITWG_LEASE_NS))
 				dlog(LOG_WARN, "lease", "error=%s",
 				     log_quote(q, sizeof(q), capture_error(cap)));
