@@ -381,7 +381,7 @@ static __always_inline bool global_limited(const struct jitwg_config *cfg,
 }
 
 static __always_inline int emit(struct xdp_md *ctx, const struct flow *f,
-				void *end, const __u8 *msg)
+				void *end, const __u8 *msg, __u16 flags)
 {
 	struct jitwg_event *ev;
 
@@ -400,7 +400,7 @@ static __always_inline int emit(struct xdp_md *ctx, const struct flow *f,
 	ev->dport = f->dport;
 	ev->family = f->family;
 	ev->vlan_depth = f->vlan_depth;
-	ev->reserved = 0;
+	ev->flags = flags;
 	copy_msg(ev->msg, msg);
 	bpf_ringbuf_submit(ev, 0);
 	count(JITWG_CTR_EVENTS);
@@ -423,14 +423,20 @@ static __always_inline bool leased(__u64 now)
 	return until && now < *until;
 }
 
-/* Sent to one of this host's addresses (local_addrs), not through it. */
+/*
+ * Sent to one of this host's addresses (local_addrs), not through it, and
+ * not claiming to come from one: such a source is a martian the kernel
+ * would drop, which re-delivery over loopback would let in.
+ */
 static __always_inline bool to_this_host(const struct flow *f, void *end)
 {
-	struct jitwg_src_key key __attribute__((aligned(8))) = {};
+	struct jitwg_src_key src __attribute__((aligned(8))) = {};
+	struct jitwg_src_key dst __attribute__((aligned(8))) = {};
 
-	if (addrs(f, end, NULL, key.addr))
+	if (addrs(f, end, src.addr, dst.addr))
 		return false;
-	return bpf_map_lookup_elem(&local_addrs, &key) != NULL;
+	return bpf_map_lookup_elem(&local_addrs, &dst) &&
+	       !bpf_map_lookup_elem(&local_addrs, &src);
 }
 
 SEC("xdp")
@@ -446,6 +452,7 @@ int jitwg_xdp(struct xdp_md *ctx)
 	__u8 *msg;
 	__u32 zero = 0;
 	__u64 now;
+	bool consume;
 	int proto;
 
 	count(JITWG_CTR_PACKETS);
@@ -507,7 +514,10 @@ int jitwg_xdp(struct xdp_md *ctx)
 		count(JITWG_CTR_LIMITED_GLOBAL);
 		goto limit;
 	}
-	if (emit(ctx, &f, c.end, msg) == 0 && leased(now) && to_this_host(&f, c.end)) {
+	/* Decided before the event leaves, which says whether it was taken:
+	 * the consumer gives back only what WireGuard has not seen. */
+	consume = leased(now) && to_this_host(&f, c.end);
+	if (emit(ctx, &f, c.end, msg, consume ? JITWG_EV_CONSUMED : 0) == 0 && consume) {
 		count(JITWG_CTR_CONSUMED);
 		return XDP_DROP;
 	}

@@ -37,11 +37,17 @@ struct jitwg_event {
 	__u8 daddr[16];       /* destination address, IPv4-mapped for IPv4 */
 	__u8 family;          /* 4 or 6 */
 	__u8 vlan_depth;      /* 0, 1 or 2 VLAN tags seen */
-	__u16 reserved;       /* zero */
+	__u16 flags;          /* JITWG_EV_* */
 	__u8 msg[WG_INITIATION_LEN]; /* the initiation, byte for byte */
 };
 
 _Static_assert(sizeof(struct jitwg_event) == 200, "jitwg_event layout is ABI");
+
+enum jitwg_event_flags {
+	/* Dropped by XDP under the consumer's lease: WireGuard has not seen
+	 * it, and only the consumer can give it back. */
+	JITWG_EV_CONSUMED = 1 << 0,
+};
 
 /*
  * Runtime settings, one entry in the config array map. Rates are tokens per

@@ -155,6 +155,24 @@ static void test_table(void)
 	      !memcmp(snap[0].key, k_m, 32), "n=%zu", n);
 	free(snap);
 
+	/* Reserved: managed, but not on the device until its install is done. */
+	{
+		struct managed_peer r = mp;
+		uint8_t k_r[32], o[32];
+		struct wgdev_allowed_ip r_ip = ip("10.0.5.9/32");
+
+		memset(k_r, 0x5a, 32);
+		memcpy(r.key, k_r, 32);
+		r.ips = &r_ip;
+		r.installed_ns = UINT64_MAX;
+		ok = ptab_reserve(t, &r, o) == 0 && ptab_is_managed(t, k_r) &&
+		     !ptab_on_device(t, k_r);
+		ptab_set_installed(t, k_r, 7000);
+		ok = ok && ptab_on_device(t, k_r);
+		ptab_remove(t, k_r);
+		CHECK("table: a reserved peer is on the device once installed", ok, "state");
+	}
+
 	/* A refresh without the managed peer: it stays managed (the sweep
 	 * forgets it), and the hand-added one stays unmanaged. */
 	ptab_refresh_device(t, dev, 1, UINT64_MAX);

@@ -184,8 +184,14 @@ test_e2e_consume_burst() {
 	[ "$cookies" -le $((n * 5 / 100)) ] || fail "$cookies cookie replies: wireguard-go under load"
 	expect_eq "$(gw_initiations)" 0 "initiations from the gateway"
 	e2e_jitwgd_stop
-	grep -q "msg=stop .*redelivered=$n redeliver_errors=0 answers_stale=0" "$JW_LOG" ||
-		fail "stop line: $(grep msg=stop "$JW_LOG")"
+	# Each given back once, or dropped as stale if this machine stalled
+	# for seconds (then its client would retry).
+	local stop redelivered stale
+	stop=$(grep msg=stop "$JW_LOG")
+	redelivered=$(sed -n 's/.* redelivered=\([0-9]*\).*/\1/p' <<<"$stop")
+	stale=$(sed -n 's/.* answers_stale=\([0-9]*\).*/\1/p' <<<"$stop")
+	grep -q "redeliver_errors=0" <<<"$stop" || fail "re-delivery errors: $stop"
+	expect_eq "$((redelivered + stale))" $n "initiations given back or stale"
 }
 
 # An unknown key is not installed, and many fresh initiations from it cost
@@ -557,7 +563,8 @@ test_e2e_bpftool_pinned() {
 	wait_for 10 eval '[ "$(grep -c msg=ready "$JW_LOG")" -ge 2 ]' || fail "jitwgd --consume did not start: $(cat "$JW_LOG")"
 	check "ping through the tunnel (--consume, pinned)" cping B 1 5
 	grep -q "peer=$(fp "$B_PUB") outcome=installed .*initiated=false" "$JW_LOG" || fail "not answered by re-delivery: $(cat "$JW_LOG")"
-	bpftool map dump pinned "$pin/maps/lease" | grep -q '"value": 0$' && fail "no lease while consuming"
+	bpftool map dump pinned "$pin/maps/lease" | grep -qE '"value": [1-9]' ||
+		fail "no lease while consuming: $(bpftool map dump pinned "$pin/maps/lease")"
 	kill "$JW_PID"
 	wait "$JW_PID" 2>/dev/null
 	bpftool map dump pinned "$pin/maps/lease" | grep -q '"value": 0$' ||

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +23,10 @@
 
 #include "check.h"
 #include "redeliver.h"
+
+#ifndef SO_RCVMARK
+#define SO_RCVMARK 75
+#endif
 
 enum { PORT = 51820, SPORT = 40123 };
 
@@ -51,6 +56,8 @@ static int listener(int family)
 
 	if (fd < 0)
 		return -1;
+	/* The mark of each datagram as a control message (Linux 5.19+). */
+	setsockopt(fd, SOL_SOCKET, SO_RCVMARK, &one, sizeof(one));
 	if (family == AF_INET) {
 		a.in.sin_family = AF_INET;
 		a.in.sin_port = htons(PORT);
@@ -98,8 +105,13 @@ static void one_family(struct redeliver *r, int family, const char *name,
 		struct sockaddr_in in;
 		struct sockaddr_in6 in6;
 	} from;
-	socklen_t flen = sizeof(from);
-	uint8_t buf[512];
+	uint8_t buf[512], cbuf[CMSG_SPACE(sizeof(uint32_t))];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr mh = { .msg_name = &from, .msg_namelen = sizeof(from),
+			     .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *cm;
+	uint32_t mark = 0;
 	char got[INET6_ADDRSTRLEN] = "?";
 	struct pollfd pfd;
 	ssize_t n = -1;
@@ -115,7 +127,10 @@ static void one_family(struct redeliver *r, int family, const char *name,
 	pfd.fd = fd;
 	pfd.events = POLLIN;
 	if (!ret && poll(&pfd, 1, 2000) == 1)
-		n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
+		n = recvmsg(fd, &mh, 0);
+	for (cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SO_MARK)
+			memcpy(&mark, CMSG_DATA(cm), sizeof(mark));
 	if (n > 0 && family == AF_INET) {
 		inet_ntop(AF_INET, &from.in.sin_addr, got, sizeof(got));
 		port = ntohs(from.in.sin_port);
@@ -128,7 +143,8 @@ static void one_family(struct redeliver *r, int family, const char *name,
 	      EXPECT(n == WG_INITIATION_LEN, "received %zd bytes", n) &&
 	      EXPECT(!memcmp(buf, ev.msg, WG_INITIATION_LEN), "payload differs") &&
 	      EXPECT(!strcmp(got, src), "source %s", got) &&
-	      EXPECT(port == SPORT, "source port %u", port),
+	      EXPECT(port == SPORT, "source port %u", port) &&
+	      EXPECT(mark == REDELIVER_MARK, "mark 0x%x", mark),
 	      "re-delivery from %s", src);
 	close(fd);
 }
@@ -163,6 +179,31 @@ int main(void)
 	ret = redeliver_event(r, &ev);
 	CHECK("redeliver: unknown family refused", ret == -EAFNOSUPPORT,
 	      "returned %d", ret);
+
+	/* Sources no client can have: over loopback they would get in. */
+	{
+		static const struct { int family; const char *src; } bogus[] = {
+			{ AF_INET, "127.0.0.5" },	/* loopback */
+			{ AF_INET, "0.0.0.0" },		/* unspecified */
+			{ AF_INET, "224.0.0.1" },	/* multicast */
+			{ AF_INET, "255.255.255.255" },	/* broadcast */
+			{ AF_INET6, "::1" },
+			{ AF_INET6, "::" },
+			{ AF_INET6, "ff02::1" },
+			{ AF_INET6, "::ffff:198.51.100.7" }, /* mapped in IPv6 */
+		};
+		bool ok = true;
+		size_t i;
+
+		for (i = 0; i < sizeof(bogus) / sizeof(bogus[0]); i++) {
+			event(&ev, bogus[i].family, bogus[i].src,
+			      bogus[i].family == AF_INET ? "127.0.0.1" : "::1");
+			ret = redeliver_event(r, &ev);
+			ok &= EXPECT(ret == -EADDRNOTAVAIL, "%s: returned %d",
+				     bogus[i].src, ret);
+		}
+		CHECK("redeliver: impossible sources refused", ok, "see above");
+	}
 	redeliver_close(r);
 	CHECK_EXIT();
 }

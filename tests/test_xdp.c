@@ -192,7 +192,7 @@ static int event_matches(const struct jitwg_event *ev, const struct row *r,
 	ok &= EXPECT(!memcmp(ev->daddr, daddr, 16), "daddr");
 	ok &= EXPECT(ev->family == r->spec.family, "family %u", ev->family);
 	ok &= EXPECT(ev->vlan_depth == r->spec.vlans, "vlan_depth %u", ev->vlan_depth);
-	ok &= EXPECT(ev->reserved == 0, "reserved %u", ev->reserved);
+	ok &= EXPECT(ev->flags == 0, "flags %u", ev->flags);
 	ok &= EXPECT(!memcmp(ev->msg, frame + l->payload, 148), "msg bytes");
 	return ok;
 }
@@ -498,6 +498,7 @@ static void test_lease(void)
 		     capture_error(cap));
 	ok &= EXPECT(knock(4, a, &v, d) == 1 && v == XDP_DROP,
 		     "IPv4 initiation: event and drop (verdict %d)", v);
+	ok &= EXPECT(events[0].flags == JITWG_EV_CONSUMED, "flags %u", events[0].flags);
 	ok &= EXPECT(d[JITWG_CTR_CONSUMED] == 1 && d[JITWG_CTR_EVENTS] == 1,
 		     "consumed +%llu", (unsigned long long)d[JITWG_CTR_CONSUMED]);
 	ok &= EXPECT(knock(6, v6, &v, d) == 1 && v == XDP_DROP,
@@ -516,12 +517,28 @@ static void test_lease(void)
 	ok = EXPECT(capture_set_local_addrs(cap, other, 1) == 0, "%s", capture_error(cap));
 	ok &= EXPECT(knock(4, a, &v, d) == 1 && v == XDP_PASS,
 		     "transit initiation: event and pass (verdict %d)", v);
+	ok &= EXPECT(events[0].flags == 0, "passed, yet flagged consumed");
 	ok &= EXPECT(knock(6, v6, &v, d) == 1 && v == XDP_PASS,
 		     "transit IPv6 initiation: event and pass (verdict %d)", v);
 	ok &= EXPECT(capture_set_local_addrs(cap, local, 2) == 0, "%s", capture_error(cap));
 	ok &= EXPECT(knock(4, a, &v, d) == 1 && v == XDP_DROP,
 		     "local again: dropped (verdict %d)", v);
 	CHECK("lease: an initiation to another host passes", ok, "see above");
+
+	/* From one of this host's own addresses: a martian, never taken. */
+	{
+		static const uint8_t both[2][16] = {
+			{ [10] = 0xff, [11] = 0xff, [12] = 192, [13] = 0, [14] = 2, [15] = 254 },
+			{ [10] = 0xff, [11] = 0xff, [12] = 10, [13] = 9, [14] = 1, [15] = 1 },
+		};
+
+		ok = EXPECT(capture_set_local_addrs(cap, both, 2) == 0, "%s", capture_error(cap));
+		ok &= EXPECT(knock(4, a, &v, d) == 1 && v == XDP_PASS,
+			     "local source: event and pass (verdict %d)", v);
+		ok &= EXPECT(events[0].flags == 0, "flagged consumed");
+		ok &= EXPECT(capture_set_local_addrs(cap, local, 2) == 0, "%s", capture_error(cap));
+		CHECK("lease: an initiation from this host's own address passes", ok, "see above");
+	}
 
 	/* Over the limit: not in the ring, so WireGuard must still get it. */
 	set_limits(1, 1, 0, 0, 0);

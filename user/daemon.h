@@ -140,7 +140,10 @@ struct peer_table;
 
 int ptab_new(struct peer_table **out);
 void ptab_free(struct peer_table *t);
-/* Present on the device (as of the last refresh or our own installs). */
+/*
+ * Present on the device: as of the last refresh, or installed by us (a
+ * reserved peer whose install is still in progress is not).
+ */
 bool ptab_on_device(struct peer_table *t, const uint8_t key[static 32]);
 bool ptab_is_managed(struct peer_table *t, const uint8_t key[static 32]);
 /*

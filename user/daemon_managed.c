@@ -375,7 +375,8 @@ bool ptab_on_device(struct peer_table *t, const uint8_t key[static 32])
 
 	pthread_mutex_lock(&t->lock);
 	e = find(t, key);
-	r = e && e->on_device;
+	/* A reserved peer is not there yet: its install is in progress. */
+	r = e && e->on_device && !(e->managed && e->mp.installed_ns == UINT64_MAX);
 	pthread_mutex_unlock(&t->lock);
 	return r;
 }

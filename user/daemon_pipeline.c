@@ -16,7 +16,7 @@
  * runs its own thread and hands results back through the queue.
  *
  * With --consume the XDP program drops what it hands over, and the daemon
- * gives WireGuard back each initiation it can use (answer()): a sighting's at
+ * gives WireGuard back each initiation it can use (pending_end()): a sighting's at
  * once, a new key's once its provisioning ended (after the install). The
  * gateway then answers the client's own initiation instead of initiating.
  */
@@ -147,7 +147,7 @@ struct daemon {
 		_Atomic uint64_t redelivered, redeliver_errors, answers_stale;
 	} st;
 	_Atomic uint64_t jobs_done;   /* daemon_keeping_up() */
-	uint64_t jobs_seen;
+	uint64_t jobs_seen, lost_seen;
 };
 
 #define INC(d, f) atomic_fetch_add_explicit(&(d)->st.f, 1, memory_order_relaxed)
@@ -294,7 +294,9 @@ static void pending_free(struct pending *p)
 	free(p);
 }
 
-static void pending_release(struct daemon *d, struct pending *p)
+/* Unlink p; with last, copy its latest initiation as it leaves the table. */
+static void pending_unlink(struct daemon *d, struct pending *p,
+			   struct jitwg_event *last)
 {
 	struct pending **pp;
 
@@ -305,7 +307,14 @@ static void pending_release(struct daemon *d, struct pending *p)
 			break;
 		}
 	}
+	if (last)
+		*last = p->last;
 	pthread_mutex_unlock(&d->plock);
+}
+
+static void pending_release(struct daemon *d, struct pending *p)
+{
+	pending_unlink(d, p, NULL);
 	pending_free(p);
 }
 
@@ -314,8 +323,13 @@ static void pending_release(struct daemon *d, struct pending *p)
 static void redeliver_one(struct daemon *d, const struct jitwg_event *ev)
 {
 	uint64_t n;
-	int ret = redeliver_event(d->env.redeliver, ev);
+	int ret;
 
+	/* Passed by XDP (no lease, or not addressed to this host): WireGuard
+	 * has it already. */
+	if (!(ev->flags & JITWG_EV_CONSUMED))
+		return;
+	ret = redeliver_event(d->env.redeliver, ev);
 	if (!ret) {
 		INC(d, redelivered);
 		return;
@@ -329,22 +343,22 @@ static void redeliver_one(struct daemon *d, const struct jitwg_event *ev)
 }
 
 /*
- * --consume: give WireGuard the key's latest initiation. Every
- * authenticated initiation ends here whatever its outcome (a peer added by
- * hand since the last listing must still get its answer, and WireGuard
- * drops the others as it would have); only malformed, forged and replayed
- * ones stay dropped, which WireGuard would refuse too.
+ * The key's provisioning ended: release it and, with --consume, give
+ * WireGuard its latest initiation. Every authenticated initiation ends here
+ * whatever its outcome (a peer added by hand since the last listing must
+ * still get its answer, and WireGuard drops the others as it would have);
+ * only malformed, forged and replayed ones stay dropped, which WireGuard
+ * would refuse too. Read as the entry leaves the table, so no later
+ * sighting can replace it unanswered: a later one starts anew.
  */
-static void answer(struct daemon *d, struct pending *p)
+static void pending_end(struct daemon *d, struct pending *p)
 {
 	struct jitwg_event ev;
 
-	if (!d->env.redeliver)
-		return;
-	pthread_mutex_lock(&d->plock);
-	ev = p->last;
-	pthread_mutex_unlock(&d->plock);
-	redeliver_one(d, &ev);
+	pending_unlink(d, p, &ev);
+	pending_free(p);
+	if (d->env.redeliver)
+		redeliver_one(d, &ev);
 }
 
 /* ---- provisioning ---- */
@@ -440,8 +454,7 @@ static void install(struct daemon *d, struct pending *p,
 		log_fingerprint(fp, other);
 		snprintf(extra, sizeof(extra), "reason=allowed_ip_overlap other=%s", fp);
 		log_outcome(d, p, "refused", source, extra, LOG_WARN);
-		answer(d, p);
-		pending_release(d, p);
+		pending_end(d, p);
 		return;
 	}
 	/* Sized to its allowed IPs: a burst queues thousands of these. */
@@ -452,8 +465,7 @@ static void install(struct daemon *d, struct pending *p,
 			ptab_remove(d->ptab, p->key);
 		INC(d, errors);
 		log_outcome(d, p, "error", source, "reason=out_of_memory", LOG_ERROR);
-		answer(d, p);
-		pending_release(d, p);
+		pending_end(d, p);
 		return;
 	}
 	/* The installer writes it, with the rest of its batch in one
@@ -514,7 +526,8 @@ struct flips {
 	uint64_t since; /* when the oldest was installed */
 };
 
-static void flips_add(struct daemon *d, struct flips *fl, const struct watch *w,
+/* False when out of memory: w is watched, p is not queued. */
+static bool flips_add(struct daemon *d, struct flips *fl, const struct watch *w,
 		      struct pending *p)
 {
 	if (fl->n == fl->cap) {
@@ -532,9 +545,8 @@ static void flips_add(struct daemon *d, struct flips *fl, const struct watch *w,
 		if (!nw || (d->env.redeliver && !ne)) {
 			/* Installed, not initiated: the client's own retry. */
 			dlog(LOG_WARN, "device", "op=initiate error=ENOMEM peers=1");
-			answer(d, p);
 			watch_add(d, w);
-			return;
+			return false;
 		}
 		fl->cap = cap;
 	}
@@ -546,6 +558,7 @@ static void flips_add(struct daemon *d, struct flips *fl, const struct watch *w,
 		pthread_mutex_unlock(&d->plock);
 	}
 	fl->w[fl->n++] = *w;
+	return true;
 }
 
 /*
@@ -560,19 +573,22 @@ static void flips_run(struct daemon *d, struct flips *fl)
 	int ret = -ENOMEM;
 
 	if (d->env.redeliver) {
-		size_t end = fl->n - fl->head > ANSWER_CHUNK ? fl->head + ANSWER_CHUNK : fl->n;
 		uint64_t now = now_mono_ns();
+		size_t sent = 0;
 
-		for (i = fl->head; i < end; i++) {
+		/* Stale ones cost nothing: they do not count against the chunk. */
+		for (i = fl->head; i < fl->n && sent < ANSWER_CHUNK; i++) {
 			uint64_t t = fl->ev[i].ts_ns;
 
-			if (!t || now - t <= ANSWER_MAX_AGE_MS * 1000000ull)
+			if (!t || now - t <= ANSWER_MAX_AGE_MS * 1000000ull) {
 				redeliver_one(d, &fl->ev[i]);
-			else
+				sent++;
+			} else {
 				INC(d, answers_stale);
+			}
 			watch_add(d, &fl->w[i]);
 		}
-		fl->head = end;
+		fl->head = i;
 		if (fl->head == fl->n) {
 			dlog(LOG_DEBUG, "redeliver", "op=answer peers=%zu since_first_ms=%.3f",
 			     fl->n, ms(fl->since, now));
@@ -617,7 +633,7 @@ static void finish_install(struct daemon *d, struct ijob *j, int ret,
 		snprintf(extra, sizeof(extra), "reason=install_failed error=%s",
 			 log_quote(q, sizeof(q), err));
 		log_outcome(d, p, "error", j->source, extra, LOG_ERROR);
-		answer(d, p);
+		pending_end(d, p);
 		goto out;
 	}
 	ptab_set_installed(d->ptab, p->key, t1);
@@ -633,14 +649,14 @@ static void finish_install(struct daemon *d, struct ijob *j, int ret,
 	w.t_install = t1;
 	w.initiated = initiate;
 	w.keepalive = own_keepalive(j);
-	if (defer) {
-		flips_add(d, defer, &w, p);
+	if (defer && flips_add(d, defer, &w, p)) {
+		pending_release(d, p);
 	} else {
-		answer(d, p);
-		watch_add(d, &w);
+		if (!defer)
+			watch_add(d, &w);
+		pending_end(d, p);
 	}
 out:
-	pending_release(d, p);
 	ijob_free(j);
 }
 
@@ -770,7 +786,9 @@ static void *installer(void *arg)
 						 wgdev_set_peers(d->env.dev, &wp[0], 1);
 				snprintf(err, sizeof(err), "%s", ret ? wgdev_error(d->env.dev) : "");
 				sodium_memzero(&wp[0], sizeof(wp[0]));
-				finish_install(d, batch[i], ret, err, a, now_mono_ns(), 1, NULL);
+				/* Answers still paced (the switch is per peer here). */
+				finish_install(d, batch[i], ret, err, a, now_mono_ns(), 1,
+					       d->env.redeliver ? &fl : NULL);
 			}
 			continue;
 		}
@@ -823,8 +841,7 @@ static void handle_fetched(struct daemon *d, struct job *j)
 		log_outcome(d, p, "api_error", "api", extra, LOG_WARN);
 		break;
 	}
-	answer(d, p);
-	pending_release(d, p);
+	pending_end(d, p);
 }
 
 void daemon_api_done(const uint8_t key[32], const struct api_result *res,
@@ -979,8 +996,7 @@ static void handle_event(struct daemon *d, struct jitwg_event *ev)
 		p->t_fetch = now_mono_ns();
 		INC(d, unknown);
 		log_outcome(d, p, "unknown", "cache", NULL, LOG_INFO);
-		answer(d, p);
-		pending_release(d, p);
+		pending_end(d, p);
 		return;
 	}
 	if (state == CACHE_STALE) {
@@ -1013,8 +1029,7 @@ static void handle_event(struct daemon *d, struct jitwg_event *ev)
 			 strerrorname_np(-ret) ? strerrorname_np(-ret) : "?");
 		log_outcome(d, p, "api_error", "api", extra, LOG_WARN);
 	}
-	answer(d, p);
-	pending_release(d, p);
+	pending_end(d, p);
 }
 
 static void *worker(void *arg)
@@ -1518,14 +1533,19 @@ void daemon_get_stats(struct daemon *d, struct daemon_stats *o)
 bool daemon_keeping_up(struct daemon *d)
 {
 	uint64_t done = atomic_load(&d->jobs_done);
+	uint64_t lost = atomic_load(&d->st.queue_full);
 	size_t qlen;
 	bool ok;
 
 	pthread_mutex_lock(&d->qlock);
 	qlen = d->qlen;
 	pthread_mutex_unlock(&d->qlock);
-	ok = qlen == 0 || done != d->jobs_seen;
+	/* Progress, and nothing lost to a full queue since the last call:
+	 * beyond the workers' pace, WireGuard gets the rest itself (and its
+	 * own under-load defence runs). */
+	ok = (qlen == 0 || done != d->jobs_seen) && lost == d->lost_seen;
 	d->jobs_seen = done;
+	d->lost_seen = lost;
 	return ok;
 }
 

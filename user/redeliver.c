@@ -4,6 +4,7 @@
  * include/redeliver.h.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,21 +41,24 @@ struct redeliver {
 static int raw_socket(int family, char *err, size_t errlen)
 {
 	int fd = socket(family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
-	int one = 1, e;
+	int one = 1, mark = REDELIVER_MARK, e;
+	const char *what = "socket";
 
 	if (fd < 0)
 		goto fail;
+	what = family == AF_INET ? "IP_TRANSPARENT" : "IPV6_TRANSPARENT";
 	if (family == AF_INET ?
 		    setsockopt(fd, IPPROTO_IP, IP_TRANSPARENT, &one, sizeof(one)) :
 		    setsockopt(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, &one, sizeof(one)))
 		goto fail;
+	what = "SO_MARK";
+	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)))
+		goto fail;
 	return fd;
 fail:
 	e = errno;
-	snprintf(err, errlen, "cannot open a raw IPv%c socket with %s: %s%s",
-		 family == AF_INET ? '4' : '6',
-		 family == AF_INET ? "IP_TRANSPARENT" : "IPV6_TRANSPARENT",
-		 strerror(e),
+	snprintf(err, errlen, "cannot open a raw IPv%c socket (%s): %s%s",
+		 family == AF_INET ? '4' : '6', what, strerror(e),
 		 e == EPERM || e == EACCES ? " (needs CAP_NET_RAW and CAP_NET_ADMIN)" : "");
 	if (fd >= 0)
 		close(fd);
@@ -145,6 +149,26 @@ static void udp_header(struct udphdr *uh, const struct jitwg_event *ev,
 	uh->check = htons(c ? c : 0xffff);
 }
 
+/*
+ * Sources no client can have: unspecified, loopback, multicast, IPv4's
+ * class E and broadcast, IPv4-mapped inside IPv6. The kernel drops them as
+ * martians on the uplink; sent over loopback they would get in.
+ */
+static bool bogus_source(const struct jitwg_event *ev)
+{
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+	const uint8_t *a = ev->saddr;
+
+	if (ev->family == 4)
+		return a[12] == 0 || a[12] == 127 || a[12] >= 224;
+	if (a[0] == 0xff || !memcmp(a, mapped, 12))
+		return true;
+	for (size_t i = 0; i < 15; i++)
+		if (a[i])
+			return false;
+	return a[15] <= 1; /* :: and ::1 */
+}
+
 int redeliver_event(struct redeliver *r, const struct jitwg_event *ev)
 {
 	union {
@@ -171,6 +195,8 @@ int redeliver_event(struct redeliver *r, const struct jitwg_event *ev)
 	_Static_assert(sizeof(pkt.v4) == sizeof(struct iphdr) + UDP_LEN, "v4 layout");
 	_Static_assert(sizeof(pkt.v6) == sizeof(struct ip6_hdr) + UDP_LEN, "v6 layout");
 
+	if ((ev->family == 4 || ev->family == 6) && bogus_source(ev))
+		return -EADDRNOTAVAIL;
 	memset(&pkt, 0, sizeof(pkt));
 	memset(&to, 0, sizeof(to));
 	if (ev->family == 4) {
