@@ -194,6 +194,36 @@ test_e2e_consume_burst() {
 	expect_eq "$((redelivered + stale))" $n "initiations given back or stale"
 }
 
+# --consume under hostile input: forged initiations (a victim's key without
+# its private key) and replays are dropped, never given back to WireGuard;
+# the one genuine initiation is.
+test_e2e_consume_hostile() {
+	local pub redelivered
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	e2e_jitwgd --consume
+	lg --seed attacker --forge "$A_PUB" --repeat 3 --interval-ms 200 >/dev/null
+	wait_log 3 "msg=reject peer=$(fp "$A_PUB") stage=authenticate" 10 ||
+		fail "forgery not rejected at authentication: $(cat "$JW_LOG")"
+	gw_has "$A_PUB" && fail "victim installed by a forgery"
+
+	pub=$(synth_pub creplay)
+	cp_add "$pub" 10.77.7.1/32
+	lg --seed creplay --save "$TMP/m1" >/dev/null
+	wait_for 10 gw_has "$pub" || fail "not installed: $(cat "$JW_LOG")"
+	ip netns exec "$G" wg set "$WGG" peer "$pub" remove
+	kill -HUP "$JW_PID"
+	wait_log 1 "peer=$(fp "$pub") outcome=forgotten" 5 || fail "sweep did not notice"
+	lg_resend --file "$TMP/m1" --repeat 3 --interval-ms 100 >/dev/null
+	wait_log 3 "msg=reject peer=$(fp "$pub") stage=freshness reason=replay" 10 ||
+		fail "replay not refused: $(cat "$JW_LOG")"
+	gw_has "$pub" && fail "replay installed the peer"
+	e2e_jitwgd_stop
+	redelivered=$(sed -n 's/.*msg=stop .* redelivered=\([0-9]*\).*/\1/p' "$JW_LOG")
+	expect_eq "$redelivered" 1 "initiations given back (the genuine one only)"
+}
+
 # An unknown key is not installed, and many fresh initiations from it cost
 # one control-plane request (negative cache, per-key rate limit).
 test_e2e_unknown_key_one_request() {
