@@ -25,7 +25,7 @@ want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
 
 [ -x "$JITWGD" ] && [ -x "$LOADGEN" ] || { echo "bench-e2e: run make first" >&2; exit 1; }
 
-e2e_tmp
+tmp_dir
 e2e_topo
 
 # pct FILE P: the P-th percentile (nearest rank) of the numbers in FILE.

@@ -26,7 +26,7 @@ jitwg demo: just-in-time WireGuard peers
                                       control plane http://127.0.0.1 (knows the client)
 EOF
 
-e2e_tmp
+tmp_dir
 e2e_topo
 e2e_client A 10.77.0.2
 e2e_cp

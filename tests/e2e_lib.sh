@@ -1,6 +1,7 @@
 # Shared set-up for jitwgd's end-to-end tests (tests/test_e2e.sh), the demo
 # (scripts/demo.sh) and the benchmark (scripts/bench_e2e.sh). Needs
-# tests/lib.sh sourced first (ns, netns_add, on_exit, fail, wait_for).
+# tests/lib.sh sourced first (ns, veth_pair, tmp_dir, on_exit, fail,
+# wait_for).
 #
 #   ns "c" (clients)                          ns "g" (gateway)
 #   wireguard-go jw<id>c* 10.77.0.N/32        wireguard-go jw<id>g 10.77.0.1/16, :51820
@@ -17,12 +18,6 @@ CONTROL_PLANE=${CONTROL_PLANE:-$ROOT/scripts/control-plane.py}
 PY=/usr/bin/python3
 export WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1
 
-e2e_tmp() {
-	umask 077
-	TMP=$(mktemp -d /tmp/jitwg-e2e.XXXXXX)
-	on_exit "rm -rf $TMP"
-}
-
 # wggo NS DEV: start wireguard-go for DEV inside NS, wait for its socket.
 wggo() {
 	local n=$1 dev=$2
@@ -34,15 +29,7 @@ wggo() {
 # e2e_topo: both namespaces, the veth, the gateway device without peers.
 e2e_topo() {
 	G=$(ns g) C=$(ns c) WGG=jw${RUNID}g
-	netns_add g
-	netns_add c
-	ip link add vc netns "$C" type veth peer name vg netns "$G" || fail "veth"
-	ip -n "$C" addr add 192.168.77.2/24 dev vc
-	ip -n "$G" addr add $E2E_GW_IP/24 dev vg
-	ip -n "$C" addr add fd77::2/64 dev vc nodad
-	ip -n "$G" addr add fd77::1/64 dev vg nodad
-	ip -n "$C" link set vc up
-	ip -n "$G" link set vg up
+	veth_pair c vc 192.168.77.2/24 g vg $E2E_GW_IP/24 fd77::2/64 fd77::1/64
 	wggo "$G" "$WGG"
 	wg genkey >"$TMP/gw.key"
 	GW_PUB=$(wg pubkey <"$TMP/gw.key")

@@ -13,7 +13,7 @@
 e2e_start() {
 	[ -x "$JITWGD" ] && [ -x "$LOADGEN" ] || skip "build/jitwgd or jitwg-loadgen not built"
 	command -v wireguard-go >/dev/null || skip "wireguard-go not installed"
-	e2e_tmp
+	tmp_dir
 	e2e_topo
 	e2e_cp
 }

@@ -3,6 +3,8 @@
 # driven through the UAPI socket. The kernel (netlink) lane is
 # tests/vm/test_vm_wgdev.sh, running the same suite in a VM.
 
+. "$ROOT/tests/wgdev_lib.sh"
+
 # wg_go NS DEV: start wireguard-go in namespace NS with a fresh key and
 # port 51820, bring it up; sets WG_PUB (base64 public key).
 wg_go() {
@@ -22,30 +24,14 @@ wg_go() {
 	check "link up" ip -n "$ns" link set "$dev" up
 }
 
-# The shared suite (tests/test_wgdev.c) against a wireguard-go device.
+# The shared suite (tests/test_wgdev.c) against a wireguard-go device
+# (tests/wgdev_lib.sh); a veth as the device that is not WireGuard.
 test_wgdev_uapi_suite() {
-	local n dev out
-	netns_add u
-	n=$(ns u)
-	dev=jw${RUNID}u
-	wg_go "$n" "$dev"
-	check "veth link" ip -n "$n" link add "jw${RUNID}d" type veth \
-		peer name "jw${RUNID}e"
-	out=$(mktemp)
-	on_exit "rm -f $out"
-	ip netns exec "$n" env WGDEV_NAME="$dev" WGDEV_BACKEND=uapi \
-		WGDEV_PUBLIC="$WG_PUB" WGDEV_PORT=51820 \
-		WGDEV_NOT_WG="jw${RUNID}d" "$BUILD/tests/test_wgdev" >"$out" 2>&1
-	local rc=$?
-	cat "$out"
-	grep -q '^FAIL:' "$out" && fail "the suite failed on wireguard-go"
-	[ "$rc" -eq 0 ] || fail "test_wgdev exited with $rc"
-	grep -q '^PASS: bulk: 10000 peers' "$out" || fail "the bulk case did not run"
+	wgdev_suite uapi wg_go veth peer name "jw${RUNID}e"
 }
 
 # Install and initiate on wireguard-go; the drawing is in tests/wgdev_lib.sh.
 test_wgdev_uapi_initiate() {
-	. "$ROOT/tests/wgdev_lib.sh"
 	initiate_e2e uapi wg_go 2 5
 }
 

@@ -16,15 +16,8 @@ XDP=$BUILD/jitwg-xdp
 topo() {
 	local endpoint=$1
 	C=$(ns c) G=$(ns g) WGC=jw${RUNID}c
-	netns_add c
-	netns_add g
-	ip link add vc netns "$C" type veth peer name vg netns "$G" || fail "veth"
-	ip -n "$C" addr add 192.0.2.2/24 dev vc
-	ip -n "$G" addr add 192.0.2.1/24 dev vg
-	ip -n "$C" addr add 2001:db8:7::2/64 dev vc nodad
-	ip -n "$G" addr add 2001:db8:7::1/64 dev vg nodad
-	ip -n "$C" link set vc up
-	ip -n "$G" link set vg up
+	veth_pair c vc 192.0.2.2/24 g vg 192.0.2.1/24 \
+		2001:db8:7::2/64 2001:db8:7::1/64
 	# native XDP on veth needs the peer to have XDP or GRO; plain is fine to receive
 
 	# Kernel WireGuard where the kernel has it (the VM lane), else wireguard-go.
@@ -82,14 +75,8 @@ start_capture() {
 	grep -q "(native)" "$TMP/xdp.err" || fail "not native: $(cat "$TMP/xdp.err")"
 }
 
-setup_tmp() {
-	umask 077
-	TMP=$(mktemp -d)
-	on_exit "rm -rf $TMP"
-}
-
 test_xdp_native_real_client_ipv4() {
-	setup_tmp
+	tmp_dir
 	topo 192.0.2.1:51820
 	listener
 	start_capture
@@ -103,7 +90,7 @@ test_xdp_native_real_client_ipv4() {
 }
 
 test_xdp_native_real_client_ipv6() {
-	setup_tmp
+	tmp_dir
 	topo "[2001:db8:7::1]:51820"
 	listener
 	start_capture
@@ -113,7 +100,7 @@ test_xdp_native_real_client_ipv6() {
 # The bpftool deployment of the README: load and pin with bpftool, attach
 # with bpftool, run the loader against the pinned maps only.
 test_xdp_bpftool_pinned() {
-	setup_tmp
+	tmp_dir
 	topo 192.0.2.1:51820
 	listener
 	local pin=/sys/fs/bpf/jitwg-test-$RUNID
@@ -131,7 +118,7 @@ test_xdp_bpftool_pinned() {
 
 # One-line errors with the remedy.
 test_xdp_errors() {
-	setup_tmp
+	tmp_dir
 	local out
 	out=$("$XDP" --dev jw-nonexistent0 2>&1) && fail "accepted a missing device"
 	echo "  $out"
@@ -190,7 +177,7 @@ test_xdp_bad_options() {
 # Non-matching traffic passes untouched with the program attached: a TCP
 # connection and UDP to another port still work across the veth.
 test_xdp_passes_other_traffic() {
-	setup_tmp
+	tmp_dir
 	topo 192.0.2.1:51820
 	start_capture
 	ip netns exec "$G" python3 -c '

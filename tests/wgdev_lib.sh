@@ -1,7 +1,33 @@
 # SPDX-License-Identifier: MIT
-# Install-and-initiate end to end, shared by the wireguard-go lane
-# (tests/test_wgdev.sh) and the kernel lane (tests/vm/guest-wgdev.sh).
+# The wgdev suite and install-and-initiate end to end, shared by the
+# wireguard-go lane (tests/test_wgdev.sh) and the kernel lane
+# (tests/vm/guest-wgdev.sh).
 #
+# wgdev_suite BACKEND MAKE_DEV NOT_WG_TYPE...: the shared suite
+# (tests/test_wgdev.c) over BACKEND against a device MAKE_DEV NS DEV creates
+# in a fresh namespace (a fresh key on port 51820; it sets WG_PUB), with a
+# link "ip link add jw<id>d type NOT_WG_TYPE..." as the device that is not
+# WireGuard. The suite must pass, its bulk case included.
+wgdev_suite() {
+	local backend=$1 make_dev=$2 n dev out rc
+	shift 2
+	netns_add s
+	n=$(ns s)
+	dev=jw${RUNID}s
+	"$make_dev" "$n" "$dev"
+	check "$1 link" ip -n "$n" link add "jw${RUNID}d" type "$@"
+	out=$(mktemp)
+	on_exit "rm -f $out"
+	ip netns exec "$n" env WGDEV_NAME="$dev" WGDEV_BACKEND="$backend" \
+		WGDEV_PUBLIC="$WG_PUB" WGDEV_PORT=51820 \
+		WGDEV_NOT_WG="jw${RUNID}d" "$BUILD/tests/test_wgdev" >"$out" 2>&1
+	rc=$?
+	cat "$out"
+	grep -q '^FAIL:' "$out" && fail "the suite failed over $backend"
+	[ "$rc" -eq 0 ] || fail "test_wgdev exited with $rc"
+	grep -q '^PASS: bulk: 10000 peers' "$out" || fail "the bulk case did not run"
+}
+
 # initiate_e2e BACKEND MAKE_DEV PING_S WAIT_S: MAKE_DEV NS DEV creates a
 # WireGuard device with a fresh key on port 51820 and sets WG_PUB; PING_S is
 # the ping timeout, WAIT_S how long tcpdump may take to see the first packet.
@@ -18,16 +44,9 @@
 initiate_e2e() {
 	local backend=$1 make_dev=$2 ping_s=$3 wait_s=$4
 	local c g cdev gdev cpub gpub cap out first ka
-	netns_add c
-	netns_add g
+	veth_pair c "jw${RUNID}vc" 10.200.0.1/24 g "jw${RUNID}vg" 10.200.0.2/24
 	c=$(ns c) g=$(ns g)
 	cdev=jw${RUNID}c gdev=jw${RUNID}g
-	check "veth" ip link add "jw${RUNID}vc" netns "$c" type veth \
-		peer name "jw${RUNID}vg" netns "$g"
-	ip -n "$c" addr add 10.200.0.1/24 dev "jw${RUNID}vc"
-	ip -n "$g" addr add 10.200.0.2/24 dev "jw${RUNID}vg"
-	ip -n "$c" link set "jw${RUNID}vc" up
-	ip -n "$g" link set "jw${RUNID}vg" up
 	"$make_dev" "$c" "$cdev"
 	cpub=$WG_PUB
 	"$make_dev" "$g" "$gdev"

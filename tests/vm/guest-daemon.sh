@@ -26,15 +26,9 @@ fi
 ktopo() {
 	. tests/e2e_lib.sh
 	[ -x "$JITWGD" ] || fail "build/jitwgd not built"
-	e2e_tmp
+	tmp_dir
 	G=$(ns g) C=$(ns c) WGG=jw${RUNID}g
-	netns_add g
-	netns_add c
-	check "veth" ip link add vc netns "$C" type veth peer name vg netns "$G"
-	ip -n "$C" addr add 192.168.77.2/24 dev vc
-	ip -n "$G" addr add $E2E_GW_IP/24 dev vg
-	ip -n "$C" link set vc up
-	ip -n "$G" link set vg up
+	veth_pair c vc 192.168.77.2/24 g vg $E2E_GW_IP/24
 
 	wg genkey >"$TMP/gw.key"
 	GW_PUB=$(wg pubkey <"$TMP/gw.key")

@@ -9,6 +9,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 	cd "$(dirname "$0")/../.." || exit 1
 	export JITWG_ROOT=$PWD JITWG_RUNID=${JITWG_RUNID:-$$}
 fi
+. tests/wgdev_lib.sh
 
 # kwg NS DEV PORT: a kernel WireGuard device in NS with a fresh key;
 # sets WG_PUB.
@@ -24,29 +25,15 @@ kwg() {
 	check "link up" ip -n "$ns" link set "$dev" up
 }
 
-# The shared suite (tests/test_wgdev.c) against a kernel device.
+# The shared suite (tests/test_wgdev.c) against a kernel device
+# (tests/wgdev_lib.sh); a dummy as the device that is not WireGuard.
+kwg_51820() { kwg "$1" "$2" 51820; }
 case_netlink_suite() {
-	local n dev out rc
-	netns_add k
-	n=$(ns k)
-	dev=jw${RUNID}k
-	kwg "$n" "$dev" 51820
-	check "dummy link" ip -n "$n" link add "jw${RUNID}d" type dummy
-	out=$(mktemp)
-	ip netns exec "$n" env WGDEV_NAME="$dev" WGDEV_BACKEND=netlink \
-		WGDEV_PUBLIC="$WG_PUB" WGDEV_PORT=51820 \
-		WGDEV_NOT_WG="jw${RUNID}d" "$BUILD/tests/test_wgdev" >"$out" 2>&1
-	rc=$?
-	cat "$out"
-	grep -q '^FAIL:' "$out" && fail "the suite failed on kernel WireGuard"
-	[ "$rc" -eq 0 ] || fail "test_wgdev exited with $rc"
-	grep -q '^PASS: bulk: 10000 peers' "$out" || fail "the bulk case did not run"
+	wgdev_suite netlink kwg_51820 dummy
 }
 
 # Install and initiate between two kernel devices (tests/wgdev_lib.sh).
-kwg_51820() { kwg "$1" "$2" 51820; }
 case_netlink_initiate() {
-	. tests/wgdev_lib.sh
 	initiate_e2e netlink kwg_51820 5 10
 }
 
