@@ -62,6 +62,10 @@ enum {
 	ANSWER_CHUNK = 20,
 	ANSWER_GAP_MS = 10,
 	ANSWER_MAX_AGE_MS = 4000,
+	/* Answers start once no install ran for this long: an install takes
+	 * wireguard-go's peer table for writing, its handshake workers wait,
+	 * and a queue of 128 makes it count itself under load. */
+	ANSWER_QUIET_MS = 100,
 	INSTALL_BATCH_MAX = 1024,
 };
 
@@ -674,12 +678,13 @@ static void *installer(void *arg)
 	struct cache_managed *cms = NULL;
 	struct flips fl = { 0 };
 	size_t cap = 0;
+	uint64_t last_install = 0;
 
 	for (;;) {
 		struct ijob *j;
 		size_t n = 0, i;
-		uint64_t t0, t1;
-		bool initiate = d->initiate;
+		uint64_t t0, t1, now;
+		bool initiate = d->initiate, overdue;
 		char err[256] = "";
 		int ret;
 
@@ -696,12 +701,18 @@ static void *installer(void *arg)
 		 * wait while installs are queued, for at most
 		 * INITIATE_DEFER_MAX_MS.
 		 */
+		now = now_mono_ns();
+		overdue = fl.n && now - fl.since >= (d->env.redeliver ? ANSWER_DEFER_MAX_MS :
+						     INITIATE_DEFER_MAX_MS) * 1000000ull;
 		if (fl.n && d->istop && d->env.redeliver) {
 			/* Stopping: the lease is given back, the clients retry. */
 			fl.head = fl.n = 0;
-		} else if (fl.n && (!d->ihead || d->istop ||
-				    now_mono_ns() - fl.since >= (d->env.redeliver ? ANSWER_DEFER_MAX_MS :
-								   INITIATE_DEFER_MAX_MS) * 1000000ull)) {
+		} else if (fl.n && !d->ihead && !overdue && d->env.redeliver &&
+			   now - last_install < ANSWER_QUIET_MS * 1000000ull) {
+			pthread_mutex_unlock(&d->ilock);
+			usleep(ANSWER_GAP_MS * 1000);
+			continue;
+		} else if (fl.n && (!d->ihead || d->istop || overdue)) {
 			pthread_mutex_unlock(&d->ilock);
 			flips_run(d, &fl);
 			if (fl.n)
@@ -772,7 +783,7 @@ static void *installer(void *arg)
 		}
 		if (ret)
 			snprintf(err, sizeof(err), "%s", wgdev_error(d->env.dev));
-		t1 = now_mono_ns();
+		t1 = last_install = now_mono_ns();
 		sodium_memzero(wp, n * sizeof(*wp));
 
 		if (ret && n > 1) {
