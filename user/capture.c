@@ -558,13 +558,37 @@ int capture_set_lease(struct capture *c, uint64_t until_ns)
 	return 0;
 }
 
+/*
+ * Delete every key of a map keyed by struct jitwg_src_key that keep[] (n
+ * addresses) does not hold; 0 or -errno. Each key's successor is found
+ * before the key is deleted: starting over from the first key after every
+ * delete would rescan the emptied buckets each time (quadratic in a full
+ * map).
+ */
+static int prune_addrs(int fd, const uint8_t (*keep)[16], size_t n)
+{
+	struct jitwg_src_key key, next;
+	bool more = !bpf_map_get_next_key(fd, NULL, &key);
+	size_t i;
+
+	while (more) {
+		more = !bpf_map_get_next_key(fd, &key, &next);
+		for (i = 0; i < n && memcmp(keep[i], key.addr, 16); i++)
+			;
+		if (i == n && bpf_map_delete_elem(fd, &key) && errno != ENOENT)
+			return -errno;
+		key = next;
+	}
+	return 0;
+}
+
 int capture_set_local_addrs(struct capture *c, const uint8_t (*addrs)[16],
 			    size_t n)
 {
-	struct jitwg_src_key key, next;
+	struct jitwg_src_key key;
 	__u8 one = 1;
 	size_t i;
-	bool more;
+	int err;
 
 	if (c->fd_local < 0)
 		return fail(c, -ENOENT, "the pinned program has no local_addrs map: "
@@ -579,39 +603,20 @@ int capture_set_local_addrs(struct capture *c, const uint8_t (*addrs)[16],
 			return fail(c, -errno, "cannot set local addresses: %s",
 				    strerror(errno));
 	}
-	more = !bpf_map_get_next_key(c->fd_local, NULL, &key);
-	while (more) {
-		more = !bpf_map_get_next_key(c->fd_local, &key, &next);
-		for (i = 0; i < n && memcmp(addrs[i], key.addr, 16); i++)
-			;
-		if (i == n && bpf_map_delete_elem(c->fd_local, &key) && errno != ENOENT)
-			return fail(c, -errno, "cannot drop a local address: %s",
-				    strerror(errno));
-		key = next;
-	}
+	err = prune_addrs(c->fd_local, addrs, n);
+	if (err)
+		return fail(c, err, "cannot drop a local address: %s", strerror(-err));
 	return 0;
 }
 
 int capture_reset_limits(struct capture *c)
 {
-	struct jitwg_src_key key, next;
 	struct jitwg_bucket full = {};
 	__u32 zero = 0;
+	int err = prune_addrs(c->fd_src, NULL, 0);
 
-	/*
-	 * Each key's successor is found before the key is deleted: starting
-	 * over from the first key after every delete would rescan the emptied
-	 * buckets each time (quadratic in a full map).
-	 */
-	bool more = !bpf_map_get_next_key(c->fd_src, NULL, &key);
-
-	while (more) {
-		more = !bpf_map_get_next_key(c->fd_src, &key, &next);
-		if (bpf_map_delete_elem(c->fd_src, &key) && errno != ENOENT)
-			return fail(c, -errno, "cannot reset source buckets: %s",
-				    strerror(errno));
-		key = next;
-	}
+	if (err)
+		return fail(c, err, "cannot reset source buckets: %s", strerror(-err));
 	if (bpf_map_update_elem(c->fd_global, &zero, &full, BPF_ANY))
 		return fail(c, -errno, "cannot reset the global bucket: %s",
 			    strerror(errno));
