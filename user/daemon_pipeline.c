@@ -329,9 +329,9 @@ static void redeliver_one(struct daemon *d, const struct jitwg_event *ev)
 	uint64_t n;
 	int ret;
 
-	/* Passed by XDP (no lease, or not addressed to this host): WireGuard
-	 * has it already. */
-	if (!(ev->flags & JITWG_EV_CONSUMED))
+	/* Not consuming, or passed by XDP (no lease, or not addressed to
+	 * this host): WireGuard has it already. */
+	if (!d->env.redeliver || !(ev->flags & JITWG_EV_CONSUMED))
 		return;
 	ret = redeliver_event(d->env.redeliver, ev);
 	if (!ret) {
@@ -361,8 +361,7 @@ static void pending_end(struct daemon *d, struct pending *p)
 
 	pending_unlink(d, p, &ev);
 	pending_free(p);
-	if (d->env.redeliver)
-		redeliver_one(d, &ev);
+	redeliver_one(d, &ev);
 }
 
 /* ---- provisioning ---- */
@@ -516,7 +515,6 @@ static uint16_t own_keepalive(const struct ijob *j)
 	return (j->peer.flags & API_PEER_HAS_KEEPALIVE) ? j->peer.persistent_keepalive : 0;
 }
 
-/* After the device call: record, log, watch for the handshake. */
 /*
  * Peers of a batch installed with keepalive 0, waiting for their keepalive
  * switch, with the watch each gets once switched: watched earlier, a
@@ -620,7 +618,10 @@ static void flips_run(struct daemon *d, struct flips *fl)
 	fl->n = 0;
 }
 
-/* defer: the batch's keepalive switch comes later; its watch goes there. */
+/*
+ * After the device call: record, log, watch for the handshake. defer: the
+ * batch's keepalive switch (or answer) comes later; its watch goes there.
+ */
 static void finish_install(struct daemon *d, struct ijob *j, int ret,
 			   const char *err, uint64_t t0, uint64_t t1, size_t batch,
 			   struct flips *defer)
@@ -664,7 +665,6 @@ out:
 	ijob_free(j);
 }
 
-/* Batches installed with keepalive 0, waiting for their keepalive switch. */
 /*
  * One thread owns installs so that a burst becomes a few large device
  * calls instead of thousands of small ones (wireguard-go's UAPI costs about
@@ -945,8 +945,7 @@ static void handle_event(struct daemon *d, struct jitwg_event *ev)
 	if (ptab_on_device(d->ptab, key)) {
 		noise_state_wipe(&ns);
 		INC(d, sightings);
-		if (d->env.redeliver)
-			redeliver_one(d, ev);
+		redeliver_one(d, ev);
 		if (LOG_ENABLED(LOG_DEBUG)) {
 			char fp[9];
 
