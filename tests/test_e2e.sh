@@ -24,6 +24,33 @@ wait_log() {
 	wait_for "${3:-20}" eval '[ "$(jwlog_count "$re")" -ge '"$n"' ]'
 }
 
+# forge_refused PUB: three initiations carrying PUB's key without its
+# private key are refused at authentication, and PUB is not installed.
+forge_refused() {
+	lg --seed attacker --forge "$1" --repeat 3 --interval-ms 200 >/dev/null
+	wait_log 3 "msg=reject peer=$(fp "$1") stage=authenticate" 10 ||
+		fail "forgery not rejected at authentication: $(cat "$JW_LOG")"
+	gw_has "$1" && fail "victim installed by a forgery"
+}
+
+# replay_refused SEED IP: the synthetic client SEED (allowed IP IP) is
+# installed; removed by hand (the sweep forgets it), its saved initiation
+# replayed three times is refused by the timestamp check and installs
+# nothing. Sets REPLAY_PUB.
+replay_refused() {
+	REPLAY_PUB=$(synth_pub "$1")
+	cp_add "$REPLAY_PUB" "$2"
+	lg --seed "$1" --save "$TMP/m1" >/dev/null
+	wait_for 10 gw_has "$REPLAY_PUB" || fail "not installed: $(cat "$JW_LOG")"
+	ip netns exec "$G" wg set "$WGG" peer "$REPLAY_PUB" remove
+	kill -HUP "$JW_PID"
+	wait_log 1 "peer=$(fp "$REPLAY_PUB") outcome=forgotten" 5 || fail "sweep did not notice"
+	lg_resend --file "$TMP/m1" --repeat 3 --interval-ms 100 >/dev/null
+	wait_log 3 "msg=reject peer=$(fp "$REPLAY_PUB") stage=freshness reason=replay" 10 ||
+		fail "replay not refused: $(cat "$JW_LOG")"
+	gw_has "$REPLAY_PUB" && fail "replay installed the peer"
+}
+
 # A new client is provisioned on its first packet and its ping crosses; the
 # gateway started the handshake towards the client (role inversion).
 test_e2e_provision_ping_initiate_back() {
@@ -203,27 +230,13 @@ test_e2e_consume_burst() {
 # its private key) and replays are dropped, never given back to WireGuard;
 # the one genuine initiation is.
 test_e2e_consume_hostile() {
-	local pub redelivered
+	local redelivered
 	e2e_start
 	e2e_client A 10.77.0.2
 	cp_add "$A_PUB" 10.77.0.2/32
 	e2e_jitwgd --consume
-	lg --seed attacker --forge "$A_PUB" --repeat 3 --interval-ms 200 >/dev/null
-	wait_log 3 "msg=reject peer=$(fp "$A_PUB") stage=authenticate" 10 ||
-		fail "forgery not rejected at authentication: $(cat "$JW_LOG")"
-	gw_has "$A_PUB" && fail "victim installed by a forgery"
-
-	pub=$(synth_pub creplay)
-	cp_add "$pub" 10.77.7.1/32
-	lg --seed creplay --save "$TMP/m1" >/dev/null
-	wait_for 10 gw_has "$pub" || fail "not installed: $(cat "$JW_LOG")"
-	ip netns exec "$G" wg set "$WGG" peer "$pub" remove
-	kill -HUP "$JW_PID"
-	wait_log 1 "peer=$(fp "$pub") outcome=forgotten" 5 || fail "sweep did not notice"
-	lg_resend --file "$TMP/m1" --repeat 3 --interval-ms 100 >/dev/null
-	wait_log 3 "msg=reject peer=$(fp "$pub") stage=freshness reason=replay" 10 ||
-		fail "replay not refused: $(cat "$JW_LOG")"
-	gw_has "$pub" && fail "replay installed the peer"
+	forge_refused "$A_PUB"
+	replay_refused creplay 10.77.7.1/32
 	e2e_jitwgd_stop
 	redelivered=$(sed -n 's/.*msg=stop .* redelivered=\([0-9]*\).*/\1/p' "$JW_LOG")
 	expect_eq "$redelivered" 1 "initiations given back (the genuine one only)"
@@ -363,11 +376,8 @@ test_e2e_forged_identity() {
 	e2e_client A 10.77.0.2
 	cp_add "$A_PUB" 10.77.0.2/32
 	e2e_jitwgd
-	lg --seed attacker --forge "$A_PUB" --repeat 3 --interval-ms 200 >/dev/null
-	wait_log 3 "msg=reject peer=$(fp "$A_PUB") stage=authenticate" 10 ||
-		fail "forgery not rejected at authentication: $(cat "$JW_LOG")"
+	forge_refused "$A_PUB"
 	expect_eq "$(cp_requests "$A_PUB")" 0 "control plane requests for the victim"
-	gw_has "$A_PUB" && fail "victim installed by a forgery"
 	# The real client still gets in.
 	check "real client provisioned" cping A 1 5
 }
@@ -378,18 +388,8 @@ test_e2e_replay() {
 	local pub
 	e2e_start
 	e2e_jitwgd
-	pub=$(synth_pub replay)
-	cp_add "$pub" 10.77.7.1/32
-	lg --seed replay --save "$TMP/m1" >/dev/null
-	wait_for 10 gw_has "$pub" || fail "not installed: $(cat "$JW_LOG")"
-	# Remove it by hand; the sweep forgets the managed record.
-	ip netns exec "$G" wg set "$WGG" peer "$pub" remove
-	kill -HUP "$JW_PID"
-	wait_log 1 "peer=$(fp "$pub") outcome=forgotten" 5 || fail "sweep did not notice"
-	lg_resend --file "$TMP/m1" --repeat 3 --interval-ms 100 >/dev/null
-	wait_log 3 "msg=reject peer=$(fp "$pub") stage=freshness reason=replay" 10 ||
-		fail "replay not refused: $(cat "$JW_LOG")"
-	gw_has "$pub" && fail "replay installed the peer"
+	replay_refused replay 10.77.7.1/32
+	pub=$REPLAY_PUB
 	expect_eq "$(cp_requests "$pub")" 1 "control plane requests"
 	lg --seed replay >/dev/null
 	wait_for 10 gw_has "$pub" || fail "fresh initiation not installed"
