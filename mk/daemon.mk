@@ -2,7 +2,7 @@
 # end-to-end tests (tests/test_e2e.sh), demo (scripts/demo.sh), benchmark.
 
 DAEMON_OBJS := $(OBJ)/user/daemon_opts.o $(OBJ)/user/daemon_log.o \
-	       $(OBJ)/user/daemon_managed.o
+	       $(OBJ)/user/daemon_managed.o $(OBJ)/user/daemon_sched.o
 
 # The modules jitwgd links. Listed here by file because this fragment is
 # read before theirs (their *_OBJS variables are still empty at this point).

@@ -51,6 +51,68 @@ static void test_evict_decide(void)
 	}
 }
 
+/*
+ * The installer's turn (user/daemon_sched.c). Times in ms from 10 s of
+ * monotonic clock; "quiet" = no install for 20 ms (initiating back) or
+ * 100 ms (--consume); "overdue" = the oldest waited 1 s / 3 s.
+ */
+static void test_sched_turn(void)
+{
+	static const struct {
+		const char *name;
+		uint64_t now, last_install, oldest; /* ms */
+		size_t waiting;
+		bool queued, stopping, answering, started_last;
+		enum sched_turn want;
+		uint64_t want_until; /* ms, 0: none */
+	} rows[] = {
+		{ "sched: nothing waiting, installs queued", 10000, 9990, 0, 0, true, false, false, false, SCHED_INSTALL, 0 },
+		{ "sched: installs before handshakes", 10000, 9999, 9500, 500, true, false, false, false, SCHED_INSTALL, 0 },
+		{ "sched: installs before answers", 10000, 9999, 9500, 500, true, false, true, false, SCHED_INSTALL, 0 },
+		/* The installer idle for an instant mid-burst: wait for quiet. */
+		{ "sched: idle 5 ms, initiate waits until quiet", 10000, 9995, 9900, 10, false, false, false, false, SCHED_WAIT, 10015 },
+		{ "sched: idle 5 ms, answers wait until quiet", 10000, 9995, 9900, 10, false, false, true, false, SCHED_WAIT, 10095 },
+		{ "sched: quiet, initiate starts", 10000, 9979, 9900, 10, false, false, false, false, SCHED_START, 0 },
+		{ "sched: idle 50 ms, answers still wait", 10000, 9950, 9900, 10, false, false, true, false, SCHED_WAIT, 10050 },
+		{ "sched: quiet, answers start", 10000, 9900, 9800, 10, false, false, true, false, SCHED_START, 0 },
+		{ "sched: quiet wait ends when overdue", 10000, 9995, 9010, 10, false, false, false, false, SCHED_WAIT, 10010 },
+		/* Overdue under a steady stream of installs: take turns. */
+		{ "sched: overdue, handshakes' turn", 10000, 9999, 9000, 5000, true, false, false, false, SCHED_START, 0 },
+		{ "sched: overdue, installs' turn after a chunk", 10000, 9999, 9000, 5000, true, false, false, true, SCHED_INSTALL, 0 },
+		{ "sched: overdue answers, installs' turn after a chunk", 10000, 9999, 7000, 50, true, false, true, true, SCHED_INSTALL, 0 },
+		{ "sched: answers not overdue at 2.9 s", 10000, 9999, 7100, 50, true, false, true, false, SCHED_INSTALL, 0 },
+		{ "sched: overdue, nothing queued", 10000, 9999, 9000, 5, false, false, false, true, SCHED_START, 0 },
+		/* Stopping: keepalive switches still go out; answers are
+		 * dropped (the lease is given back); queued installs are not
+		 * started. */
+		{ "sched: stopping, switches go out", 10000, 9999, 9900, 10, true, true, false, true, SCHED_START, 0 },
+		{ "sched: stopping, answers dropped", 10000, 9999, 9900, 10, false, true, true, false, SCHED_DROP, 0 },
+		{ "sched: stopping, nothing waiting", 10000, 9999, 0, 0, true, true, false, false, SCHED_EXIT, 0 },
+		{ "sched: nothing at all", 10000, 0, 0, 0, false, false, false, false, SCHED_WAIT, 0 },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct sched_state st = {
+			.now = rows[i].now * 1000000ull,
+			.last_install = rows[i].last_install * 1000000ull,
+			.oldest = rows[i].oldest * 1000000ull,
+			.waiting = rows[i].waiting,
+			.queued = rows[i].queued,
+			.stopping = rows[i].stopping,
+			.answering = rows[i].answering,
+			.started_last = rows[i].started_last,
+		};
+		uint64_t until = 1;
+		enum sched_turn t = sched_turn(&st, &until);
+
+		CHECK(rows[i].name, t == rows[i].want && until == rows[i].want_until * 1000000ull,
+		      "got %s until %llu ms, want %s until %llu ms", sched_turn_str(t),
+		      (unsigned long long)(until / 1000000ull), sched_turn_str(rows[i].want),
+		      (unsigned long long)rows[i].want_until);
+	}
+}
+
 static struct wgdev_allowed_ip ip(const char *s)
 {
 	struct wgdev_allowed_ip a;
@@ -506,6 +568,7 @@ static void test_log(void)
 int main(void)
 {
 	test_evict_decide();
+	test_sched_turn();
 	test_overlap();
 	test_table();
 	test_table_overlap_index();

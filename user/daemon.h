@@ -95,6 +95,45 @@ void log_fingerprint(char out[static 9], const uint8_t key[static 32]);
 /* A logfmt value: quoted and escaped when needed. Returns out. */
 const char *log_quote(char *out, size_t outlen, const char *s);
 
+/* ---- the installer's turn (user/daemon_sched.c) ---- */
+
+enum {
+	/* Initiating back, a batch's keepalive switches start once no
+	 * install ran for INITIATE_QUIET_MS, or once the oldest waited
+	 * INITIATE_DEFER_MAX_MS. */
+	SCHED_INITIATE_QUIET_MS = 20,
+	SCHED_INITIATE_DEFER_MAX_MS = 1000,
+	/* With --consume, the answers: an install takes wireguard-go's peer
+	 * table for writing, its handshake workers wait, and a queue of 128
+	 * makes it count itself under load (cookie replies for a second).
+	 * At most any time before the client's retry (REKEY_TIMEOUT, 5 s),
+	 * which would be answered at once. */
+	SCHED_ANSWER_QUIET_MS = 100,
+	SCHED_ANSWER_DEFER_MAX_MS = 3000,
+};
+
+enum sched_turn {
+	SCHED_INSTALL, /* one batch of the queued installs */
+	SCHED_START,   /* the next chunk of waiting handshakes */
+	SCHED_WAIT,    /* until *wait_until (0: until work arrives) */
+	SCHED_DROP,    /* stopping with --consume: forget the waiting answers */
+	SCHED_EXIT,
+};
+
+struct sched_state {
+	uint64_t now;          /* CLOCK_MONOTONIC ns, as the two below */
+	uint64_t last_install; /* end of the last install call (0: none) */
+	uint64_t oldest;       /* install of the oldest waiting handshake */
+	size_t waiting;        /* handshakes waiting to be started */
+	bool queued;           /* installs queued */
+	bool stopping;
+	bool answering;        /* --consume */
+	bool started_last;     /* the previous turn was SCHED_START */
+};
+
+enum sched_turn sched_turn(const struct sched_state *s, uint64_t *wait_until);
+const char *sched_turn_str(enum sched_turn t);
+
 /* ---- managed peers and eviction (user/daemon_managed.c) ---- */
 
 enum evict_verdict {

@@ -46,26 +46,22 @@ enum {
 	WATCH_POLL_MIN_US = 2000,
 	WATCH_POLL_GAP = 9,           /* idle time per unit of listing time */
 	WATCH_DEFER_MAX_MS = 1000,    /* longest an install backlog defers a poll */
-	INITIATE_DEFER_MAX_MS = 1000, /* ... and a batch's initiation */
-	/* ... and with --consume its answers: any time before the client's
-	 * retry (REKEY_TIMEOUT, 5 s), which would be answered at once. */
-	ANSWER_DEFER_MAX_MS = 3000,
 	/*
-	 * ... which then leave ANSWER_CHUNK every ANSWER_GAP_MS: wireguard-go
+	 * Handshakes start INITIATE_CHUNK keepalive switches per device call
+	 * (wireguard-go computes each initiation inside the call) or, with
+	 * --consume, ANSWER_CHUNK answers every ANSWER_GAP_MS: wireguard-go
 	 * counts itself under load once 128 handshakes wait (1/8 of its
 	 * queue; the kernel: 512) and for the next second answers every
 	 * initiation with a cookie instead, so thousands handed over at once
 	 * would become cookie replies and 5 s retries. An answer older than
 	 * ANSWER_MAX_AGE_MS is dropped: the client retries at REKEY_TIMEOUT
 	 * (5 s), and that retry, its peer installed, is answered at once.
+	 * When they start: sched_turn() (user/daemon_sched.c).
 	 */
+	INITIATE_CHUNK = 256,
 	ANSWER_CHUNK = 20,
 	ANSWER_GAP_MS = 10,
 	ANSWER_MAX_AGE_MS = 4000,
-	/* Answers start once no install ran for this long: an install takes
-	 * wireguard-go's peer table for writing, its handshake workers wait,
-	 * and a queue of 128 makes it count itself under load. */
-	ANSWER_QUIET_MS = 100,
 	INSTALL_BATCH_MAX = 1024,
 };
 
@@ -524,8 +520,7 @@ static uint16_t own_keepalive(const struct ijob *j)
 struct flips {
 	struct watch *w;
 	struct jitwg_event *ev; /* --consume: the initiations to answer */
-	size_t head, n, cap;    /* [head, n) wait; head > 0 only with --consume */
-	uint64_t since; /* when the oldest was installed */
+	size_t head, n, cap;    /* [head, n) wait, oldest first */
 };
 
 /* False when out of memory: w is watched, p is not queued. */
@@ -552,8 +547,6 @@ static bool flips_add(struct daemon *d, struct flips *fl, const struct watch *w,
 		}
 		fl->cap = cap;
 	}
-	if (!fl->n)
-		fl->since = now_mono_ns();
 	if (d->env.redeliver) {
 		pthread_mutex_lock(&d->plock);
 		fl->ev[fl->n] = p->last;
@@ -564,14 +557,15 @@ static bool flips_add(struct daemon *d, struct flips *fl, const struct watch *w,
 }
 
 /*
- * Start each handshake of a batch: with --consume by answering the client's
- * initiation, else by the 0 → non-zero keepalive switch, update-only.
+ * Start the next chunk of the waiting handshakes: with --consume by
+ * answering the client's initiation, else by the 0 → non-zero keepalive
+ * switch, update-only.
  */
 static void flips_run(struct daemon *d, struct flips *fl)
 {
 	uint8_t (*keys)[32] = NULL;
 	char q[300];
-	size_t i;
+	size_t i, cnt;
 	int ret = -ENOMEM;
 
 	if (d->env.redeliver) {
@@ -593,16 +587,17 @@ static void flips_run(struct daemon *d, struct flips *fl)
 		fl->head = i;
 		if (fl->head == fl->n) {
 			dlog(LOG_DEBUG, "redeliver", "op=answer peers=%zu since_first_ms=%.3f",
-			     fl->n, ms(fl->since, now));
+			     fl->n, ms(fl->w[0].t_install, now));
 			fl->head = fl->n = 0;
 		}
 		return;
 	}
-	keys = malloc(fl->n * sizeof(*keys));
+	cnt = fl->n - fl->head < INITIATE_CHUNK ? fl->n - fl->head : INITIATE_CHUNK;
+	keys = malloc(cnt * sizeof(*keys));
 	if (keys) {
-		for (i = 0; i < fl->n; i++)
-			memcpy(keys[i], fl->w[i].key, 32);
-		ret = wgdev_initiate(d->env.dev, keys, fl->n, INITIATE_KEEPALIVE);
+		for (i = 0; i < cnt; i++)
+			memcpy(keys[i], fl->w[fl->head + i].key, 32);
+		ret = wgdev_initiate(d->env.dev, keys, cnt, INITIATE_KEEPALIVE);
 		if (ret)
 			log_quote(q, sizeof(q), wgdev_error(d->env.dev));
 		free(keys);
@@ -610,12 +605,14 @@ static void flips_run(struct daemon *d, struct flips *fl)
 		snprintf(q, sizeof(q), "ENOMEM");
 	}
 	if (ret)
-		dlog(LOG_WARN, "device", "op=initiate error=%s peers=%zu", q, fl->n);
-	dlog(LOG_DEBUG, "device", "op=initiate peers=%zu waited_ms=%.3f", fl->n,
-	     ms(fl->since, now_mono_ns()));
-	for (i = 0; i < fl->n; i++)
-		watch_add(d, &fl->w[i]);
-	fl->n = 0;
+		dlog(LOG_WARN, "device", "op=initiate error=%s peers=%zu", q, cnt);
+	dlog(LOG_DEBUG, "device", "op=initiate peers=%zu waited_ms=%.3f", cnt,
+	     ms(fl->w[fl->head].t_install, now_mono_ns()));
+	for (i = 0; i < cnt; i++)
+		watch_add(d, &fl->w[fl->head + i]);
+	fl->head += cnt;
+	if (fl->head == fl->n)
+		fl->head = fl->n = 0;
 }
 
 /*
@@ -665,6 +662,17 @@ out:
 	ijob_free(j);
 }
 
+/* With ilock held: until a job is queued, stop is asked, or until (mono ns). */
+static void icond_wait_until(struct daemon *d, uint64_t until)
+{
+	struct timespec ts = { .tv_sec = until / 1000000000ull,
+			       .tv_nsec = until % 1000000000ull };
+
+	/* icond uses CLOCK_MONOTONIC (daemon_new). */
+	if (!d->ihead && !d->istop)
+		pthread_cond_timedwait(&d->icond, &d->ilock, &ts);
+}
+
 /*
  * One thread owns installs so that a burst becomes a few large device
  * calls instead of thousands of small ones (wireguard-go's UAPI costs about
@@ -679,50 +687,58 @@ static void *installer(void *arg)
 	struct flips fl = { 0 };
 	size_t cap = 0;
 	uint64_t last_install = 0;
+	bool started = false; /* the last turn was SCHED_START */
 
 	for (;;) {
 		struct ijob *j;
 		size_t n = 0, i;
-		uint64_t t0, t1, now;
-		bool initiate = d->initiate, overdue;
+		uint64_t t0, t1, until;
+		bool initiate = d->initiate;
 		char err[256] = "";
 		int ret;
+		struct sched_state st;
 
 		pthread_mutex_lock(&d->ilock);
 		while (!d->ihead && !d->istop && !fl.n)
 			pthread_cond_wait(&d->icond, &d->ilock);
-		/*
-		 * Installs before initiations: in a burst, installing is what
-		 * lets every client in (its own retry then succeeds), while
-		 * initiating back only spares it the 5 s wait, and wireguard-go
-		 * computes each handshake inside the set call that asks for it.
-		 * So the batches' keepalive switches (with --consume, the
-		 * answers to their initiations, which cost WireGuard as much)
-		 * wait while installs are queued, for at most
-		 * INITIATE_DEFER_MAX_MS.
-		 */
-		now = now_mono_ns();
-		overdue = fl.n && now - fl.since >= (d->env.redeliver ? ANSWER_DEFER_MAX_MS :
-						     INITIATE_DEFER_MAX_MS) * 1000000ull;
-		if (fl.n && d->istop && d->env.redeliver) {
-			/* Stopping: the lease is given back, the clients retry. */
+		st = (struct sched_state){
+			.now = now_mono_ns(),
+			.last_install = last_install,
+			.oldest = fl.n ? fl.w[fl.head].t_install : 0,
+			.waiting = fl.n - fl.head,
+			.queued = d->ihead != NULL,
+			.stopping = d->istop,
+			.answering = d->env.redeliver,
+			.started_last = started,
+		};
+		switch (sched_turn(&st, &until)) {
+		case SCHED_DROP:
 			fl.head = fl.n = 0;
-		} else if (fl.n && !d->ihead && !overdue && d->env.redeliver &&
-			   now - last_install < ANSWER_QUIET_MS * 1000000ull) {
 			pthread_mutex_unlock(&d->ilock);
-			usleep(ANSWER_GAP_MS * 1000);
 			continue;
-		} else if (fl.n && (!d->ihead || d->istop || overdue)) {
+		case SCHED_WAIT:
+			/* A new install ends the wait at once. */
+			if (until)
+				icond_wait_until(d, until);
 			pthread_mutex_unlock(&d->ilock);
+			continue;
+		case SCHED_START:
+			pthread_mutex_unlock(&d->ilock);
+			started = true;
 			flips_run(d, &fl);
-			if (fl.n)
-				usleep(ANSWER_GAP_MS * 1000);
+			if (fl.n && d->env.redeliver) {
+				pthread_mutex_lock(&d->ilock);
+				icond_wait_until(d, now_mono_ns() + ANSWER_GAP_MS * 1000000ull);
+				pthread_mutex_unlock(&d->ilock);
+			}
 			continue;
-		}
-		if (d->istop) {
+		case SCHED_EXIT:
 			pthread_mutex_unlock(&d->ilock);
+			goto out;
+		case SCHED_INSTALL:
 			break;
 		}
+		started = false;
 		for (j = d->ihead; j && n < INSTALL_BATCH_MAX; j = j->next)
 			n++;
 		if (n > cap) {
@@ -807,6 +823,7 @@ static void *installer(void *arg)
 			finish_install(d, batch[i], ret, err, t0, t1, n,
 				       (initiate || d->env.redeliver) && n > 1 ? &fl : NULL);
 	}
+out:
 	free(wp);
 	free(batch);
 	free(cms);
@@ -1378,10 +1395,10 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 	pthread_cond_init(&d->qcond, NULL);
 	pthread_mutex_init(&d->plock, NULL);
 	pthread_mutex_init(&d->ilock, NULL);
-	pthread_cond_init(&d->icond, NULL);
 	pthread_mutex_init(&d->mlock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->icond, &ca);
 	pthread_cond_init(&d->mcond, &ca);
 	pthread_condattr_destroy(&ca);
 	*out = d;
