@@ -194,8 +194,11 @@ cp_add_keys() {
 # client's veth, the UDP the gateway sends from its port 51820. Immediate
 # mode: otherwise packets wait in the kernel for a buffer timeout (up to a
 # second) and a stop before it loses them.
+# A small snapshot length: in immediate mode libpcap sizes each slot of its
+# ring by it, and with the default (256 KiB) a 2 MiB ring held 8 packets,
+# so a burst of the gateway's initiations was partly lost to the capture.
 gw_capture_start() {
-	ip netns exec "$C" tcpdump -i vc -n -U --immediate-mode -w "$TMP/vc.pcap" \
+	ip netns exec "$C" tcpdump -i vc -n -s 512 -B 8192 -U --immediate-mode -w "$TMP/vc.pcap" \
 		"udp and src host $E2E_GW_IP and src port 51820" 2>"$TMP/tcpdump.log" &
 	GW_CAP_PID=$!
 	on_exit "kill $GW_CAP_PID 2>/dev/null"
@@ -204,12 +207,16 @@ gw_capture_start() {
 gw_capture_stop() {
 	kill "$GW_CAP_PID" 2>/dev/null
 	wait "$GW_CAP_PID" 2>/dev/null
+	# A count from a lossy capture would blame the gateway.
+	grep -q "^0 packets dropped by kernel" "$TMP/tcpdump.log" ||
+		fail "the capture itself lost packets: $(grep dropped "$TMP/tcpdump.log")"
 }
 
-# gw_initiations [KEYS]: how many handshake initiations (Ethernet 14 + IPv4
-# 20 + UDP 8, then 148 bytes of type 1) the capture holds; with KEYS (lines
-# "PUBKEY …"), for how many of those keys: mac1 is keyed with the
-# recipient's public key (WireGuard paper §5.4.4).
+# gw_initiations [KEYS [TYPES]]: how many handshake initiations (Ethernet 14
+# + IPv4 20 + UDP 8, then 148 bytes of type 1) the capture holds; with KEYS
+# (lines "PUBKEY …"), for how many of those keys: mac1 is keyed with the
+# recipient's public key (WireGuard paper §5.4.4). TYPES "12" also counts
+# handshake responses (92 bytes of type 2).
 gw_initiations() {
 	$PY -c '
 import base64, hashlib, struct, sys
@@ -218,17 +225,20 @@ if sys.argv[2]:
     for line in open(sys.argv[2]):
         pub = base64.b64decode(line.split()[0])
         keys[hashlib.blake2s(b"mac1----" + pub).digest()] = pub
+shape = {1: (148, 116), 2: (92, 60)}  # type: (length, mac1 offset)
+types = [int(t) for t in sys.argv[3]]
 d = open(sys.argv[1], "rb").read()
 off, n, seen = 24, 0, set()
 while off + 16 <= len(d):
     incl = struct.unpack_from("<I", d, off + 8)[0]
     msg = d[off + 16 + 42: off + 16 + incl]
     off += 16 + incl
-    if len(msg) != 148 or msg[0] != 1:
+    if not msg or msg[0] not in types or len(msg) != shape[msg[0]][0]:
         continue
     n += 1
+    m = shape[msg[0]][1]
     for k, pub in keys.items():
-        if hashlib.blake2s(msg[:116], digest_size=16, key=k).digest() == msg[116:132]:
+        if hashlib.blake2s(msg[:m], digest_size=16, key=k).digest() == msg[m:m + 16]:
             seen.add(pub)
-print(len(seen) if sys.argv[2] else n)' "$TMP/vc.pcap" "${1:-}"
+print(len(seen) if sys.argv[2] else n)' "$TMP/vc.pcap" "${1:-}" "${2:-1}"
 }

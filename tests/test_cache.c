@@ -273,6 +273,81 @@ static void test_ts(struct cache *c)
 	CHECK("cache_timestamps", ok, "see above");
 }
 
+/*
+ * A batch (one transaction for a worker's initiations): verdicts in order,
+ * a key twice checked against its own earlier timestamp; a transaction
+ * that fails (map full) stores nothing and gives every row the error.
+ */
+static void test_ts_many(struct cache *c)
+{
+	enum { N = 6, BIG = 20000 };
+	static const struct {
+		int key;
+		uint32_t nsec;
+		int want;
+	} rows[N] = {
+		{ 10, 5, 0 },       /* new key */
+		{ 11, 1, 0 },       /* another */
+		{ 10, 5, -ESTALE }, /* same initiation twice in the batch */
+		{ 10, 6, 0 },       /* its retry, newer */
+		{ 10, 4, -ESTALE }, /* older than the batch's own write */
+		{ 12, 0, -ESTALE }, /* older than what is stored */
+	};
+	uint8_t keys[N][32], ts[N][12], got[12];
+	uint8_t (*bk)[32] = NULL, (*bt)[12] = NULL;
+	int res[N], *bres = NULL, ok = 1, ret, bad = 0;
+	struct cache_options small = { .map_size = 256 * 1024 };
+	struct cache *sc;
+	char sdir[64];
+	size_t i;
+
+	key_of(keys[0], 12, 0x55);
+	ts_of(ts[0], 0x4000000060000000ull, 1);
+	ok &= EXPECT(cache_ts_accept(c, keys[0], ts[0]) == 0, "stored for key 12");
+	for (i = 0; i < N; i++) {
+		key_of(keys[i], rows[i].key, 0x55);
+		ts_of(ts[i], 0x4000000060000000ull, rows[i].nsec);
+	}
+	ret = cache_ts_accept_many(c, (const uint8_t(*)[32])keys,
+				   (const uint8_t(*)[12])ts, res, N);
+	ok &= EXPECT(ret == 0, "batch: %d", ret);
+	for (i = 0; i < N; i++)
+		ok &= EXPECT(res[i] == rows[i].want, "row %zu: %d, want %d", i, res[i],
+			     rows[i].want);
+	ok &= EXPECT(cache_ts_get(c, keys[0], got) == 0 && !memcmp(got, ts[3], 12),
+		     "key 10 keeps its newest");
+	ok &= EXPECT(cache_ts_accept_many(c, NULL, NULL, NULL, 0) == 0, "empty batch");
+	CHECK("cache_ts_batch", ok, "see above");
+
+	ok = 1;
+	snprintf(sdir, sizeof(sdir), "/tmp/jitwg-cache-XXXXXX");
+	bk = calloc(BIG, sizeof(*bk));
+	bt = calloc(BIG, sizeof(*bt));
+	bres = calloc(BIG, sizeof(*bres));
+	if (!bk || !bt || !bres || !mkdtemp(sdir) || cache_open(&sc, sdir, &small)) {
+		CHECK("cache_ts_batch_map_full", 0, "setup");
+		goto out;
+	}
+	for (i = 0; i < BIG; i++) {
+		key_of(bk[i], (int)i + 1, 0x66);
+		ts_of(bt[i], 0x4000000060000000ull, 1);
+	}
+	ret = cache_ts_accept_many(sc, (const uint8_t(*)[32])bk, (const uint8_t(*)[12])bt,
+				   bres, BIG);
+	for (i = 0; i < BIG; i++)
+		bad += bres[i] != -ENOSPC;
+	ok &= EXPECT(ret == -ENOSPC, "map full: %d", ret);
+	ok &= EXPECT(!bad, "%d rows without the error", bad);
+	ok &= EXPECT(cache_ts_get(sc, bk[0], got) == -ENOENT, "nothing stored");
+	cache_close(sc);
+	rm_dir(sdir);
+	CHECK("cache_ts_batch_map_full", ok, "see above");
+out:
+	free(bk);
+	free(bt);
+	free(bres);
+}
+
 struct walk {
 	size_t n;
 	int sorted;
@@ -663,6 +738,7 @@ int main(void)
 	}
 	test_entries(c);
 	test_ts(c);
+	test_ts_many(c);
 	test_managed(c);
 	test_threads(c);
 	cache_close(c);

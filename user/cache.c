@@ -475,36 +475,61 @@ int cache_del_peer(struct cache *c, const uint8_t key[static 32])
 	return del(c, c->peers, key);
 }
 
-int cache_ts_accept(struct cache *c, const uint8_t key[static 32],
-		    const uint8_t ts[static CACHE_TS_LEN])
+int cache_ts_accept_many(struct cache *c, const uint8_t (*keys)[32],
+			 const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n)
 {
 	MDB_txn *txn;
-	MDB_val k = { .mv_size = 32, .mv_data = (void *)key };
-	MDB_val v;
+	MDB_val k = { .mv_size = 32 }, v;
+	size_t i;
 	int rc;
 
+	if (!n)
+		return 0;
 	/*
 	 * Read and write in one write transaction: two workers racing with the
 	 * same initiation cannot both see "newer" (WireGuard paper §5.1: an
 	 * initiation is accepted only with a timestamp greater than the last).
+	 * The same key twice in one batch: the second reads the first's write.
 	 */
 	rc = mdb_txn_begin(c->env, NULL, 0, &txn);
-	if (rc)
-		return err(rc);
-	rc = mdb_get(txn, c->ts, &k, &v);
-	if (rc == 0 && v.mv_size == CACHE_TS_LEN &&
-	    memcmp(ts, v.mv_data, CACHE_TS_LEN) <= 0) {
-		mdb_txn_abort(txn);
-		return -ESTALE;
+	if (rc) {
+		rc = err(rc);
+		goto fail;
 	}
-	if (rc && rc != MDB_NOTFOUND) {
-		mdb_txn_abort(txn);
-		return err(rc);
+	for (i = 0; i < n; i++) {
+		k.mv_data = (void *)keys[i];
+		rc = mdb_get(txn, c->ts, &k, &v);
+		if (rc == 0 && v.mv_size == CACHE_TS_LEN &&
+		    memcmp(ts[i], v.mv_data, CACHE_TS_LEN) <= 0) {
+			res[i] = -ESTALE;
+			continue;
+		}
+		if (rc && rc != MDB_NOTFOUND)
+			break;
+		v.mv_size = CACHE_TS_LEN;
+		v.mv_data = (void *)ts[i];
+		rc = mdb_put(txn, c->ts, &k, &v, 0);
+		if (rc)
+			break;
+		res[i] = 0;
 	}
-	v.mv_size = CACHE_TS_LEN;
-	v.mv_data = (void *)ts;
-	rc = mdb_put(txn, c->ts, &k, &v, 0);
-	return commit_or_abort(txn, err(rc));
+	rc = commit_or_abort(txn, err(rc));
+	if (!rc)
+		return 0;
+fail:
+	for (i = 0; i < n; i++)
+		res[i] = rc;
+	return rc;
+}
+
+int cache_ts_accept(struct cache *c, const uint8_t key[static 32],
+		    const uint8_t ts[static CACHE_TS_LEN])
+{
+	int res;
+
+	cache_ts_accept_many(c, (const uint8_t(*)[32])key,
+			     (const uint8_t(*)[CACHE_TS_LEN])ts, &res, 1);
+	return res;
 }
 
 int cache_ts_get(struct cache *c, const uint8_t key[static 32],

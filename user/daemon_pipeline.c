@@ -63,6 +63,7 @@ enum {
 	ANSWER_GAP_MS = 10,
 	ANSWER_MAX_AGE_MS = 4000,
 	INSTALL_BATCH_MAX = 1024,
+	WORKER_BATCH = 32,            /* jobs a worker takes at once */
 };
 
 enum job_type { JOB_EVENT, JOB_FETCHED };
@@ -925,73 +926,94 @@ static void reject(struct jitwg_event *ev, const char *stage, enum noise_status 
 	     noise_status_str(st), ep);
 }
 
-static void handle_event(struct daemon *d, struct jitwg_event *ev)
+/* An initiation that authenticated, waiting for its freshness check. */
+struct authed {
+	struct jitwg_event *ev;
+	uint8_t key[32];
+	uint8_t ts[NOISE_TIMESTAMP_LEN];
+	uint64_t t_seen, t_ident;
+};
+
+/*
+ * The first half of an event: shape, mac1, identity, authentication. True
+ * when a has an initiation to check for freshness (handle_fresh() next).
+ */
+static bool handle_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 {
 	struct noise_state ns;
-	struct pending *p;
-	struct cache_entry ce;
-	union wgdev_endpoint ep;
-	uint8_t key[32], ts[NOISE_TIMESTAMP_LEN];
-	uint64_t t_seen = now_mono_ns(), t_ident, t_auth;
 	enum noise_status st;
-	bool busy;
-	int ret, state;
 
+	a->ev = ev;
+	a->t_seen = now_mono_ns();
 	st = noise_check_shape(ev->msg, sizeof(ev->msg));
 	if (st) {
 		INC(d, bad_shape);
 		reject(ev, "shape", st, NULL, LOG_DEBUG);
-		return;
+		return false;
 	}
 	st = noise_check_mac1(d->env.responder, ev->msg);
 	if (st) {
 		INC(d, bad_mac1);
 		reject(ev, "mac1", st, NULL, LOG_DEBUG);
-		return;
+		return false;
 	}
-	st = noise_identify(d->env.responder, ev->msg, &ns, key);
+	st = noise_identify(d->env.responder, ev->msg, &ns, a->key);
 	if (st) {
 		noise_state_wipe(&ns);
 		INC(d, bad_identity);
 		reject(ev, "identify", st, NULL, LOG_DEBUG);
-		return;
+		return false;
 	}
-	t_ident = now_mono_ns();
+	a->t_ident = now_mono_ns();
 	/* Installed already: WireGuard answers it (given it back, with
 	 * --consume: it authenticates and checks freshness itself). */
-	if (ptab_on_device(d->ptab, key)) {
+	if (ptab_on_device(d->ptab, a->key)) {
 		noise_state_wipe(&ns);
 		INC(d, sightings);
 		redeliver_one(d, ev);
 		if (LOG_ENABLED(LOG_DEBUG)) {
 			char fp[9];
 
-			log_fingerprint(fp, key);
+			log_fingerprint(fp, a->key);
 			dlog(LOG_DEBUG, "sighting", "peer=%s identify_ms=%.3f", fp,
-			     ms(t_seen, t_ident));
+			     ms(a->t_seen, a->t_ident));
 		}
-		return;
+		return false;
 	}
 	/*
-	 * Freshness is checked once, by cache_ts_accept() below: atomically
-	 * against the stored timestamp, which a read here would only repeat
-	 * (one LMDB transaction per client less in a burst).
+	 * Freshness is checked once, by cache_ts_accept_many() in the worker:
+	 * atomically against the stored timestamp, which a read here would
+	 * only repeat (one LMDB transaction per client less in a burst).
 	 */
-	st = noise_authenticate(d->env.responder, ev->msg, &ns, NULL, ts);
+	st = noise_authenticate(d->env.responder, ev->msg, &ns, NULL, a->ts);
 	if (st) {
 		/* Someone encrypted this key without its private key. */
 		INC(d, bad_auth);
-		reject(ev, "authenticate", st, key, LOG_INFO);
-		return;
+		reject(ev, "authenticate", st, a->key, LOG_INFO);
+		return false;
 	}
-	ret = cache_ts_accept(d->env.cache, key, ts);
-	if (ret == -ESTALE) {
+	return true;
+}
+
+/* The second half: fresh is cache_ts_accept's verdict on a->ts. */
+static void handle_fresh(struct daemon *d, const struct authed *a, int fresh)
+{
+	struct jitwg_event *ev = a->ev;
+	const uint8_t *key = a->key;
+	struct pending *p;
+	struct cache_entry ce;
+	union wgdev_endpoint ep;
+	uint64_t t_auth;
+	bool busy;
+	int ret, state;
+
+	if (fresh == -ESTALE) {
 		INC(d, replays);
 		reject(ev, "freshness", NOISE_ERR_REPLAY, key, LOG_INFO);
 		return;
 	}
-	if (ret)
-		dlog(LOG_WARN, "cache", "op=ts_accept error=%s", strerror(-ret));
+	if (fresh)
+		dlog(LOG_WARN, "cache", "op=ts_accept error=%s", strerror(-fresh));
 	t_auth = now_mono_ns();
 
 	event_endpoint(ev, &ep);
@@ -1008,9 +1030,9 @@ static void handle_event(struct daemon *d, struct jitwg_event *ev)
 		}
 		return;
 	}
-	p->t_event = ev->ts_ns ? ev->ts_ns : t_seen;
-	p->t_seen = t_seen;
-	p->t_ident = t_ident;
+	p->t_event = ev->ts_ns ? ev->ts_ns : a->t_seen;
+	p->t_seen = a->t_seen;
+	p->t_ident = a->t_ident;
 	p->t_auth = t_auth;
 
 	state = cache_get_peer(d->env.cache, key, now_wall_s(), &ce);
@@ -1059,10 +1081,21 @@ static void handle_event(struct daemon *d, struct jitwg_event *ev)
 	pending_end(d, p);
 }
 
+/*
+ * A worker takes what is queued, up to WORKER_BATCH jobs, and checks the
+ * freshness of all its authenticated initiations in one cache transaction:
+ * with the default --cache-sync full, one fsync per client made a burst
+ * disk-bound (10,000 clients: 4.2 s, against 1.2 s with periodic syncs).
+ * A lone initiation is still a batch of one, handled at once.
+ */
 static void *worker(void *arg)
 {
 	struct daemon *d = arg;
-	struct job *j;
+	struct job *jobs[WORKER_BATCH];
+	struct authed a[WORKER_BATCH];
+	uint8_t keys[WORKER_BATCH][32], ts[WORKER_BATCH][NOISE_TIMESTAMP_LEN];
+	int fresh[WORKER_BATCH];
+	size_t n, na, i;
 
 	for (;;) {
 		pthread_mutex_lock(&d->qlock);
@@ -1072,21 +1105,36 @@ static void *worker(void *arg)
 			pthread_mutex_unlock(&d->qlock);
 			return NULL;
 		}
-		j = d->qhead;
-		d->qhead = j->next;
+		for (n = 0; d->qhead && n < WORKER_BATCH; n++) {
+			jobs[n] = d->qhead;
+			d->qhead = jobs[n]->next;
+			d->qlen--;
+		}
 		if (!d->qhead)
 			d->qtail = NULL;
-		d->qlen--;
 		pthread_mutex_unlock(&d->qlock);
 
-		if (j->type == JOB_EVENT)
-			handle_event(d, &j->ev);
-		else
-			handle_fetched(d, j);
-		if (j->type == JOB_FETCHED)
-			sodium_memzero(&j->f->peer, api_peer_len(j->f->peer.n_allowed_ips));
-		free(j);
-		atomic_fetch_add_explicit(&d->jobs_done, 1, memory_order_relaxed);
+		for (i = na = 0; i < n; i++) {
+			if (jobs[i]->type == JOB_FETCHED)
+				handle_fetched(d, jobs[i]);
+			else if (handle_event(d, &jobs[i]->ev, &a[na]))
+				na++;
+		}
+		for (i = 0; i < na; i++) {
+			memcpy(keys[i], a[i].key, 32);
+			memcpy(ts[i], a[i].ts, NOISE_TIMESTAMP_LEN);
+		}
+		cache_ts_accept_many(d->env.cache, (const uint8_t(*)[32])keys,
+				     (const uint8_t(*)[NOISE_TIMESTAMP_LEN])ts, fresh, na);
+		for (i = 0; i < na; i++)
+			handle_fresh(d, &a[i], fresh[i]);
+		for (i = 0; i < n; i++) {
+			if (jobs[i]->type == JOB_FETCHED)
+				sodium_memzero(&jobs[i]->f->peer,
+					       api_peer_len(jobs[i]->f->peer.n_allowed_ips));
+			free(jobs[i]);
+		}
+		atomic_fetch_add_explicit(&d->jobs_done, n, memory_order_relaxed);
 	}
 }
 
