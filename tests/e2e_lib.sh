@@ -18,14 +18,6 @@ CONTROL_PLANE=${CONTROL_PLANE:-$ROOT/scripts/control-plane.py}
 PY=/usr/bin/python3
 export WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1
 
-# wggo NS DEV: start wireguard-go for DEV inside NS, wait for its socket.
-wggo() {
-	local n=$1 dev=$2
-	ip netns exec "$n" wireguard-go -f "$dev" >"$TMP/wggo-$dev.log" 2>&1 &
-	on_exit "kill $! 2>/dev/null; rm -f /var/run/wireguard/$dev.sock"
-	wait_for 5 test -S "/var/run/wireguard/$dev.sock" || fail "wireguard-go $dev did not start"
-}
-
 # e2e_topo: both namespaces, the veth, the gateway device without peers.
 e2e_topo() {
 	G=$(ns g) C=$(ns c) WGG=jw${RUNID}g

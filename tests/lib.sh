@@ -72,6 +72,16 @@ tmp_dir() {
 	on_exit "rm -rf $TMP"
 }
 
+# wggo NS DEV: wireguard-go for DEV inside NS, in the foreground (so it dies
+# with the test), its log in $TMP/wggo-DEV.log; waits for its UAPI socket.
+wggo() {
+	local n=$1 dev=$2
+	ip netns exec "$n" wireguard-go -f "$dev" >"$TMP/wggo-$dev.log" 2>&1 &
+	on_exit "kill $! 2>/dev/null; rm -f /var/run/wireguard/$dev.sock"
+	wait_for 5 test -S "/var/run/wireguard/$dev.sock" ||
+		fail "wireguard-go $dev did not start: $(cat "$TMP/wggo-$dev.log")"
+}
+
 bg() {
 	"$@" &
 	BG_PID=$!

@@ -28,21 +28,12 @@ topo() {
 	veth_pair a va 192.0.2.1/24 b vb 192.0.2.2/24
 }
 
-# start_wg NS IFNAME: wireguard-go in the foreground (so it dies with us).
-start_wg() {
-	local n=$1 ifname=$2
-	ip netns exec "$n" wireguard-go -f "$ifname" >"$TMP/$ifname.log" 2>&1 &
-	on_exit "kill $!; rm -f /var/run/wireguard/$ifname.sock"
-	wait_for 5 test -S "/var/run/wireguard/$ifname.sock" ||
-		fail "wireguard-go did not start: $(cat "$TMP/$ifname.log")"
-}
-
 test_noise_interop_decode() {
 	local line out pub ts full last
 	setup_common
 	topo
 	# wireguard-go client in "a", listener in "b"; checks in tests/lib.sh.
-	noise_decode_client start_wg "$A" "jw${RUNID}na" "$B" 15 15
+	noise_decode_client wggo "$A" "jw${RUNID}na" "$B" 15 15
 	line=$NOISE_MSG pub=$NOISE_PUB full=$NOISE_TS
 	ts=${full:0:16}
 
@@ -72,7 +63,7 @@ test_noise_interop_gateway() {
 	setup_common
 	topo
 	# wireguard-go gateway in "a" (tests/lib.sh).
-	noise_gateway_up start_wg "$A" "jw${RUNID}ng"
+	noise_gateway_up wggo "$A" "jw${RUNID}ng"
 	wait_for 5 eval "ip netns exec $A ss -lun | grep -q ':51820 '" ||
 		fail "the gateway does not listen on :51820"
 

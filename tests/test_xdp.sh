@@ -24,10 +24,7 @@ topo() {
 	if ip -n "$C" link add "$WGC" type wireguard 2>/dev/null; then
 		echo "  client: kernel WireGuard"
 	else
-		ip netns exec "$C" wireguard-go -f "$WGC" >/dev/null 2>&1 &
-		on_exit "kill $!; rm -f /var/run/wireguard/$WGC.sock"
-		wait_for 5 test -S "/var/run/wireguard/$WGC.sock" ||
-			fail "wireguard-go did not start"
+		wggo "$C" "$WGC"
 		echo "  client: wireguard-go"
 	fi
 	wg genkey > "$TMP/c.key"
