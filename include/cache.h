@@ -152,8 +152,10 @@ int cache_ts_accept(struct cache *c, const uint8_t key[static 32],
  * The same for n initiations in one transaction, so one sync (with
  * CACHE_SYNC_FULL an fsync per client made a burst disk-bound): res[i] gets
  * 0 or -ESTALE, as above, in order, so a key twice is checked against its
- * own earlier timestamp. On a transaction error every res[i] gets that
- * error and nothing is stored. Returns 0 or that error.
+ * own earlier timestamp. On a transaction error nothing is stored, rows
+ * stale against what is stored still get -ESTALE (checked read-only: a
+ * cache that cannot be written lets no replay through), the others that
+ * error. Returns 0 or that error.
  */
 int cache_ts_accept_many(struct cache *c, const uint8_t (*keys)[32],
 			 const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n);

@@ -276,7 +276,8 @@ static void test_ts(struct cache *c)
 /*
  * A batch (one transaction for a worker's initiations): verdicts in order,
  * a key twice checked against its own earlier timestamp; a transaction
- * that fails (map full) stores nothing and gives every row the error.
+ * that fails (map full) stores nothing and gives the rows the error, except
+ * replays, which stay refused.
  */
 static void test_ts_many(struct cache *c)
 {
@@ -332,13 +333,21 @@ static void test_ts_many(struct cache *c)
 		key_of(bk[i], (int)i + 1, 0x66);
 		ts_of(bt[i], 0x4000000060000000ull, 1);
 	}
+	/* Replays of key 1 (stored at nsec 9): first in the batch, and last,
+	 * after the row where the map fills. */
+	ts_of(got, 0x4000000060000000ull, 9);
+	ok &= EXPECT(cache_ts_accept(sc, bk[0], got) == 0, "key 1 stored");
+	memcpy(bk[BIG - 1], bk[0], 32);
+	ts_of(bt[BIG - 1], 0x4000000060000000ull, 2);
 	ret = cache_ts_accept_many(sc, (const uint8_t(*)[32])bk, (const uint8_t(*)[12])bt,
 				   bres, BIG);
-	for (i = 0; i < BIG; i++)
+	for (i = 1; i < BIG - 1; i++)
 		bad += bres[i] != -ENOSPC;
 	ok &= EXPECT(ret == -ENOSPC, "map full: %d", ret);
 	ok &= EXPECT(!bad, "%d rows without the error", bad);
-	ok &= EXPECT(cache_ts_get(sc, bk[0], got) == -ENOENT, "nothing stored");
+	ok &= EXPECT(bres[0] == -ESTALE, "replay before the failure: %d", bres[0]);
+	ok &= EXPECT(bres[BIG - 1] == -ESTALE, "replay after the failure: %d", bres[BIG - 1]);
+	ok &= EXPECT(cache_ts_get(sc, bk[1], got) == -ENOENT, "nothing stored");
 	cache_close(sc);
 	rm_dir(sdir);
 	CHECK("cache_ts_batch_map_full", ok, "see above");

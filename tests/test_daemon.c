@@ -52,43 +52,57 @@ static void test_evict_decide(void)
 }
 
 /*
- * The installer's turn (user/daemon_sched.c). Times in ms from 10 s of
- * monotonic clock; "quiet" = no install for 20 ms (initiating back) or
- * 100 ms (--consume); "overdue" = the oldest waited 1 s / 3 s.
+ * The installer's turn (user/daemon_sched.c). Times in ms of monotonic
+ * clock; "quiet" = no install for 20 ms (initiating back) or 100 ms
+ * (--consume); "overdue" = the oldest waited 1 s / 3 s; answers leave one
+ * chunk per 10 ms. prev is the install before the last: 0 = long ago.
  */
 static void test_sched_turn(void)
 {
 	static const struct {
 		const char *name;
-		uint64_t now, last_install, oldest; /* ms */
+		uint64_t now, last_install, prev, last_start, oldest; /* ms */
 		size_t waiting;
 		bool queued, stopping, answering, started_last;
 		enum sched_turn want;
 		uint64_t want_until; /* ms, 0: none */
 	} rows[] = {
-		{ "sched: nothing waiting, installs queued", 10000, 9990, 0, 0, true, false, false, false, SCHED_INSTALL, 0 },
-		{ "sched: installs before handshakes", 10000, 9999, 9500, 500, true, false, false, false, SCHED_INSTALL, 0 },
-		{ "sched: installs before answers", 10000, 9999, 9500, 500, true, false, true, false, SCHED_INSTALL, 0 },
+		{ "sched: nothing waiting, installs queued", 10000, 9990, 9980, 0, 0, 0, true, false, false, false, SCHED_INSTALL, 0 },
+		{ "sched: installs before handshakes", 10000, 9999, 9990, 0, 9500, 500, true, false, false, false, SCHED_INSTALL, 0 },
+		{ "sched: installs before answers", 10000, 9999, 9990, 0, 9500, 500, true, false, true, false, SCHED_INSTALL, 0 },
 		/* The installer idle for an instant mid-burst: wait for quiet. */
-		{ "sched: idle 5 ms, initiate waits until quiet", 10000, 9995, 9900, 10, false, false, false, false, SCHED_WAIT, 10015 },
-		{ "sched: idle 5 ms, answers wait until quiet", 10000, 9995, 9900, 10, false, false, true, false, SCHED_WAIT, 10095 },
-		{ "sched: quiet, initiate starts", 10000, 9979, 9900, 10, false, false, false, false, SCHED_START, 0 },
-		{ "sched: idle 50 ms, answers still wait", 10000, 9950, 9900, 10, false, false, true, false, SCHED_WAIT, 10050 },
-		{ "sched: quiet, answers start", 10000, 9900, 9800, 10, false, false, true, false, SCHED_START, 0 },
-		{ "sched: quiet wait ends when overdue", 10000, 9995, 9010, 10, false, false, false, false, SCHED_WAIT, 10010 },
+		{ "sched: idle 5 ms mid-burst, initiate waits until quiet", 10000, 9995, 9990, 0, 9900, 10, false, false, false, false, SCHED_WAIT, 10015 },
+		{ "sched: idle 5 ms mid-burst, answers wait until quiet", 10000, 9995, 9990, 0, 9900, 10, false, false, true, false, SCHED_WAIT, 10095 },
+		{ "sched: quiet, initiate starts", 10000, 9979, 9970, 0, 9900, 300, false, false, false, false, SCHED_START, 0 },
+		{ "sched: idle 50 ms, answers still wait", 10000, 9950, 9940, 0, 9900, 300, false, false, true, false, SCHED_WAIT, 10050 },
+		{ "sched: quiet, answers start", 10000, 9900, 9890, 0, 9800, 300, false, false, true, false, SCHED_START, 0 },
+		{ "sched: quiet wait ends when overdue", 10000, 9995, 9990, 0, 9010, 300, false, false, false, false, SCHED_WAIT, 10010 },
+		/* Two clients at once after a quiet spell: no burst, no wait. */
+		{ "sched: a few after a quiet spell, initiate at once", 10000, 9999, 0, 0, 9999, 2, false, false, false, false, SCHED_START, 0 },
+		{ "sched: a few after a quiet spell, answers at once", 10000, 9999, 5000, 0, 9999, 8, false, false, true, false, SCHED_START, 0 },
+		{ "sched: a few, but in a stream of installs, wait", 10000, 9999, 9990, 0, 9999, 2, false, false, false, false, SCHED_WAIT, 10019 },
+		{ "sched: nine after a quiet spell, wait", 10000, 9999, 0, 0, 9999, 9, false, false, false, false, SCHED_WAIT, 10019 },
+		/* Answers: one chunk per 10 ms, installs meanwhile. */
+		{ "sched: answers' gap, installs go", 10000, 9800, 9700, 9995, 9000, 500, true, false, true, true, SCHED_INSTALL, 0 },
+		{ "sched: answers' gap, nothing queued, wait it out", 10000, 9800, 9700, 9995, 9000, 500, false, false, true, true, SCHED_WAIT, 10005 },
+		{ "sched: answers' gap over", 10000, 9800, 9700, 9990, 9000, 500, false, false, true, true, SCHED_START, 0 },
+		{ "sched: overdue answers within their gap, installs go", 10000, 9999, 9990, 9995, 6000, 50, true, false, true, false, SCHED_INSTALL, 0 },
+		{ "sched: initiate has no gap", 10000, 9800, 9700, 9999, 9000, 500, false, false, false, true, SCHED_START, 0 },
 		/* Overdue under a steady stream of installs: take turns. */
-		{ "sched: overdue, handshakes' turn", 10000, 9999, 9000, 5000, true, false, false, false, SCHED_START, 0 },
-		{ "sched: overdue, installs' turn after a chunk", 10000, 9999, 9000, 5000, true, false, false, true, SCHED_INSTALL, 0 },
-		{ "sched: overdue answers, installs' turn after a chunk", 10000, 9999, 7000, 50, true, false, true, true, SCHED_INSTALL, 0 },
-		{ "sched: answers not overdue at 2.9 s", 10000, 9999, 7100, 50, true, false, true, false, SCHED_INSTALL, 0 },
-		{ "sched: overdue, nothing queued", 10000, 9999, 9000, 5, false, false, false, true, SCHED_START, 0 },
+		{ "sched: overdue, handshakes' turn", 10000, 9999, 9990, 0, 9000, 5000, true, false, false, false, SCHED_START, 0 },
+		{ "sched: overdue, installs' turn after a chunk", 10000, 9999, 9990, 0, 9000, 5000, true, false, false, true, SCHED_INSTALL, 0 },
+		{ "sched: overdue answers, installs' turn after a chunk", 10000, 9999, 9990, 0, 7000, 50, true, false, true, true, SCHED_INSTALL, 0 },
+		{ "sched: answers not overdue at 2.9 s", 10000, 9999, 9990, 0, 7100, 50, true, false, true, false, SCHED_INSTALL, 0 },
+		{ "sched: not overdue, installs after a chunk too", 10000, 9999, 9990, 0, 9900, 50, true, false, false, true, SCHED_INSTALL, 0 },
+		{ "sched: overdue, nothing queued", 10000, 9999, 9990, 0, 9000, 50, false, false, false, true, SCHED_START, 0 },
 		/* Stopping: keepalive switches still go out; answers are
 		 * dropped (the lease is given back); queued installs are not
 		 * started. */
-		{ "sched: stopping, switches go out", 10000, 9999, 9900, 10, true, true, false, true, SCHED_START, 0 },
-		{ "sched: stopping, answers dropped", 10000, 9999, 9900, 10, false, true, true, false, SCHED_DROP, 0 },
-		{ "sched: stopping, nothing waiting", 10000, 9999, 0, 0, true, true, false, false, SCHED_EXIT, 0 },
-		{ "sched: nothing at all", 10000, 0, 0, 0, false, false, false, false, SCHED_WAIT, 0 },
+		{ "sched: stopping, switches go out", 10000, 9999, 9990, 0, 9900, 10, true, true, false, true, SCHED_START, 0 },
+		{ "sched: stopping, answers dropped", 10000, 9999, 9990, 9999, 9900, 10, false, true, true, false, SCHED_DROP, 0 },
+		{ "sched: stopping, nothing waiting", 10000, 9999, 9990, 0, 0, 0, true, true, false, false, SCHED_EXIT, 0 },
+		{ "sched: stopping with --consume, installs queued, nothing waiting", 10000, 9999, 9990, 0, 0, 0, true, true, true, false, SCHED_EXIT, 0 },
+		{ "sched: nothing at all", 10000, 0, 0, 0, 0, 0, false, false, false, false, SCHED_WAIT, 0 },
 	};
 	size_t i;
 
@@ -96,6 +110,8 @@ static void test_sched_turn(void)
 		struct sched_state st = {
 			.now = rows[i].now * 1000000ull,
 			.last_install = rows[i].last_install * 1000000ull,
+			.prev_install = rows[i].prev * 1000000ull,
+			.last_start = rows[i].last_start * 1000000ull,
 			.oldest = rows[i].oldest * 1000000ull,
 			.waiting = rows[i].waiting,
 			.queued = rows[i].queued,

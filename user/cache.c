@@ -475,16 +475,33 @@ int cache_del_peer(struct cache *c, const uint8_t key[static 32])
 	return del(c, c->peers, key);
 }
 
+/* -ESTALE if txn holds a timestamp for key at least as new as ts, else 0 or -errno. */
+static int ts_check(MDB_txn *txn, MDB_dbi dbi, const uint8_t key[32],
+		    const uint8_t ts[CACHE_TS_LEN])
+{
+	MDB_val k = { .mv_size = 32, .mv_data = (void *)key }, v;
+	int rc = mdb_get(txn, dbi, &k, &v);
+
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return err(rc);
+	return v.mv_size == CACHE_TS_LEN && memcmp(ts, v.mv_data, CACHE_TS_LEN) <= 0 ?
+		       -ESTALE : 0;
+}
+
 int cache_ts_accept_many(struct cache *c, const uint8_t (*keys)[32],
 			 const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n)
 {
 	MDB_txn *txn;
-	MDB_val k = { .mv_size = 32 }, v;
+	MDB_val k = { .mv_size = 32 }, v = { .mv_size = CACHE_TS_LEN };
 	size_t i;
 	int rc;
 
 	if (!n)
 		return 0;
+	for (i = 0; i < n; i++)
+		res[i] = 0;
 	/*
 	 * Read and write in one write transaction: two workers racing with the
 	 * same initiation cannot both see "newer" (WireGuard paper §5.1: an
@@ -496,29 +513,36 @@ int cache_ts_accept_many(struct cache *c, const uint8_t (*keys)[32],
 		rc = err(rc);
 		goto fail;
 	}
-	for (i = 0; i < n; i++) {
-		k.mv_data = (void *)keys[i];
-		rc = mdb_get(txn, c->ts, &k, &v);
-		if (rc == 0 && v.mv_size == CACHE_TS_LEN &&
-		    memcmp(ts[i], v.mv_data, CACHE_TS_LEN) <= 0) {
-			res[i] = -ESTALE;
+	for (i = 0; i < n && !rc; i++) {
+		res[i] = ts_check(txn, c->ts, keys[i], ts[i]);
+		if (res[i] == -ESTALE)
 			continue;
+		rc = res[i];
+		if (!rc) {
+			k.mv_data = (void *)keys[i];
+			v.mv_data = (void *)ts[i];
+			rc = err(mdb_put(txn, c->ts, &k, &v, 0));
 		}
-		if (rc && rc != MDB_NOTFOUND)
-			break;
-		v.mv_size = CACHE_TS_LEN;
-		v.mv_data = (void *)ts[i];
-		rc = mdb_put(txn, c->ts, &k, &v, 0);
-		if (rc)
-			break;
-		res[i] = 0;
 	}
-	rc = commit_or_abort(txn, err(rc));
+	rc = commit_or_abort(txn, rc);
 	if (!rc)
 		return 0;
 fail:
-	for (i = 0; i < n; i++)
-		res[i] = rc;
+	/*
+	 * Nothing was stored. A cache that cannot be written (map full, disk
+	 * error) must not let a replay through: every row not already found
+	 * stale is checked again, read-only, against what is stored, and the
+	 * rest get the error.
+	 */
+	if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))
+		txn = NULL;
+	for (i = 0; i < n; i++) {
+		if (res[i] == -ESTALE)
+			continue;
+		res[i] = txn && ts_check(txn, c->ts, keys[i], ts[i]) == -ESTALE ? -ESTALE : rc;
+	}
+	if (txn)
+		mdb_txn_abort(txn);
 	return rc;
 }
 

@@ -110,6 +110,11 @@ enum {
 	 * which would be answered at once. */
 	SCHED_ANSWER_QUIET_MS = 100,
 	SCHED_ANSWER_DEFER_MAX_MS = 3000,
+	/* ... and leave one chunk (ANSWER_CHUNK, daemon_pipeline.c) per gap:
+	 * wireguard-go answers ~2,000 a second here below that threshold. */
+	SCHED_ANSWER_GAP_MS = 10,
+	/* Up to this many, installed after a quiet spell, start at once. */
+	SCHED_AT_ONCE_MAX = 8,
 };
 
 enum sched_turn {
@@ -123,6 +128,8 @@ enum sched_turn {
 struct sched_state {
 	uint64_t now;          /* CLOCK_MONOTONIC ns, as the two below */
 	uint64_t last_install; /* end of the last install call (0: none) */
+	uint64_t prev_install; /* ... and of the one before it */
+	uint64_t last_start;   /* the last SCHED_START (0: none) */
 	uint64_t oldest;       /* install of the oldest waiting handshake */
 	size_t waiting;        /* handshakes waiting to be started */
 	bool queued;           /* installs queued */

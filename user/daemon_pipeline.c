@@ -49,7 +49,7 @@ enum {
 	/*
 	 * Handshakes start INITIATE_CHUNK keepalive switches per device call
 	 * (wireguard-go computes each initiation inside the call) or, with
-	 * --consume, ANSWER_CHUNK answers every ANSWER_GAP_MS: wireguard-go
+	 * --consume, ANSWER_CHUNK answers every SCHED_ANSWER_GAP_MS: wireguard-go
 	 * counts itself under load once 128 handshakes wait (1/8 of its
 	 * queue; the kernel: 512) and for the next second answers every
 	 * initiation with a cookie instead, so thousands handed over at once
@@ -60,7 +60,6 @@ enum {
 	 */
 	INITIATE_CHUNK = 256,
 	ANSWER_CHUNK = 20,
-	ANSWER_GAP_MS = 10,
 	ANSWER_MAX_AGE_MS = 4000,
 	INSTALL_BATCH_MAX = 1024,
 	WORKER_BATCH = 32,            /* jobs a worker takes at once */
@@ -528,6 +527,14 @@ struct flips {
 static bool flips_add(struct daemon *d, struct flips *fl, const struct watch *w,
 		      struct pending *p)
 {
+	if (fl->n == fl->cap && fl->head) {
+		/* Started ones are done with: reuse their room first. */
+		fl->n -= fl->head;
+		memmove(fl->w, fl->w + fl->head, fl->n * sizeof(*fl->w));
+		if (d->env.redeliver)
+			memmove(fl->ev, fl->ev + fl->head, fl->n * sizeof(*fl->ev));
+		fl->head = 0;
+	}
 	if (fl->n == fl->cap) {
 		size_t cap = fl->cap ? fl->cap * 2 : 1024;
 		struct watch *nw = realloc(fl->w, cap * sizeof(*nw));
@@ -564,20 +571,20 @@ static bool flips_add(struct daemon *d, struct flips *fl, const struct watch *w,
  */
 static void flips_run(struct daemon *d, struct flips *fl)
 {
+	uint64_t now = now_mono_ns(), max_age = ANSWER_MAX_AGE_MS * 1000000ull;
 	uint8_t (*keys)[32] = NULL;
 	char q[300];
 	size_t i, cnt;
 	int ret = -ENOMEM;
 
 	if (d->env.redeliver) {
-		uint64_t now = now_mono_ns();
 		size_t sent = 0;
 
 		/* Stale ones cost nothing: they do not count against the chunk. */
 		for (i = fl->head; i < fl->n && sent < ANSWER_CHUNK; i++) {
 			uint64_t t = fl->ev[i].ts_ns;
 
-			if (!t || now - t <= ANSWER_MAX_AGE_MS * 1000000ull) {
+			if (!t || now <= t + max_age) {
 				redeliver_one(d, &fl->ev[i]);
 				sent++;
 			} else {
@@ -593,7 +600,17 @@ static void flips_run(struct daemon *d, struct flips *fl)
 		}
 		return;
 	}
+	/* Too late to matter: the client retries at REKEY_TIMEOUT, and that
+	 * retry, its peer installed, is answered at once. */
+	while (fl->head < fl->n && now > fl->w[fl->head].t_event + max_age) {
+		INC(d, answers_stale);
+		watch_add(d, &fl->w[fl->head++]);
+	}
 	cnt = fl->n - fl->head < INITIATE_CHUNK ? fl->n - fl->head : INITIATE_CHUNK;
+	if (!cnt) {
+		fl->head = fl->n = 0;
+		return;
+	}
 	keys = malloc(cnt * sizeof(*keys));
 	if (keys) {
 		for (i = 0; i < cnt; i++)
@@ -608,7 +625,7 @@ static void flips_run(struct daemon *d, struct flips *fl)
 	if (ret)
 		dlog(LOG_WARN, "device", "op=initiate error=%s peers=%zu", q, cnt);
 	dlog(LOG_DEBUG, "device", "op=initiate peers=%zu waited_ms=%.3f", cnt,
-	     ms(fl->w[fl->head].t_install, now_mono_ns()));
+	     ms(fl->w[fl->head].t_install, now));
 	for (i = 0; i < cnt; i++)
 		watch_add(d, &fl->w[fl->head + i]);
 	fl->head += cnt;
@@ -687,7 +704,7 @@ static void *installer(void *arg)
 	struct cache_managed *cms = NULL;
 	struct flips fl = { 0 };
 	size_t cap = 0;
-	uint64_t last_install = 0;
+	uint64_t last_install = 0, prev_install = 0, last_start = 0;
 	bool started = false; /* the last turn was SCHED_START */
 
 	for (;;) {
@@ -705,6 +722,8 @@ static void *installer(void *arg)
 		st = (struct sched_state){
 			.now = now_mono_ns(),
 			.last_install = last_install,
+			.prev_install = prev_install,
+			.last_start = last_start,
 			.oldest = fl.n ? fl.w[fl.head].t_install : 0,
 			.waiting = fl.n - fl.head,
 			.queued = d->ihead != NULL,
@@ -726,12 +745,8 @@ static void *installer(void *arg)
 		case SCHED_START:
 			pthread_mutex_unlock(&d->ilock);
 			started = true;
+			last_start = st.now;
 			flips_run(d, &fl);
-			if (fl.n && d->env.redeliver) {
-				pthread_mutex_lock(&d->ilock);
-				icond_wait_until(d, now_mono_ns() + ANSWER_GAP_MS * 1000000ull);
-				pthread_mutex_unlock(&d->ilock);
-			}
 			continue;
 		case SCHED_EXIT:
 			pthread_mutex_unlock(&d->ilock);
@@ -800,7 +815,9 @@ static void *installer(void *arg)
 		}
 		if (ret)
 			snprintf(err, sizeof(err), "%s", wgdev_error(d->env.dev));
-		t1 = last_install = now_mono_ns();
+		t1 = now_mono_ns();
+		prev_install = last_install;
+		last_install = t1;
 		sodium_memzero(wp, n * sizeof(*wp));
 
 		if (ret && n > 1) {
@@ -818,6 +835,7 @@ static void *installer(void *arg)
 				finish_install(d, batch[i], ret, err, a, now_mono_ns(), 1,
 					       d->env.redeliver ? &fl : NULL);
 			}
+			last_install = now_mono_ns(); /* the quiet starts now */
 			continue;
 		}
 		for (i = 0; i < n; i++)
@@ -995,15 +1013,18 @@ static bool handle_event(struct daemon *d, struct jitwg_event *ev, struct authed
 	return true;
 }
 
-/* The second half: fresh is cache_ts_accept's verdict on a->ts. */
-static void handle_fresh(struct daemon *d, const struct authed *a, int fresh)
+/*
+ * The second half: fresh is the cache's verdict on a->ts, given at t_auth
+ * for the worker's whole batch (so auth_ms covers the batch's checks).
+ */
+static void handle_fresh(struct daemon *d, const struct authed *a, int fresh,
+			 uint64_t t_auth)
 {
 	struct jitwg_event *ev = a->ev;
 	const uint8_t *key = a->key;
 	struct pending *p;
 	struct cache_entry ce;
 	union wgdev_endpoint ep;
-	uint64_t t_auth;
 	bool busy;
 	int ret, state;
 
@@ -1014,7 +1035,6 @@ static void handle_fresh(struct daemon *d, const struct authed *a, int fresh)
 	}
 	if (fresh)
 		dlog(LOG_WARN, "cache", "op=ts_accept error=%s", strerror(-fresh));
-	t_auth = now_mono_ns();
 
 	event_endpoint(ev, &ep);
 	p = pending_claim(d, key, ev, &ep, &busy);
@@ -1096,6 +1116,7 @@ static void *worker(void *arg)
 	uint8_t keys[WORKER_BATCH][32], ts[WORKER_BATCH][NOISE_TIMESTAMP_LEN];
 	int fresh[WORKER_BATCH];
 	size_t n, na, i, take;
+	uint64_t t_auth;
 
 	for (;;) {
 		pthread_mutex_lock(&d->qlock);
@@ -1130,8 +1151,9 @@ static void *worker(void *arg)
 		}
 		cache_ts_accept_many(d->env.cache, (const uint8_t(*)[32])keys,
 				     (const uint8_t(*)[NOISE_TIMESTAMP_LEN])ts, fresh, na);
+		t_auth = now_mono_ns();
 		for (i = 0; i < na; i++)
-			handle_fresh(d, &a[i], fresh[i]);
+			handle_fresh(d, &a[i], fresh[i], t_auth);
 		for (i = 0; i < n; i++) {
 			if (jobs[i]->type == JOB_FETCHED)
 				sodium_memzero(&jobs[i]->f->peer,

@@ -19,25 +19,36 @@
 
 enum sched_turn sched_turn(const struct sched_state *s, uint64_t *wait_until)
 {
-	uint64_t quiet_ms = s->answering ? SCHED_ANSWER_QUIET_MS : SCHED_INITIATE_QUIET_MS;
-	uint64_t max_ms = s->answering ? SCHED_ANSWER_DEFER_MAX_MS : SCHED_INITIATE_DEFER_MAX_MS;
-	uint64_t quiet_until = s->last_install + quiet_ms * 1000000ull;
-	uint64_t overdue_at = s->oldest + max_ms * 1000000ull;
-	bool overdue = s->waiting && s->now >= overdue_at;
+	const uint64_t ms = 1000000ull;
+	bool ans = s->answering;
+	uint64_t quiet = (ans ? SCHED_ANSWER_QUIET_MS : SCHED_INITIATE_QUIET_MS) * ms;
+	uint64_t quiet_until = s->last_install + quiet;
+	uint64_t overdue_at = s->oldest +
+			      (ans ? SCHED_ANSWER_DEFER_MAX_MS : SCHED_INITIATE_DEFER_MAX_MS) * ms;
+	uint64_t gap_until = ans ? s->last_start + SCHED_ANSWER_GAP_MS * ms : 0;
+	bool overdue = s->now >= overdue_at;
+	/* A few peers installed after a quiet spell (two clients at once, not
+	 * a burst): their handshakes cost little, start them at once. */
+	bool few = s->waiting <= SCHED_AT_ONCE_MAX && s->last_install - s->prev_install >= quiet;
 
 	*wait_until = 0;
-	if (s->waiting && s->stopping && s->answering)
-		return SCHED_DROP; /* the lease is given back, the clients retry */
-	if (s->waiting && !s->queued && !s->stopping && !overdue && s->now < quiet_until) {
-		*wait_until = quiet_until < overdue_at ? quiet_until : overdue_at;
+	if (!s->waiting)
+		return s->stopping ? SCHED_EXIT : s->queued ? SCHED_INSTALL : SCHED_WAIT;
+	if (s->stopping) /* answers: the lease is given back, the clients retry */
+		return ans ? SCHED_DROP : SCHED_START;
+	if (s->now < gap_until) { /* answers: one chunk per gap, whatever else */
+		if (s->queued)
+			return SCHED_INSTALL;
+		*wait_until = gap_until;
 		return SCHED_WAIT;
 	}
 	/* Overdue while installs keep coming: one chunk, one batch, in turn. */
-	if (s->waiting && (!s->queued || s->stopping || (overdue && !s->started_last)))
+	if (s->queued)
+		return overdue && !s->started_last ? SCHED_START : SCHED_INSTALL;
+	if (overdue || few || s->now >= quiet_until)
 		return SCHED_START;
-	if (s->stopping)
-		return SCHED_EXIT;
-	return s->queued ? SCHED_INSTALL : SCHED_WAIT;
+	*wait_until = quiet_until < overdue_at ? quiet_until : overdue_at;
+	return SCHED_WAIT;
 }
 
 const char *sched_turn_str(enum sched_turn t)
