@@ -149,11 +149,17 @@ lg() { ip netns exec "$C" "$LOADGEN" send --to $E2E_GW_IP:51820 --responder "$GW
 lg_resend() { ip netns exec "$C" "$LOADGEN" resend --to $E2E_GW_IP:51820 "$@"; }
 
 # client_restart PREFIX: drop the client's session (as a rebooted client
-# would) so that its next packet starts a handshake at once.
+# would) so that its next packet starts a handshake at once. A responder
+# ignores a peer's initiations less than 20 ms apart (wireguard-go's
+# HandshakeInitationRate, the kernel's INITIATIONS_PER_SECOND; see
+# shared/WIREGUARD-NOTES.md), and a test may get here a few ms after the
+# last handshake (CI saw 18 ms, and the new initiation was ignored): wait
+# that out first, as any real reboot does.
 client_restart() {
 	local n dev
 	n=$(eval echo "\$${1}_NS")
 	dev=$(eval echo "\$${1}_DEV")
+	sleep 0.1
 	ip netns exec "$n" wg set "$dev" peer "$GW_PUB" remove
 	ip netns exec "$n" wg set "$dev" peer "$GW_PUB" endpoint $E2E_GW_IP:51820 \
 		allowed-ips $E2E_GW_TUN/32
