@@ -162,7 +162,7 @@ client_restart() {
 	sleep 0.1
 	ip netns exec "$n" wg set "$dev" peer "$GW_PUB" remove
 	ip netns exec "$n" wg set "$dev" peer "$GW_PUB" endpoint $E2E_GW_IP:51820 \
-		allowed-ips $E2E_GW_TUN/32
+		allowed-ips $E2E_GW_TUN/32 || fail "client $dev: gateway peer not set again"
 	ip -n "$n" route replace $E2E_GW_TUN/32 dev "$dev"
 }
 

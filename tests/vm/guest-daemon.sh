@@ -136,10 +136,7 @@ case_kernel_evict_hand_peer_kept() {
 	grep -q "peer=$(fp "$hand")" "$JW_LOG" && fail "hand-added peer in the decisions: $(jwlog)"
 
 	# As a rebooted client: no session, so the next packet initiates.
-	ip netns exec "$C" wg set "$A_DEV" peer "$GW_PUB" remove
-	check "client peer again" ip netns exec "$C" wg set "$A_DEV" peer "$GW_PUB" \
-		endpoint $E2E_GW_IP:51820 allowed-ips $E2E_GW_TUN/32
-	ip -n "$C" route replace $E2E_GW_TUN/32 dev "$A_DEV"
+	client_restart A
 	check "ping after the eviction" kping
 	grep -q "msg=provision peer=$(fp "$A_PUB") outcome=installed source=cache" "$JW_LOG" ||
 		fail "not reinstalled from the cache: $(jwlog)"
