@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * jitwgd internals shared by user/jitwgd.c and user/daemon_*.c: options and
- * config file, logfmt logging, the managed-peer table and its eviction
- * policy, the provisioning pipeline.
+ * jitwgd's interfaces, used by user/jitwgd.c and the tests: options and
+ * config file, logfmt logging, the installer's schedule, the peer table
+ * and the eviction policy, the daemon's lifecycle. The
+ * pipeline's own types are in user/daemon_internal.h.
  */
 #ifndef JITWG_DAEMON_H
 #define JITWG_DAEMON_H
@@ -23,7 +24,7 @@
 
 enum {
 	/* WireGuard's REJECT_AFTER_TIME is 180 s: evicting a peer whose
-	 * session may still be alive strands it for ~15 s (WIREGUARD-NOTES). */
+	 * session may still be alive strands it for ~15 s (docs/protocol.md). */
 	OPT_DEFAULT_IDLE_TIMEOUT = 300,
 	OPT_DEFAULT_EVICT_INTERVAL = 30,
 	/* A client retries for REKEY_ATTEMPT_TIME = 90 s; a peer installed
@@ -110,7 +111,7 @@ enum {
 	 * which would be answered at once. */
 	SCHED_ANSWER_QUIET_MS = 100,
 	SCHED_ANSWER_DEFER_MAX_MS = 3000,
-	/* ... and leave one chunk (ANSWER_CHUNK, daemon_pipeline.c) per gap:
+	/* ... and leave one chunk (ANSWER_CHUNK, daemon_internal.h) per gap:
 	 * wireguard-go answers ~2,000 a second here below that threshold. */
 	SCHED_ANSWER_GAP_MS = 10,
 	/* Up to this many, installed after a quiet spell, start at once. */
@@ -141,7 +142,7 @@ struct sched_state {
 enum sched_turn sched_turn(const struct sched_state *s, uint64_t *wait_until);
 const char *sched_turn_str(enum sched_turn t);
 
-/* ---- managed peers and eviction (user/daemon_managed.c) ---- */
+/* ---- eviction policy (user/daemon_evict.c) ---- */
 
 enum evict_verdict {
 	EVICT_KEEP,
@@ -175,12 +176,14 @@ struct managed_peer {
 	size_t n_ips;
 };
 
+/* ---- the peer table (user/daemon_peer_table.c) ---- */
+
 /*
  * The daemon's view of peers: those it manages (with allowed IPs, for the
  * overlap check) and the set of keys the device had at the last listing
  * (managed or not: "already installed" means present on the device).
- * Open addressing on the key's first 8 bytes, which are uniformly random.
- * All functions take the table's lock themselves unless noted.
+ * Chained hashing on the key's first 8 bytes, which are uniformly random.
+ * All functions take the table's lock themselves.
  */
 struct peer_table;
 
@@ -224,7 +227,7 @@ int ptab_snapshot_managed(struct peer_table *t, struct managed_peer **out,
 			  size_t *n);
 size_t ptab_count_managed(struct peer_table *t);
 
-/* ---- the pipeline (user/daemon_pipeline.c) ---- */
+/* ---- the daemon (user/daemon.c; its stages: user/daemon_internal.h) ---- */
 
 struct daemon;
 struct cache;
@@ -282,7 +285,7 @@ void daemon_free(struct daemon *d);
 unsigned int daemon_workers(const struct daemon *d);
 void daemon_get_stats(struct daemon *d, struct daemon_stats *out);
 
-/* ---- time helpers ---- */
+/* ---- clocks (user/daemon_clock.c) ---- */
 uint64_t now_mono_ns(void);
 uint64_t now_wall_s(void);
 
