@@ -178,12 +178,10 @@ void daemon_free(struct daemon *d)
 
 void daemon_get_stats(struct daemon *d, struct daemon_stats *o)
 {
-#define G(f) o->f = atomic_load(&d->counters.f)
-	G(events); G(queue_full); G(bad_shape); G(bad_mac1); G(bad_identity);
-	G(sightings); G(bad_auth); G(replays); G(waiting); G(installed);
-	G(unknown); G(refused); G(errors); G(handshakes); G(evicted);
-	G(redelivered); G(redeliver_errors); G(answers_stale);
-#undef G
+#define X(name, metric, labels, help, stop) \
+	o->name = atomic_load(&d->counters.name);
+	DAEMON_COUNTERS(X)
+#undef X
 }
 
 unsigned int daemon_workers(const struct daemon *d)

@@ -2,7 +2,7 @@
 /*
  * jitwgd's interfaces, used by user/jitwgd.c and the tests: options and
  * config file, logfmt logging, the installer's schedule, the peer table
- * and the eviction policy, the daemon's lifecycle. The
+ * and the eviction policy, the counters, the daemon's lifecycle. The
  * pipeline's own types are in user/daemon_internal.h.
  */
 #ifndef JITWG_DAEMON_H
@@ -227,19 +227,80 @@ int ptab_snapshot_managed(struct peer_table *t, struct managed_peer **out,
 			  size_t *n);
 size_t ptab_count_managed(struct peer_table *t);
 
+/* ---- counters ---- */
+
+/*
+ * Every counter, listed once: X(name, metric, labels, help, stop). name is
+ * the field of struct daemon_stats and the key in the stop log line;
+ * metric, labels (Prometheus label pairs, "" for none) and help describe
+ * it as a Prometheus counter (entries sharing a metric share its help
+ * text); stop is 1 when the stop line shows it, in this order.
+ */
+#define DAEMON_COUNTERS(X)                                                    \
+	X(events, "jitwg_initiations_total", "",                              \
+	  "Handshake initiations received from the XDP program", 1)           \
+	X(installed, "jitwg_provisions_total", "outcome=\"installed\"",       \
+	  "Provisioning decisions by outcome", 1)                             \
+	X(handshakes, "jitwg_handshakes_total", "",                           \
+	  "Handshakes completed by newly installed peers", 1)                 \
+	X(evicted, "jitwg_evictions_total", "",                               \
+	  "Managed peers evicted", 1)                                         \
+	X(unknown, "jitwg_provisions_total", "outcome=\"unknown\"",           \
+	  "Provisioning decisions by outcome", 1)                             \
+	X(refused, "jitwg_provisions_total", "outcome=\"refused\"",           \
+	  "Provisioning decisions by outcome", 1)                             \
+	X(errors, "jitwg_provisions_total", "outcome=\"error\"",              \
+	  "Provisioning decisions by outcome", 1)                             \
+	X(bad_auth, "jitwg_rejections_total", "stage=\"authenticate\"",       \
+	  "Initiations rejected by stage", 1)                                 \
+	X(replays, "jitwg_rejections_total", "stage=\"freshness\"",           \
+	  "Initiations rejected by stage", 1)                                 \
+	X(sightings, "jitwg_sightings_total", "",                             \
+	  "Initiations of peers already on the device", 1)                    \
+	X(queue_full, "jitwg_queue_dropped_total", "",                        \
+	  "Initiations dropped: the workers' queue was full", 1)              \
+	X(redelivered, "jitwg_redelivered_total", "",                         \
+	  "Consumed initiations given back to WireGuard", 1)                  \
+	X(redeliver_errors, "jitwg_redeliver_errors_total", "",               \
+	  "Consumed initiations that could not be given back", 1)             \
+	X(answers_stale, "jitwg_answers_stale_total", "",                     \
+	  "Handshake starts dropped as too old", 1)                           \
+	X(bad_shape, "jitwg_rejections_total", "stage=\"shape\"",             \
+	  "Initiations rejected by stage", 0)                                 \
+	X(bad_mac1, "jitwg_rejections_total", "stage=\"mac1\"",               \
+	  "Initiations rejected by stage", 0)                                 \
+	X(bad_identity, "jitwg_rejections_total", "stage=\"identify\"",       \
+	  "Initiations rejected by stage", 0)                                 \
+	X(waiting, "jitwg_provisions_total", "outcome=\"waiting\"",           \
+	  "Provisioning decisions by outcome", 0)
+
+struct daemon_stats {
+#define X(name, metric, labels, help, stop) uint64_t name;
+	DAEMON_COUNTERS(X)
+#undef X
+};
+
+/* The list as data, for a renderer: the value is at offset in daemon_stats. */
+struct daemon_counter_def {
+	const char *name, *metric, *labels, *help;
+	size_t offset;
+	bool stop;
+};
+extern const struct daemon_counter_def daemon_counter_defs[];
+extern const size_t daemon_n_counters;
+
+/*
+ * "events=… installed=… …": the counters the stop line shows, in the
+ * list's order. Returns snprintf's result.
+ */
+int daemon_stats_format(const struct daemon_stats *st, char *buf, size_t len);
+
 /* ---- the daemon (user/daemon.c; its stages: user/daemon_internal.h) ---- */
 
 struct daemon;
 struct cache;
 struct api_client;
 struct noise_responder;
-
-struct daemon_stats {
-	uint64_t events, queue_full, bad_shape, bad_mac1, bad_identity;
-	uint64_t sightings, bad_auth, replays, waiting, installed, unknown;
-	uint64_t refused, errors, handshakes, evicted;
-	uint64_t redelivered, redeliver_errors, answers_stale;
-};
 
 /*
  * Everything the daemon runs on; the objects are opened by main and owned

@@ -236,12 +236,11 @@ void pidx_free(struct prefix_index *x);
 
 /* ---- the daemon (daemon.c) ---- */
 
-/* Bumped without a lock. */
+/* Counters, from the one list in daemon.h; bumped without a lock. */
 struct daemon_counters {
-	_Atomic uint64_t events, queue_full, bad_shape, bad_mac1, bad_identity;
-	_Atomic uint64_t sightings, bad_auth, replays, waiting, installed;
-	_Atomic uint64_t unknown, refused, errors, handshakes, evicted;
-	_Atomic uint64_t redelivered, redeliver_errors, answers_stale;
+#define X(name, metric, labels, help, stop) _Atomic uint64_t name;
+	DAEMON_COUNTERS(X)
+#undef X
 };
 
 #define INC(d, f) atomic_fetch_add_explicit(&(d)->counters.f, 1, memory_order_relaxed)

@@ -460,18 +460,12 @@ out:
 		api_destroy(api);
 	if (d) {
 		daemon_get_stats(d, &st);
-		if (status == 0)
-			dlog(LOG_INFO, "stop",
-			     "events=%lu installed=%lu handshakes=%lu evicted=%lu unknown=%lu "
-			     "refused=%lu errors=%lu bad_auth=%lu replays=%lu sightings=%lu "
-			     "queue_full=%lu redelivered=%lu redeliver_errors=%lu answers_stale=%lu",
-			     (unsigned long)st.events, (unsigned long)st.installed,
-			     (unsigned long)st.handshakes, (unsigned long)st.evicted,
-			     (unsigned long)st.unknown, (unsigned long)st.refused,
-			     (unsigned long)st.errors, (unsigned long)st.bad_auth,
-			     (unsigned long)st.replays, (unsigned long)st.sightings,
-			     (unsigned long)st.queue_full, (unsigned long)st.redelivered,
-			     (unsigned long)st.redeliver_errors, (unsigned long)st.answers_stale);
+		if (status == 0) {
+			char line[900];
+
+			daemon_stats_format(&st, line, sizeof(line));
+			dlog(LOG_INFO, "stop", "%s", line);
+		}
 		daemon_free(d);
 	}
 	if (cache)
