@@ -2,7 +2,7 @@
 # end-to-end tests (tests/test_e2e.sh), demo (scripts/demo.sh), benchmark.
 
 # The daemon's files; the stages in data-path order (user/daemon_internal.h).
-DAEMON_OBJS := $(patsubst %,$(OBJ)/user/daemon_%.o,opts log clock counters \
+DAEMON_OBJS := $(patsubst %,$(OBJ)/user/daemon_%.o,opts log capture clock counters \
 	       peer_table prefix_index sched intake pending provision installer \
 	       monitor evict) $(OBJ)/user/daemon.o
 

@@ -346,6 +346,23 @@ void daemon_free(struct daemon *d);
 unsigned int daemon_workers(const struct daemon *d);
 void daemon_get_stats(struct daemon *d, struct daemon_stats *out);
 
+/* ---- the capture at start-up (user/daemon_capture.c) ---- */
+
+struct capture_job {
+	struct capture_opts co;
+	const struct daemon_opts *o;
+	struct daemon *d;
+	struct capture *cap;  /* out */
+	int ret;              /* out: 0 or -errno, with err */
+	char err[400];
+	uint64_t t_done;      /* CLOCK_MONOTONIC */
+};
+
+/* pthread start routine: capture_open() for daemon_on_event(). */
+void *daemon_capture_thread(void *arg);
+/* --consume: give the XDP program the namespace's addresses. */
+int daemon_set_local_addrs(struct capture *cap, char *err, size_t errlen);
+
 /* ---- clocks (user/daemon_clock.c) ---- */
 uint64_t now_mono_ns(void);
 uint64_t now_wall_s(void);
