@@ -18,6 +18,12 @@ $(BUILD)/tests/test_daemon: $(OBJ)/tests/test_daemon.o $(DAEMON_OBJS) \
 		$(OBJ)/user/redeliver.o $(JITWGD_DEP_OBJS) $(COMMON_OBJS)
 	$(link)
 
+# The pipeline against a fake cache, control plane and device (no root).
+TEST_BINS += $(BUILD)/tests/test_pipeline
+$(BUILD)/tests/test_pipeline: $(OBJ)/tests/test_pipeline.o $(DAEMON_OBJS) \
+		$(OBJ)/user/redeliver.o $(JITWGD_DEP_OBJS) $(COMMON_OBJS)
+	$(link)
+
 # Re-delivery of consumed initiations (--consume), against the kernel.
 TEST_BINS += $(BUILD)/tests/test_redeliver
 $(BUILD)/tests/test_redeliver: $(OBJ)/tests/test_redeliver.o $(OBJ)/user/redeliver.o

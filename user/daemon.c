@@ -14,6 +14,37 @@
 
 #include "daemon_internal.h"
 
+const struct daemon_cache_ops daemon_cache_lmdb = {
+	.ts_accept_many = cache_ts_accept_many,
+	.get_peer = cache_get_peer,
+	.put_peer = cache_put_peer,
+	.put_negative = cache_put_negative,
+	.managed_put_many = cache_managed_put_many,
+	.managed_get = cache_managed_get,
+	.managed_del = cache_managed_del,
+};
+
+const struct daemon_api_ops daemon_api_http = {
+	.submit = api_submit,
+};
+
+static uint64_t sys_mono_ns(void *arg)
+{
+	(void)arg;
+	return now_mono_ns();
+}
+
+static uint64_t sys_wall_s(void *arg)
+{
+	(void)arg;
+	return now_wall_s();
+}
+
+static const struct daemon_clock sys_clock = {
+	.mono_ns = sys_mono_ns,
+	.wall_s = sys_wall_s,
+};
+
 int daemon_new(struct daemon **out, const struct daemon_env *env)
 {
 	struct daemon *d = calloc(1, sizeof(*d));
@@ -23,6 +54,9 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 	if (!d)
 		return -ENOMEM;
 	d->env = *env;
+	d->cache_ops = env->cache_ops ? *env->cache_ops : daemon_cache_lmdb;
+	d->api_ops = env->api_ops ? *env->api_ops : daemon_api_http;
+	d->clock = env->clock ? *env->clock : sys_clock;
 	d->initiate = env->opts->initiate_back && !env->redeliver;
 	d->policy.idle_timeout = env->opts->idle_timeout;
 	d->policy.handshake_window = env->opts->handshake_window;
@@ -70,7 +104,7 @@ int daemon_reconcile(struct daemon *d, size_t *n_device, size_t *n_managed)
 		struct cache_managed cm;
 		struct managed_peer mp;
 
-		if (cache_managed_get(d->env.cache, peers[i].public_key, &cm))
+		if (d->cache_ops.managed_get(d->env.cache, peers[i].public_key, &cm))
 			continue;
 		memset(&mp, 0, sizeof(mp));
 		memcpy(mp.key, cm.public_key, 32);
@@ -114,6 +148,20 @@ int daemon_start(struct daemon *d)
 		return -ret;
 	d->mon.started = true;
 	return 0;
+}
+
+size_t daemon_drain(struct daemon *d)
+{
+	size_t done = 0, n;
+
+	do {
+		n = 0;
+		while (intake_drain(d))
+			n++;
+		n += installer_drain(d);
+		done += n;
+	} while (n);
+	return done;
 }
 
 void daemon_request_sweep(struct daemon *d)
@@ -170,6 +218,7 @@ void daemon_free(struct daemon *d)
 		job_free(j);
 	}
 	pending_free_all(d);
+	installer_release(d);
 	ptab_free(d->peers);
 	free(d->mon.watches);
 	free(d->intake.workers);

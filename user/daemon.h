@@ -112,7 +112,8 @@ enum {
 	SCHED_ANSWER_QUIET_MS = 100,
 	SCHED_ANSWER_DEFER_MAX_MS = 3000,
 	/* ... and leave one chunk (ANSWER_CHUNK, daemon_internal.h) per gap:
-	 * wireguard-go answers ~2,000 a second here below that threshold. */
+	 * a rate wireguard-go answers below that threshold (docs/daemon.md,
+	 * --consume). */
 	SCHED_ANSWER_GAP_MS = 10,
 	/* Up to this many, installed after a quiet spell, start at once. */
 	SCHED_AT_ONCE_MAX = 8,
@@ -303,9 +304,51 @@ struct api_client;
 struct noise_responder;
 
 /*
+ * The cache and the control-plane client as the daemon uses them: thin
+ * tables of the functions it calls, with the signatures of include/cache.h
+ * and include/api.h. NULL in daemon_env: LMDB (cache.c) and HTTP (api.c);
+ * tests pass fakes (a fake may define struct cache and struct api_client
+ * for itself: the daemon never looks inside).
+ */
+struct daemon_cache_ops {
+	int (*ts_accept_many)(struct cache *c, const uint8_t (*keys)[32],
+			      const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n);
+	int (*get_peer)(struct cache *c, const uint8_t key[static 32], uint64_t now,
+			struct cache_entry *out);
+	int (*put_peer)(struct cache *c, const struct api_peer *peer, uint64_t now);
+	int (*put_negative)(struct cache *c, const uint8_t key[static 32],
+			    uint64_t now);
+	int (*managed_put_many)(struct cache *c, const struct cache_managed *m,
+				size_t n);
+	int (*managed_get)(struct cache *c, const uint8_t key[static 32],
+			   struct cache_managed *out);
+	int (*managed_del)(struct cache *c, const uint8_t key[static 32]);
+};
+
+struct daemon_api_ops {
+	/* api_submit()'s contract: done (daemon_api_done) follows 0 and
+	 * API_ATTACHED, never an error. */
+	int (*submit)(struct api_client *c, const uint8_t key[static 32], void *ctx);
+};
+
+extern const struct daemon_cache_ops daemon_cache_lmdb;
+extern const struct daemon_api_ops daemon_api_http;
+
+/*
+ * The daemon's clocks (NULL in daemon_env: CLOCK_MONOTONIC ns and wall
+ * seconds, now_mono_ns() and now_wall_s()). A test's clock drives the
+ * stages it runs through daemon_drain(); the threads of daemon_start()
+ * wait on condition variables of CLOCK_MONOTONIC and need the real one.
+ */
+struct daemon_clock {
+	uint64_t (*mono_ns)(void *arg);
+	uint64_t (*wall_s)(void *arg);
+	void *arg;
+};
+
+/*
  * Everything the daemon runs on; the objects are opened by main and owned
- * by it, the daemon only uses them. initiate_keepalive is the keepalive
- * interval of the install-and-initiate switch.
+ * by it, the daemon only uses them.
  */
 struct daemon_env {
 	const struct daemon_opts *opts;
@@ -319,6 +362,9 @@ struct daemon_env {
 	struct redeliver *redeliver; /* --consume: gives initiations back to
 				      * WireGuard; NULL otherwise */
 	uint16_t listen_port;
+	const struct daemon_cache_ops *cache_ops; /* NULL: daemon_cache_lmdb */
+	const struct daemon_api_ops *api_ops;     /* NULL: daemon_api_http */
+	const struct daemon_clock *clock;         /* NULL: the system's */
 };
 
 int daemon_new(struct daemon **out, const struct daemon_env *env);
@@ -340,6 +386,13 @@ int daemon_on_event(void *ctx, const struct jitwg_event *ev);
 bool daemon_keeping_up(struct daemon *d);
 /* Ask the monitor thread for an eviction sweep now (SIGHUP). */
 void daemon_request_sweep(struct daemon *d);
+/*
+ * Without threads (tests; daemon_start() not called): run the stages on
+ * the caller's thread until nothing is queued: the workers' jobs, the
+ * installs, and every waiting handshake start, whatever sched_turn()
+ * would wait for. Returns the number of jobs and installs handled.
+ */
+size_t daemon_drain(struct daemon *d);
 /* Stop threads; pending fetches are dropped. */
 void daemon_stop(struct daemon *d);
 void daemon_free(struct daemon *d);

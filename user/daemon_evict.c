@@ -73,7 +73,7 @@ void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 	uint8_t (*victims)[32] = NULL;
 	enum evict_verdict *why = NULL;
 	size_t n_mps = 0, n_v = 0, i;
-	uint64_t now = now_wall_s();
+	uint64_t now = wall(d);
 	int ret;
 
 	ptab_refresh_device(d->peers, peers, n, t_list);
@@ -98,7 +98,7 @@ void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 		if (v == EVICT_GONE) {
 			/* Removed by someone else: forget it, touch nothing. */
 			ptab_remove(d->peers, mps[i].key);
-			cache_managed_del(d->env.cache, mps[i].key);
+			d->cache_ops.managed_del(d->env.cache, mps[i].key);
 			dlog(LOG_INFO, "evict", "peer=%s outcome=forgotten reason=gone", fp);
 			continue;
 		}
@@ -123,7 +123,7 @@ void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 			char fp[9];
 
 			ptab_remove(d->peers, victims[i]);
-			cache_managed_del(d->env.cache, victims[i]);
+			d->cache_ops.managed_del(d->env.cache, victims[i]);
 			INC(d, evicted);
 			log_fingerprint(fp, victims[i]);
 			dlog(LOG_INFO, "evict",

@@ -72,19 +72,6 @@ static uint16_t own_keepalive(const struct ijob *j)
 	return (j->peer.flags & API_PEER_HAS_KEEPALIVE) ? j->peer.persistent_keepalive : 0;
 }
 
-/*
- * Handshakes waiting to start: peers of a batch installed with keepalive 0
- * (or, with --consume, whose initiation is not answered yet), with the
- * watch each gets once started: watched earlier, a handshake of the
- * client's own could let the monitor restore the keepalive before the late
- * switch overwrote it.
- */
-struct starts {
-	struct watch *w;
-	struct jitwg_event *ev; /* --consume: the initiations to answer */
-	size_t head, n, cap;    /* [head, n) wait, oldest first */
-};
-
 /* False when out of memory: w is watched, p is not queued. */
 static bool starts_add(struct daemon *d, struct starts *ws, const struct watch *w,
 		       struct pending *p)
@@ -130,7 +117,7 @@ static bool starts_add(struct daemon *d, struct starts *ws, const struct watch *
  */
 static void starts_run(struct daemon *d, struct starts *ws)
 {
-	uint64_t now = now_mono_ns(), max_age = ANSWER_MAX_AGE_MS * 1000000ull;
+	uint64_t now = mono(d), max_age = ANSWER_MAX_AGE_MS * 1000000ull;
 	uint8_t (*keys)[32] = NULL;
 	char q[300];
 	size_t i, cnt;
@@ -207,7 +194,7 @@ static void finish_install(struct daemon *d, struct ijob *j, int ret,
 
 	if (ret) {
 		ptab_remove(d->peers, p->key);
-		cache_managed_del(d->env.cache, p->key);
+		d->cache_ops.managed_del(d->env.cache, p->key);
 		INC(d, errors);
 		snprintf(extra, sizeof(extra), "reason=install_failed error=%s",
 			 log_quote(q, sizeof(q), err));
@@ -251,161 +238,206 @@ static void inst_wait_until(struct daemon *d, uint64_t until)
 }
 
 /*
+ * SCHED_INSTALL: one batch of the queued installs. Called with inst.lock
+ * held; returns with it released.
+ */
+static void install_batch(struct daemon *d)
+{
+	struct installer *in = &d->inst;
+	struct ijob *j;
+	size_t n = 0, i;
+	uint64_t t0, t1;
+	bool initiate = d->initiate;
+	char err[256] = "";
+	int ret;
+
+	for (j = in->head; j && n < INSTALL_BATCH_MAX; j = j->next)
+		n++;
+	if (n > in->cap) {
+		struct wgdev_peer *nw = realloc(in->wp, n * sizeof(*in->wp));
+		struct ijob **nb = nw ? realloc(in->batch, n * sizeof(*in->batch)) : NULL;
+		struct cache_managed *nc = nb ? realloc(in->cms, n * sizeof(*in->cms)) : NULL;
+
+		if (nw)
+			in->wp = nw;
+		if (nb)
+			in->batch = nb;
+		if (nc)
+			in->cms = nc;
+		if (!nw || !nb || !nc) {
+			pthread_mutex_unlock(&in->lock);
+			usleep(1000);
+			return;
+		}
+		in->cap = n;
+	}
+	for (i = 0; i < n; i++) {
+		in->batch[i] = in->head;
+		in->head = in->head->next;
+	}
+	if (!in->head)
+		in->tail = NULL;
+	pthread_mutex_unlock(&in->lock);
+
+	/*
+	 * The managed records go to disk before the device call: a crash in
+	 * between leaves a record without a peer (ignored at start-up), never
+	 * a peer without a record (which no one would ever evict). One
+	 * transaction for the batch: one commit (and with --cache-sync full
+	 * one fsync) instead of one per peer.
+	 */
+	for (i = 0; i < n; i++)
+		in->cms[i] = in->batch[i]->cm;
+	ret = d->cache_ops.managed_put_many(d->env.cache, in->cms, n);
+	if (ret)
+		dlog(LOG_WARN, "cache", "op=managed_put error=%s peers=%zu",
+		     strerror(-ret), n);
+
+	t0 = mono(d);
+	if (n == 1) {
+		to_wgdev(d, &in->wp[0], in->batch[0],
+			 initiate ? 0 : own_keepalive(in->batch[0]));
+		if (initiate)
+			ret = wgdev_install_initiate(d->env.dev, &in->wp[0],
+						     INITIATE_KEEPALIVE);
+		else
+			ret = wgdev_set_peers(d->env.dev, &in->wp[0], 1);
+	} else {
+		/* Keepalive 0 for all; with initiate, the switch to
+		 * INITIATE_KEEPALIVE follows (starts_run) and starts each
+		 * handshake. */
+		for (i = 0; i < n; i++)
+			to_wgdev(d, &in->wp[i], in->batch[i],
+				 initiate ? 0 : own_keepalive(in->batch[i]));
+		ret = wgdev_set_peers(d->env.dev, in->wp, n);
+	}
+	if (ret)
+		snprintf(err, sizeof(err), "%s", wgdev_error(d->env.dev));
+	t1 = mono(d);
+	in->prev_install = in->last_install;
+	in->last_install = t1;
+	sodium_memzero(in->wp, n * sizeof(*in->wp));
+
+	if (ret && n > 1) {
+		/* One bad peer must not sink the others: one by one. */
+		for (i = 0; i < n; i++) {
+			uint64_t a = mono(d);
+
+			to_wgdev(d, &in->wp[0], in->batch[i],
+				 initiate ? 0 : own_keepalive(in->batch[i]));
+			ret = initiate ? wgdev_install_initiate(d->env.dev, &in->wp[0],
+								INITIATE_KEEPALIVE) :
+					 wgdev_set_peers(d->env.dev, &in->wp[0], 1);
+			snprintf(err, sizeof(err), "%s", ret ? wgdev_error(d->env.dev) : "");
+			sodium_memzero(&in->wp[0], sizeof(in->wp[0]));
+			/* Answers still paced (the switch is per peer here). */
+			finish_install(d, in->batch[i], ret, err, a, mono(d), 1,
+				       d->env.redeliver ? &in->ws : NULL);
+		}
+		in->last_install = mono(d); /* the quiet starts now */
+		return;
+	}
+	for (i = 0; i < n; i++)
+		finish_install(d, in->batch[i], ret, err, t0, t1, n,
+			       (initiate || d->env.redeliver) && n > 1 ? &in->ws : NULL);
+}
+
+/*
  * One thread owns installs so that a burst becomes a few large device
- * calls instead of thousands of small ones (wireguard-go's UAPI costs about
- * a millisecond per call). A lone peer still goes out at once.
+ * calls instead of thousands of small ones (each UAPI call has a fixed
+ * cost: docs/daemon.md). A lone peer still goes out at once.
  */
 void *installer_thread(void *arg)
 {
 	struct daemon *d = arg;
-	struct wgdev_peer *wp = NULL;
-	struct ijob **batch = NULL;
-	struct cache_managed *cms = NULL;
-	struct starts ws = { 0 };
-	size_t cap = 0;
-	uint64_t last_install = 0, prev_install = 0, last_start = 0;
-	bool started = false; /* the last turn was SCHED_START */
+	struct installer *in = &d->inst;
 
 	for (;;) {
-		struct ijob *j;
-		size_t n = 0, i;
-		uint64_t t0, t1, until;
-		bool initiate = d->initiate;
-		char err[256] = "";
-		int ret;
+		uint64_t until;
 		struct sched_state st;
 
-		pthread_mutex_lock(&d->inst.lock);
-		while (!d->inst.head && !d->inst.stop && !ws.n)
-			pthread_cond_wait(&d->inst.cond, &d->inst.lock);
+		pthread_mutex_lock(&in->lock);
+		while (!in->head && !in->stop && !in->ws.n)
+			pthread_cond_wait(&in->cond, &in->lock);
 		st = (struct sched_state){
-			.now = now_mono_ns(),
-			.last_install = last_install,
-			.prev_install = prev_install,
-			.last_start = last_start,
-			.oldest = ws.n ? ws.w[ws.head].t_install : 0,
-			.waiting = ws.n - ws.head,
-			.queued = d->inst.head != NULL,
-			.stopping = d->inst.stop,
+			.now = mono(d),
+			.last_install = in->last_install,
+			.prev_install = in->prev_install,
+			.last_start = in->last_start,
+			.oldest = in->ws.n ? in->ws.w[in->ws.head].t_install : 0,
+			.waiting = in->ws.n - in->ws.head,
+			.queued = in->head != NULL,
+			.stopping = in->stop,
 			.answering = d->env.redeliver,
-			.started_last = started,
+			.started_last = in->started_last,
 		};
 		switch (sched_turn(&st, &until)) {
 		case SCHED_DROP:
-			ws.head = ws.n = 0;
-			pthread_mutex_unlock(&d->inst.lock);
+			in->ws.head = in->ws.n = 0;
+			pthread_mutex_unlock(&in->lock);
 			continue;
 		case SCHED_WAIT:
 			/* A new install ends the wait at once. */
 			if (until)
 				inst_wait_until(d, until);
-			pthread_mutex_unlock(&d->inst.lock);
+			pthread_mutex_unlock(&in->lock);
 			continue;
 		case SCHED_START:
-			pthread_mutex_unlock(&d->inst.lock);
-			started = true;
-			last_start = st.now;
-			starts_run(d, &ws);
+			pthread_mutex_unlock(&in->lock);
+			in->started_last = true;
+			in->last_start = st.now;
+			starts_run(d, &in->ws);
 			continue;
 		case SCHED_EXIT:
-			pthread_mutex_unlock(&d->inst.lock);
-			goto out;
+			pthread_mutex_unlock(&in->lock);
+			installer_release(d);
+			return NULL;
 		case SCHED_INSTALL:
 			break;
 		}
-		started = false;
-		for (j = d->inst.head; j && n < INSTALL_BATCH_MAX; j = j->next)
-			n++;
-		if (n > cap) {
-			struct wgdev_peer *nw = realloc(wp, n * sizeof(*wp));
-			struct ijob **nb = nw ? realloc(batch, n * sizeof(*batch)) : NULL;
-			struct cache_managed *nc = nb ? realloc(cms, n * sizeof(*cms)) : NULL;
-
-			if (nw)
-				wp = nw;
-			if (nb)
-				batch = nb;
-			if (nc)
-				cms = nc;
-			if (!nw || !nb || !nc) {
-				pthread_mutex_unlock(&d->inst.lock);
-				usleep(1000);
-				continue;
-			}
-			cap = n;
-		}
-		for (i = 0; i < n; i++) {
-			batch[i] = d->inst.head;
-			d->inst.head = d->inst.head->next;
-		}
-		if (!d->inst.head)
-			d->inst.tail = NULL;
-		pthread_mutex_unlock(&d->inst.lock);
-
-		/*
-		 * The managed records go to disk before the device call: a
-		 * crash in between leaves a record without a peer (ignored at
-		 * start-up), never a peer without a record (which no one would
-		 * ever evict). One transaction for the batch: one commit (and
-		 * with --cache-sync full one fsync) instead of one per peer.
-		 */
-		for (i = 0; i < n; i++)
-			cms[i] = batch[i]->cm;
-		ret = cache_managed_put_many(d->env.cache, cms, n);
-		if (ret)
-			dlog(LOG_WARN, "cache", "op=managed_put error=%s peers=%zu",
-			     strerror(-ret), n);
-
-		t0 = now_mono_ns();
-		if (n == 1) {
-			to_wgdev(d, &wp[0], batch[0], initiate ? 0 : own_keepalive(batch[0]));
-			if (initiate)
-				ret = wgdev_install_initiate(d->env.dev, &wp[0],
-							     INITIATE_KEEPALIVE);
-			else
-				ret = wgdev_set_peers(d->env.dev, &wp[0], 1);
-		} else {
-			/* Keepalive 0 for all; with initiate, the switch to
-			 * INITIATE_KEEPALIVE follows (starts_run) and starts
-			 * each handshake. */
-			for (i = 0; i < n; i++)
-				to_wgdev(d, &wp[i], batch[i], initiate ? 0 : own_keepalive(batch[i]));
-			ret = wgdev_set_peers(d->env.dev, wp, n);
-		}
-		if (ret)
-			snprintf(err, sizeof(err), "%s", wgdev_error(d->env.dev));
-		t1 = now_mono_ns();
-		prev_install = last_install;
-		last_install = t1;
-		sodium_memzero(wp, n * sizeof(*wp));
-
-		if (ret && n > 1) {
-			/* One bad peer must not sink the others: one by one. */
-			for (i = 0; i < n; i++) {
-				uint64_t a = now_mono_ns();
-
-				to_wgdev(d, &wp[0], batch[i], initiate ? 0 : own_keepalive(batch[i]));
-				ret = initiate ? wgdev_install_initiate(d->env.dev, &wp[0],
-									INITIATE_KEEPALIVE) :
-						 wgdev_set_peers(d->env.dev, &wp[0], 1);
-				snprintf(err, sizeof(err), "%s", ret ? wgdev_error(d->env.dev) : "");
-				sodium_memzero(&wp[0], sizeof(wp[0]));
-				/* Answers still paced (the switch is per peer here). */
-				finish_install(d, batch[i], ret, err, a, now_mono_ns(), 1,
-					       d->env.redeliver ? &ws : NULL);
-			}
-			last_install = now_mono_ns(); /* the quiet starts now */
-			continue;
-		}
-		for (i = 0; i < n; i++)
-			finish_install(d, batch[i], ret, err, t0, t1, n,
-				       (initiate || d->env.redeliver) && n > 1 ? &ws : NULL);
+		in->started_last = false;
+		install_batch(d);
 	}
-out:
-	free(wp);
-	free(batch);
-	free(cms);
-	free(ws.w);
-	free(ws.ev);
-	return NULL;
+}
+
+/*
+ * daemon_drain(): every queued install, then every waiting handshake
+ * start, on the caller's thread. Returns the number of batches installed.
+ */
+size_t installer_drain(struct daemon *d)
+{
+	struct installer *in = &d->inst;
+	size_t batches = 0;
+
+	for (;;) {
+		pthread_mutex_lock(&in->lock);
+		if (!in->head) {
+			pthread_mutex_unlock(&in->lock);
+			break;
+		}
+		install_batch(d);
+		batches++;
+	}
+	while (in->ws.n > in->ws.head) {
+		in->last_start = mono(d);
+		starts_run(d, &in->ws);
+	}
+	return batches;
+}
+
+/* The installer's buffers, once it stopped. */
+void installer_release(struct daemon *d)
+{
+	struct installer *in = &d->inst;
+
+	free(in->wp);
+	free(in->batch);
+	free(in->cms);
+	free(in->ws.w);
+	free(in->ws.ev);
+	in->wp = NULL;
+	in->batch = NULL;
+	in->cms = NULL;
+	in->ws = (struct starts){ 0 };
+	in->cap = 0;
 }

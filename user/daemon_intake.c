@@ -101,63 +101,93 @@ void job_free(struct job *j)
 	free(j);
 }
 
-/*
- * A worker takes its share of what is queued (up to WORKER_BATCH jobs) and
- * checks the freshness of all its authenticated initiations in one cache
- * transaction: with the default --cache-sync full, one fsync per client
- * made a burst disk-bound (10,000 clients: 4.2 s, against 1.2 s with
- * periodic syncs). A lone initiation is still a batch of one, at once.
- */
-void *intake_worker(void *arg)
+/* With the queue's lock held: up to take jobs, at least one if any. */
+static size_t take_jobs(struct intake *q, struct job **jobs, size_t take)
 {
-	struct daemon *d = arg;
-	struct job *jobs[WORKER_BATCH];
+	size_t n;
+
+	for (n = 0; q->head && (n < take || !n); n++) {
+		jobs[n] = q->head;
+		q->head = jobs[n]->next;
+		q->len--;
+	}
+	if (!q->head)
+		q->tail = NULL;
+	return n;
+}
+
+/*
+ * A worker's batch: provisioning decisions for each job, with the freshness
+ * of all its authenticated initiations checked in one cache transaction
+ * (with --cache-sync full, one fsync per client made a burst disk-bound;
+ * docs/daemon.md). A lone initiation is still a batch of one, at once.
+ */
+static void run_batch(struct daemon *d, struct job **jobs, size_t n)
+{
 	struct authed a[WORKER_BATCH];
 	uint8_t keys[WORKER_BATCH][32], ts[WORKER_BATCH][NOISE_TIMESTAMP_LEN];
 	int fresh[WORKER_BATCH];
-	size_t n, na, i, take;
+	size_t na, i;
 	uint64_t t_auth;
 
+	for (i = na = 0; i < n; i++) {
+		if (jobs[i]->type == JOB_FETCHED)
+			provision_fetched(d, jobs[i]);
+		else if (provision_event(d, &jobs[i]->ev, &a[na]))
+			na++;
+	}
+	for (i = 0; i < na; i++) {
+		memcpy(keys[i], a[i].key, 32);
+		memcpy(ts[i], a[i].ts, NOISE_TIMESTAMP_LEN);
+	}
+	d->cache_ops.ts_accept_many(d->env.cache, (const uint8_t(*)[32])keys,
+				    (const uint8_t(*)[NOISE_TIMESTAMP_LEN])ts, fresh, na);
+	t_auth = mono(d);
+	for (i = 0; i < na; i++)
+		provision_fresh(d, &a[i], fresh[i], t_auth);
+	for (i = 0; i < n; i++)
+		job_free(jobs[i]);
+	atomic_fetch_add_explicit(&d->intake.jobs_done, n, memory_order_relaxed);
+}
+
+/* A worker takes its share of what is queued, up to WORKER_BATCH jobs. */
+void *intake_worker(void *arg)
+{
+	struct daemon *d = arg;
+	struct intake *q = &d->intake;
+	struct job *jobs[WORKER_BATCH];
+	size_t n, take;
+
 	for (;;) {
-		pthread_mutex_lock(&d->intake.lock);
-		while (!d->intake.head && !d->intake.stopping)
-			pthread_cond_wait(&d->intake.cond, &d->intake.lock);
-		if (d->intake.stopping) {
-			pthread_mutex_unlock(&d->intake.lock);
+		pthread_mutex_lock(&q->lock);
+		while (!q->head && !q->stopping)
+			pthread_cond_wait(&q->cond, &q->lock);
+		if (q->stopping) {
+			pthread_mutex_unlock(&q->lock);
 			return NULL;
 		}
 		/* Its share of the queue: a few jobs still go to all workers. */
-		take = (d->intake.len + d->intake.n_workers - 1) / d->intake.n_workers;
+		take = (q->len + q->n_workers - 1) / q->n_workers;
 		if (take > WORKER_BATCH)
 			take = WORKER_BATCH;
-		for (n = 0; d->intake.head && (n < take || !n); n++) {
-			jobs[n] = d->intake.head;
-			d->intake.head = jobs[n]->next;
-			d->intake.len--;
-		}
-		if (!d->intake.head)
-			d->intake.tail = NULL;
-		pthread_mutex_unlock(&d->intake.lock);
-
-		for (i = na = 0; i < n; i++) {
-			if (jobs[i]->type == JOB_FETCHED)
-				provision_fetched(d, jobs[i]);
-			else if (provision_event(d, &jobs[i]->ev, &a[na]))
-				na++;
-		}
-		for (i = 0; i < na; i++) {
-			memcpy(keys[i], a[i].key, 32);
-			memcpy(ts[i], a[i].ts, NOISE_TIMESTAMP_LEN);
-		}
-		cache_ts_accept_many(d->env.cache, (const uint8_t(*)[32])keys,
-				     (const uint8_t(*)[NOISE_TIMESTAMP_LEN])ts, fresh, na);
-		t_auth = now_mono_ns();
-		for (i = 0; i < na; i++)
-			provision_fresh(d, &a[i], fresh[i], t_auth);
-		for (i = 0; i < n; i++)
-			job_free(jobs[i]);
-		atomic_fetch_add_explicit(&d->intake.jobs_done, n, memory_order_relaxed);
+		n = take_jobs(q, jobs, take);
+		pthread_mutex_unlock(&q->lock);
+		run_batch(d, jobs, n);
 	}
+}
+
+/* daemon_drain(): one batch on the caller's thread. Returns its size. */
+size_t intake_drain(struct daemon *d)
+{
+	struct job *jobs[WORKER_BATCH];
+	size_t n;
+
+	pthread_mutex_lock(&d->intake.lock);
+	n = take_jobs(&d->intake, jobs, WORKER_BATCH);
+	pthread_mutex_unlock(&d->intake.lock);
+	if (n)
+		run_batch(d, jobs, n);
+	return n;
 }
 
 bool daemon_keeping_up(struct daemon *d)

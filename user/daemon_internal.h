@@ -100,6 +100,7 @@ struct intake {
 
 void intake_push(struct daemon *d, struct job *j);
 void *intake_worker(void *arg);
+size_t intake_drain(struct daemon *d);
 void job_free(struct job *j);
 
 /* ---- pending table (daemon_pending.c) ---- */
@@ -151,6 +152,15 @@ void log_outcome(struct daemon *d, struct pending *p, const char *outcome,
 
 /* ---- installer (daemon_installer.c) ---- */
 
+/* A new peer, watched until its handshake completes. */
+struct watch {
+	uint8_t key[32];
+	uint64_t t_event, t_install;
+	bool initiated;
+	uint16_t keepalive;
+};
+
+
 /* A reserved peer waiting for the installer thread. */
 struct ijob {
 	struct ijob *next;
@@ -161,28 +171,43 @@ struct ijob {
 			       * allocated only up to its allowed IPs */
 };
 
+/*
+ * Handshakes waiting to start: peers of a batch installed with keepalive 0
+ * (or, with --consume, whose initiation is not answered yet), with the
+ * watch each gets once started: watched earlier, a handshake of the
+ * client's own could let the monitor restore the keepalive before the late
+ * switch overwrote it.
+ */
+struct starts {
+	struct watch *w;
+	struct jitwg_event *ev; /* --consume: the initiations to answer */
+	size_t head, n, cap;    /* [head, n) wait, oldest first */
+};
+
 struct installer {
 	pthread_mutex_t lock;   /* head, tail, stop */
 	pthread_cond_t cond;    /* a job was queued, or stop (CLOCK_MONOTONIC) */
 	struct ijob *head, *tail;
 	bool stop, started;
 	pthread_t thread;
+	/* The installer thread's own (or daemon_drain()'s), unlocked: */
+	struct starts ws;
+	struct wgdev_peer *wp;  /* a batch, for the device call */
+	struct ijob **batch;
+	struct cache_managed *cms;
+	size_t cap;             /* of the three above */
+	uint64_t last_install, prev_install, last_start; /* sched_state */
+	bool started_last;      /* the last turn was SCHED_START */
 };
 
 void installer_submit(struct daemon *d, struct ijob *j);
 bool installer_backlog(struct daemon *d);
 void *installer_thread(void *arg);
+size_t installer_drain(struct daemon *d);
+void installer_release(struct daemon *d);
 void ijob_free(struct ijob *j);
 
 /* ---- monitor (daemon_monitor.c) ---- */
-
-/* A new peer, watched until its handshake completes. */
-struct watch {
-	uint8_t key[32];
-	uint64_t t_event, t_install;
-	bool initiated;
-	uint16_t keepalive;
-};
 
 struct monitor {
 	pthread_mutex_t lock;   /* watches, sweep_requested, stop */
@@ -247,6 +272,9 @@ struct daemon_counters {
 
 struct daemon {
 	struct daemon_env env;
+	struct daemon_cache_ops cache_ops; /* env's, or the defaults */
+	struct daemon_api_ops api_ops;
+	struct daemon_clock clock;
 	bool initiate;                /* initiate back: not with --consume */
 	struct api_client *api;
 	struct peer_table *peers;     /* takes its own lock */
@@ -258,6 +286,16 @@ struct daemon {
 	struct monitor mon;
 	struct daemon_counters counters;
 };
+
+static inline uint64_t mono(const struct daemon *d)
+{
+	return d->clock.mono_ns(d->clock.arg);
+}
+
+static inline uint64_t wall(const struct daemon *d)
+{
+	return d->clock.wall_s(d->clock.arg);
+}
 
 static inline double ms(uint64_t a, uint64_t b)
 {

@@ -108,7 +108,7 @@ static uint64_t handshake_mono(const struct timespec *lh, uint64_t t_event, uint
 static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 			  uint64_t t_list)
 {
-	uint64_t now = now_mono_ns(), window;
+	uint64_t now = mono(d), window;
 	size_t i = 0;
 
 	window = (uint64_t)d->env.opts->handshake_window * 1000000000ull;

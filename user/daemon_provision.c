@@ -65,7 +65,7 @@ void log_outcome(struct daemon *d, struct pending *p, const char *outcome,
 {
 	char fp[9], ep[64];
 	union wgdev_endpoint e;
-	uint64_t now = now_mono_ns();
+	uint64_t now = mono(d);
 
 	log_fingerprint(fp, p->key);
 	pending_ep(d, p, &e);
@@ -105,7 +105,7 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 	enum noise_status st;
 
 	a->ev = ev;
-	a->t_seen = now_mono_ns();
+	a->t_seen = mono(d);
 	st = noise_check_shape(ev->msg, sizeof(ev->msg));
 	if (st) {
 		INC(d, bad_shape);
@@ -125,7 +125,7 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 		reject(ev, "identify", st, NULL, LOG_DEBUG);
 		return false;
 	}
-	a->t_ident = now_mono_ns();
+	a->t_ident = mono(d);
 	/* Installed already: WireGuard answers it (given it back, with
 	 * --consume: it authenticates and checks freshness itself). */
 	if (ptab_on_device(d->peers, a->key)) {
@@ -198,14 +198,14 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 	p->t_ident = a->t_ident;
 	p->t_auth = t_auth;
 
-	state = cache_get_peer(d->env.cache, key, now_wall_s(), &ce);
+	state = d->cache_ops.get_peer(d->env.cache, key, wall(d), &ce);
 	if (state == CACHE_FRESH) {
 		reserve(d, p, &ce.peer, "cache");
 		sodium_memzero(&ce, sizeof(ce));
 		return;
 	}
 	if (state == CACHE_NEGATIVE) {
-		p->t_fetch = now_mono_ns();
+		p->t_fetch = mono(d);
 		INC(d, unknown);
 		log_outcome(d, p, "unknown", "cache", NULL, LOG_INFO);
 		pending_end(d, p);
@@ -222,14 +222,14 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 	} else if (state < 0) {
 		dlog(LOG_WARN, "cache", "op=get_peer error=%s", strerror(-state));
 	}
-	ret = d->api ? api_submit(d->api, key, p) : -ESHUTDOWN;
+	ret = d->api ? d->api_ops.submit(d->api, key, p) : -ESHUTDOWN;
 	if (ret == 0 || ret == API_ATTACHED)
 		return; /* daemon_api_done() continues */
 	if (p->stale) {
 		reserve(d, p, p->stale, "stale_cache");
 		return;
 	}
-	p->t_fetch = now_mono_ns();
+	p->t_fetch = mono(d);
 	if (ret == -EAGAIN) {
 		INC(d, waiting);
 		log_outcome(d, p, "rate_limited", "api", NULL, LOG_INFO);
@@ -249,19 +249,19 @@ void provision_fetched(struct daemon *d, struct job *j)
 {
 	struct pending *p = j->f->p;
 	char extra[API_REASON_LEN + 96], q[API_REASON_LEN + 8];
-	uint64_t now = now_wall_s();
+	uint64_t now = wall(d);
 	int ret;
 
-	p->t_fetch = now_mono_ns();
+	p->t_fetch = mono(d);
 	switch (j->f->status) {
 	case API_FOUND:
-		ret = cache_put_peer(d->env.cache, &j->f->peer, now);
+		ret = d->cache_ops.put_peer(d->env.cache, &j->f->peer, now);
 		if (ret)
 			dlog(LOG_WARN, "cache", "op=put_peer error=%s", strerror(-ret));
 		reserve(d, p, &j->f->peer, "api");
 		return;
 	case API_NOT_FOUND:
-		ret = cache_put_negative(d->env.cache, p->key, now);
+		ret = d->cache_ops.put_negative(d->env.cache, p->key, now);
 		if (ret)
 			dlog(LOG_WARN, "cache", "op=put_negative error=%s", strerror(-ret));
 		INC(d, unknown);
@@ -301,10 +301,10 @@ static void reserve(struct daemon *d, struct pending *p,
 	char extra[160], fp[9];
 	int ret;
 
-	p->t_fetch = now_mono_ns();
+	p->t_fetch = mono(d);
 	memset(&mp, 0, sizeof(mp));
 	memcpy(mp.key, p->key, 32);
-	mp.installed_at = now_wall_s();
+	mp.installed_at = wall(d);
 	mp.installed_ns = UINT64_MAX; /* in progress: sweeps leave it alone */
 	pending_ep(d, p, &ep);
 	mp.keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ? ap->persistent_keepalive : 0;
