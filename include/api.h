@@ -190,11 +190,17 @@ void api_stats(struct api_client *c, struct api_stats *out);
 /*
  * Whether a result says the control plane is failing rather than answering
  * about the key: unreachable, TLS failure, 5xx, 429, the gateway's own token
- * refused (401/403), a malformed answer. Only then may a stale cached answer
- * stand in (up to the maximum stale age). Found, 404 and the other final
- * statuses (410 Gone, 400, …) are answers: a key answered so is revoked.
+ * refused (401/403). Only then may a stale cached answer stand in (up to the
+ * maximum stale age).
  */
 bool api_result_failing(const struct api_result *res);
+/*
+ * Whether a result is a final answer that the key is not (or no longer)
+ * allowed: 404, 410 and the other 4xx but 429 (and 401/403, which are
+ * failures above). A malformed answer is neither: nothing is installed from
+ * it, and an installed peer is kept up to the maximum stale age.
+ */
+bool api_result_revokes(const struct api_result *res);
 
 /*
  * Re-read the token file (token rotation) and use it for requests started

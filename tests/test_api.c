@@ -942,25 +942,25 @@ static void test_failing(void)
 		enum api_status status;
 		int err;
 		long http;
-		bool failing;
+		bool failing, revokes;
 		const char *name;
 	} rows[] = {
-		{ API_FOUND, 0, 200, false, "200" },
-		{ API_NOT_FOUND, 0, 404, false, "404: revoked" },
-		{ API_ERROR, -EPROTO, 410, false, "410 Gone: revoked" },
-		{ API_ERROR, -EPROTO, 400, false, "400: final" },
-		{ API_ERROR, -EPROTO, 451, false, "451: final" },
-		{ API_ERROR, -EPROTO, 429, true, "429: overloaded" },
-		{ API_ERROR, -EPROTO, 500, true, "500" },
-		{ API_ERROR, -EPROTO, 503, true, "503" },
-		{ API_ERROR, -EPROTO, 0, true, "TLS failure" },
-		{ API_ERROR, -EACCES, 401, true, "401: our token" },
-		{ API_ERROR, -EACCES, 403, true, "403: our token" },
-		{ API_ERROR, -ETIMEDOUT, 0, true, "timeout" },
-		{ API_ERROR, -ECONNREFUSED, 0, true, "refused" },
-		{ API_ERROR, -EHOSTUNREACH, 0, true, "unreachable" },
-		{ API_ERROR, -EBADMSG, 200, true, "malformed answer" },
-		{ API_ERROR, -EKEYREJECTED, 200, true, "answer for another key" },
+		{ API_FOUND, 0, 200, false, false, "200" },
+		{ API_NOT_FOUND, 0, 404, false, true, "404: revoked" },
+		{ API_ERROR, -EPROTO, 410, false, true, "410 Gone: revoked" },
+		{ API_ERROR, -EPROTO, 400, false, true, "400: final" },
+		{ API_ERROR, -EPROTO, 451, false, true, "451: final" },
+		{ API_ERROR, -EPROTO, 429, true, false, "429: overloaded" },
+		{ API_ERROR, -EPROTO, 500, true, false, "500" },
+		{ API_ERROR, -EPROTO, 503, true, false, "503" },
+		{ API_ERROR, -EPROTO, 0, true, false, "TLS failure" },
+		{ API_ERROR, -EACCES, 401, true, false, "401: our token" },
+		{ API_ERROR, -EACCES, 403, true, false, "403: our token" },
+		{ API_ERROR, -ETIMEDOUT, 0, true, false, "timeout" },
+		{ API_ERROR, -ECONNREFUSED, 0, true, false, "refused" },
+		{ API_ERROR, -EHOSTUNREACH, 0, true, false, "unreachable" },
+		{ API_ERROR, -EBADMSG, 200, false, false, "malformed answer" },
+		{ API_ERROR, -EKEYREJECTED, 200, false, false, "answer for another key" },
 	};
 	int ok = 1;
 
@@ -968,7 +968,8 @@ static void test_failing(void)
 		struct api_result r = { .status = rows[i].status, .err = rows[i].err,
 					.http_status = rows[i].http };
 
-		ok &= EXPECT(api_result_failing(&r) == rows[i].failing, "%s", rows[i].name);
+		ok &= EXPECT(api_result_failing(&r) == rows[i].failing, "%s: failing", rows[i].name);
+		ok &= EXPECT(api_result_revokes(&r) == rows[i].revokes, "%s: revokes", rows[i].name);
 	}
 	CHECK("api_result_failing_table", ok, "see above");
 }

@@ -36,7 +36,8 @@ struct cache {
 	size_t n;
 	uint8_t ts_key[MAX_DEV][32], ts[MAX_DEV][CACHE_TS_LEN];
 	size_t n_ts;
-	size_t managed_puts, put_peers, put_negatives;
+	size_t managed_puts, put_peers, put_negatives, seals;
+	int ts_fail;             /* ts_accept_many fails with it (map full, EIO) */
 };
 
 struct api_client {
@@ -99,6 +100,11 @@ static int f_ts_accept_many(struct cache *c, const uint8_t (*keys)[32],
 {
 	size_t i, k;
 
+	if (c->ts_fail) {
+		for (i = 0; i < n; i++)
+			res[i] = c->ts_fail;
+		return c->ts_fail;
+	}
 	for (i = 0; i < n; i++) {
 		for (k = 0; k < c->n_ts && memcmp(c->ts_key[k], keys[i], 32); k++)
 			;
@@ -173,7 +179,16 @@ static int f_managed_del(struct cache *c, const uint8_t key[static 32])
 	return 0;
 }
 
+static int f_ts_seal(struct cache *c, const uint8_t key[static 32], uint64_t margin_ns)
+{
+	(void)key;
+	(void)margin_ns;
+	c->seals++;
+	return 0;
+}
+
 static const struct daemon_cache_ops fake_cache_ops = {
+	.ts_seal = f_ts_seal,
 	.ts_accept_many = f_ts_accept_many,
 	.get_peer = f_get_peer,
 	.put_peer = f_put_peer,
@@ -432,19 +447,26 @@ static void cache_set(struct rig *r, const uint8_t key[32], int state,
 }
 
 /* The control plane answers the last submit. */
-static void api_answer(struct rig *r, enum api_status status, int err,
-		       const struct api_peer *peer)
+static void api_answer_http(struct rig *r, enum api_status status, int err, long http,
+			    const struct api_peer *peer)
 {
 	struct api_result res;
 
 	memset(&res, 0, sizeof(res));
 	res.status = status;
 	res.err = err;
-	res.http_status = status == API_FOUND ? 200 : status == API_NOT_FOUND ? 404 : 500;
+	res.http_status = http;
 	res.attempts = 1;
 	res.peer = peer;
 	snprintf(res.reason, sizeof(res.reason), "%s", status == API_ERROR ? "fake" : "");
 	daemon_api_done(r->api.key, &res, r->api.ctx, r->d);
+}
+
+static void api_answer(struct rig *r, enum api_status status, int err,
+		       const struct api_peer *peer)
+{
+	api_answer_http(r, status, err,
+			status == API_FOUND ? 200 : status == API_NOT_FOUND ? 404 : 500, peer);
 }
 
 static bool on_device(struct rig *r, const uint8_t key[32], uint8_t host)
@@ -608,18 +630,25 @@ static void test_overlap(void)
 	rig_free(r);
 }
 
-/* A stale cached answer is used when the control plane cannot answer. */
+/*
+ * A stale cached answer is used when the control plane cannot answer (401
+ * and 403 refuse the gateway's token: a failure, not an answer about the
+ * key), never on a final answer about the key (410) nor a malformed one.
+ */
 static void test_stale(void)
 {
 	static const struct {
 		const char *name;
 		int err;        /* the control plane's error */
+		long http;
 		bool installed; /* from the stale answer */
 	} rows[] = {
-		{ "pipeline: stale answer used on timeout", -ETIMEDOUT, true },
-		{ "pipeline: stale answer used when refused", -ECONNREFUSED, true },
-		{ "pipeline: stale answer not used on 401", -EACCES, false },
-		{ "pipeline: stale answer not used on a bad body", -EBADMSG, false },
+		{ "pipeline: stale answer used on timeout", -ETIMEDOUT, 0, true },
+		{ "pipeline: stale answer used when refused", -ECONNREFUSED, 0, true },
+		{ "pipeline: stale answer used on 503", -EPROTO, 503, true },
+		{ "pipeline: stale answer used on 401 (our token)", -EACCES, 401, true },
+		{ "pipeline: stale answer not used on 410 Gone", -EPROTO, 410, false },
+		{ "pipeline: stale answer not used on a bad body", -EBADMSG, 200, false },
 	};
 	size_t i;
 
@@ -631,7 +660,7 @@ static void test_stale(void)
 		cache_set(r, a.pub, CACHE_STALE, 0x0a000002);
 		send_initiation(r, &a, 100, 1);
 		rig_drain(r);
-		api_answer(r, API_ERROR, rows[i].err, NULL);
+		api_answer_http(r, API_ERROR, rows[i].err, rows[i].http, NULL);
 		rig_drain(r);
 		CHECK(rows[i].name,
 		      r->api.submits == 1 && r->st.installed == rows[i].installed &&
@@ -851,6 +880,146 @@ static void test_handshake_starts(void)
 	}
 }
 
+/*
+ * An installed peer's rekeys are authenticated and recorded (the issue:
+ * they passed unrecorded, so a captured one was fresh after eviction): a
+ * replayed or older rekey is refused, even while the peer is installed.
+ */
+static void test_rekey_recorded(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a;
+	struct jitwg_event m2, m15;
+
+	client_new(r, &a, 0);
+	cache_set(r, a.pub, CACHE_FRESH, 0x0a000002);
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	make_event(r, &a, 200, 1, &m2);
+	make_event(r, &a, 150, 1, &m15);
+	send_event(r, &m2); /* a rekey */
+	rig_drain(r);
+	send_event(r, &m2); /* captured and replayed, from another host */
+	m15.saddr[15] = 9;
+	send_event(r, &m15);
+	rig_drain(r);
+	CHECK("pipeline: rekeys recorded, replayed rekeys refused while installed",
+	      r->st.installed == 1 && r->st.sightings == 1 && r->st.replays == 2,
+	      "installed %lu sightings %lu replays %lu", (unsigned long)r->st.installed,
+	      (unsigned long)r->st.sightings, (unsigned long)r->st.replays);
+	client_free(&a);
+	rig_free(r);
+}
+
+/* A timestamp the cache cannot record (not even in memory): refused, no
+ * request, nothing installed (the issue: accepted, so its replays passed). */
+static void test_ts_write_failure(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a;
+
+	client_new(r, &a, 0);
+	cache_set(r, a.pub, CACHE_FRESH, 0x0a000002);
+	r->cache.ts_fail = -ENOSPC;
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	CHECK("pipeline: an unrecorded timestamp is refused (fail closed)",
+	      r->st.errors == 1 && r->st.installed == 0 && r->api.submits == 0 && r->fd.n == 0,
+	      "errors %lu installed %lu submits %zu device %zu", (unsigned long)r->st.errors,
+	      (unsigned long)r->st.installed, r->api.submits, r->fd.n);
+	client_free(&a);
+	rig_free(r);
+}
+
+/* What a revalidation's answer does, by answer and cached state. */
+static void test_revalidate_decide(void)
+{
+	static const struct {
+		enum api_status status;
+		int err;
+		long http;
+		int state;
+		enum reval_action want;
+		const char *name;
+	} rows[] = {
+		{ API_FOUND, 0, 200, CACHE_STALE, REVAL_UPDATE, "200: update" },
+		{ API_NOT_FOUND, 0, 404, CACHE_STALE, REVAL_REVOKE, "404: revoke" },
+		{ API_ERROR, -EPROTO, 410, CACHE_STALE, REVAL_REVOKE, "410: revoke" },
+		{ API_ERROR, -EACCES, 401, CACHE_STALE, REVAL_KEEP, "401: our token, keep" },
+		{ API_ERROR, -EACCES, 401, CACHE_MISS, REVAL_EXPIRE, "401 past max-stale" },
+		{ API_ERROR, -ETIMEDOUT, 0, CACHE_STALE, REVAL_KEEP, "timeout: keep" },
+		{ API_ERROR, -EPROTO, 503, CACHE_STALE, REVAL_KEEP, "503: keep" },
+		{ API_ERROR, -EPROTO, 429, CACHE_STALE, REVAL_KEEP, "429: keep" },
+		{ API_ERROR, -EPROTO, 503, CACHE_MISS, REVAL_EXPIRE, "503 past max-stale" },
+		{ API_ERROR, -EBADMSG, 200, CACHE_STALE, REVAL_KEEP, "malformed: keep" },
+		{ API_ERROR, -EBADMSG, 200, CACHE_MISS, REVAL_EXPIRE, "malformed past max-stale" },
+	};
+	bool ok = true;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct api_result res = { .status = rows[i].status, .err = rows[i].err,
+					  .http_status = rows[i].http };
+		enum reval_action a = revalidate_decide(&res, rows[i].state);
+
+		ok &= EXPECT(a == rows[i].want, "%s: %s", rows[i].name, reval_action_str(a));
+	}
+	CHECK("pipeline: revalidation decisions", ok, "see above");
+}
+
+/*
+ * Revalidation end to end against the fakes: a managed peer asked about
+ * again; 401 keeps it; 404 removes it at once, sealed and cached as
+ * unknown; an operator's eviction removes another.
+ */
+static void test_revalidate(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a, b;
+	int ret;
+
+	client_new(r, &a, 0);
+	client_new(r, &b, 1);
+	cache_set(r, a.pub, CACHE_STALE, 0x0a000002);
+	cache_set(r, b.pub, CACHE_FRESH, 0x0a000003);
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	api_answer_http(r, API_ERROR, -ETIMEDOUT, 0, NULL); /* installed from stale */
+	send_initiation(r, &b, 100, 2);
+	rig_drain(r);
+	ret = daemon_revalidate(r->d, a.pub);
+	api_answer_http(r, API_ERROR, -EACCES, 401, NULL);
+	revalidate_apply(r->d);
+	daemon_get_stats(r->d, &r->st);
+	CHECK("pipeline: revalidation on 401 keeps the peer",
+	      ret == 0 && r->api.ctx == revalidate_ctx && dev_find(&r->fd, a.pub) &&
+	      r->st.revalidate_failed == 1 && r->cache.seals == 0,
+	      "ret %d device %d failed %lu seals %zu", ret, dev_find(&r->fd, a.pub) != NULL,
+	      (unsigned long)r->st.revalidate_failed, r->cache.seals);
+	r->mono += 5000000000ull;
+	daemon_revalidate(r->d, a.pub);
+	api_answer_http(r, API_NOT_FOUND, 0, 404, NULL);
+	revalidate_apply(r->d);
+	daemon_get_stats(r->d, &r->st);
+	CHECK("pipeline: revalidation on 404 removes the peer, sealed",
+	      !dev_find(&r->fd, a.pub) && dev_find(&r->fd, b.pub) && r->st.evicted == 1 &&
+	      r->cache.seals == 1 && r->cache.put_negatives == 1 &&
+	      !ptab_is_managed(r->d->peers, a.pub),
+	      "device a %d b %d evicted %lu seals %zu negatives %zu",
+	      dev_find(&r->fd, a.pub) != NULL, dev_find(&r->fd, b.pub) != NULL,
+	      (unsigned long)r->st.evicted, r->cache.seals, r->cache.put_negatives);
+	ret = daemon_evict(r->d, b.pub);
+	revalidate_apply(r->d);
+	daemon_get_stats(r->d, &r->st);
+	CHECK("pipeline: an operator's eviction", ret == 0 && !dev_find(&r->fd, b.pub) &&
+	      r->st.evicted == 2 && r->cache.seals == 2 &&
+	      daemon_evict(r->d, b.pub) == -ENOENT,
+	      "ret %d device %d evicted %lu", ret, dev_find(&r->fd, b.pub) != NULL,
+	      (unsigned long)r->st.evicted);
+	client_free(&a);
+	client_free(&b);
+	rig_free(r);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -868,5 +1037,9 @@ int main(void)
 	test_malformed();
 	test_pending_table();
 	test_handshake_starts();
+	test_rekey_recorded();
+	test_ts_write_failure();
+	test_revalidate_decide();
+	test_revalidate();
 	CHECK_EXIT();
 }

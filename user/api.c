@@ -897,10 +897,25 @@ bool api_result_failing(const struct api_result *res)
 		 * Any other final status is an answer about the key. */
 		return res->http_status == 0 || res->http_status >= 500 ||
 		       res->http_status == 429;
-	default:
-		/* Unreachable (-ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH), our
-		 * own token refused (-EACCES: 401/403, one bad rotation must
-		 * not revoke every peer), a malformed answer, a cancel. */
+	case -ETIMEDOUT:
+	case -ECONNREFUSED:
+	case -EHOSTUNREACH:
+	case -ECANCELED:
+	/* Our own token refused (401/403): one bad rotation must not revoke
+	 * every peer. */
+	case -EACCES:
 		return true;
+	default:
+		/* A malformed answer is neither (api_result_revokes()). */
+		return false;
 	}
+}
+
+bool api_result_revokes(const struct api_result *res)
+{
+	if (res->status == API_NOT_FOUND)
+		return true;
+	return res->status == API_ERROR && res->err == -EPROTO &&
+	       res->http_status >= 400 && res->http_status < 500 &&
+	       res->http_status != 429;
 }

@@ -22,6 +22,7 @@ const struct daemon_cache_ops daemon_cache_lmdb = {
 	.managed_put_many = cache_managed_put_many,
 	.managed_get = cache_managed_get,
 	.managed_del = cache_managed_del,
+	.ts_seal = cache_ts_seal,
 };
 
 const struct daemon_api_ops daemon_api_http = {
@@ -68,6 +69,7 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 	pthread_mutex_init(&d->intake.lock, NULL);
 	pthread_cond_init(&d->intake.cond, NULL);
 	pthread_mutex_init(&d->pending.lock, NULL);
+	randombytes_buf(d->pending.hash_key, sizeof(d->pending.hash_key));
 	pthread_mutex_init(&d->inst.lock, NULL);
 	pthread_mutex_init(&d->mon.lock, NULL);
 	pthread_condattr_init(&ca);
@@ -218,6 +220,7 @@ void daemon_free(struct daemon *d)
 		job_free(j);
 	}
 	pending_free_all(d);
+	revalidate_free_all(d);
 	installer_release(d);
 	ptab_free(d->peers);
 	free(d->mon.watches);

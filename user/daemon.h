@@ -48,6 +48,8 @@ struct daemon_opts {
 	unsigned int idle_timeout;     /* s */
 	unsigned int evict_interval;   /* s */
 	unsigned int handshake_window; /* s */
+	unsigned int cache_max_mib;    /* the cache's map size */
+	unsigned int max_stale;        /* s past an answer's ttl */
 	unsigned int workers;          /* 0 = number of online CPUs */
 	enum wgdev_backend backend;
 	enum capture_mode xdp_mode;
@@ -273,7 +275,9 @@ size_t ptab_count_managed(struct peer_table *t);
 	X(bad_identity, "jitwg_rejections_total", "stage=\"identify\"",       \
 	  "Initiations rejected by stage", 0)                                 \
 	X(waiting, "jitwg_provisions_total", "outcome=\"waiting\"",           \
-	  "Provisioning decisions by outcome", 0)
+	  "Provisioning decisions by outcome", 0)                             \
+	X(revalidate_failed, "jitwg_revalidations_failed_total", "",          \
+	  "Revalidations of managed peers the control plane did not answer", 0)
 
 struct daemon_stats {
 #define X(name, metric, labels, help, stop) uint64_t name;
@@ -323,6 +327,7 @@ struct daemon_cache_ops {
 	int (*managed_get)(struct cache *c, const uint8_t key[static 32],
 			   struct cache_managed *out);
 	int (*managed_del)(struct cache *c, const uint8_t key[static 32]);
+	int (*ts_seal)(struct cache *c, const uint8_t key[static 32], uint64_t margin_ns);
 };
 
 struct daemon_api_ops {
@@ -386,6 +391,16 @@ int daemon_on_event(void *ctx, const struct jitwg_event *ev);
 bool daemon_keeping_up(struct daemon *d);
 /* Ask the monitor thread for an eviction sweep now (SIGHUP). */
 void daemon_request_sweep(struct daemon *d);
+/*
+ * Ask the control plane about one managed peer now (key), or about every
+ * managed peer at the next sweep, which starts now (NULL): how an operator
+ * pushes a revocation (SIGUSR1, jitwgctl revalidate). -ENOENT: not a managed
+ * peer; -EAGAIN: asked less than 4.5 s ago; -ENOTCONN: no control plane.
+ */
+int daemon_revalidate(struct daemon *d, const uint8_t *key);
+/* Remove one managed peer now, as an eviction (jitwgctl evict); -ENOENT
+ * if jitwgd does not manage it. Done by the monitor thread, at once. */
+int daemon_evict(struct daemon *d, const uint8_t key[static 32]);
 /*
  * Without threads (tests; daemon_start() not called): run the stages on
  * the caller's thread until nothing is queued: the workers' jobs, the

@@ -65,14 +65,54 @@ void follow_listen_port(struct daemon *d)
 	}
 }
 
-/* peers: the device's listing, begun at t_list, sorted (list_sorted()). */
+/* Raise the key's floor before it leaves the device (docs/security.md). */
+static void seal(struct daemon *d, const uint8_t key[static 32])
+{
+	int ret = d->cache_ops.ts_seal(d->env.cache, key, SEAL_MARGIN_MS * 1000000ull);
+
+	if (ret) {
+		char fp[9];
+
+		log_fingerprint(fp, key);
+		dlog(LOG_ERROR, "cache", "op=ts_seal peer=%s error=%s", fp,
+		     strerrorname_np(-ret) ? strerrorname_np(-ret) : "?");
+	}
+}
+
+int evict_one(struct daemon *d, const uint8_t key[static 32], const char *reason,
+	      const char *other)
+{
+	char fp[9];
+	int ret;
+
+	log_fingerprint(fp, key);
+	seal(d, key);
+	ret = wgdev_remove_peers(d->env.mon_dev, (const uint8_t(*)[32])key, 1);
+	if (ret) {
+		dlog(LOG_ERROR, "evict", "peer=%s outcome=error reason=%s error=%s", fp,
+		     reason, wgdev_error(d->env.mon_dev));
+		return ret;
+	}
+	ptab_remove(d->peers, key);
+	d->cache_ops.managed_del(d->env.cache, key);
+	INC(d, evicted);
+	dlog(LOG_INFO, "evict", "peer=%s outcome=evicted reason=%s%s%s", fp, reason,
+	     other ? " other=" : "", other ? other : "");
+	return 0;
+}
+
+/*
+ * peers: the device's listing, begun at t_list, sorted (list_sorted()).
+ * The kept peers whose cached answer expired (all of them: revalidate_all)
+ * are asked about again (daemon_revalidate.c).
+ */
 void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
-		 uint64_t t_list)
+		 uint64_t t_list, bool revalidate_all)
 {
 	struct managed_peer *mps = NULL;
-	uint8_t (*victims)[32] = NULL;
+	uint8_t (*victims)[32] = NULL, (*kept)[32] = NULL;
 	enum evict_verdict *why = NULL;
-	size_t n_mps = 0, n_v = 0, i;
+	size_t n_mps = 0, n_v = 0, n_kept = 0, i;
 	uint64_t now = wall(d);
 	int ret;
 
@@ -80,8 +120,9 @@ void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 	if (ptab_snapshot_managed(d->peers, &mps, &n_mps))
 		return;
 	victims = calloc(n_mps ? n_mps : 1, sizeof(*victims));
+	kept = calloc(n_mps ? n_mps : 1, sizeof(*kept));
 	why = calloc(n_mps ? n_mps : 1, sizeof(*why));
-	if (!victims || !why)
+	if (!victims || !kept || !why)
 		goto out;
 	for (i = 0; i < n_mps; i++) {
 		const struct wgdev_peer *p = find_peer(peers, n, mps[i].key);
@@ -96,7 +137,9 @@ void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 
 		log_fingerprint(fp, mps[i].key);
 		if (v == EVICT_GONE) {
-			/* Removed by someone else: forget it, touch nothing. */
+			/* Removed by someone else: forget it, touch nothing but
+			 * its floor (it left the device all the same). */
+			seal(d, mps[i].key);
 			ptab_remove(d->peers, mps[i].key);
 			d->cache_ops.managed_del(d->env.cache, mps[i].key);
 			dlog(LOG_INFO, "evict", "peer=%s outcome=forgotten reason=gone", fp);
@@ -108,12 +151,18 @@ void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 			if (hs && mps[i].initiated &&
 			    p->persistent_keepalive != mps[i].keepalive)
 				restore_keepalive(d, mps[i].key, mps[i].keepalive);
+			/* Installed, not still being installed. */
+			if (mps[i].installed_ns != UINT64_MAX)
+				memcpy(kept[n_kept++], mps[i].key, 32);
 			continue;
 		}
 		memcpy(victims[n_v], mps[i].key, 32);
 		why[n_v++] = v;
 	}
 	if (n_v) {
+		/* Sealed before they leave: no moment without the floor. */
+		for (i = 0; i < n_v; i++)
+			seal(d, victims[i]);
 		ret = wgdev_remove_peers(d->env.mon_dev, (const uint8_t(*)[32])victims, n_v);
 		if (ret)
 			dlog(LOG_ERROR, "evict", "outcome=error error=%s",
@@ -133,9 +182,11 @@ void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 			     (long long)(now - p->last_handshake.tv_sec) : -1LL);
 		}
 	}
+	revalidate_ask(d, (const uint8_t(*)[32])kept, n_kept, revalidate_all);
 	follow_listen_port(d);
 out:
 	free(victims);
+	free(kept);
 	free(why);
 	free(mps);
 }

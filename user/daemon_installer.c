@@ -289,9 +289,17 @@ static void install_batch(struct daemon *d)
 	for (i = 0; i < n; i++)
 		in->cms[i] = in->batch[i]->cm;
 	ret = d->cache_ops.managed_put_many(d->env.cache, in->cms, n);
-	if (ret)
+	if (ret) {
+		/* No record, no install: a peer that no record tracks would
+		 * count as hand-made after a restart and never be evicted. */
 		dlog(LOG_WARN, "cache", "op=managed_put error=%s peers=%zu",
 		     strerror(-ret), n);
+		snprintf(err, sizeof(err), "managed record not saved: %s", strerror(-ret));
+		t0 = mono(d);
+		for (i = 0; i < n; i++)
+			finish_install(d, in->batch[i], ret, err, t0, t0, n, NULL);
+		return;
+	}
 
 	t0 = mono(d);
 	if (n == 1) {

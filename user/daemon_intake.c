@@ -22,6 +22,7 @@ void intake_push(struct daemon *d, struct job *j)
 	struct intake *q = &d->intake;
 
 	j->next = NULL;
+	j->t_queued = mono(d);
 	pthread_mutex_lock(&q->lock);
 	if (q->tail)
 		q->tail->next = j;
@@ -64,7 +65,10 @@ void daemon_api_done(const uint8_t key[32], const struct api_result *res,
 	struct job *j;
 	size_t plen = api_peer_len(0); /* its header at least: wipes read it */
 
-	(void)key;
+	if (ctx == revalidate_ctx) {
+		revalidate_done(d, key, res);
+		return;
+	}
 	pthread_mutex_lock(&d->intake.lock);
 	if (d->intake.stopping) {
 		pthread_mutex_unlock(&d->intake.lock);
@@ -194,16 +198,21 @@ bool daemon_keeping_up(struct daemon *d)
 {
 	uint64_t done = atomic_load(&d->intake.jobs_done);
 	uint64_t lost = atomic_load(&d->counters.queue_full);
+	uint64_t oldest = 0, now = mono(d);
 	size_t qlen;
 	bool ok;
 
 	pthread_mutex_lock(&d->intake.lock);
 	qlen = d->intake.len;
+	if (d->intake.head)
+		oldest = d->intake.head->t_queued;
 	pthread_mutex_unlock(&d->intake.lock);
-	/* Progress, and nothing lost to a full queue since the last call:
-	 * beyond the workers' pace, WireGuard gets the rest itself (and its
-	 * own under-load defence runs). */
-	ok = (qlen == 0 || done != d->intake.jobs_seen) && lost == d->intake.lost_seen;
+	/* Progress, nothing lost to a full queue since the last call, and the
+	 * oldest queued job young: beyond the workers' pace (slow progress
+	 * is not keeping up), WireGuard gets the rest itself (and its own
+	 * under-load defence runs). */
+	ok = (qlen == 0 || done != d->intake.jobs_seen) && lost == d->intake.lost_seen &&
+	     (!oldest || now < oldest || now - oldest < LEASE_MAX_QUEUE_AGE_MS * 1000000ull);
 	d->intake.jobs_seen = done;
 	d->intake.lost_seen = lost;
 	return ok;

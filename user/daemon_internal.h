@@ -24,6 +24,8 @@
 
 #include <stdatomic.h>
 
+#include <sodium.h>
+
 #include "api.h"
 #include "cache.h"
 #include "daemon.h"
@@ -55,6 +57,13 @@ enum {
 	ANSWER_MAX_AGE_MS = 4000,
 	INSTALL_BATCH_MAX = 1024,
 	WORKER_BATCH = 32,            /* jobs a worker takes at once */
+	/* The seal at eviction: the client's clock learned from its last
+	 * initiation, plus this for that initiation's network delay and the
+	 * clients' 2^24 ns timestamp granularity (docs/security.md). */
+	SEAL_MARGIN_MS = 1000,
+	/* --consume: the lease is renewed only while the oldest queued job
+	 * waited less than this: slow progress is not keeping up. */
+	LEASE_MAX_QUEUE_AGE_MS = 250,
 };
 
 /* ---- intake (daemon_intake.c) ---- */
@@ -80,6 +89,7 @@ struct fetched {
 struct job {
 	struct job *next;
 	enum job_type type;
+	uint64_t t_queued;      /* mono(d) when pushed: the lease's age check */
 	union {
 		struct jitwg_event ev;
 		struct fetched *f; /* allocated with the job, right after it */
@@ -119,6 +129,7 @@ struct pending {
 struct pending_table {
 	pthread_mutex_t lock;     /* the chains, and each entry's ep and last */
 	struct pending *buckets[PENDING_BUCKETS];
+	uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* set once, at daemon_new */
 };
 
 struct pending *pending_claim(struct daemon *d, const uint8_t key[static 32],
@@ -141,6 +152,7 @@ struct authed {
 	uint8_t key[32];
 	uint8_t ts[NOISE_TIMESTAMP_LEN];
 	uint64_t t_seen, t_ident;
+	bool rekey;      /* the key is on the device: record, give back */
 };
 
 bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a);
@@ -209,12 +221,29 @@ void ijob_free(struct ijob *j);
 
 /* ---- monitor (daemon_monitor.c) ---- */
 
+/* Work for the monitor thread from others (it owns the device handle). */
+enum mon_req_kind {
+	MON_REQ_ANSWER, /* a revalidation's answer */
+	MON_REQ_EVICT,  /* daemon_evict(): the operator's */
+};
+
+struct mon_req {
+	struct mon_req *next;
+	enum mon_req_kind kind;
+	uint8_t key[32];
+	enum api_status status;
+	int err;
+	long http_status;
+	struct api_peer peer; /* secret (PSK): wiped on free */
+};
+
 struct monitor {
-	pthread_mutex_t lock;   /* watches, sweep_requested, stop */
-	pthread_cond_t cond;    /* first watch, sweep or stop (CLOCK_MONOTONIC) */
+	pthread_mutex_t lock;   /* watches, reqs, sweep_requested, revalidate_all, stop */
+	pthread_cond_t cond;    /* first watch, a request, sweep or stop (CLOCK_MONOTONIC) */
 	struct watch *watches;
 	size_t n_watches, cap_watches;
-	bool sweep_requested, stop, started;
+	struct mon_req *reqs;
+	bool sweep_requested, revalidate_all, stop, started;
 	pthread_t thread;
 };
 
@@ -229,8 +258,34 @@ void restore_keepalive(struct daemon *d, const uint8_t key[static 32],
 /* ---- eviction (daemon_evict.c) ---- */
 
 void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
-		 uint64_t t_list);
+		 uint64_t t_list, bool revalidate_all);
 void follow_listen_port(struct daemon *d);
+/*
+ * Monitor thread: remove one managed peer now (revoked, stale, overlap,
+ * operator): sealed first, then off the device, forgotten, logged as
+ * "outcome=evicted reason=<reason>" (other: the peer it overlaps). 0 or
+ * the device's -errno (then nothing changed but the seal).
+ */
+int evict_one(struct daemon *d, const uint8_t key[static 32], const char *reason,
+	      const char *other);
+
+/* ---- revalidation (daemon_revalidate.c) ---- */
+
+enum reval_action {
+	REVAL_UPDATE, /* 200: cache it, apply a change in place */
+	REVAL_REVOKE, /* a final answer about the key: remove now */
+	REVAL_KEEP,   /* the control plane fails: keep, the cache still has it */
+	REVAL_EXPIRE, /* ... and the cached answer is past ttl + max_stale */
+};
+
+extern const char revalidate_ctx[1];
+/* Pure: what a revalidation's answer does, given the cached answer's state. */
+enum reval_action revalidate_decide(const struct api_result *res, int cache_state);
+const char *reval_action_str(enum reval_action a);
+void revalidate_done(struct daemon *d, const uint8_t key[32], const struct api_result *res);
+void revalidate_ask(struct daemon *d, const uint8_t (*keys)[32], size_t n, bool all);
+void revalidate_apply(struct daemon *d);
+void revalidate_free_all(struct daemon *d);
 
 /* ---- prefix index (daemon_prefix_index.c), inside the peer table ---- */
 

@@ -118,7 +118,10 @@ static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size
 		const struct wgdev_peer *p = find_peer(peers, n, w.key);
 		bool done = p && p->last_handshake.tv_sec;
 		/* Installed after the listing began: absent from it, not gone. */
-		bool drop = (!p && w.t_install < t_list) || now - w.t_install > window;
+		/* A watch added while the lock was released may be newer
+		 * than now: not expired (an unsigned difference would wrap). */
+		bool drop = (!p && w.t_install < t_list) ||
+			    (now > w.t_install && now - w.t_install > window);
 
 		if (!done && !drop) {
 			i++;
@@ -154,7 +157,7 @@ void *monitor_thread(void *arg)
 	for (;;) {
 		struct wgdev_peer *peers = NULL;
 		size_t n = 0;
-		bool do_sweep, watching;
+		bool do_sweep, watching, reval_all, has_reqs;
 		uint64_t t0, now;
 
 		pthread_mutex_lock(&d->mon.lock);
@@ -163,7 +166,8 @@ void *monitor_thread(void *arg)
 			uint64_t until;
 
 			now = now_mono_ns();
-			if (d->mon.stop || d->mon.sweep_requested || now >= next_sweep)
+			if (d->mon.stop || d->mon.sweep_requested || d->mon.reqs ||
+			    now >= next_sweep)
 				break;
 			if (d->mon.n_watches) {
 				until = now + poll_ns;
@@ -185,8 +189,15 @@ void *monitor_thread(void *arg)
 		}
 		do_sweep = d->mon.sweep_requested || now_mono_ns() >= next_sweep;
 		d->mon.sweep_requested = false;
+		reval_all = d->mon.revalidate_all && do_sweep;
+		if (reval_all)
+			d->mon.revalidate_all = false;
 		watching = d->mon.n_watches > 0;
+		has_reqs = d->mon.reqs != NULL;
 		pthread_mutex_unlock(&d->mon.lock);
+		/* Revalidation answers and operator evictions, at once. */
+		if (has_reqs)
+			revalidate_apply(d);
 		if (!do_sweep && !watching)
 			continue;
 		/*
@@ -219,7 +230,7 @@ void *monitor_thread(void *arg)
 		if (watching)
 			check_watches(d, peers, n, t0);
 		if (do_sweep) {
-			evict_sweep(d, peers, n, t0);
+			evict_sweep(d, peers, n, t0, reval_all);
 			next_sweep = now_mono_ns() + interval;
 			dlog(LOG_DEBUG, "sweep", "device_peers=%zu managed=%zu ms=%.3f", n,
 			     ptab_count_managed(d->peers), ms(t0, now_mono_ns()));

@@ -17,10 +17,14 @@
 
 static struct pending **pslot(struct daemon *d, const uint8_t key[static 32])
 {
-	uint32_t h;
+	uint8_t h[crypto_shorthash_BYTES];
+	uint64_t v;
 
-	memcpy(&h, key, sizeof(h));
-	return &d->pending.buckets[h % PENDING_BUCKETS];
+	/* Keys are the sender's choice: a prefix would let a few thousand
+	 * keygens fill one chain, scanned under the lock. SipHash, keyed. */
+	crypto_shorthash(h, key, 32, d->pending.hash_key);
+	memcpy(&v, h, sizeof(v));
+	return &d->pending.buckets[v % PENDING_BUCKETS];
 }
 
 /*

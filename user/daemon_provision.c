@@ -105,6 +105,7 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 	enum noise_status st;
 
 	a->ev = ev;
+	a->rekey = false;
 	a->t_seen = mono(d);
 	st = noise_check_shape(ev->msg, sizeof(ev->msg));
 	if (st) {
@@ -126,26 +127,16 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 		return false;
 	}
 	a->t_ident = mono(d);
-	/* Installed already: WireGuard answers it (given it back, with
-	 * --consume: it authenticates and checks freshness itself). */
-	if (ptab_on_device(d->peers, a->key)) {
-		noise_state_wipe(&ns);
-		INC(d, sightings);
-		redeliver_one(d, ev);
-		if (LOG_ENABLED(LOG_DEBUG)) {
-			char fp[9];
-
-			log_fingerprint(fp, a->key);
-			dlog(LOG_DEBUG, "sighting", "peer=%s identify_ms=%.3f", fp,
-			     ms(a->t_seen, a->t_ident));
-		}
-		return false;
-	}
 	/*
-	 * Freshness is checked once, by cache_ts_accept_many() in the worker:
+	 * Authenticated even when installed already (a rekey, every two
+	 * minutes while the client is active): its timestamp is recorded, so
+	 * that a captured rekey never becomes fresh again, and its arrival
+	 * teaches the key's clock to the seal at eviction (docs/security.md).
+	 * Freshness is checked once, by ts_accept_many() in the worker:
 	 * atomically against the stored timestamp, which a read here would
 	 * only repeat (one LMDB transaction per client less in a burst).
 	 */
+	a->rekey = ptab_on_device(d->peers, a->key);
 	st = noise_authenticate(d->env.responder, ev->msg, &ns, NULL, a->ts);
 	if (st) {
 		/* Someone encrypted this key without its private key. */
@@ -154,6 +145,32 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * An installed peer's initiation (a rekey), its freshness decided: WireGuard
+ * answers it (given back with --consume), unless it is a replay, which
+ * WireGuard refuses too. A cache that cannot record it does not stop an
+ * installed peer's rekey: WireGuard keeps its own timestamp for the peer.
+ */
+static void sighting(struct daemon *d, const struct authed *a, int fresh)
+{
+	if (fresh == -ESTALE) {
+		INC(d, replays);
+		reject(a->ev, "freshness", NOISE_ERR_REPLAY, a->key, LOG_INFO);
+		return;
+	}
+	if (fresh)
+		dlog(LOG_WARN, "cache", "op=ts_accept error=%s", strerror(-fresh));
+	INC(d, sightings);
+	redeliver_one(d, a->ev);
+	if (LOG_ENABLED(LOG_DEBUG)) {
+		char fp[9];
+
+		log_fingerprint(fp, a->key);
+		dlog(LOG_DEBUG, "sighting", "peer=%s identify_ms=%.3f recorded=%s", fp,
+		     ms(a->t_seen, a->t_ident), fresh ? "false" : "true");
+	}
 }
 
 /*
@@ -171,13 +188,27 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 	bool busy;
 	int ret, state;
 
+	if (a->rekey) {
+		sighting(d, a, fresh);
+		return;
+	}
 	if (fresh == -ESTALE) {
 		INC(d, replays);
 		reject(ev, "freshness", NOISE_ERR_REPLAY, key, LOG_INFO);
 		return;
 	}
-	if (fresh)
-		dlog(LOG_WARN, "cache", "op=ts_accept error=%s", strerror(-fresh));
+	if (fresh) {
+		/* Not recorded, not even in memory: going on would let this
+		 * initiation's replays through. Refused (docs/security.md). */
+		char fp[9];
+
+		INC(d, errors);
+		log_fingerprint(fp, key);
+		dlog(LOG_WARN, "provision",
+		     "peer=%s outcome=error source=cache reason=ts_write error=%s", fp,
+		     strerrorname_np(-fresh) ? strerrorname_np(-fresh) : "?");
+		return;
+	}
 
 	event_endpoint(ev, &ep);
 	p = pending_claim(d, key, ev, &ep, &busy);
@@ -268,11 +299,21 @@ void provision_fetched(struct daemon *d, struct job *j)
 		log_outcome(d, p, "unknown", "api", "http_status=404", LOG_INFO);
 		break;
 	case API_ERROR:
-		/* Unreachable or broken control plane: a stale answer beats none. */
-		if (p->stale && (j->f->err == -ETIMEDOUT || j->f->err == -ECONNREFUSED ||
-				     j->f->err == -EHOSTUNREACH || j->f->err == -EPROTO)) {
-			reserve(d, p, p->stale, "stale_cache");
-			return;
+		/* Unreachable or failing control plane: a stale answer (within
+		 * --max-stale: the cache decides) beats none. A final answer
+		 * about the key (410, …) revokes it: never the stale one. */
+		if (api_result_failing(&(struct api_result){ .status = API_ERROR,
+							    .err = j->f->err,
+							    .http_status = j->f->http_status })) {
+			if (p->stale) {
+				reserve(d, p, p->stale, "stale_cache");
+				return;
+			}
+		} else {
+			ret = d->cache_ops.put_negative(d->env.cache, p->key, now);
+			if (ret)
+				dlog(LOG_WARN, "cache", "op=put_negative error=%s",
+				     strerror(-ret));
 		}
 		INC(d, errors);
 		snprintf(extra, sizeof(extra), "reason=%s error=%s http_status=%ld attempts=%u",

@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -84,14 +86,25 @@ static int setup_process(struct jitwgd *j)
 {
 	sigset_t mask;
 
+	struct rlimit none = { 0, 0 };
+
 	if (!j->o.cache_dir || sodium_init() < 0) {
 		dlog(LOG_ERROR, "start", "error=\"sodium_init or out of memory\"");
 		return -ENOMEM;
 	}
+	/*
+	 * The process holds the device's private key, preshared keys and the
+	 * bearer token: no core file, no ptrace by others of the same uid
+	 * (docs/security.md).
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) || setrlimit(RLIMIT_CORE, &none))
+		dlog(LOG_WARN, "start", "error=\"cannot make the process non-dumpable: %s\"",
+		     strerror(errno));
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	j->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -125,6 +138,9 @@ static int open_device(struct jitwgd *j)
 		     log_quote(j->q, sizeof(j->q), wgdev_error(j->mon_dev)));
 		return ret;
 	}
+	/* The monitor lists the device at every sweep and watch poll: it
+	 * needs no preshared key, so it never holds one. */
+	wgdev_drop_secrets(j->mon_dev, true);
 	ret = wgdev_get_info(j->dev, &info);
 	if (!ret && key_is_zero(info.private_key))
 		ret = -ENOKEY;
@@ -145,7 +161,11 @@ static int open_device(struct jitwgd *j)
 
 static int open_cache(struct jitwgd *j)
 {
-	struct cache_options copts = { .sync = j->o.cache_sync };
+	struct cache_options copts = {
+		.sync = j->o.cache_sync,
+		.map_size = (uint64_t)j->o.cache_max_mib << 20,
+		.max_stale = j->o.max_stale,
+	};
 	int ret;
 
 	ret = mkdir_p(j->o.cache_dir);
@@ -327,7 +347,12 @@ static void renew_lease(struct jitwgd *j)
 	j->lapsed = !ok;
 }
 
-/* SIGHUP: sweep now, re-read the token. Returns false on SIGTERM/SIGINT. */
+/*
+ * SIGHUP: sweep now, re-read the token. SIGUSR1: ask the control plane
+ * about every managed peer now (an operator pushing a revocation; not
+ * SIGHUP: a token rotation must not become a request per peer). Returns
+ * false on SIGTERM/SIGINT.
+ */
 static bool handle_signals(struct jitwgd *j)
 {
 	struct signalfd_siginfo si;
@@ -350,6 +375,9 @@ static bool handle_signals(struct jitwgd *j)
 				else
 					dlog(LOG_INFO, "api", "op=reload_token outcome=ok");
 			}
+		} else if (si.ssi_signo == SIGUSR1) {
+			dlog(LOG_INFO, "signal", "signal=USR1 action=revalidate");
+			daemon_revalidate(j->d, NULL);
 		} else {
 			dlog(LOG_INFO, "signal", "signal=%s action=stop",
 			     si.ssi_signo == SIGTERM ? "TERM" : "INT");
@@ -409,10 +437,12 @@ static void stop(struct jitwgd *j, int status)
 		if (!j->cj.ret)
 			j->cap = j->cj.cap;
 	}
-	if (j->cap)
-		capture_close(j->cap);
+	/* The threads first: a sweep may still use the capture (the listen
+	 * port follow). No event arrives meanwhile: only run() polls it. */
 	if (j->d)
 		daemon_stop(j->d);
+	if (j->cap)
+		capture_close(j->cap);
 	if (j->api)
 		api_destroy(j->api);
 	if (j->d) {
