@@ -162,6 +162,19 @@ int cache_put_peer(struct cache *c, const struct api_peer *peer, uint64_t now);
 int cache_put_peers(struct cache *c, const struct api_peer *peers, size_t n,
 		    uint64_t now);
 
+/* One control-plane answer: peer for a 200, NULL for a 404 (negative). */
+struct cache_answer {
+	uint8_t key[32];
+	const struct api_peer *peer;
+};
+
+/*
+ * Store n answers (200s and 404s) in one transaction, so one sync: the
+ * daemon's cache writer batches what the control plane answered.
+ */
+int cache_put_answers(struct cache *c, const struct cache_answer *a, size_t n,
+		      uint64_t now);
+
 /* Store a 404 for key; expires at now + negative_ttl. */
 int cache_put_negative(struct cache *c, const uint8_t key[static 32],
 		       uint64_t now);

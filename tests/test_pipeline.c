@@ -187,8 +187,22 @@ static int f_ts_seal(struct cache *c, const uint8_t key[static 32], uint64_t mar
 	return 0;
 }
 
+static int f_put_answers(struct cache *c, const struct cache_answer *a, size_t n,
+			 uint64_t now)
+{
+	(void)now;
+	for (size_t i = 0; i < n; i++) {
+		if (a[i].peer)
+			c->put_peers++;
+		else
+			c->put_negatives++;
+	}
+	return 0;
+}
+
 static const struct daemon_cache_ops fake_cache_ops = {
 	.ts_seal = f_ts_seal,
+	.put_answers = f_put_answers,
 	.ts_accept_many = f_ts_accept_many,
 	.get_peer = f_get_peer,
 	.put_peer = f_put_peer,
@@ -1020,6 +1034,35 @@ static void test_revalidate(void)
 	rig_free(r);
 }
 
+/*
+ * --consume's lease: renewed only while the oldest queued job is young
+ * (the issue: renewed whenever any job completed, so a daemon keeping up
+ * only slowly never failed open).
+ */
+static void test_lease_age(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a;
+	struct jitwg_event ev;
+	bool first, slow;
+
+	client_new(r, &a, 0);
+	cache_set(r, a.pub, CACHE_NEGATIVE, 0);
+	make_event(r, &a, 100, 1, &ev);
+	daemon_on_event(r->d, &ev);
+	first = daemon_keeping_up(r->d); /* queued, no progress yet */
+	rig_drain(r);
+	make_event(r, &a, 200, 1, &ev);
+	daemon_on_event(r->d, &ev);
+	r->mono += 300 * 1000000ull; /* progress made, but this one waits */
+	slow = daemon_keeping_up(r->d);
+	rig_drain(r);
+	CHECK("pipeline: the lease lapses while the oldest queued job is 300 ms old",
+	      !first && !slow && daemon_keeping_up(r->d), "first %d slow %d", first, slow);
+	client_free(&a);
+	rig_free(r);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -1041,5 +1084,6 @@ int main(void)
 	test_ts_write_failure();
 	test_revalidate_decide();
 	test_revalidate();
+	test_lease_age();
 	CHECK_EXIT();
 }

@@ -860,22 +860,46 @@ int cache_put_peers(struct cache *c, const struct api_peer *peers, size_t n,
 	return commit_or_abort(txn, rc);
 }
 
+static void encode_negative(struct cache *c, struct disk_peer *d, uint64_t now)
+{
+	memset(d, 0, sizeof(*d));
+	d->version = REC_VERSION;
+	d->kind = REC_NEGATIVE;
+	d->ttl = c->negative_ttl;
+	d->fetched_at = now;
+	d->expires_at = now + c->negative_ttl;
+}
+
+int cache_put_answers(struct cache *c, const struct cache_answer *a, size_t n,
+		      uint64_t now)
+{
+	uint8_t buf[PEER_REC_MAX];
+	struct disk_peer neg;
+	MDB_txn *txn;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		if (a[i].peer && a[i].peer->n_allowed_ips > API_MAX_ALLOWED_IPS)
+			return -EINVAL;
+	rc = err(mdb_txn_begin(c->env, NULL, 0, &txn));
+	if (rc)
+		return rc;
+	encode_negative(c, &neg, now);
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = a[i].peer ? peer_put(txn, c, a[i].key, buf,
+					  encode_peer(c, buf, a[i].peer, now)) :
+				 peer_put(txn, c, a[i].key, &neg, sizeof(neg));
+	sodium_memzero(buf, sizeof(buf));
+	return commit_or_abort(txn, rc);
+}
+
 int cache_put_negative(struct cache *c, const uint8_t key[static 32],
 		       uint64_t now)
 {
-	struct disk_peer d = { 0 };
+	struct cache_answer a = { .peer = NULL };
 
-	d.version = REC_VERSION;
-	d.kind = REC_NEGATIVE;
-	d.ttl = c->negative_ttl;
-	d.fetched_at = now;
-	d.expires_at = now + c->negative_ttl;
-	MDB_txn *txn;
-	int ret = err(mdb_txn_begin(c->env, NULL, 0, &txn));
-
-	if (ret)
-		return ret;
-	return commit_or_abort(txn, peer_put(txn, c, key, &d, sizeof(d)));
+	memcpy(a.key, key, 32);
+	return cache_put_answers(c, &a, 1, now);
 }
 
 int cache_get_peer(struct cache *c, const uint8_t key[static 32], uint64_t now,

@@ -23,6 +23,7 @@ const struct daemon_cache_ops daemon_cache_lmdb = {
 	.managed_get = cache_managed_get,
 	.managed_del = cache_managed_del,
 	.ts_seal = cache_ts_seal,
+	.put_answers = cache_put_answers,
 };
 
 const struct daemon_api_ops daemon_api_http = {
@@ -68,6 +69,8 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 	}
 	pthread_mutex_init(&d->intake.lock, NULL);
 	pthread_cond_init(&d->intake.cond, NULL);
+	pthread_mutex_init(&d->cwriter.lock, NULL);
+	pthread_cond_init(&d->cwriter.cond, NULL);
 	pthread_mutex_init(&d->pending.lock, NULL);
 	randombytes_buf(d->pending.hash_key, sizeof(d->pending.hash_key));
 	pthread_mutex_init(&d->inst.lock, NULL);
@@ -141,6 +144,10 @@ int daemon_start(struct daemon *d)
 			return -ret;
 		d->intake.n_started++;
 	}
+	ret = pthread_create(&d->cwriter.thread, NULL, cwriter_thread, d);
+	if (ret)
+		return -ret;
+	d->cwriter.started = true;
 	ret = pthread_create(&d->inst.thread, NULL, installer_thread, d);
 	if (ret)
 		return -ret;
@@ -161,6 +168,7 @@ size_t daemon_drain(struct daemon *d)
 		while (intake_drain(d))
 			n++;
 		n += installer_drain(d);
+		n += cwriter_drain(d);
 		done += n;
 	} while (n);
 	return done;
@@ -185,6 +193,14 @@ void daemon_stop(struct daemon *d)
 	for (i = 0; i < d->intake.n_started; i++)
 		pthread_join(d->intake.workers[i], NULL);
 	d->intake.n_started = 0;
+	/* The workers' answers: written out before the writer stops. */
+	pthread_mutex_lock(&d->cwriter.lock);
+	d->cwriter.stop = true;
+	pthread_cond_signal(&d->cwriter.cond);
+	pthread_mutex_unlock(&d->cwriter.lock);
+	if (d->cwriter.started)
+		pthread_join(d->cwriter.thread, NULL);
+	d->cwriter.started = false;
 	pthread_mutex_lock(&d->inst.lock);
 	d->inst.stop = true;
 	pthread_cond_signal(&d->inst.cond);
@@ -221,6 +237,7 @@ void daemon_free(struct daemon *d)
 	}
 	pending_free_all(d);
 	revalidate_free_all(d);
+	cwriter_free_all(d);
 	installer_release(d);
 	ptab_free(d->peers);
 	free(d->mon.watches);

@@ -277,7 +277,9 @@ size_t ptab_count_managed(struct peer_table *t);
 	X(waiting, "jitwg_provisions_total", "outcome=\"waiting\"",           \
 	  "Provisioning decisions by outcome", 0)                             \
 	X(revalidate_failed, "jitwg_revalidations_failed_total", "",          \
-	  "Revalidations of managed peers the control plane did not answer", 0)
+	  "Revalidations of managed peers the control plane did not answer", 0) \
+	X(cache_write_dropped, "jitwg_cache_answers_dropped_total", "",       \
+	  "Control-plane answers not cached: the cache writer's queue was full", 0)
 
 struct daemon_stats {
 #define X(name, metric, labels, help, stop) uint64_t name;
@@ -328,6 +330,8 @@ struct daemon_cache_ops {
 			   struct cache_managed *out);
 	int (*managed_del)(struct cache *c, const uint8_t key[static 32]);
 	int (*ts_seal)(struct cache *c, const uint8_t key[static 32], uint64_t margin_ns);
+	int (*put_answers)(struct cache *c, const struct cache_answer *a, size_t n,
+			   uint64_t now);
 };
 
 struct daemon_api_ops {

@@ -57,6 +57,8 @@ enum {
 	ANSWER_MAX_AGE_MS = 4000,
 	INSTALL_BATCH_MAX = 1024,
 	WORKER_BATCH = 32,            /* jobs a worker takes at once */
+	CWRITER_BATCH = 256,          /* answers per cache transaction */
+	CWRITER_MAX = 65536,          /* answers waiting for the cache writer */
 	/* The seal at eviction: the client's clock learned from its last
 	 * initiation, plus this for that initiation's network delay and the
 	 * clients' 2^24 ns timestamp granularity (docs/security.md). */
@@ -112,6 +114,26 @@ void intake_push(struct daemon *d, struct job *j);
 void *intake_worker(void *arg);
 size_t intake_drain(struct daemon *d);
 void job_free(struct job *j);
+
+/* ---- cache writer (daemon_cache_writer.c) ---- */
+
+struct cwrite;
+
+struct cache_writer {
+	pthread_mutex_t lock;   /* head, tail, len, stop */
+	pthread_cond_t cond;    /* an answer was queued, or stop */
+	struct cwrite *head, *tail;
+	size_t len;
+	bool stop, started;
+	pthread_t thread;
+};
+
+/* Cache a control-plane answer (peer; NULL: a 404 or other final "no"). */
+void cwriter_put(struct daemon *d, const uint8_t key[static 32], const struct api_peer *peer,
+		 uint64_t now);
+void *cwriter_thread(void *arg);
+size_t cwriter_drain(struct daemon *d);
+void cwriter_free_all(struct daemon *d);
 
 /* ---- pending table (daemon_pending.c) ---- */
 
@@ -339,6 +361,7 @@ struct daemon {
 	struct pending_table pending;
 	struct installer inst;
 	struct monitor mon;
+	struct cache_writer cwriter;
 	struct daemon_counters counters;
 };
 

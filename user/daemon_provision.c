@@ -281,20 +281,16 @@ void provision_fetched(struct daemon *d, struct job *j)
 	struct pending *p = j->f->p;
 	char extra[API_REASON_LEN + 96], q[API_REASON_LEN + 8];
 	uint64_t now = wall(d);
-	int ret;
 
 	p->t_fetch = mono(d);
 	switch (j->f->status) {
 	case API_FOUND:
-		ret = d->cache_ops.put_peer(d->env.cache, &j->f->peer, now);
-		if (ret)
-			dlog(LOG_WARN, "cache", "op=put_peer error=%s", strerror(-ret));
+		/* Cached by the writer thread, installed from memory now. */
+		cwriter_put(d, p->key, &j->f->peer, now);
 		reserve(d, p, &j->f->peer, "api");
 		return;
 	case API_NOT_FOUND:
-		ret = d->cache_ops.put_negative(d->env.cache, p->key, now);
-		if (ret)
-			dlog(LOG_WARN, "cache", "op=put_negative error=%s", strerror(-ret));
+		cwriter_put(d, p->key, NULL, now);
 		INC(d, unknown);
 		log_outcome(d, p, "unknown", "api", "http_status=404", LOG_INFO);
 		break;
@@ -310,10 +306,7 @@ void provision_fetched(struct daemon *d, struct job *j)
 				return;
 			}
 		} else {
-			ret = d->cache_ops.put_negative(d->env.cache, p->key, now);
-			if (ret)
-				dlog(LOG_WARN, "cache", "op=put_negative error=%s",
-				     strerror(-ret));
+			cwriter_put(d, p->key, NULL, now);
 		}
 		INC(d, errors);
 		snprintf(extra, sizeof(extra), "reason=%s error=%s http_status=%ld attempts=%u",
