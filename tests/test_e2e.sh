@@ -732,3 +732,20 @@ test_e2e_revoked_gone_410() {
 		fail "stale answer installed after 410"
 	return 0
 }
+
+# Start-up checks an operator trips over: --xdp-dev equal to --wg-dev is
+# refused; a cache directory left world-readable (it holds preshared keys)
+# is tightened to 0700 and said so; the process cannot dump core.
+test_e2e_operator_checks() {
+	local out rc
+	e2e_start
+	out=$("$JITWGD" --wg-dev "$WGG" --xdp-dev "$WGG" --api "$CP_URL" 2>&1); rc=$?
+	expect_eq "$rc" 2 "exit status for --xdp-dev = --wg-dev"
+	echo "$out" | grep -q "is the WireGuard device itself" || fail "message: $out"
+	mkdir -p "$TMP/cache"
+	chmod 0755 "$TMP/cache"
+	e2e_jitwgd
+	expect_eq "$(stat -c %a "$TMP/cache")" 700 "cache directory mode"
+	grep -q "stage=cache .*outcome=tightened mode_was=755" "$JW_LOG" || fail "not said: $(cat "$JW_LOG")"
+	grep -Eq "^Max core file size +0 +0 " "/proc/$JW_PID/limits" || fail "core files allowed"
+}

@@ -459,6 +459,11 @@ int opts_validate(const struct daemon_opts *o, char *err, size_t errlen)
 			 o->xdp_mode == CAPTURE_NATIVE ? "native" : "generic");
 		return -EINVAL;
 	}
+	if (o->xdp_dev && !strcmp(o->xdp_dev, o->wg_dev)) {
+		snprintf(err, errlen, "--xdp-dev %s is the WireGuard device itself: "
+			 "give the device receiving WireGuard's UDP (the uplink)", o->xdp_dev);
+		return -EINVAL;
+	}
 	/* Re-delivered initiations arrive through the loopback device. */
 	if (o->consume && o->xdp_dev && !strcmp(o->xdp_dev, "lo")) {
 		snprintf(err, errlen, "--consume re-delivers through the loopback "
