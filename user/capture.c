@@ -30,7 +30,8 @@ struct capture {
 	capture_event_fn fn;
 	void *ctx;
 	int ifindex;
-	__u32 attach_flags; /* 0 when not attached by us */
+	__u32 attach_flags; /* netlink attachment: 0 when not attached by us */
+	int link_fd;        /* bpf_link attachment, or -1 */
 	bool native;
 	int fd_events, fd_counters, fd_settings, fd_ports;
 	int fd_src, fd_global;
@@ -312,16 +313,39 @@ static int load(struct capture *c)
 	return 0;
 }
 
+/*
+ * Attach in one mode. A bpf_link (kernel 5.9+) belongs to this process: it
+ * goes when the last fd to it closes, so a crash or kill -9 leaves no
+ * program behind, a second attach fails with EBUSY while the first owner
+ * lives, and no one needs CAP_SYS_ADMIN to find and replace a stale program
+ * by id. Kernels without XDP links (EINVAL) get the netlink attachment.
+ */
+static int attach_mode(struct capture *c, __u32 mode_flag)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, lo, .flags = mode_flag);
+	int fd;
+
+	fd = bpf_link_create(c->prog_fd, c->ifindex, BPF_XDP, &lo);
+	if (fd >= 0) {
+		c->link_fd = fd;
+		return 0;
+	}
+	if (fd != -EINVAL)
+		return fd;
+	fd = bpf_xdp_attach(c->ifindex, c->prog_fd,
+			    XDP_FLAGS_UPDATE_IF_NOEXIST | mode_flag, NULL);
+	if (!fd)
+		c->attach_flags = mode_flag;
+	return fd;
+}
+
 static int attach(struct capture *c, const char *ifname, enum capture_mode mode)
 {
-	__u32 base = XDP_FLAGS_UPDATE_IF_NOEXIST;
 	int err;
 
 	if (mode == CAPTURE_AUTO || mode == CAPTURE_NATIVE) {
-		err = bpf_xdp_attach(c->ifindex, c->prog_fd,
-				     base | XDP_FLAGS_DRV_MODE, NULL);
+		err = attach_mode(c, XDP_FLAGS_DRV_MODE);
 		if (!err) {
-			c->attach_flags = XDP_FLAGS_DRV_MODE;
 			c->native = true;
 			return 0;
 		}
@@ -329,12 +353,9 @@ static int attach(struct capture *c, const char *ifname, enum capture_mode mode)
 		    err == -EPERM)
 			goto fail;
 	}
-	err = bpf_xdp_attach(c->ifindex, c->prog_fd, base | XDP_FLAGS_SKB_MODE,
-			     NULL);
-	if (!err) {
-		c->attach_flags = XDP_FLAGS_SKB_MODE;
+	err = attach_mode(c, XDP_FLAGS_SKB_MODE);
+	if (!err)
 		return 0;
-	}
 fail:
 	if (err == -EBUSY || err == -EEXIST)
 		return fail(c, err,
@@ -372,6 +393,7 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	c->ctx = ctx;
 	c->prog_fd = c->fd_events = c->fd_counters = c->fd_settings = -1;
 	c->fd_ports = c->fd_src = c->fd_global = c->fd_lease = c->fd_local = -1;
+	c->link_fd = -1;
 	c->ncpus = libbpf_num_possible_cpus();
 	if (c->ncpus <= 0) {
 		err = fail(c, -EIO, "cannot count possible CPUs");
@@ -434,6 +456,8 @@ void capture_close(struct capture *c)
 	/* A program that stays attached (pinned) passes again at once. */
 	if (c->leased)
 		capture_set_lease(c, 0);
+	if (c->link_fd >= 0)
+		close(c->link_fd);
 	if (c->attach_flags) {
 		/* Detach only our program, should someone have replaced it. */
 		LIBBPF_OPTS(bpf_xdp_attach_opts, o, .old_prog_fd = c->prog_fd);
