@@ -24,10 +24,23 @@ enum capture_mode {
 	CAPTURE_GENERIC,
 	CAPTURE_PINNED,  /* bpftool loaded and attached it: use pin_dir's maps */
 	CAPTURE_LOAD_ONLY, /* load, do not attach (tests, benchmarks) */
+	/*
+	 * Through libxdp's multi-program dispatcher (native, else generic), so
+	 * that other XDP programs attached through libxdp run on the same
+	 * device; jitwg runs after those of a lower priority (CAPTURE_MULTI_PRIO).
+	 */
+	CAPTURE_MULTI,
 };
 
+/*
+ * jitwg's run priority in libxdp's dispatcher: lower runs first. Above
+ * libxdp's default (50, xdp-filter's) so that a filter drops first and
+ * jitwg's own drops (--consume, --drop) end the chain after it.
+ */
+enum { CAPTURE_MULTI_PRIO = 100 };
+
 const char *capture_mode_str(enum capture_mode mode);
-/* "auto", "native", "generic", "pinned" → mode; -EINVAL otherwise. */
+/* "auto", "native", "generic", "pinned", "multi" → mode; -EINVAL otherwise. */
 int capture_mode_parse(const char *s, enum capture_mode *mode);
 
 struct capture_opts {

@@ -49,7 +49,8 @@ static void usage(FILE *f)
 		"Print one line per WireGuard handshake initiation seen on DEV.\n"
 		"\n"
 		"  --dev DEV            device to attach to\n"
-		"  --mode MODE          auto (native, else generic), native or generic\n"
+		"  --mode MODE          auto (native, else generic), native, generic, or multi\n"
+		"                       (libxdp's dispatcher: shares the device)\n"
 		"  --pin-dir DIR        use the maps bpftool pinned in DIR; attach nothing\n"
 		"  --port PORT          WireGuard UDP port (repeatable; default 51820)\n"
 		"  --src-rate N         per-source initiations/s (0 = no limit; default %d)\n"
@@ -144,7 +145,7 @@ int main(int argc, char **argv)
 		case 'm':
 			if (capture_mode_parse(optarg, &opts.mode)) {
 				fprintf(stderr,
-					"jitwg-xdp: --mode: '%s' is not auto, native, generic or pinned\n",
+					"jitwg-xdp: --mode: '%s' is not auto, native, generic, multi or pinned\n",
 					optarg);
 				return 2;
 			}
