@@ -52,6 +52,11 @@ struct capture_opts {
 	/* Rates, bursts and flags (JITWG_F_DROP_LIMITED); NULL = the
 	 * defaults, JITWG_CONFIG_DEFAULTS. */
 	const struct jitwg_config *limits;
+	/*
+	 * CAPTURE_PINNED: leave the ports and limits in the maps as they are
+	 * (whoever set them, jitwgd included), ignoring ports and limits.
+	 */
+	bool keep_settings;
 };
 
 /* Called once per event from capture_poll(); a negative return stops polling. */
@@ -95,6 +100,9 @@ int capture_set_local_addrs(struct capture *c, const uint8_t (*addrs)[16],
 			    size_t n);
 /* Forget all bucket state (every source and the global bucket start full). */
 int capture_reset_limits(struct capture *c);
+/* The limits and up to max ports (*n: how many there are) now in the maps. */
+int capture_read_settings(struct capture *c, struct jitwg_config *cfg,
+			  uint16_t *ports, size_t max, size_t *n);
 /* Counters summed over CPUs, indexed by enum jitwg_counter. */
 int capture_read_counters(struct capture *c, uint64_t out[static JITWG_CTR_MAX]);
 const char *capture_counter_name(enum jitwg_counter ctr);

@@ -29,3 +29,71 @@ test_ops_xdp_multi_here() {
 	ip -n "$G" link show vg | grep -q "prog/xdp" && fail "a program was left on vg"
 	return 0
 }
+
+# readme_block HEADING: the first ```sh block after the README line HEADING.
+readme_block() {
+	awk -v h="$1" '$0 == h {f = 1} f && /^```sh$/ {b = 1; next} b && /^```$/ {exit} b' \
+		"$ROOT/README.md"
+}
+
+# The README's bpftool recipe, run as written by a new user, for a device in
+# another namespace (every command under nsenter, as its note says): the
+# device is vg in ns "g", the pins under a path of this run, build/ the
+# tree's. A client's initiation is provisioned by jitwgd (the recipe's last
+# command) and counted; jitwg-xdp --pin-dir returned at once, so jitwgd got
+# it; the removal lines leave nothing behind.
+#
+#   ns "c": wireguard-go client  <- veth ->  ns "g": wireguard-go gateway,
+#                                             XDP by bpftool on vg, jitwgd
+test_ops_bpftool_recipe() {
+	local pin=/sys/fs/bpf/jw-recipe-$RUNID nsx line
+	[ -x "$JITWGD" ] || skip "build/jitwgd not built"
+	tmp_dir
+	e2e_topo
+	e2e_cp
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	nsx="nsenter --net=/run/netns/$G"
+	on_exit "$nsx bpftool net detach xdp dev vg; rm -rf $pin"
+	readme_block "### Deploying with bpftool" >"$TMP/recipe"
+	[ -s "$TMP/recipe" ] || fail "no recipe in the README"
+	grep -q "^mkdir -p /sys/fs/bpf/jitwg" "$TMP/recipe" || fail "recipe: no mkdir -p"
+	JW_LOG=$TMP/jitwgd.log
+	while IFS= read -r line; do
+		# Joined continuation lines, comments and the mount dropped.
+		while [[ $line == *\\ ]]; do
+			IFS= read -r more
+			line="${line%\\} $more"
+		done
+		line=${line%%#*}
+		[[ $line =~ ^[[:space:]]*$ || $line == mount* ]] && continue
+		line=${line//\/sys\/fs\/bpf\/jitwg/$pin}
+		line=${line//dev eth0/dev vg}
+		line=${line//build\//$BUILD/}
+		case "$line" in
+		*jitwgd*)
+			# The placeholders: this topology's device and control plane.
+			line=${line//--wg-dev wg0/--wg-dev $WGG}
+			line=${line//--api …/--api $CP_URL --cache-dir $TMP/cache}
+			echo "  \$ $line &"
+			$nsx $line 2>>"$JW_LOG" &
+			JW_PID=$!
+			on_exit "kill $JW_PID 2>/dev/null"
+			wait_for 10 grep -q msg=ready "$JW_LOG" || fail "jitwgd: $(cat "$JW_LOG")"
+			check "ping through the tunnel" cping A 1 5
+			grep -q "peer=$(fp "$A_PUB") outcome=installed" "$JW_LOG" ||
+				fail "not provisioned: $(cat "$JW_LOG")"
+			kill "$JW_PID"
+			wait "$JW_PID" 2>/dev/null
+			;;
+		*)
+			echo "  \$ $line"
+			timeout 20 $nsx $line >"$TMP/out" 2>&1 || fail "recipe line failed: $line: $(cat "$TMP/out")"
+			sed 's/^/    /' "$TMP/out"
+			;;
+		esac
+	done <"$TMP/recipe"
+	[ -e "$pin" ] && fail "pins left after the removal lines"
+	ip -n "$G" link show vg | grep -q prog/xdp && fail "program left attached"
+	return 0
+}

@@ -535,12 +535,15 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 		goto err;
 
 	/* Settings before attaching, so that no packet sees an empty port map. */
-	err = capture_set_limits(c, opts->limits ? opts->limits : &defaults);
-	if (!err)
-		err = opts->n_ports ? capture_set_ports(c, opts->ports, opts->n_ports) :
-				      capture_set_ports(c, &default_port, 1);
-	if (err)
-		goto err;
+	if (!(opts->mode == CAPTURE_PINNED && opts->keep_settings)) {
+		err = capture_set_limits(c, opts->limits ? opts->limits : &defaults);
+		if (!err)
+			err = opts->n_ports ?
+				capture_set_ports(c, opts->ports, opts->n_ports) :
+				capture_set_ports(c, &default_port, 1);
+		if (err)
+			goto err;
+	}
 
 	c->rb = ring_buffer__new(c->fd_events, on_sample, c, NULL);
 	if (!c->rb) {
@@ -791,4 +794,29 @@ int capture_read_counters(struct capture *c, uint64_t out[static JITWG_CTR_MAX])
 	}
 	free(vals);
 	return err;
+}
+
+int capture_read_settings(struct capture *c, struct jitwg_config *cfg,
+			  uint16_t *ports, size_t max, size_t *n)
+{
+	__u32 key = 0, i;
+	__u64 word;
+	int b;
+
+	if (bpf_map_lookup_elem(c->fd_settings, &key, cfg))
+		return fail(c, -errno, "cannot read the limits: %s", strerror(errno));
+	*n = 0;
+	for (i = 0; i < PORT_WORDS; i++) {
+		if (bpf_map_lookup_elem(c->fd_ports, &i, &word))
+			return fail(c, -errno, "cannot read the ports: %s",
+				    strerror(errno));
+		for (b = 0; word && b < 64; b++) {
+			if (!(word & (1ULL << b)))
+				continue;
+			if (*n < max)
+				ports[*n] = (uint16_t)(i * 64 + b);
+			++*n;
+		}
+	}
+	return 0;
 }
