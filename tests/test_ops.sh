@@ -97,3 +97,32 @@ test_ops_bpftool_recipe() {
 	ip -n "$G" link show vg | grep -q prog/xdp && fail "program left attached"
 	return 0
 }
+
+# `jitwgctl initiate --send` to a jitwg gateway: the gateway installs the
+# key and initiates the handshake itself instead of answering; that
+# initiation, authenticated with the gateway's key, is success (exit 0).
+#
+#   ns "c": jitwgctl initiate --send  <- veth ->  ns "g": wireguard-go, jitwgd,
+#                                                  control plane
+test_ops_initiate_send_jitwg_gateway() {
+	local out rc
+	[ -x "$JITWGD" ] || skip "build/jitwgd not built"
+	tmp_dir
+	e2e_topo
+	e2e_cp
+	wg genkey >"$TMP/me.key"
+	cp_add "$(wg pubkey <"$TMP/me.key")" 10.77.0.9/32
+	e2e_jitwgd
+	out=$(ip netns exec "$C" "$BUILD/jitwgctl" initiate --private-key-file "$TMP/me.key" \
+		--peer "$GW_PUB" --send $E2E_GW_IP:51820 --timeout-ms 5000 2>&1); rc=$?
+	echo "$out" | sed 's/^/  /'
+	expect_eq "$rc" 0 "exit status"
+	echo "$out" | grep -q "^response: the gateway initiated the handshake itself" ||
+		fail "not recognised: $out"
+	gw_has "$(wg pubkey <"$TMP/me.key")" || fail "not installed"
+	# A stranger's initiation to the gateway still fails: nothing answers.
+	wg genkey >"$TMP/stranger.key"
+	out=$(ip netns exec "$C" "$BUILD/jitwgctl" initiate --private-key-file "$TMP/stranger.key" \
+		--peer "$GW_PUB" --send $E2E_GW_IP:51820 --timeout-ms 1500 2>&1); rc=$?
+	expect_eq "$rc" 1 "exit status for an unknown key"
+}
