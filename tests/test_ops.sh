@@ -126,3 +126,51 @@ test_ops_initiate_send_jitwg_gateway() {
 		--peer "$GW_PUB" --send $E2E_GW_IP:51820 --timeout-ms 1500 2>&1); rc=$?
 	expect_eq "$rc" 1 "exit status for an unknown key"
 }
+
+# `jitwgctl decode` on what tcpdump prints, as a user would paste it: a real
+# capture (IPv4 and IPv6, Ethernet on the veth and Linux cooked on "any")
+# of jitwgctl's initiation, printed with -x (from the IP header), -xx (from
+# the link header), -X and -XX (with the ASCII column), decodes to the
+# sender's key.
+#
+#   ns "c": jitwgctl initiate --send  <- veth ->  ns "g": tcpdump -i vg / any
+test_ops_decode_tcpdump() {
+	local flag f out pub
+	tmp_dir
+	veth_pair c vc 192.168.77.2/24 g vg 192.168.77.1/24 fd77::2/64 fd77::1/64
+	G=$(ns g) C=$(ns c)
+	wg genkey >"$TMP/gw.key"
+	wg genkey >"$TMP/me.key"
+	pub=$(wg pubkey <"$TMP/me.key")
+	for f in vg any; do
+		ip netns exec "$G" tcpdump -i $f -n -U --immediate-mode -w "$TMP/$f.pcap" \
+			udp port 51820 2>"$TMP/tcpdump-$f.log" &
+		on_exit "kill $!"
+		wait_for 60 grep -q "listening on" "$TMP/tcpdump-$f.log" || fail "tcpdump did not start"
+	done
+	for to in 192.168.77.1:51820 "[fd77::1]:51820"; do
+		ip netns exec "$C" "$BUILD/jitwgctl" initiate --private-key-file "$TMP/me.key" \
+			--peer "$(wg pubkey <"$TMP/gw.key")" --send "$to" --timeout-ms 200 >/dev/null
+	done
+	wait_for 10 eval '[ "$(tcpdump -r "$TMP/any.pcap" 2>/dev/null | wc -l)" -ge 2 ]' ||
+		fail "capture incomplete"
+	sleep 0.5
+	for f in vg any; do
+		for flag in -x -xx -X -XX; do
+			for filter in ip ip6; do
+				tcpdump -r "$TMP/$f.pcap" -n $flag $filter >"$TMP/dump" 2>/dev/null
+				out=$("$BUILD/jitwgctl" decode --private-key-file "$TMP/gw.key" "$TMP/dump" 2>&1) ||
+					fail "tcpdump $flag ($f, $filter) not decoded: $out
+$(cat "$TMP/dump")"
+				echo "$out" | grep -qx "initiator: $pub" || fail "wrong key ($f $flag $filter): $out"
+				echo "  $f $flag $filter: $(echo "$out" | grep '^captured:')"
+			done
+		done
+	done
+	# A dump without an initiation is refused with the accepted forms named.
+	ip netns exec "$C" ping -c 1 -W 1 192.168.77.1 >/dev/null
+	echo "0x0000:  4500 0054 0000 4000 4001 b74d c0a8 4d02" >"$TMP/dump"
+	out=$("$BUILD/jitwgctl" decode --private-key-file "$TMP/gw.key" "$TMP/dump" 2>&1)
+	expect_eq "$?" 2 "exit status without an initiation"
+	echo "$out" | grep -q "tcpdump -x, -xx, -X or -XX" || fail "message: $out"
+}
