@@ -174,3 +174,61 @@ $(cat "$TMP/dump")"
 	expect_eq "$?" 2 "exit status without an initiation"
 	echo "$out" | grep -q "tcpdump -x, -xx, -X or -XX" || fail "message: $out"
 }
+
+# `wgdevctl DEV show` prints handshake ages as wg(8) does: a peer with a
+# handshake "N seconds ago" (or "Now"), agreeing with `wg show` to within a
+# second; one without, "never". --version on the three tools.
+#
+#   ns "c": wireguard-go client  <- veth ->  ns "g": wireguard-go gateway
+#           (the gateway's peer)                     (the client's peer, and
+#                                                     a peer that never knocks)
+test_ops_wgdevctl_handshake_age() {
+	local out wgsays mine t
+	command -v wireguard-go >/dev/null || skip "wireguard-go not installed"
+	tmp_dir
+	e2e_topo
+	e2e_client A 10.77.0.2
+	ip netns exec "$G" wg set "$WGG" peer "$A_PUB" allowed-ips 10.77.0.2/32
+	ip netns exec "$G" wg set "$WGG" peer "$(wg genkey | wg pubkey)" allowed-ips 10.77.0.3/32
+	check "ping through the tunnel" cping A 1 5
+	sleep 2
+	out=$(ip netns exec "$G" "$BUILD/wgdevctl" "$WGG" show)
+	echo "$out" | sed 's/^/  /'
+	mine=$(echo "$out" | grep "^peer $A_PUB " | sed -n 's/.* latest-handshake "\([^"]*\)".*/\1/p')
+	[[ $mine =~ ^[0-9]+\ seconds?\ ago$ ]] || fail "age of a handshake: '$mine'"
+	wgsays=$(ip netns exec "$G" wg show "$WGG" | sed -n 's/^ *latest handshake: //p' | head -1)
+	echo "  wg show: $wgsays; wgdevctl: $mine"
+	t=${mine%% *}
+	[[ $wgsays =~ ^($t|$((t - 1))|$((t + 1)))\ seconds?\ ago$ ]] || fail "wg says '$wgsays', wgdevctl '$mine'"
+	expect_eq "$(echo "$out" | grep -c ' latest-handshake never ')" 1 "peers without a handshake"
+	for t in jitwg-xdp jitwgctl wgdevctl; do
+		out=$("$BUILD/$t" --version) || fail "$t --version"
+		[[ $out =~ ^$t\ [0-9a-z.-]+$ ]] || fail "$t --version: $out"
+	done
+}
+
+# jitwg-xdp's watch line: the wall-clock receive time (UTC, within seconds
+# of now) and the device's name, not a monotonic count and an ifindex.
+#
+#   ns "c": jitwgctl initiate --send  <- veth ->  ns "g": jitwg-xdp --dev vg
+test_ops_xdp_watch_line() {
+	local line when now
+	tmp_dir
+	veth_pair c vc 192.168.77.2/24 g vg 192.168.77.1/24
+	G=$(ns g) C=$(ns c)
+	ip netns exec "$G" "$BUILD/jitwg-xdp" --dev vg --count 1 >"$TMP/events" 2>"$TMP/xdp.err" &
+	on_exit "kill $!"
+	wait_for 5 grep -q attached "$TMP/xdp.err" || fail "jitwg-xdp: $(cat "$TMP/xdp.err")"
+	wg genkey >"$TMP/me.key"
+	ip netns exec "$C" "$BUILD/jitwgctl" initiate --private-key-file "$TMP/me.key" \
+		--peer "$(wg genkey | wg pubkey)" --send 192.168.77.1:51820 --timeout-ms 200 >/dev/null
+	wait_for 5 grep -q " src=" "$TMP/events" || fail "no event"
+	line=$(grep " src=" "$TMP/events")
+	echo "  $line"
+	[[ $line =~ ^([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})\.[0-9]{6}Z\ dev=vg\ src=192\.168\.77\.2: ]] ||
+		fail "line format: $line"
+	when=$(date -u -d "${BASH_REMATCH[1]}" +%s)
+	now=$(date -u +%s)
+	[ $((now - when)) -ge 0 ] && [ $((now - when)) -le 10 ] ||
+		fail "receive time ${BASH_REMATCH[1]} is not within seconds of now"
+}
