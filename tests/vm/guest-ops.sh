@@ -4,8 +4,9 @@
 # operating cases that this host's kernel cannot run. Prints PASS:/FAIL:
 # lines; exits non-zero if any case failed. Usage: guest-ops.sh [CASE...]
 #
-#   multi_xdp_filter: xdp-filter and jitwg share one device through libxdp's
-#     dispatcher (this host refuses the dispatcher's extension programs).
+#   multi_xdp_filter, multi_jitwgd: xdp-filter and jitwg (jitwg-xdp, then
+#     jitwgd) share one device through libxdp's dispatcher (this host
+#     refuses the dispatcher's extension programs).
 #   unit_caps_netlink: jitwgd as nobody with the unit's capabilities minus
 #     CAP_DAC_OVERRIDE against kernel WireGuard (netlink).
 set -u
@@ -81,6 +82,38 @@ case_multi_xdp_filter() {
 	return 0
 }
 
+# jitwgd itself with --xdp-mode multi behind xdp-filter: it provisions a
+# kernel WireGuard client (ping), both programs in the dispatcher; its stop
+# leaves the filter.
+case_multi_jitwgd() {
+	local nsx status
+	ktopo
+	nsx="nsenter --net=/run/netns/$G"
+	check "xdp-filter load" $nsx xdp-filter load vg -m native
+	on_exit "$nsx xdp-filter unload vg --all"
+	JW_LOG=$TMP/jitwgd.log
+	# nsenter: libxdp needs bpffs, which "ip netns exec" hides.
+	$nsx "$JITWGD" --wg-dev "$WGG" --xdp-dev vg --xdp-mode multi --backend netlink \
+		--api "$CP_URL" --cache-dir "$TMP/cache" 2>>"$JW_LOG" &
+	JW_PID=$!
+	on_exit "kill $JW_PID 2>/dev/null; sleep 0.5; kill -9 $JW_PID 2>/dev/null"
+	wait_for 90 grep -q "msg=ready" "$JW_LOG" || fail "jitwgd did not start: $(jwlog)"
+	status=$($nsx xdp-loader status vg)
+	echo "$status" | sed 's/^/    /'
+	expect_eq "$(echo "$status" | grep -oE "xdp_dispatcher|xdpfilt|jitwg_xdp" | paste -sd' ')" \
+		"xdp_dispatcher xdpfilt jitwg_xdp" "programs on vg"
+	check "ping through the tunnel" kping
+	grep -q "msg=provision peer=$(fp "$A_PUB") outcome=installed" "$JW_LOG" ||
+		fail "not installed: $(jwlog)"
+	kill "$JW_PID"
+	wait_for 30 grep -q "msg=stop" "$JW_LOG" || fail "no clean stop: $(jwlog)"
+	status=$($nsx xdp-loader status vg)
+	echo "$status" | grep -q jitwg_xdp && fail "jitwg left in the dispatcher: $status"
+	echo "$status" | grep -q xdpfilt || fail "the filter went with jitwgd: $status"
+	grep -q "level=error" "$JW_LOG" && fail "errors: $(jwlog)"
+	return 0
+}
+
 # The unit's capability list minus CAP_DAC_OVERRIDE (kernel WireGuard needs
 # no socket) is enough for jitwgd as nobody over netlink.
 case_unit_caps_netlink() {
@@ -112,6 +145,6 @@ case_unit_caps_netlink() {
 [ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(multi_xdp_filter unit_caps_netlink)
+[ ${#cases[@]} -gt 0 ] || cases=(multi_xdp_filter multi_jitwgd unit_caps_netlink)
 . tests/vm/guest-lib.sh
 guest_main tests/vm/guest-ops.sh "${cases[@]}"

@@ -5,5 +5,5 @@
 # jitwgd as nobody with the unit's capabilities over netlink. A VM that
 # cannot boot is a failure, never a skip.
 test_vm_ops() {
-	vm_cases tests/vm/guest-ops.sh multi_xdp_filter unit_caps_netlink
+	vm_cases tests/vm/guest-ops.sh multi_xdp_filter multi_jitwgd unit_caps_netlink
 }
