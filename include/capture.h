@@ -27,7 +27,8 @@ enum capture_mode {
 	/*
 	 * Through libxdp's multi-program dispatcher (native, else generic), so
 	 * that other XDP programs attached through libxdp run on the same
-	 * device; jitwg runs after those of a lower priority (CAPTURE_MULTI_PRIO).
+	 * device; jitwg runs after those of a lower priority
+	 * (CAPTURE_MULTI_PRIO).
 	 */
 	CAPTURE_MULTI,
 };

@@ -361,7 +361,8 @@ static int libxdp_print(enum libxdp_print_level level, const char *fmt,
  */
 static int load_multi(struct capture *c, const char *ifname)
 {
-	static const enum xdp_attach_mode modes[] = { XDP_MODE_NATIVE, XDP_MODE_SKB };
+	static const enum xdp_attach_mode modes[] = { XDP_MODE_NATIVE,
+						      XDP_MODE_SKB };
 	DECLARE_LIBXDP_OPTS(xdp_program_opts, xo, .prog_name = "jitwg_xdp");
 	struct xdp_multiprog *mp;
 	bool legacy;
@@ -388,6 +389,11 @@ static int load_multi(struct capture *c, const char *ifname)
 		err = xdp_program__attach(c->xprog, c->ifindex, modes[i], 0);
 		if (err != -EOPNOTSUPP)
 			break;
+	}
+	if (err) {
+		/* Never attached: nothing for capture_close() to detach. */
+		xdp_program__close(c->xprog);
+		c->xprog = NULL;
 	}
 	if (err == -EPERM)
 		return fail(c, err, "permission denied attaching through libxdp "
@@ -804,7 +810,8 @@ int capture_read_settings(struct capture *c, struct jitwg_config *cfg,
 	int b;
 
 	if (bpf_map_lookup_elem(c->fd_settings, &key, cfg))
-		return fail(c, -errno, "cannot read the limits: %s", strerror(errno));
+		return fail(c, -errno, "cannot read the limits: %s",
+			    strerror(errno));
 	*n = 0;
 	for (i = 0; i < PORT_WORDS; i++) {
 		if (bpf_map_lookup_elem(c->fd_ports, &i, &word))

@@ -114,7 +114,8 @@ static int dump_line(const char *p, const char *end, uint8_t *frame,
 		p++;
 	if (end - p < 4 || p[0] != '0' || p[1] != 'x')
 		return 0;
-	for (p += 2, digits = 0; p < end && (v = hexval(*p)) >= 0; p++, digits++)
+	for (p += 2, digits = 0; p < end && (v = hexval(*p)) >= 0;
+	     p++, digits++)
 		offset = offset * 16 + (unsigned long)v;
 	if (!digits || digits > 8 || p == end || *p != ':')
 		return 0;
@@ -130,7 +131,8 @@ static int dump_line(const char *p, const char *end, uint8_t *frame,
 		/* Two spaces after a group: the ASCII column (-X) follows. */
 		if (!spaces || (groups && spaces > 1))
 			break;
-		for (digits = 0; p + digits < end && hexval(p[digits]) >= 0; digits++)
+		for (digits = 0; p + digits < end && hexval(p[digits]) >= 0;
+		     digits++)
 			;
 		if ((digits != 4 && digits != 2) ||
 		    (p + digits < end && p[digits] != ' '))
@@ -138,7 +140,8 @@ static int dump_line(const char *p, const char *end, uint8_t *frame,
 		for (v = 0; v < digits; v += 2) {
 			if (*flen == FRAME_CAP)
 				return -EINVAL;
-			frame[(*flen)++] = (uint8_t)(hexval(p[v]) << 4 | hexval(p[v + 1]));
+			frame[(*flen)++] =
+			    (uint8_t)(hexval(p[v]) << 4 | hexval(p[v + 1]));
 		}
 		p += digits;
 		if (digits == 2)
@@ -148,8 +151,8 @@ static int dump_line(const char *p, const char *end, uint8_t *frame,
 }
 
 int frame_text_initiation(const uint8_t *in, size_t len,
-			       uint8_t msg[static NOISE_INITIATION_LEN],
-			       unsigned int *packet, long *offset)
+			  uint8_t msg[static NOISE_INITIATION_LEN],
+			  unsigned int *packet, long *offset)
 {
 	const char *p = (const char *)in, *end = p + len, *eol;
 	uint8_t *frame = malloc(FRAME_CAP);
@@ -174,7 +177,8 @@ int frame_text_initiation(const uint8_t *in, size_t len,
 		if ((r != 1 || eol == end) && open) {
 			open = false;
 			if ((*offset = frame_initiation(frame, flen)) >= 0) {
-				memcpy(msg, frame + *offset, NOISE_INITIATION_LEN);
+				memcpy(msg, frame + *offset,
+				       NOISE_INITIATION_LEN);
 				ret = 0;
 				goto out;
 			}

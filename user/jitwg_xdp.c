@@ -93,7 +93,8 @@ static void wall_time(char *out, size_t len, uint64_t mono_ns)
 
 	clock_gettime(CLOCK_REALTIME, &rt);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
-	age = ((int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec) - (int64_t)mono_ns;
+	age = (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec -
+	      (int64_t)mono_ns;
 	wall = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec - age;
 	secs = (time_t)(wall / 1000000000);
 	gmtime_r(&secs, &tm);
@@ -192,7 +193,8 @@ static int pinned_settings(struct capture *c, const struct capture_opts *opts,
 	fresh = !err && !n && !memcmp(&cur, &zero, sizeof(cur));
 	if (fresh)
 		cur = defaults;
-	if (!err && (fresh || src_rate || src_burst || global_rate || global_burst || drop)) {
+	if (!err && (fresh || src_rate || src_burst || global_rate ||
+		     global_burst || drop)) {
 		if (src_rate)
 			cur.src_rate = given->src_rate;
 		if (src_burst)
@@ -253,8 +255,9 @@ int main(int argc, char **argv)
 	struct capture *c;
 	unsigned long v;
 	/* Which settings the command line gives (--pin-dir sets only those). */
-	bool set_src_rate = false, set_src_burst = false, set_global_rate = false;
-	bool set_global_burst = false, set_drop = false;
+	bool set_src_rate = false, set_src_burst = false;
+	bool set_global_rate = false, set_global_burst = false;
+	bool set_drop = false;
 	int opt, err;
 
 	while ((opt = getopt_long(argc, argv, "d:m:P:p:xc:h", longopts, NULL)) != -1) {
