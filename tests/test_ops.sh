@@ -232,3 +232,29 @@ test_ops_xdp_watch_line() {
 	[ $((now - when)) -ge 0 ] && [ $((now - when)) -le 10 ] ||
 		fail "receive time ${BASH_REMATCH[1]} is not within seconds of now"
 }
+
+# A second jitwgd on the same device is refused while the first runs (its
+# program is attached through a bpf_link, which no one else can replace);
+# the first keeps provisioning. (Before, the second replaced the first's
+# program as "stale" and the first ran on with nothing attached.)
+#
+#   ns "c": wireguard-go client  <- veth ->  ns "g": wireguard-go, jitwgd x2
+test_ops_second_jitwgd_refused() {
+	local out rc
+	[ -x "$JITWGD" ] || skip "build/jitwgd not built"
+	tmp_dir
+	e2e_topo
+	e2e_cp
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	e2e_jitwgd
+	out=$(ip netns exec "$G" timeout 20 "$JITWGD" --wg-dev "$WGG" --xdp-dev vg \
+		--xdp-mode native --api "$CP_URL" --cache-dir "$TMP/cache2" 2>&1); rc=$?
+	echo "$out" | sed 's/^/  second: /'
+	expect_eq "$rc" 1 "exit status of the second jitwgd"
+	echo "$out" | grep -q "stage=capture .*already has an XDP program" || fail "message: $out"
+	echo "$out" | grep -q replaced_stale_program && fail "the second took the program over"
+	jw_alive || fail "the first jitwgd died"
+	check "the first still provisions" cping A 1 5
+	grep -q "peer=$(fp "$A_PUB") outcome=installed" "$JW_LOG" || fail "not installed by the first"
+}
