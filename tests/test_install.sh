@@ -82,8 +82,10 @@ test_install_unit_verify() {
 		jitwgd@wg0.service 2>&1)
 	echo "$out" | grep -q "Unknown key" || fail "a bad unit passed verify: $out"
 	# The bounding set and the ambient set are the same list.
-	unitdir=$TMP/p/usr/lib/systemd/system
 	install_prefix "$TMP/p"
+	# systemd's own score of the sandbox, for the record (offline).
+	(cd "$unitdir" && SYSTEMD_UNIT_PATH=$unitdir: systemd-analyze security --offline=true \
+		"$unitdir/jitwgd@.service" 2>/dev/null | grep "Overall exposure" | sed 's/^/  /')
 	expect_eq "$(unit_caps "$unitdir/jitwgd@.service" AmbientCapabilities)" \
 		"$(unit_caps "$unitdir/jitwgd@.service" CapabilityBoundingSet)" "ambient vs bounding set"
 	grep -q '^CapabilityBoundingSet=.*CAP_SYS_ADMIN' "$unitdir/jitwgd@.service" &&
