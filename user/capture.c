@@ -480,8 +480,10 @@ fail:
 	if (err == -EBUSY || err == -EEXIST)
 		return fail(c, err,
 			    "%s already has an XDP program ('bpftool net show "
-			    "dev %s'); detach it, or run against its pinned "
-			    "maps with --pin-dir",
+			    "dev %s'): another jitwgd or jitwg-xdp still "
+			    "running there (one per device), or someone else's "
+			    "(detach it, share the device with --xdp-mode "
+			    "multi, or run against pinned maps with --pin-dir)",
 			    ifname, ifname);
 	if (err == -EPERM)
 		return fail(c, err, "permission denied attaching XDP to %s: %s",
