@@ -6,13 +6,14 @@
 #   make check      the unit tests that need neither root nor namespaces
 #   make demo       install missing packages, build, run the demo
 #   make bench-*    benchmarks (see README)
+#   make install    PREFIX, DESTDIR, SYSCONFDIR (mk/install.mk)
 
 BUILD    := build
 OBJ      := $(BUILD)/obj
 CC       := gcc
 CLANG    := clang
 BPFTOOL  := bpftool
-PKGS     := libbpf libsodium libb2 lmdb libcurl json-c libmnl
+PKGS     := libbpf libxdp libsodium libb2 lmdb libcurl json-c libmnl
 
 # Recursive (=) so that pkg-config runs after scripts/setup.sh installed it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
