@@ -11,4 +11,5 @@ $(BUILD)/version.h: FORCE
 .PHONY: FORCE
 FORCE:
 
-$(OBJ)/user/jitwg_xdp.o $(OBJ)/user/jitwgctl.o $(OBJ)/user/wgdevctl.o: $(BUILD)/version.h
+$(OBJ)/user/jitwg_xdp.o $(OBJ)/user/jitwgctl.o $(OBJ)/user/wgdevctl.o \
+$(OBJ)/user/jitwgd.o: $(BUILD)/version.h

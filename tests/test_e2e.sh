@@ -750,4 +750,22 @@ test_e2e_operator_checks() {
 	expect_eq "$(stat -c %a "$TMP/cache")" 700 "cache directory mode"
 	grep -q "stage=cache .*outcome=tightened mode_was=755" "$JW_LOG" || fail "not said: $(cat "$JW_LOG")"
 	grep -Eq "^Max core file size +0 +0 " "/proc/$JW_PID/limits" || fail "core files allowed"
+	"$JITWGD" --version | grep -q "^jitwgd " || fail "--version"
+}
+
+# The cache directory is what makes a peer jitwgd's own: emptied, the peers
+# it installed look hand-made and are never evicted; --adopt takes them back.
+test_e2e_adopt_after_lost_cache() {
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	e2e_jitwgd
+	check "ping" cping A 1 5
+	e2e_jitwgd_stop
+	rm -rf "$TMP/cache"
+	JW_LOG=$TMP/jitwgd2.log
+	e2e_jitwgd --adopt --idle-timeout 2 --evict-interval 1 --handshake-window 2
+	grep -q "peer=$(fp "$A_PUB") outcome=adopted" "$JW_LOG" || fail "not adopted: $(cat "$JW_LOG")"
+	wait_for 15 eval '! gw_has "$A_PUB"' || fail "adopted peer never evicted"
+	"$JITWGD" --version | grep -q '^jitwgd ' || fail "--version"
 }

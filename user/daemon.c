@@ -94,6 +94,27 @@ void daemon_set_capture(struct daemon *d, struct capture *c)
 	d->env.capture = c;
 }
 
+static int adopt(struct daemon *d, const struct wgdev_peer *p, struct cache_managed *cm)
+{
+	char fp[9];
+	int ret;
+
+	memset(cm, 0, sizeof(*cm));
+	memcpy(cm->public_key, p->public_key, 32);
+	cm->installed_at = wall(d);
+	cm->last_seen = cm->installed_at;
+	cm->endpoint = p->endpoint;
+	cm->flags = (uint32_t)p->persistent_keepalive << 16;
+	ret = d->cache_ops.managed_put_many(d->env.cache, cm, 1);
+	log_fingerprint(fp, p->public_key);
+	if (ret)
+		dlog(LOG_WARN, "reconcile", "peer=%s outcome=error op=adopt error=%s", fp,
+		     strerror(-ret));
+	else
+		dlog(LOG_INFO, "reconcile", "peer=%s outcome=adopted", fp);
+	return ret;
+}
+
 int daemon_reconcile(struct daemon *d, size_t *n_device, size_t *n_managed)
 {
 	struct wgdev_peer *peers = NULL;
@@ -109,8 +130,12 @@ int daemon_reconcile(struct daemon *d, size_t *n_device, size_t *n_managed)
 		struct cache_managed cm;
 		struct managed_peer mp;
 
-		if (d->cache_ops.managed_get(d->env.cache, peers[i].public_key, &cm))
-			continue;
+		if (d->cache_ops.managed_get(d->env.cache, peers[i].public_key, &cm)) {
+			/* --adopt: a peer no record claims (a lost cache
+			 * directory) is managed from now on, as installed now. */
+			if (!d->env.opts->adopt || adopt(d, &peers[i], &cm))
+				continue;
+		}
 		memset(&mp, 0, sizeof(mp));
 		memcpy(mp.key, cm.public_key, 32);
 		mp.installed_at = cm.installed_at;

@@ -56,6 +56,7 @@ struct daemon_opts {
 	enum cache_sync cache_sync;
 	bool initiate_back;
 	bool consume;                  /* XDP drops, jitwgd re-delivers */
+	bool adopt;                    /* reconcile: device peers become managed */
 	enum log_level log_level;
 };
 

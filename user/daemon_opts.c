@@ -62,6 +62,9 @@ static const struct opt_def defs[] = {
 	  "which stays attached on exit)" },
 	{ "no-initiate-back", K_NOT_FLAG, OFF(initiate_back), 0, 0,
 	  "do not start the handshake towards a new peer; wait for its retry" },
+	{ "adopt", K_FLAG, OFF(adopt), 0, 0,
+	  "at start-up, manage every peer on the device that no cache record "
+	  "claims (after a lost cache directory): they are evicted as jitwgd's own" },
 	{ "consume", K_FLAG, OFF(consume), 0, 0,
 	  "XDP drops captured initiations; jitwgd gives WireGuard those it can "
 	  "use, a new peer's once installed (answered, not initiated back)" },

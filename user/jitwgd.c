@@ -30,6 +30,7 @@
 #include "cache.h"
 #include "capture.h"
 #include "daemon.h"
+#include "version.h"
 #include "keys.h"
 #include "noise.h"
 #include "redeliver.h"
@@ -510,6 +511,10 @@ int main(int argc, char **argv)
 	 */
 	mallopt(M_TRIM_THRESHOLD, 8 << 20);
 	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("jitwgd %s\n", JITWG_VERSION);
+		return 0;
+	}
 	opts_init(&j.o);
 	ret = opts_parse(&j.o, argc, argv, j.err, sizeof(j.err));
 	if (ret == 1) {
