@@ -769,3 +769,19 @@ test_e2e_adopt_after_lost_cache() {
 	wait_for 15 eval '! gw_has "$A_PUB"' || fail "adopted peer never evicted"
 	"$JITWGD" --version | grep -q '^jitwgd ' || fail "--version"
 }
+
+# A peer removed from the device by another tool: its client's retries are
+# noticed (two sightings 5 s apart) and the device checked at once, so the
+# client gets its tunnel back long before the next sweep (30 s).
+test_e2e_removed_by_hand_noticed() {
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	e2e_jitwgd --evict-interval 30
+	check "ping" cping A 1 5
+	ip netns exec "$G" wg set "$WGG" peer "$A_PUB" remove
+	client_restart A
+	check "ping again, before the next sweep" cping A 1 20
+	grep -q "peer=$(fp "$A_PUB") outcome=forgotten reason=gone" "$JW_LOG" || fail "not noticed"
+	expect_eq "$(jwlog_count "peer=$(fp "$A_PUB") outcome=installed")" 2 "installs"
+}

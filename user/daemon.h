@@ -199,6 +199,9 @@ void ptab_free(struct peer_table *t);
  */
 bool ptab_on_device(struct peer_table *t, const uint8_t key[static 32]);
 bool ptab_is_managed(struct peer_table *t, const uint8_t key[static 32]);
+/* Note a sighting of key at now (CLOCK_MONOTONIC); returns the previous
+ * one's time (0: none, or key unknown). */
+uint64_t ptab_sighting(struct peer_table *t, const uint8_t key[static 32], uint64_t now);
 /*
  * Another peer (managed, or on the device with known allowed IPs) that
  * holds an allowed IP overlapping one of ips. Returns true and its key.

@@ -63,6 +63,12 @@ enum {
 	 * initiation, plus this for that initiation's network delay and the
 	 * clients' 2^24 ns timestamp granularity (docs/security.md). */
 	SEAL_MARGIN_MS = 1000,
+	/* Two sightings of an installed key this close: its handshakes do
+	 * not complete (rekeys come 120 s apart, retries 5 s): check the
+	 * device at once, it may have lost the peer (wg set … remove). At
+	 * most one such check per CHECK_MIN_GAP_MS. */
+	RETRY_GAP_MS = 15000,
+	CHECK_MIN_GAP_MS = 1000,
 	/* --consume: the lease is renewed only while the oldest queued job
 	 * waited less than this: slow progress is not keeping up. */
 	LEASE_MAX_QUEUE_AGE_MS = 250,
@@ -265,6 +271,7 @@ struct monitor {
 	struct watch *watches;
 	size_t n_watches, cap_watches;
 	struct mon_req *reqs;
+	uint64_t last_check;    /* the last sweep a retry asked for (mono) */
 	bool sweep_requested, revalidate_all, stop, started;
 	pthread_t thread;
 };

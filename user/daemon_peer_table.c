@@ -23,6 +23,7 @@ struct pentry {
 	struct managed_peer mp; /* key always set; the rest when managed */
 	struct wgdev_allowed_ip *dev_ips; /* from the device listing */
 	size_t n_dev_ips;
+	uint64_t last_sighting;           /* ptab_sighting() */
 };
 
 struct peer_table {
@@ -179,6 +180,21 @@ bool ptab_on_device(struct peer_table *t, const uint8_t key[static 32])
 	r = e && e->on_device && !(e->managed && e->mp.installed_ns == UINT64_MAX);
 	pthread_mutex_unlock(&t->lock);
 	return r;
+}
+
+uint64_t ptab_sighting(struct peer_table *t, const uint8_t key[static 32], uint64_t now)
+{
+	struct pentry *e;
+	uint64_t prev = 0;
+
+	pthread_mutex_lock(&t->lock);
+	e = find(t, key);
+	if (e) {
+		prev = e->last_sighting;
+		e->last_sighting = now;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return prev;
 }
 
 bool ptab_is_managed(struct peer_table *t, const uint8_t key[static 32])

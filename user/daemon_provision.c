@@ -148,6 +148,37 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 }
 
 /*
+ * A sighting soon after the last one is a client retrying: its handshakes
+ * do not complete. Most likely the device lost the peer (another tool
+ * removed it) and our view is a sweep old: ask the monitor to look now, so
+ * that the next retry is provisioned again instead of counted as a
+ * sighting until the sweep.
+ */
+static void retry_check(struct daemon *d, const uint8_t key[static 32])
+{
+	uint64_t now = mono(d), prev = ptab_sighting(d->peers, key, now);
+	bool ask = false;
+
+	if (!prev || now - prev > RETRY_GAP_MS * 1000000ull)
+		return;
+	pthread_mutex_lock(&d->mon.lock);
+	if (!d->mon.last_check || now - d->mon.last_check > CHECK_MIN_GAP_MS * 1000000ull) {
+		d->mon.last_check = now;
+		d->mon.sweep_requested = true;
+		pthread_cond_signal(&d->mon.cond);
+		ask = true;
+	}
+	pthread_mutex_unlock(&d->mon.lock);
+	if (ask && LOG_ENABLED(LOG_DEBUG)) {
+		char fp[9];
+
+		log_fingerprint(fp, key);
+		dlog(LOG_DEBUG, "sighting", "peer=%s retry_after_ms=%.0f action=check_device", fp,
+		     ms(prev, now));
+	}
+}
+
+/*
  * An installed peer's initiation (a rekey), its freshness decided: WireGuard
  * answers it (given back with --consume), unless it is a replay, which
  * WireGuard refuses too. A cache that cannot record it does not stop an
@@ -164,6 +195,7 @@ static void sighting(struct daemon *d, const struct authed *a, int fresh)
 		dlog(LOG_WARN, "cache", "op=ts_accept error=%s", strerror(-fresh));
 	INC(d, sightings);
 	redeliver_one(d, a->ev);
+	retry_check(d, a->key);
 	if (LOG_ENABLED(LOG_DEBUG)) {
 		char fp[9];
 
