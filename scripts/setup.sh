@@ -11,7 +11,7 @@ PKGS=(
 	libmnl-dev libjson-c-dev libclang-rt-14-dev
 	# run and test
 	iproute2 iputils-ping kmod procps psmisc python3 wireguard-go
-	wireguard-tools tcpdump ca-certificates
+	wireguard-tools tcpdump ca-certificates ethtool
 	# kernel WireGuard VM lane (tests/vm)
 	qemu-system-x86 linux-image-amd64 busybox-static
 )
