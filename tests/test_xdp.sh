@@ -164,7 +164,8 @@ test_xdp_bad_options() {
 	expect_eq "$out" "jitwg-xdp: --mode: 'warp' is not auto, native, generic or pinned" \
 		"bad --mode"
 
-	for o in --src-rate --src-burst --global-rate --global-burst --port --count; do
+	for o in --src-rate --src-burst --global-rate --global-burst --verified-rate \
+		--verified-burst --port --count; do
 		out=$("$XDP" --dev lo "$o" x 2>&1)
 		expect_eq $? 2 "exit status for a bad $o"
 		[[ $out == "jitwg-xdp: $o: 'x' is not a number 0.."* ]] || fail "bad $o: $out"

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/statfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -36,6 +37,7 @@ struct capture {
 	int fd_src, fd_global;
 	int fd_lease; /* -1: a pinned object from before the lease */
 	int fd_local; /* local_addrs; -1 as fd_lease */
+	int fd_verified; /* verified sources; -1 as fd_lease */
 	bool leased;  /* we wrote a lease: give it back on close */
 	int prog_fd;
 	int ncpus;
@@ -189,6 +191,9 @@ static const char *const counter_names[JITWG_CTR_MAX] = {
 	[JITWG_CTR_RINGBUF_FULL] = "ringbuf_full",
 	[JITWG_CTR_MALFORMED] = "malformed",
 	[JITWG_CTR_CONSUMED] = "consumed",
+	[JITWG_CTR_VERIFIED] = "verified",
+	[JITWG_CTR_LIMITED_VERIFIED] = "limited_verified",
+	[JITWG_CTR_SRC_NEW] = "src_new",
 };
 
 const char *capture_counter_name(enum jitwg_counter ctr)
@@ -260,6 +265,9 @@ static int open_pinned(struct capture *c, const char *dir)
 	if (pinned_map(c, dir, "lease", &c->fd_lease) ||
 	    pinned_map(c, dir, "local_addrs", &c->fd_local))
 		c->err[0] = '\0';
+	/* Optional too: capture_mark_verified() names the remedy. */
+	if (pinned_map(c, dir, "verified", &c->fd_verified))
+		c->err[0] = '\0';
 	return 0;
 }
 
@@ -309,6 +317,7 @@ static int load(struct capture *c)
 	c->fd_global = bpf_map__fd(c->skel->maps.global_bucket);
 	c->fd_lease = bpf_map__fd(c->skel->maps.lease);
 	c->fd_local = bpf_map__fd(c->skel->maps.local_addrs);
+	c->fd_verified = bpf_map__fd(c->skel->maps.verified);
 	return 0;
 }
 
@@ -372,6 +381,7 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	c->ctx = ctx;
 	c->prog_fd = c->fd_events = c->fd_counters = c->fd_settings = -1;
 	c->fd_ports = c->fd_src = c->fd_global = c->fd_lease = c->fd_local = -1;
+	c->fd_verified = -1;
 	c->ncpus = libbpf_num_possible_cpus();
 	if (c->ncpus <= 0) {
 		err = fail(c, -EIO, "cannot count possible CPUs");
@@ -426,7 +436,7 @@ void capture_close(struct capture *c)
 {
 	int *fds[] = { &c->fd_events, &c->fd_counters, &c->fd_settings,
 		       &c->fd_ports, &c->fd_src, &c->fd_global, &c->fd_lease,
-		       &c->fd_local };
+		       &c->fd_local, &c->fd_verified };
 	size_t i;
 
 	if (!c)
@@ -536,7 +546,10 @@ int capture_set_limits(struct capture *c, const struct jitwg_config *cfg)
 	if ((cfg->src_rate && !cfg->src_burst) ||
 	    (cfg->global_rate && !cfg->global_burst))
 		return fail(c, -EINVAL, "a rate limit needs a burst of at least 1");
-	if (cfg->src_rate > 1000000000 || cfg->global_rate > 1000000000)
+	if (cfg->verified_rate && !cfg->verified_burst)
+		return fail(c, -EINVAL, "a rate limit needs a burst of at least 1");
+	if (cfg->src_rate > 1000000000 || cfg->global_rate > 1000000000 ||
+	    cfg->verified_rate > 1000000000)
 		return fail(c, -EINVAL, "rates are at most 1e9 per second");
 	if (bpf_map_update_elem(c->fd_settings, &key, cfg, BPF_ANY))
 		return fail(c, -errno, "cannot set limits: %s", strerror(errno));
@@ -606,6 +619,90 @@ int capture_set_local_addrs(struct capture *c, const uint8_t (*addrs)[16],
 	err = prune_addrs(c->fd_local, addrs, n);
 	if (err)
 		return fail(c, err, "cannot drop a local address: %s", strerror(-err));
+	return 0;
+}
+
+static int no_verified_map(struct capture *c)
+{
+	return fail(c, -ENOENT, "the pinned program has no verified map: "
+		    "load and pin it again from this build's jitwg.bpf.o");
+}
+
+/* Delete the verified sources whose time ran out by now_ns. */
+static int prune_verified(int fd, uint64_t now_ns)
+{
+	struct jitwg_src_key key, next;
+	struct jitwg_verified v;
+	bool more = !bpf_map_get_next_key(fd, NULL, &key);
+
+	while (more) {
+		more = !bpf_map_get_next_key(fd, &key, &next);
+		if (!bpf_map_lookup_elem(fd, &key, &v) && v.until_ns <= now_ns &&
+		    bpf_map_delete_elem(fd, &key) && errno != ENOENT)
+			return -errno;
+		key = next;
+	}
+	return 0;
+}
+
+int capture_mark_verified(struct capture *c, const uint8_t saddr[static 16],
+			  uint64_t until_ns)
+{
+	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+	struct jitwg_verified v = { .until_ns = until_ns };
+	struct jitwg_src_key key;
+	struct timespec now;
+	int err;
+
+	if (c->fd_verified < 0)
+		return no_verified_map(c);
+	/* The program's key: an IPv4 address, or an IPv6 /64. */
+	memcpy(key.addr, saddr, 16);
+	if (memcmp(saddr, v4mapped, sizeof(v4mapped)))
+		memset(key.addr + 8, 0, 8);
+	if (!until_ns) {
+		if (bpf_map_delete_elem(c->fd_verified, &key) && errno != ENOENT)
+			return fail(c, -errno, "cannot unmark a verified source: %s",
+				    strerror(errno));
+		return 0;
+	}
+	/*
+	 * Renewing keeps the bucket: a source that keeps completing
+	 * handshakes must not get a fresh burst each time. The program may
+	 * move the bucket between the read and the write; the write then
+	 * hands back at most those few tokens.
+	 */
+	if (!bpf_map_lookup_elem(c->fd_verified, &key, &v))
+		v.until_ns = until_ns;
+	if (!bpf_map_update_elem(c->fd_verified, &key, &v, BPF_ANY))
+		return 0;
+	if (errno != E2BIG)
+		return fail(c, -errno, "cannot mark a verified source: %s",
+			    strerror(errno));
+	/* Full: make room from the sources whose time ran out. */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	err = prune_verified(c->fd_verified,
+			     now.tv_sec * 1000000000ull + now.tv_nsec);
+	if (err)
+		return fail(c, err, "cannot prune verified sources: %s",
+			    strerror(-err));
+	if (bpf_map_update_elem(c->fd_verified, &key, &v, BPF_ANY))
+		return fail(c, -errno, "cannot mark a verified source (%d "
+			    "verified now): %s", JITWG_VERIFIED_MAP_ENTRIES,
+			    strerror(errno));
+	return 0;
+}
+
+int capture_forget_verified(struct capture *c)
+{
+	int err;
+
+	if (c->fd_verified < 0)
+		return no_verified_map(c);
+	err = prune_verified(c->fd_verified, UINT64_MAX);
+	if (err)
+		return fail(c, err, "cannot forget verified sources: %s",
+			    strerror(-err));
 	return 0;
 }
 
