@@ -119,6 +119,22 @@ struct {
 	__type(value, struct jitwg_verified);
 } verified SEC(".maps");
 
+/* Bit JITWG_VERIFIED_HASH(key) set for each verified source. Written by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, JITWG_VERIFIED_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} verified_bits SEC(".maps");
+
+/* The seed of JITWG_VERIFIED_HASH, one entry. Written by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} verified_seed SEC(".maps");
+
 /* The global bucket, one entry. Written here only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -371,13 +387,32 @@ static __always_inline int source_key(const struct flow *f, void *end,
 	return 0;
 }
 
-static __always_inline bool global_limited(const struct jitwg_config *cfg,
-					   __u64 now)
+/* Whether the bucket has no token now, without taking one (no write). */
+static __always_inline bool spent(const __u64 *tat_p, __u32 rate, __u32 burst,
+				  __u64 now)
 {
-	__u32 zero = 0;
-	struct jitwg_bucket *b = bpf_map_lookup_elem(&global_bucket, &zero);
+	__u64 interval, tat = *(volatile const __u64 *)tat_p;
 
-	return b && limited(&b->tokens, cfg->global_rate, cfg->global_burst, now);
+	if (!rate)
+		return false;
+	interval = 1000000000ULL / rate;
+	return tat > now && tat - now > (burst ? burst - 1 : 0) * interval;
+}
+
+/* Whether key may be verified: its bit in verified_bits (see jitwg.h). */
+static __always_inline bool maybe_verified(const struct jitwg_src_key *key)
+{
+	const __u64 *w = (const __u64 *)key->addr;
+	__u64 *seed, *word;
+	__u32 zero = 0, h;
+
+	seed = bpf_map_lookup_elem(&verified_seed, &zero);
+	if (!seed)
+		return true;
+	h = JITWG_VERIFIED_HASH(w[0], w[1], *seed);
+	zero = h >> 6;
+	word = bpf_map_lookup_elem(&verified_bits, &zero);
+	return !word || (*word & (1ull << (h & 63)));
 }
 
 /*
@@ -399,23 +434,34 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 	/* aligned: the verifier wants the word stores to the stack aligned */
 	struct jitwg_src_key key __attribute__((aligned(8))) = {};
 	struct jitwg_verified *v;
-	struct jitwg_bucket *b = NULL, fresh = {};
+	struct jitwg_bucket *b = NULL, *g, fresh = {};
+	__u32 zero = 0;
 
+	g = bpf_map_lookup_elem(&global_bucket, &zero);
+	if (!g)
+		return 0;
 	if (source_key(f, end, &key))
 		return 0;
-	v = bpf_map_lookup_elem(&verified, &key);
+	v = maybe_verified(&key) ? bpf_map_lookup_elem(&verified, &key) : NULL;
 	if (v && now < v->until_ns) {
 		count(JITWG_CTR_VERIFIED);
 		return limited(&v->tokens, cfg->verified_rate,
 			       cfg->verified_burst, now) ?
 			       JITWG_CTR_LIMITED_VERIFIED : 0;
 	}
+	/*
+	 * Under a flood the global budget is spent: then nothing but a
+	 * verified source can pass, and the per-source LRU is not even
+	 * looked at (a lookup of a random source is a cache miss).
+	 */
+	if (spent(&g->tokens, cfg->global_rate, cfg->global_burst, now))
+		return JITWG_CTR_LIMITED_GLOBAL;
 	if (cfg->src_rate) {
 		b = bpf_map_lookup_elem(&src_buckets, &key);
 		if (b && limited(&b->tokens, cfg->src_rate, cfg->src_burst, now))
 			return JITWG_CTR_LIMITED_SRC;
 	}
-	if (global_limited(cfg, now))
+	if (limited(&g->tokens, cfg->global_rate, cfg->global_burst, now))
 		return JITWG_CTR_LIMITED_GLOBAL;
 	if (cfg->src_rate && !b) {
 		/* Its first token taken: the state limited() leaves in a

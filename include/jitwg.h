@@ -150,6 +150,24 @@ struct jitwg_verified {
 /* How long a handshake keeps its source verified (clients rekey every 2 min). */
 #define JITWG_VERIFIED_TTL_NS (3600ull * 1000000000ull)
 
+/*
+ * A bitmap in front of the verified map: one bit per keyed hash of a
+ * verified source's key, 2^JITWG_VERIFIED_BITS_LOG bits (32 KiB) in
+ * JITWG_VERIFIED_WORDS words of the verified_bits array map. Under a flood
+ * from random sources, a lookup in a 65,536-entry hash map is a cache miss
+ * (~200 ns here) that most packets would pay; a 32 KiB bitmap stays in the
+ * cache and answers "certainly not verified" for nearly all of them. The
+ * hash is keyed with a random seed (entry 0 of verified_seed, written by the
+ * loader), so a flood cannot aim at the bits of real sources. Userspace
+ * sets a source's bit when it marks it and rebuilds the bitmap when sources
+ * leave. w0, w1: the key's two 64-bit words as loaded from memory.
+ */
+#define JITWG_VERIFIED_BITS_LOG 18
+#define JITWG_VERIFIED_WORDS (1u << (JITWG_VERIFIED_BITS_LOG - 6))
+#define JITWG_VERIFIED_HASH(w0, w1, seed)                                     \
+	((__u32)(((((w0) ^ (seed)) * 0x9E3779B97F4A7C15ull ^ (w1)) *          \
+		  0xBF58476D1CE4E5B9ull) >> (64 - JITWG_VERIFIED_BITS_LOG)))
+
 /* Per-CPU counters, indexes into the counters array map. */
 enum jitwg_counter {
 	JITWG_CTR_PACKETS,        /* packets seen */
