@@ -15,3 +15,14 @@ BINS += $(BUILD)/jitwg-pktgen
 $(BUILD)/jitwg-pktgen: $(OBJ)/user/pktgen.o $(OBJ)/user/noise.o \
 		$(OBJ)/user/noise_crypto.o $(OBJ)/user/noise_input.o $(COMMON_OBJS)
 	$(link)
+
+# The floor of bench-flood: attached with ip link, no loader needed.
+BINS += $(BUILD)/xdp_pass.bpf.o
+$(BUILD)/xdp_pass.bpf.o: bpf/xdp_pass.bpf.c $(BUILD)/vmlinux.h mk/pktgen.mk
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+BENCHES += bench-flood
+.PHONY: bench-flood
+bench-flood: all
+	@scripts/setup.sh
+	@scripts/bench_flood.sh
