@@ -321,3 +321,19 @@ test_xdp_pktgen_ipv6_sources() {
 	expect_eq "$(grep -o ' src=\[[^]]*\]' "$TMP/events" | sort -u | wc -l)" 5 \
 		"distinct /64 sources"
 }
+
+# jitwg-pktgen: usage errors (status 2) that name the option.
+test_xdp_pktgen_bad_options() {
+	[ -x "$PKTGEN" ] || skip "jitwg-pktgen not built"
+	local out
+	out=$("$PKTGEN" --dev lo --dst 192.0.2.1 --kind warp 2>&1)
+	expect_eq $? 2 "exit status for a bad --kind"
+	[[ $out == "pktgen: bad --kind warp" ]] || fail "bad --kind: $out"
+	out=$("$PKTGEN" --dev lo --dst 192.0.2.1 --kind udp --sources x 2>&1)
+	expect_eq $? 2 "exit status for a bad --sources"
+	[[ $out == "pktgen: --sources: 'x' is not a number"* ]] || fail "bad --sources: $out"
+	out=$("$PKTGEN" --dev lo --dst 192.0.2.1 --src 2001:db8::1 --kind udp 2>&1)
+	expect_eq $? 2 "exit status for mixed families"
+	out=$("$PKTGEN" --dev lo --dst 192.0.2.1 --kind replay 2>&1)
+	[[ $out == *"needs --responder"* ]] || fail "replay without --responder: $out"
+}

@@ -35,6 +35,7 @@
 #include <getopt.h>
 #include <net/if.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +142,22 @@ static uint32_t sum16(const void *p, size_t len, uint32_t sum)
 	while (sum >> 16)
 		sum = (sum & 0xffff) + (sum >> 16);
 	return sum;
+}
+
+/* A whole number in 0..max, or -EINVAL with a message naming the option. */
+static int number(const char *opt, const char *s, unsigned long long max,
+		  unsigned long long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	if (errno || !*s || *end || *out > max || s[0] == '-') {
+		fprintf(stderr, "pktgen: %s: '%s' is not a number 0..%llu\n", opt,
+			s, max);
+		return -EINVAL;
+	}
+	return 0;
 }
 
 static void usage(FILE *f)
@@ -429,6 +446,7 @@ int main(int argc, char **argv)
 	unsigned long long total = 0;
 	int c, ifindex, err, ret = 1;
 	double t0, t1, elapsed;
+	unsigned long long v;
 
 	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
 		switch (c) {
@@ -443,18 +461,48 @@ int main(int argc, char **argv)
 			nk++;
 			break;
 		case 'r': o.resp_b64 = optarg; break;
-		case 't': o.duration = strtod(optarg, NULL); break;
-		case 'c': o.count = strtoull(optarg, NULL, 10); break;
+		case 't': {
+			char *end;
+
+			o.duration = strtod(optarg, &end);
+			if (*end || o.duration < 0) {
+				fprintf(stderr, "pktgen: --duration: '%s' is not seconds\n", optarg);
+				return 2;
+			}
+			break;
+		}
+		case 'c':
+			if (number("--count", optarg, ~0ull, &o.count))
+				return 2;
+			break;
 		case 'S': src = optarg; break;
-		case 'n': o.sources = strtoul(optarg, NULL, 10); break;
+		case 'n':
+			if (number("--sources", optarg, UINT32_MAX, &v))
+				return 2;
+			o.sources = v;
+			break;
 		case 's': o.seed = optarg; break;
-		case 'f': o.first = strtoul(optarg, NULL, 10); break;
-		case 'i': o.identities = strtoul(optarg, NULL, 10); break;
-		case 'm': o.messages = strtoul(optarg, NULL, 10); break;
+		case 'f':
+			if (number("--first", optarg, UINT32_MAX, &v))
+				return 2;
+			o.first = v;
+			break;
+		case 'i':
+		case 'm':
+			if (number(c == 'i' ? "--identities" : "--messages", optarg,
+				   PKTGEN_MSGS_MAX, &v))
+				return 2;
+			*(c == 'i' ? &o.identities : &o.messages) = v;
+			break;
 		case 'v': o.victim_b64 = optarg; break;
-		case 'P': o.sport = strtoul(optarg, NULL, 10); break;
-		case 'p': o.dport = strtoul(optarg, NULL, 10); break;
-		case 'u': o.udp_port = strtoul(optarg, NULL, 10); break;
+		case 'P':
+		case 'p':
+		case 'u':
+			if (number(c == 'P' ? "--sport" : c == 'p' ? "--dport" : "--udp-port",
+				   optarg, 65535, &v))
+				return 2;
+			*(c == 'P' ? &o.sport : c == 'p' ? &o.dport : &o.udp_port) = v;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
