@@ -842,6 +842,9 @@ int capture_read_counters(struct capture *c, uint64_t out[static JITWG_CTR_MAX])
 	for (k = 0; k < JITWG_CTR_MAX; k++) {
 		out[k] = 0;
 		if (bpf_map_lookup_elem(c->fd_counters, &k, vals)) {
+			/* A pinned object from before counter k: it is 0. */
+			if (errno == ENOENT)
+				continue;
 			err = fail(c, -errno, "cannot read counters: %s",
 				   strerror(errno));
 			break;
