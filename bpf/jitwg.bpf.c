@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
  * jitwg XDP capture: finds WireGuard handshake initiations on the uplink,
- * rate-limits them per source and globally, and hands them to userspace
+ * rate-limits them per source and globally (sources that completed a
+ * handshake, "verified", on a budget of their own), and hands them to userspace
  * through a ring buffer. Every other packet passes untouched; initiations
  * pass too (WireGuard itself must still receive them) unless the operator
  * asked to drop those over the limit, or a consumer holds the lease (see the
@@ -104,6 +105,35 @@ struct {
 	__type(key, struct jitwg_src_key);
 	__type(value, struct jitwg_bucket);
 } src_buckets SEC(".maps");
+
+/*
+ * Verified sources (same keys as src_buckets) → their own bucket and expiry.
+ * A plain hash, never an LRU: only userspace adds entries
+ * (capture_mark_verified), so no flood can push one out. The program writes
+ * only the bucket.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, JITWG_VERIFIED_MAP_ENTRIES);
+	__type(key, struct jitwg_src_key);
+	__type(value, struct jitwg_verified);
+} verified SEC(".maps");
+
+/* Bit JITWG_VERIFIED_HASH(key) set for each verified source. Written by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, JITWG_VERIFIED_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} verified_bits SEC(".maps");
+
+/* The seed of JITWG_VERIFIED_HASH, one entry. Written by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} verified_seed SEC(".maps");
 
 /* The global bucket, one entry. Written here only. */
 struct {
@@ -318,8 +348,8 @@ static __always_inline bool is_wg_port(__u16 port)
  * per second, and updatable with one compare-and-swap, so concurrent CPUs
  * never admit more than the bucket allows. Returns true when limited.
  */
-static __always_inline bool limited(struct jitwg_bucket *b, __u32 rate,
-				    __u32 burst, __u64 now)
+static __always_inline bool limited(__u64 *tat_p, __u32 rate, __u32 burst,
+				    __u64 now)
 {
 	__u64 interval, tol, tat, start;
 	int i;
@@ -328,7 +358,7 @@ static __always_inline bool limited(struct jitwg_bucket *b, __u32 rate,
 		return false;
 	interval = 1000000000ULL / rate;
 	tol = (burst ? burst - 1 : 0) * interval;
-	tat = b->tokens;
+	tat = *tat_p;
 	/* Two tries; losing twice to other CPUs counts as limited. */
 #pragma unroll
 	for (i = 0; i < 2; i++) {
@@ -337,8 +367,7 @@ static __always_inline bool limited(struct jitwg_bucket *b, __u32 rate,
 		start = tat > now ? tat : now;
 		if (start - now > tol)
 			return true;
-		old = __sync_val_compare_and_swap(&b->tokens, tat,
-						  start + interval);
+		old = __sync_val_compare_and_swap(tat_p, tat, start + interval);
 		if (old == tat)
 			return false;
 		tat = old;
@@ -346,38 +375,103 @@ static __always_inline bool limited(struct jitwg_bucket *b, __u32 rate,
 	return true;
 }
 
-static __always_inline bool src_limited(const struct flow *f, void *end,
-					const struct jitwg_config *cfg,
-					__u64 now)
+/* The source's bucket key: its IPv4 address, or its IPv6 /64. */
+static __always_inline int source_key(const struct flow *f, void *end,
+				      struct jitwg_src_key *key)
+{
+	if (addrs(f, end, key->addr, NULL))
+		return -1;
+	/* IPv6 sources share a bucket per /64, as one host may own all of it. */
+	if (f->family == 6)
+		((__u64 *)key->addr)[1] = 0;
+	return 0;
+}
+
+/* Whether the bucket has no token now, without taking one (no write). */
+static __always_inline bool spent(const __u64 *tat_p, __u32 rate, __u32 burst,
+				  __u64 now)
+{
+	__u64 interval, tat = *(volatile const __u64 *)tat_p;
+
+	if (!rate)
+		return false;
+	interval = 1000000000ULL / rate;
+	return tat > now && tat - now > (burst ? burst - 1 : 0) * interval;
+}
+
+/* Whether key may be verified: its bit in verified_bits (see jitwg.h). */
+static __always_inline bool maybe_verified(const struct jitwg_src_key *key)
+{
+	const __u64 *w = (const __u64 *)key->addr;
+	__u64 *seed, *word;
+	__u32 zero = 0, h;
+
+	seed = bpf_map_lookup_elem(&verified_seed, &zero);
+	if (!seed)
+		return true;
+	h = JITWG_VERIFIED_HASH(w[0], w[1], *seed);
+	zero = h >> 6;
+	word = bpf_map_lookup_elem(&verified_bits, &zero);
+	return !word || (*word & (1ull << (h & 63)));
+}
+
+/*
+ * The limits, cheapest refusal first; returns the counter of the limit hit,
+ * or 0 to admit.
+ *
+ * A verified source spends only its own bucket: a flood from other sources
+ * can take neither its state nor its budget. Any other source known to the
+ * LRU spends its own tokens first, so that one flooding source never drains
+ * the global ones everybody shares; then the global bucket caps what many
+ * (spoofed) sources push together. An unseen source asks the global bucket
+ * before it gets an LRU entry: under a spoofed flood the global budget is
+ * spent, and each further unseen source then costs two lookups instead of an
+ * insert that evicts a real source's bucket.
+ */
+static __always_inline __u32 admit(const struct flow *f, void *end,
+				   const struct jitwg_config *cfg, __u64 now)
 {
 	/* aligned: the verifier wants the word stores to the stack aligned */
 	struct jitwg_src_key key __attribute__((aligned(8))) = {};
-	struct jitwg_bucket *b, fresh = {};
-
-	if (!cfg->src_rate)
-		return false;
-	if (addrs(f, end, key.addr, NULL))
-		return false;
-	/* IPv6 sources share a bucket per /64, as one host may own all of it. */
-	if (f->family == 6)
-		((__u64 *)key.addr)[1] = 0;
-	b = bpf_map_lookup_elem(&src_buckets, &key);
-	if (!b) {
-		bpf_map_update_elem(&src_buckets, &key, &fresh, BPF_NOEXIST);
-		b = bpf_map_lookup_elem(&src_buckets, &key);
-		if (!b)
-			return false;
-	}
-	return limited(b, cfg->src_rate, cfg->src_burst, now);
-}
-
-static __always_inline bool global_limited(const struct jitwg_config *cfg,
-					   __u64 now)
-{
+	struct jitwg_verified *v;
+	struct jitwg_bucket *b = NULL, *g, fresh = {};
 	__u32 zero = 0;
-	struct jitwg_bucket *b = bpf_map_lookup_elem(&global_bucket, &zero);
 
-	return b && limited(b, cfg->global_rate, cfg->global_burst, now);
+	g = bpf_map_lookup_elem(&global_bucket, &zero);
+	if (!g)
+		return 0;
+	if (source_key(f, end, &key))
+		return 0;
+	v = maybe_verified(&key) ? bpf_map_lookup_elem(&verified, &key) : NULL;
+	if (v && now < v->until_ns) {
+		count(JITWG_CTR_VERIFIED);
+		return limited(&v->tokens, cfg->verified_rate,
+			       cfg->verified_burst, now) ?
+			       JITWG_CTR_LIMITED_VERIFIED : 0;
+	}
+	/*
+	 * Under a flood the global budget is spent: then nothing but a
+	 * verified source can pass, and the per-source LRU is not even
+	 * looked at (a lookup of a random source is a cache miss).
+	 */
+	if (spent(&g->tokens, cfg->global_rate, cfg->global_burst, now))
+		return JITWG_CTR_LIMITED_GLOBAL;
+	if (cfg->src_rate) {
+		b = bpf_map_lookup_elem(&src_buckets, &key);
+		if (b && limited(&b->tokens, cfg->src_rate, cfg->src_burst, now))
+			return JITWG_CTR_LIMITED_SRC;
+	}
+	if (limited(&g->tokens, cfg->global_rate, cfg->global_burst, now))
+		return JITWG_CTR_LIMITED_GLOBAL;
+	if (cfg->src_rate && !b) {
+		/* Its first token taken: the state limited() leaves in a
+		 * full bucket. Another CPU may have inserted it meanwhile;
+		 * then this one initiation went free. */
+		fresh.tokens = now + 1000000000ULL / cfg->src_rate;
+		if (!bpf_map_update_elem(&src_buckets, &key, &fresh, BPF_NOEXIST))
+			count(JITWG_CTR_SRC_NEW);
+	}
+	return 0;
 }
 
 static __always_inline int emit(struct xdp_md *ctx, const struct flow *f,
@@ -450,7 +544,7 @@ int jitwg_xdp(struct xdp_md *ctx)
 	struct jitwg_config *cfg;
 	struct udphdr *udp;
 	__u8 *msg;
-	__u32 zero = 0;
+	__u32 zero = 0, ctr;
 	__u64 now;
 	bool consume;
 	int proto;
@@ -501,17 +595,9 @@ int jitwg_xdp(struct xdp_md *ctx)
 	 * receive time is read precisely, in emit().
 	 */
 	now = bpf_ktime_get_coarse_ns();
-	/*
-	 * Per source first, so that one flooding source spends its own tokens
-	 * and never the global ones everybody shares; the global bucket then
-	 * caps what many (spoofed) sources can push together.
-	 */
-	if (src_limited(&f, c.end, cfg, now)) {
-		count(JITWG_CTR_LIMITED_SRC);
-		goto limit;
-	}
-	if (global_limited(cfg, now)) {
-		count(JITWG_CTR_LIMITED_GLOBAL);
+	ctr = admit(&f, c.end, cfg, now);
+	if (ctr) {
+		count(ctr);
 		goto limit;
 	}
 	/* Decided before the event leaves, which says whether it was taken:

@@ -99,7 +99,24 @@ int capture_set_lease(struct capture *c, uint64_t until_ns);
  */
 int capture_set_local_addrs(struct capture *c, const uint8_t (*addrs)[16],
 			    size_t n);
-/* Forget all bucket state (every source and the global bucket start full). */
+/*
+ * Mark a source verified until until_ns (CLOCK_MONOTONIC; the daemon passes
+ * now + JITWG_VERIFIED_TTL_NS once an initiation from it completed a
+ * handshake; 0 unmarks it). saddr is an event's source address (16 bytes,
+ * IPv4-mapped for IPv4); an IPv6 source marks its /64. Until then its
+ * initiations skip the per-source LRU and the global bucket and spend only
+ * a bucket of their own (verified_rate, verified_burst in struct
+ * jitwg_config): a flood of spoofed sources can neither evict it nor spend
+ * its budget. Renewing keeps its bucket. A full map (JITWG_VERIFIED_MAP_ENTRIES)
+ * first loses the sources whose time ran out; -E2BIG if none did.
+ * Thread-safe as far as the kernel's map calls are.
+ */
+int capture_mark_verified(struct capture *c, const uint8_t saddr[static 16],
+			  uint64_t until_ns);
+/* Unmark every verified source. */
+int capture_forget_verified(struct capture *c);
+/* Forget all bucket state (every source and the global bucket start full;
+ * verified sources stay verified). */
 int capture_reset_limits(struct capture *c);
 /* The limits and up to max ports (*n: how many there are) now in the maps. */
 int capture_read_settings(struct capture *c, struct jitwg_config *cfg,

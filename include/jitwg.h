@@ -59,10 +59,12 @@ struct jitwg_config {
 	__u32 global_rate;    /* global refill, initiations/s */
 	__u32 global_burst;   /* global bucket size */
 	__u32 flags;          /* JITWG_F_* */
+	__u32 verified_rate;  /* per verified source (see verified), initiations/s */
+	__u32 verified_burst; /* per verified source bucket size */
 	__u32 reserved;
 };
 
-_Static_assert(sizeof(struct jitwg_config) == 24, "jitwg_config layout is ABI");
+_Static_assert(sizeof(struct jitwg_config) == 32, "jitwg_config layout is ABI");
 
 enum jitwg_flags {
 	JITWG_F_DROP_LIMITED = 1 << 0, /* XDP_DROP initiations over the limit */
@@ -75,6 +77,8 @@ enum jitwg_flags {
 		.src_burst = JITWG_DEFAULT_SRC_BURST,              \
 		.global_rate = JITWG_DEFAULT_GLOBAL_RATE,          \
 		.global_burst = JITWG_DEFAULT_GLOBAL_BURST,        \
+		.verified_rate = JITWG_DEFAULT_VERIFIED_RATE,      \
+		.verified_burst = JITWG_DEFAULT_VERIFIED_BURST,    \
 	}
 enum {
 	JITWG_DEFAULT_SRC_RATE = 100,
@@ -82,6 +86,11 @@ enum {
 	JITWG_DEFAULT_GLOBAL_RATE = 20000,
 	JITWG_DEFAULT_GLOBAL_BURST = 40000,
 	JITWG_SRC_MAP_ENTRIES = 65536,
+	/* A verified source gets what any source gets, but from its own
+	 * bucket: a NAT address shared by many clients is still capped. */
+	JITWG_DEFAULT_VERIFIED_RATE = JITWG_DEFAULT_SRC_RATE,
+	JITWG_DEFAULT_VERIFIED_BURST = JITWG_DEFAULT_SRC_BURST,
+	JITWG_VERIFIED_MAP_ENTRIES = 65536,
 	/*
 	 * Room for the whole default global burst (40,000 events of 208
 	 * bytes with the ring's header, 8.3 MB) so a burst the limiter lets
@@ -126,6 +135,39 @@ struct jitwg_src_key {
 	__u8 addr[16];
 };
 
+/*
+ * A verified source: one whose initiation completed a handshake (the
+ * daemon marks it, capture_mark_verified()). Kept in a map of its own that
+ * only userspace adds to, so a flood of spoofed sources, which churns the
+ * per-source LRU, can never evict it; its own bucket, so neither can a flood
+ * spend the budget it relies on.
+ */
+struct jitwg_verified {
+	__u64 tokens;         /* GCRA state, as jitwg_bucket.tokens */
+	__u64 until_ns;       /* CLOCK_MONOTONIC ns; verified until then */
+};
+
+/* How long a handshake keeps its source verified (clients rekey every 2 min). */
+#define JITWG_VERIFIED_TTL_NS (3600ull * 1000000000ull)
+
+/*
+ * A bitmap in front of the verified map: one bit per keyed hash of a
+ * verified source's key, 2^JITWG_VERIFIED_BITS_LOG bits (32 KiB) in
+ * JITWG_VERIFIED_WORDS words of the verified_bits array map. Under a flood
+ * from random sources, a lookup in a 65,536-entry hash map is a cache miss
+ * (~200 ns here) that most packets would pay; a 32 KiB bitmap stays in the
+ * cache and answers "certainly not verified" for nearly all of them. The
+ * hash is keyed with a random seed (entry 0 of verified_seed, written by the
+ * loader), so a flood cannot aim at the bits of real sources. Userspace
+ * sets a source's bit when it marks it and rebuilds the bitmap when sources
+ * leave. w0, w1: the key's two 64-bit words as loaded from memory.
+ */
+#define JITWG_VERIFIED_BITS_LOG 18
+#define JITWG_VERIFIED_WORDS (1u << (JITWG_VERIFIED_BITS_LOG - 6))
+#define JITWG_VERIFIED_HASH(w0, w1, seed)                                     \
+	((__u32)(((((w0) ^ (seed)) * 0x9E3779B97F4A7C15ull ^ (w1)) *          \
+		  0xBF58476D1CE4E5B9ull) >> (64 - JITWG_VERIFIED_BITS_LOG)))
+
 /* Per-CPU counters, indexes into the counters array map. */
 enum jitwg_counter {
 	JITWG_CTR_PACKETS,        /* packets seen */
@@ -137,6 +179,9 @@ enum jitwg_counter {
 	JITWG_CTR_RINGBUF_FULL,   /* ring buffer reservation failed */
 	JITWG_CTR_MALFORMED,      /* truncated or inconsistent headers */
 	JITWG_CTR_CONSUMED,       /* events dropped here under the lease */
+	JITWG_CTR_VERIFIED,       /* initiations from a verified source */
+	JITWG_CTR_LIMITED_VERIFIED, /* over a verified source's own limit */
+	JITWG_CTR_SRC_NEW,        /* unseen sources admitted into the LRU */
 	JITWG_CTR_MAX,
 };
 

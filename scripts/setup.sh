@@ -11,7 +11,7 @@ PKGS=(
 	libmnl-dev libjson-c-dev libclang-rt-14-dev
 	# run and test
 	iproute2 iputils-ping kmod procps psmisc python3 wireguard-go
-	wireguard-tools tcpdump ca-certificates
+	wireguard-tools tcpdump ca-certificates ethtool
 	# install and systemd (tests/test_install.sh: systemd-analyze, setpriv,
 	# capsh); libxdp's dispatcher (--xdp-mode multi) and xdp-filter
 	systemd util-linux libcap2-bin libxdp-dev xdp-tools

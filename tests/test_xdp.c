@@ -4,6 +4,7 @@
  * whether an event came out, the event byte for byte, and the counters.
  * Then the rate limits.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,14 +262,23 @@ static int knock(int family, const uint8_t *saddr, int *verdict, uint64_t d[JITW
 	return knock_type(family, saddr, WG_MSG_INITIATION, verdict, d);
 }
 
-static void set_limits(uint32_t sr, uint32_t sb, uint32_t gr, uint32_t gb, uint32_t flags)
+/* Limits and fresh buckets; verified sources get vr/s, burst vb. */
+static void set_limits_v(uint32_t sr, uint32_t sb, uint32_t gr, uint32_t gb,
+			 uint32_t vr, uint32_t vb, uint32_t flags)
 {
 	struct jitwg_config cfg = { .src_rate = sr, .src_burst = sb,
 				    .global_rate = gr, .global_burst = gb,
+				    .verified_rate = vr, .verified_burst = vb,
 				    .flags = flags };
 
-	if (capture_set_limits(cap, &cfg) || capture_reset_limits(cap))
+	if (capture_set_limits(cap, &cfg) || capture_reset_limits(cap) ||
+	    capture_forget_verified(cap))
 		printf("  cannot set limits: %s\n", capture_error(cap));
+}
+
+static void set_limits(uint32_t sr, uint32_t sb, uint32_t gr, uint32_t gb, uint32_t flags)
+{
+	set_limits_v(sr, sb, gr, gb, 0, 0, flags);
 }
 
 static void test_limits(void)
@@ -332,6 +342,150 @@ static void test_limits(void)
 	for (got = 0, i = 0; i < 50; i++)
 		got += knock(4, a, &v, d);
 	CHECK("rate 0 disables limits", got == 50, "%d of 50 passed", got);
+}
+
+/* IPv4-mapped form of a.b.c.d, as events carry it. */
+static void mapped4(uint8_t out[16], const uint8_t a[4])
+{
+	memset(out, 0, 16);
+	out[10] = out[11] = 0xff;
+	memcpy(out + 12, a, 4);
+}
+
+static int mark(const uint8_t addr16[16], uint64_t until_ns)
+{
+	int err = capture_mark_verified(cap, addr16, until_ns);
+
+	if (err)
+		printf("  cannot mark: %s\n", capture_error(cap));
+	return err;
+}
+
+/*
+ * n initiations from IPv4 sources 100.64.0.0 + i, one test run each: a
+ * spoofed flood of unseen sources. Events are drained as they come.
+ */
+static int flood_sources(uint32_t n)
+{
+	struct frame_spec spec = { .family = 4, .sport = 12345, .dport = 51820,
+				   .payload_len = 148 };
+	uint8_t frame[FRAME_MAX], msg[148], s4[4] = { 100, 64, 0, 0 };
+	struct frame_layout l;
+	uint32_t i, a;
+	size_t len;
+
+	frame_initiation(msg, 9);
+	spec.payload = msg;
+	spec.saddr = s4;
+	len = frame_build(frame, &spec, &l);
+	for (i = 0; i < n; i++) {
+		LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame,
+			    .data_size_in = len, .repeat = 1);
+
+		a = htonl(0x64400000u + i);
+		memcpy(frame + l.l3 + 12, &a, 4); /* the program ignores the IP checksum */
+		if (bpf_prog_test_run_opts(capture_prog_fd(cap), &o))
+			return -errno;
+		if (!(i & 4095))
+			capture_poll(cap, 0);
+	}
+	capture_poll(cap, 0);
+	return 0;
+}
+
+static void test_verified(void)
+{
+	uint8_t v[4] = { 10, 7, 0, 1 }, w[4] = { 10, 7, 0, 3 }, f0[4] = { 100, 64, 0, 0 };
+	uint8_t s1[4] = { 10, 8, 0, 1 }, s2[4] = { 10, 8, 0, 2 };
+	uint8_t v16[16], w16[16];
+	uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 9, 0, 1, [15] = 1 };
+	uint64_t d[JITWG_CTR_MAX], before[JITWG_CTR_MAX], after[JITWG_CTR_MAX];
+	struct jitwg_config raised = { .src_rate = 1, .src_burst = 1,
+				       .global_rate = 1000000000,
+				       .global_burst = 2000000000 };
+	int vd, ok;
+
+	mapped4(v16, v);
+	mapped4(w16, w);
+
+	/*
+	 * A flood of unseen sources twice the LRU's size, global limit off so
+	 * that every one of them gets an entry and entries are evicted (the
+	 * flood's first source is new again afterwards). The verified source
+	 * is still verified: it never was in the LRU.
+	 */
+	set_limits_v(1, 1, 0, 0, 1, 2, 0);
+	ok = EXPECT(!mark(v16, mono_ns() + JITWG_VERIFIED_TTL_NS), "marked");
+	ok &= EXPECT(knock(4, v, &vd, d) == 1 && d[JITWG_CTR_VERIFIED] == 1,
+		     "verified source passes, counted verified");
+	ok &= EXPECT(d[JITWG_CTR_SRC_NEW] == 0, "verified source not in the LRU");
+	capture_read_counters(cap, before);
+	ok &= EXPECT(flood_sources(2 * JITWG_SRC_MAP_ENTRIES) == 0, "flood ran");
+	capture_read_counters(cap, after);
+	ok &= EXPECT(after[JITWG_CTR_SRC_NEW] - before[JITWG_CTR_SRC_NEW] ==
+			     2 * JITWG_SRC_MAP_ENTRIES,
+		     "flood sources inserted: %llu",
+		     (unsigned long long)(after[JITWG_CTR_SRC_NEW] - before[JITWG_CTR_SRC_NEW]));
+	ok &= EXPECT(knock(4, f0, &vd, d) == 1 && d[JITWG_CTR_SRC_NEW] == 1,
+		     "the flood evicted LRU entries (its first source is new again)");
+	ok &= EXPECT(knock(4, v, &vd, d) == 1 && d[JITWG_CTR_VERIFIED] == 1 &&
+			     d[JITWG_CTR_SRC_NEW] == 0,
+		     "verified source still verified after the flood");
+	CHECK("flood of unseen sources cannot evict a verified source", ok, "see above");
+
+	/*
+	 * The global bucket is asked before an unseen source gets an entry:
+	 * refused globally, it is not inserted, so its own bucket is still
+	 * full when the global limit lets it through.
+	 */
+	set_limits(1, 1, 1, 1, 0);
+	ok = EXPECT(knock(4, s1, &vd, d) == 1 && d[JITWG_CTR_SRC_NEW] == 1,
+		    "first source takes the global token");
+	ok &= EXPECT(knock(4, s2, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "second source refused globally");
+	ok &= EXPECT(d[JITWG_CTR_SRC_NEW] == 0 && d[JITWG_CTR_LIMITED_SRC] == 0,
+		     "and given no LRU entry");
+	ok &= EXPECT(!capture_set_limits(cap, &raised), "raise the global limit");
+	ok &= EXPECT(knock(4, s2, &vd, d) == 1,
+		     "second source's own bucket untouched by the refusal");
+	ok &= EXPECT(knock(4, s1, &vd, d) == 0 && d[JITWG_CTR_LIMITED_SRC] == 1,
+		     "first source keeps its spent bucket");
+	CHECK("global budget consulted before an unseen source is inserted", ok,
+	      "see above");
+
+	/*
+	 * With the global budget spent by other sources, a verified source
+	 * still passes on its own budget, which caps it too (NAT: a budget,
+	 * not a free pass). Expired and unmarked sources are ordinary ones.
+	 */
+	set_limits_v(100, 100, 1, 1, 1, 2, 0);
+	ok = EXPECT(!mark(v16, mono_ns() + JITWG_VERIFIED_TTL_NS), "marked");
+	ok &= EXPECT(!mark(w16, 1), "marked, long expired");
+	ok &= EXPECT(knock(4, s1, &vd, d) == 1, "a source spends the global budget");
+	ok &= EXPECT(knock(4, s2, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "global budget spent");
+	ok &= EXPECT(knock(4, v, &vd, d) == 1, "verified passes (1)");
+	ok &= EXPECT(knock(4, v, &vd, d) == 1, "verified passes (2)");
+	ok &= EXPECT(knock(4, v, &vd, d) == 0 && d[JITWG_CTR_LIMITED_VERIFIED] == 1 &&
+			     d[JITWG_CTR_LIMITED_GLOBAL] == 0,
+		     "verified: its own budget caps it");
+	ok &= EXPECT(knock(4, w, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1 &&
+			     d[JITWG_CTR_VERIFIED] == 0,
+		     "expired mark: an ordinary source");
+	ok &= EXPECT(!mark(v16, 0), "unmarked");
+	ok &= EXPECT(knock(4, v, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "unmarked: an ordinary source");
+	/* IPv6: the mark covers the source's /64 */
+	ok &= EXPECT(!mark(v6, mono_ns() + JITWG_VERIFIED_TTL_NS), "marked v6");
+	v6[15] = 2;
+	v6[9] = 0x42;
+	ok &= EXPECT(knock(6, v6, &vd, d) == 1 && d[JITWG_CTR_VERIFIED] == 1,
+		     "another address of the /64 is verified");
+	v6[7] = 2;
+	ok &= EXPECT(knock(6, v6, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "another /64 is not");
+	CHECK("verified budget separate from the global one", ok, "see above");
+	set_limits(0, 0, 0, 0, 0);
 }
 
 /*
@@ -594,8 +748,12 @@ static void test_settings(void)
 	struct jitwg_config bad = { .src_rate = 5, .src_burst = 0 };
 	uint16_t none = 0;
 
+	struct jitwg_config bad_v = { .verified_rate = 5 };
+
 	CHECK("rate without burst refused", capture_set_limits(cap, &bad) == -EINVAL,
 	      "accepted");
+	CHECK("verified rate without burst refused",
+	      capture_set_limits(cap, &bad_v) == -EINVAL, "accepted");
 	CHECK("port 0 refused", capture_set_ports(cap, &none, 1) == -EINVAL, "accepted");
 }
 
@@ -617,6 +775,7 @@ int main(void)
 	test_table();
 	test_mutations();
 	test_limits();
+	test_verified();
 	test_lease();
 	test_settings();
 	capture_close(cap);

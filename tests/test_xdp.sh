@@ -175,7 +175,8 @@ test_xdp_bad_options() {
 	expect_eq "$out" "jitwg-xdp: --mode: 'warp' is not auto, native, generic, multi or pinned" \
 		"bad --mode"
 
-	for o in --src-rate --src-burst --global-rate --global-burst --port --count; do
+	for o in --src-rate --src-burst --global-rate --global-burst --verified-rate \
+		--verified-burst --port --count; do
 		out=$("$XDP" --dev lo "$o" x 2>&1)
 		expect_eq $? 2 "exit status for a bad $o"
 		[[ $out == "jitwg-xdp: $o: 'x' is not a number 0.."* ]] || fail "bad $o: $out"
@@ -208,4 +209,142 @@ s.sendall(b"jitwg"); print(s.recv(100).decode())
 	wait "$XDP_PID"
 	grep -q "^counters packets=[1-9].* initiations=0 " "$TMP/events" ||
 		fail "counters: $(tail -1 "$TMP/events")"
+}
+
+# jitwg-pktgen sends the kinds it claims: each kind from its own source port
+# through live frames on vc, received by jitwg-xdp (limits off) on vg and a
+# UDP recorder behind it (which the kernel only feeds datagrams whose UDP
+# checksum holds).
+#
+#   ns "c"                                   ns "g"
+#   jitwg-pktgen (live frames, XDP_TX)       XDP jitwg (native) → jitwg-xdp --hex
+#   veth vc 192.0.2.2 / 2001:db8:7::2  -->   veth vg 192.0.2.1 / 2001:db8:7::1
+#                                            UDP recorder :51820
+PKTGEN=$BUILD/jitwg-pktgen
+LOADGEN=$BUILD/jitwg-loadgen
+CTL=$BUILD/jitwgctl
+
+# pktgen_topo: the drawing above; sets C, G, GW_PUB, G_MAC, XDP_PID.
+pktgen_topo() {
+	[ -x "$PKTGEN" ] && [ -x "$LOADGEN" ] && [ -x "$CTL" ] ||
+		skip "jitwg-pktgen, jitwg-loadgen or jitwgctl not built"
+	C=$(ns c) G=$(ns g)
+	veth_pair c vc 192.0.2.2/24 g vg 192.0.2.1/24 \
+		2001:db8:7::2/64 2001:db8:7::1/64
+	wg genkey >"$TMP/gw.key"
+	GW_PUB=$(wg pubkey <"$TMP/gw.key")
+	G_MAC=$(ip -n "$G" -br link show vg | awk '{print $3}')
+	udp_recorder "$G" :: 51820 "$TMP/received"
+	start_capture --src-rate 0 --global-rate 0
+}
+
+# pktgen_send ARGS...: jitwg-pktgen in "c" towards vg; output in $TMP/pg.out.
+pktgen_send() {
+	ip netns exec "$C" "$PKTGEN" --dev vc --dst-mac "$G_MAC" \
+		--responder "$GW_PUB" "$@" >"$TMP/pg.out" 2>&1 ||
+		fail "jitwg-pktgen $*: $(cat "$TMP/pg.out")"
+}
+
+# decode_port PORT N: `jitwgctl decode` of the first N events from source
+# port PORT, one "status initiator" line each, in $TMP/decoded.
+decode_port() {
+	local port=$1 n=$2 msg out
+	: >"$TMP/decoded"
+	grep ":$port dst=" "$TMP/events" | head -n "$n" | sed 's/.*msg=//' |
+		while read -r msg; do
+			echo "$msg" >"$TMP/m.hex"
+			out=$("$CTL" decode --private-key-file "$TMP/gw.key" "$TMP/m.hex" 2>/dev/null)
+			echo "$(echo "$out" | sed -n 's/^status: //p')" \
+				"$(echo "$out" | sed -n 's/^\(claimed_\)\{0,1\}initiator: \([^ ]*\).*/\2/p')"
+		done >"$TMP/decoded"
+}
+
+test_xdp_pktgen_kinds() {
+	tmp_dir
+	pktgen_topo
+	local kinds=(valid replay forged random random-mac1 mac2 data udp) i n
+	local keys
+	keys=$("$LOADGEN" keys --seed flood --count 4 | awk '{print $1}')
+	for i in "${!kinds[@]}"; do
+		pktgen_send --dst 192.0.2.1 --kind "${kinds[i]}:2000" --count 20 \
+			--sources 20 --seed flood --identities 4 --messages 4 \
+			--sport $((41000 + i))
+		grep -q "^kind=${kinds[i]} sent=20 " "$TMP/pg.out" ||
+			fail "pktgen ${kinds[i]}: $(cat "$TMP/pg.out")"
+	done
+	# 7 kinds × 20 datagrams to :51820 (all but udp), checksums intact
+	wait_for 5 eval "[ \$(wc -l <$TMP/received) -ge 140 ]" ||
+		fail "recorder got $(wc -l <"$TMP/received") of 140 datagrams"
+	kill -INT "$XDP_PID"
+	wait "$XDP_PID"
+	tail -1 "$TMP/events"
+	grep -q "^counters .* wg_udp=140 initiations=120 events=120 " "$TMP/events" ||
+		fail "counters: $(tail -1 "$TMP/events")"
+	for i in 0 1 2 3 4 5; do
+		n=$(grep -c ":$((41000 + i)) dst=" "$TMP/events")
+		expect_eq "$n" 20 "events of ${kinds[i]}"
+		n=$(grep ":$((41000 + i)) dst=" "$TMP/events" | sed 's/.* src=\([^:]*\):.*/\1/' |
+			sort -u | wc -l)
+		expect_eq "$n" 20 "distinct sources of ${kinds[i]}"
+	done
+	# valid: authenticated initiations of the synthetic clients
+	decode_port 41000 8
+	[ "$(awk '$1 == "ok"' "$TMP/decoded" | wc -l)" = 8 ] || fail "valid: $(cat "$TMP/decoded")"
+	for k in $(awk '{print $2}' "$TMP/decoded"); do
+		grep -qx "$k" <<<"$keys" || fail "valid: $k is not a synthetic client"
+	done
+	# replay: one message, byte for byte
+	n=$(grep ":41001 dst=" "$TMP/events" | sed 's/.*msg=//' | sort -u | wc -l)
+	expect_eq "$n" 1 "distinct replay messages"
+	decode_port 41001 1
+	grep -q "^ok " "$TMP/decoded" || fail "replay: $(cat "$TMP/decoded")"
+	# forged: claims client 0, does not authenticate
+	decode_port 41002 4
+	expect_eq "$(sort -u "$TMP/decoded")" "bad_timestamp $(head -1 <<<"$keys")" "forged"
+	decode_port 41003 4
+	expect_eq "$(sort -u "$TMP/decoded")" "bad_mac1 " "random"
+	decode_port 41004 4
+	expect_eq "$(sort -u "$TMP/decoded")" "bad_static " "random-mac1"
+	# mac2: authenticated, with a non-zero mac2 (the last 16 bytes)
+	decode_port 41005 4
+	[ "$(awk '$1 == "ok"' "$TMP/decoded" | wc -l)" = 4 ] || fail "mac2: $(cat "$TMP/decoded")"
+	grep ":41005 dst=" "$TMP/events" | sed 's/.*msg=//' | cut -c265-296 |
+		grep -qx '0\{32\}' && fail "mac2: a zero mac2"
+	return 0
+}
+
+# IPv6: each source its own /64, UDP checksums (mandatory in IPv6) intact.
+test_xdp_pktgen_ipv6_sources() {
+	tmp_dir
+	pktgen_topo
+	local n
+	pktgen_send --dst 2001:db8:7::1 --kind replay:2000 --kind udp:2000 \
+		--count 10 --sources 5
+	grep -q "^total sent=20 " "$TMP/pg.out" || fail "pktgen: $(cat "$TMP/pg.out")"
+	wait_for 5 eval "[ \$(wc -l <$TMP/received) -ge 10 ]" ||
+		fail "recorder got $(wc -l <"$TMP/received") of 10 datagrams"
+	kill -INT "$XDP_PID"
+	wait "$XDP_PID"
+	n=$(grep -o ' src=\[[^]]*\]' "$TMP/events" | sort -u | tr '\n' ' ')
+	echo "  sources: $n"
+	expect_eq "$(grep -Ec ' src=\[2001:db8:f100:([1-4]:)?:1\]:40000 ' "$TMP/events")" 10 \
+		"events from 2001:db8:f100:0..4::1"
+	expect_eq "$(grep -o ' src=\[[^]]*\]' "$TMP/events" | sort -u | wc -l)" 5 \
+		"distinct /64 sources"
+}
+
+# jitwg-pktgen: usage errors (status 2) that name the option.
+test_xdp_pktgen_bad_options() {
+	[ -x "$PKTGEN" ] || skip "jitwg-pktgen not built"
+	local out
+	out=$("$PKTGEN" --dev lo --dst 192.0.2.1 --kind warp 2>&1)
+	expect_eq $? 2 "exit status for a bad --kind"
+	[[ $out == "pktgen: bad --kind warp" ]] || fail "bad --kind: $out"
+	out=$("$PKTGEN" --dev lo --dst 192.0.2.1 --kind udp --sources x 2>&1)
+	expect_eq $? 2 "exit status for a bad --sources"
+	[[ $out == "pktgen: --sources: 'x' is not a number"* ]] || fail "bad --sources: $out"
+	out=$("$PKTGEN" --dev lo --dst 192.0.2.1 --src 2001:db8::1 --kind udp 2>&1)
+	expect_eq $? 2 "exit status for mixed families"
+	out=$("$PKTGEN" --dev lo --dst 192.0.2.1 --kind replay 2>&1)
+	[[ $out == *"needs --responder"* ]] || fail "replay without --responder: $out"
 }

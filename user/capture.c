@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/random.h>
 #include <sys/statfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -40,6 +43,10 @@ struct capture {
 	int fd_src, fd_global;
 	int fd_lease; /* -1: a pinned object from before the lease */
 	int fd_local; /* local_addrs; -1 as fd_lease */
+	int fd_verified; /* verified sources; -1 as fd_lease */
+	int fd_vbits, fd_vseed; /* verified_bits, verified_seed; -1 as fd_lease */
+	__u64 vseed;
+	pthread_mutex_t vlock; /* one writer of verified_bits at a time */
 	bool leased;  /* we wrote a lease: give it back on close */
 	int prog_fd;
 	int ncpus;
@@ -197,6 +204,9 @@ static const char *const counter_names[JITWG_CTR_MAX] = {
 	[JITWG_CTR_RINGBUF_FULL] = "ringbuf_full",
 	[JITWG_CTR_MALFORMED] = "malformed",
 	[JITWG_CTR_CONSUMED] = "consumed",
+	[JITWG_CTR_VERIFIED] = "verified",
+	[JITWG_CTR_LIMITED_VERIFIED] = "limited_verified",
+	[JITWG_CTR_SRC_NEW] = "src_new",
 };
 
 const char *capture_counter_name(enum jitwg_counter ctr)
@@ -268,6 +278,11 @@ static int open_pinned(struct capture *c, const char *dir)
 	if (pinned_map(c, dir, "lease", &c->fd_lease) ||
 	    pinned_map(c, dir, "local_addrs", &c->fd_local))
 		c->err[0] = '\0';
+	/* Optional too: capture_mark_verified() names the remedy. */
+	if (pinned_map(c, dir, "verified", &c->fd_verified) ||
+	    pinned_map(c, dir, "verified_bits", &c->fd_vbits) ||
+	    pinned_map(c, dir, "verified_seed", &c->fd_vseed))
+		c->err[0] = '\0';
 	return 0;
 }
 
@@ -325,6 +340,9 @@ static void take_fds(struct capture *c, int prog_fd)
 	c->fd_global = bpf_map__fd(c->skel->maps.global_bucket);
 	c->fd_lease = bpf_map__fd(c->skel->maps.lease);
 	c->fd_local = bpf_map__fd(c->skel->maps.local_addrs);
+	c->fd_verified = bpf_map__fd(c->skel->maps.verified);
+	c->fd_vbits = bpf_map__fd(c->skel->maps.verified_bits);
+	c->fd_vseed = bpf_map__fd(c->skel->maps.verified_seed);
 }
 
 /*
@@ -497,6 +515,29 @@ fail:
 		    capture_mode_str(mode), strerror(-err));
 }
 
+/*
+ * The seed of the verified bitmap's hash: a fresh random one for a program
+ * we loaded; for a pinned one, the seed already there (its bitmap was set
+ * with it), or a fresh one if none was set yet.
+ */
+static int verified_seed(struct capture *c)
+{
+	__u32 zero = 0;
+
+	if (c->fd_vseed < 0 || c->fd_vbits < 0)
+		return 0;
+	if (bpf_map_lookup_elem(c->fd_vseed, &zero, &c->vseed))
+		return fail(c, -errno, "cannot read verified_seed: %s", strerror(errno));
+	if (c->vseed)
+		return 0;
+	while (!c->vseed)
+		if (getrandom(&c->vseed, sizeof(c->vseed), 0) != sizeof(c->vseed))
+			return fail(c, -EIO, "getrandom: %s", strerror(errno));
+	if (bpf_map_update_elem(c->fd_vseed, &zero, &c->vseed, BPF_ANY))
+		return fail(c, -errno, "cannot write verified_seed: %s", strerror(errno));
+	return 0;
+}
+
 int capture_open(struct capture **out, const struct capture_opts *opts,
 		 capture_event_fn fn, void *ctx)
 {
@@ -516,6 +557,8 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	c->prog_fd = c->fd_events = c->fd_counters = c->fd_settings = -1;
 	c->fd_ports = c->fd_src = c->fd_global = c->fd_lease = c->fd_local = -1;
 	c->link_fd = -1;
+	c->fd_verified = c->fd_vbits = c->fd_vseed = -1;
+	pthread_mutex_init(&c->vlock, NULL);
 	c->ncpus = libbpf_num_possible_cpus();
 	if (c->ncpus <= 0) {
 		err = fail(c, -EIO, "cannot count possible CPUs");
@@ -539,6 +582,8 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 		err = load_multi(c, opts->ifname);
 	else
 		err = load(c);
+	if (!err)
+		err = verified_seed(c);
 	if (err)
 		goto err;
 
@@ -578,7 +623,8 @@ void capture_close(struct capture *c)
 {
 	int *fds[] = { &c->fd_events, &c->fd_counters, &c->fd_settings,
 		       &c->fd_ports, &c->fd_src, &c->fd_global, &c->fd_lease,
-		       &c->fd_local };
+		       &c->fd_local, &c->fd_verified, &c->fd_vbits,
+		       &c->fd_vseed };
 	size_t i;
 
 	if (!c)
@@ -600,6 +646,7 @@ void capture_close(struct capture *c)
 			       &o);
 	}
 	ring_buffer__free(c->rb);
+	pthread_mutex_destroy(&c->vlock);
 	if (c->skel) {
 		jitwg_bpf__destroy(c->skel);
 	} else {
@@ -694,7 +741,10 @@ int capture_set_limits(struct capture *c, const struct jitwg_config *cfg)
 	if ((cfg->src_rate && !cfg->src_burst) ||
 	    (cfg->global_rate && !cfg->global_burst))
 		return fail(c, -EINVAL, "a rate limit needs a burst of at least 1");
-	if (cfg->src_rate > 1000000000 || cfg->global_rate > 1000000000)
+	if (cfg->verified_rate && !cfg->verified_burst)
+		return fail(c, -EINVAL, "a rate limit needs a burst of at least 1");
+	if (cfg->src_rate > 1000000000 || cfg->global_rate > 1000000000 ||
+	    cfg->verified_rate > 1000000000)
 		return fail(c, -EINVAL, "rates are at most 1e9 per second");
 	if (bpf_map_update_elem(c->fd_settings, &key, cfg, BPF_ANY))
 		return fail(c, -errno, "cannot set limits: %s", strerror(errno));
@@ -767,6 +817,163 @@ int capture_set_local_addrs(struct capture *c, const uint8_t (*addrs)[16],
 	return 0;
 }
 
+static int no_verified_map(struct capture *c)
+{
+	return fail(c, -ENOENT, "the pinned program has no verified map: "
+		    "load and pin it again from this build's jitwg.bpf.o");
+}
+
+static __u32 verified_bit(const struct capture *c, const struct jitwg_src_key *k)
+{
+	__u64 w[2];
+
+	memcpy(w, k->addr, sizeof(w));
+	return JITWG_VERIFIED_HASH(w[0], w[1], c->vseed);
+}
+
+/*
+ * Delete the verified sources whose time ran out by now_ns, then write the
+ * bitmap anew from those left (a bit may serve several sources, so one
+ * leaving cannot just clear its own). The caller holds vlock.
+ */
+static int prune_verified(struct capture *c, uint64_t now_ns)
+{
+	__u64 *bits = calloc(JITWG_VERIFIED_WORDS, sizeof(*bits));
+	struct jitwg_src_key key, next;
+	struct jitwg_verified v;
+	bool more = !bpf_map_get_next_key(c->fd_verified, NULL, &key);
+	__u32 i, h, count = JITWG_VERIFIED_WORDS;
+	int err = 0;
+
+	if (!bits)
+		return -ENOMEM;
+	while (more) {
+		more = !bpf_map_get_next_key(c->fd_verified, &key, &next);
+		if (!bpf_map_lookup_elem(c->fd_verified, &key, &v)) {
+			if (v.until_ns <= now_ns) {
+				if (bpf_map_delete_elem(c->fd_verified, &key) &&
+				    errno != ENOENT) {
+					err = -errno;
+					goto out;
+				}
+			} else {
+				h = verified_bit(c, &key);
+				bits[h >> 6] |= 1ull << (h & 63);
+			}
+		}
+		key = next;
+	}
+	{
+		__u32 keys[JITWG_VERIFIED_WORDS];
+
+		for (i = 0; i < JITWG_VERIFIED_WORDS; i++)
+			keys[i] = i;
+		/* Each word is written whole: a packet sees old or new bits. */
+		if (bpf_map_update_batch(c->fd_vbits, keys, bits, &count, NULL))
+			err = -errno;
+	}
+out:
+	free(bits);
+	return err;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec * 1000000000ull + now.tv_nsec;
+}
+
+/* Insert or renew key; the caller holds vlock. */
+static int mark_locked(struct capture *c, const struct jitwg_src_key *key,
+		       uint64_t until_ns)
+{
+	struct jitwg_verified v = { .until_ns = until_ns };
+	__u64 word;
+	__u32 h, idx;
+	int err;
+
+	if (!until_ns) {
+		if (bpf_map_delete_elem(c->fd_verified, key)) {
+			if (errno == ENOENT)
+				return 0;
+			return fail(c, -errno, "cannot unmark a verified source: %s",
+				    strerror(errno));
+		}
+		err = prune_verified(c, 0);
+		if (err)
+			return fail(c, err, "cannot rebuild verified_bits: %s",
+				    strerror(-err));
+		return 0;
+	}
+	/*
+	 * Renewing keeps the bucket: a source that keeps completing
+	 * handshakes must not get a fresh burst each time. The program may
+	 * move the bucket between the read and the write; the write then
+	 * hands back at most those few tokens.
+	 */
+	if (!bpf_map_lookup_elem(c->fd_verified, key, &v))
+		v.until_ns = until_ns;
+	if (bpf_map_update_elem(c->fd_verified, key, &v, BPF_ANY)) {
+		if (errno != E2BIG)
+			return fail(c, -errno, "cannot mark a verified source: %s",
+				    strerror(errno));
+		/* Full: make room from the sources whose time ran out. */
+		err = prune_verified(c, mono_ns());
+		if (err)
+			return fail(c, err, "cannot prune verified sources: %s",
+				    strerror(-err));
+		if (bpf_map_update_elem(c->fd_verified, key, &v, BPF_ANY))
+			return fail(c, -errno, "cannot mark a verified source (%d "
+				    "verified now): %s", JITWG_VERIFIED_MAP_ENTRIES,
+				    strerror(errno));
+	}
+	/* Its bit after the entry: a packet that sees the bit finds it. */
+	h = verified_bit(c, key);
+	idx = h >> 6;
+	if (bpf_map_lookup_elem(c->fd_vbits, &idx, &word))
+		return fail(c, -errno, "cannot read verified_bits: %s", strerror(errno));
+	word |= 1ull << (h & 63);
+	if (bpf_map_update_elem(c->fd_vbits, &idx, &word, BPF_ANY))
+		return fail(c, -errno, "cannot write verified_bits: %s", strerror(errno));
+	return 0;
+}
+
+int capture_mark_verified(struct capture *c, const uint8_t saddr[static 16],
+			  uint64_t until_ns)
+{
+	static const uint8_t v4mapped[12] = { [10] = 0xff, [11] = 0xff };
+	struct jitwg_src_key key;
+	int err;
+
+	if (c->fd_verified < 0 || c->fd_vbits < 0)
+		return no_verified_map(c);
+	/* The program's key: an IPv4 address, or an IPv6 /64. */
+	memcpy(key.addr, saddr, 16);
+	if (memcmp(saddr, v4mapped, sizeof(v4mapped)))
+		memset(key.addr + 8, 0, 8);
+	pthread_mutex_lock(&c->vlock);
+	err = mark_locked(c, &key, until_ns);
+	pthread_mutex_unlock(&c->vlock);
+	return err;
+}
+
+int capture_forget_verified(struct capture *c)
+{
+	int err;
+
+	if (c->fd_verified < 0 || c->fd_vbits < 0)
+		return no_verified_map(c);
+	pthread_mutex_lock(&c->vlock);
+	err = prune_verified(c, UINT64_MAX);
+	pthread_mutex_unlock(&c->vlock);
+	if (err)
+		return fail(c, err, "cannot forget verified sources: %s",
+			    strerror(-err));
+	return 0;
+}
+
 int capture_reset_limits(struct capture *c)
 {
 	struct jitwg_bucket full = {};
@@ -793,6 +1000,9 @@ int capture_read_counters(struct capture *c, uint64_t out[static JITWG_CTR_MAX])
 	for (k = 0; k < JITWG_CTR_MAX; k++) {
 		out[k] = 0;
 		if (bpf_map_lookup_elem(c->fd_counters, &k, vals)) {
+			/* A pinned object from before counter k: it is 0. */
+			if (errno == ENOENT)
+				continue;
 			err = fail(c, -errno, "cannot read counters: %s",
 				   strerror(errno));
 			break;

@@ -26,6 +26,8 @@ enum {
 	OPT_SRC_BURST,
 	OPT_GLOBAL_RATE,
 	OPT_GLOBAL_BURST,
+	OPT_VERIFIED_RATE,
+	OPT_VERIFIED_BURST,
 	OPT_DROP,
 	OPT_VERSION,
 };
@@ -70,13 +72,17 @@ static void usage(FILE *f)
 		"  --src-burst N        per-source bucket size (default %d)\n"
 		"  --global-rate N      global initiations/s (0 = no limit; default %d)\n"
 		"  --global-burst N     global bucket size (default %d)\n"
+		"  --verified-rate N    per verified source initiations/s (0 = no limit;\n"
+		"                       default %d)\n"
+		"  --verified-burst N   per verified source bucket size (default %d)\n"
 		"  --drop               drop initiations over the limits (default: pass)\n"
 		"  --hex                print each initiation in hex (--dev)\n"
 		"  --count N            exit after N events (--dev)\n"
 		"  --version\n"
 		"  --help\n",
 		JITWG_DEFAULT_SRC_RATE, JITWG_DEFAULT_SRC_BURST,
-		JITWG_DEFAULT_GLOBAL_RATE, JITWG_DEFAULT_GLOBAL_BURST);
+		JITWG_DEFAULT_GLOBAL_RATE, JITWG_DEFAULT_GLOBAL_BURST,
+		JITWG_DEFAULT_VERIFIED_RATE, JITWG_DEFAULT_VERIFIED_BURST);
 }
 
 /*
@@ -241,6 +247,8 @@ int main(int argc, char **argv)
 		{ "src-burst", required_argument, NULL, OPT_SRC_BURST },
 		{ "global-rate", required_argument, NULL, OPT_GLOBAL_RATE },
 		{ "global-burst", required_argument, NULL, OPT_GLOBAL_BURST },
+		{ "verified-rate", required_argument, NULL, OPT_VERIFIED_RATE },
+		{ "verified-burst", required_argument, NULL, OPT_VERIFIED_BURST },
 		{ "drop", no_argument, NULL, OPT_DROP },
 		{ "hex", no_argument, NULL, 'x' },
 		{ "count", required_argument, NULL, 'c' },
@@ -308,6 +316,16 @@ int main(int argc, char **argv)
 				return 2;
 			limits.global_burst = v;
 			set_global_burst = true;
+			break;
+		case OPT_VERIFIED_RATE:
+			if (number("--verified-rate", optarg, LIMIT_MAX, &v))
+				return 2;
+			limits.verified_rate = v;
+			break;
+		case OPT_VERIFIED_BURST:
+			if (number("--verified-burst", optarg, LIMIT_MAX, &v))
+				return 2;
+			limits.verified_burst = v;
 			break;
 		case OPT_DROP:
 			limits.flags |= JITWG_F_DROP_LIMITED;
