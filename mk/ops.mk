@@ -1,0 +1,14 @@
+# Operating jitwgd: Prometheus metrics (user/metrics.c), the control socket
+# (user/control.c), jitwgctl's verbs for a running daemon
+# (user/jitwgctl_daemon.c), their unit tests, the dashboard check.
+METRICS_OBJS := $(OBJ)/user/metrics.o $(OBJ)/user/hostport.o
+CONTROL_OBJS := $(OBJ)/user/control.o $(OBJ)/user/keys.o
+
+# jitwgctl's own rule is in mk/noise.mk; this adds the daemon verbs to it.
+$(BUILD)/jitwgctl: $(OBJ)/user/jitwgctl_daemon.o $(CONTROL_OBJS)
+
+TEST_BINS += $(BUILD)/tests/test_metrics $(BUILD)/tests/test_control
+$(BUILD)/tests/test_metrics: $(OBJ)/tests/test_metrics.o $(METRICS_OBJS)
+	$(link)
+$(BUILD)/tests/test_control: $(OBJ)/tests/test_control.o $(CONTROL_OBJS)
+	$(link)
