@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,8 +367,56 @@ static void test_listen_parse(void)
 	CHECK("listen address parsing (table)", !bad, "%d rows wrong", bad);
 }
 
-int main(void)
+/*
+ * --serve ADDR PORT_FILE: serve the sample families until killed (for
+ * tests/test_metrics.sh and its real Prometheus); each scrape observes one
+ * more first-contact time, so rates move.
+ */
+static struct metrics_hist served;
+
+static int render_served(struct metrics_buf *b, void *ctx)
 {
+	metrics_hist_observe(&served, 0.02);
+	render_sample(b, ctx);
+	metrics_family(b, "jitwg_test_scrape_seconds", METRICS_HISTOGRAM,
+		       "One observation per scrape.");
+	metrics_histogram(b, "jitwg_test_scrape_seconds", NULL, &served);
+	return 0;
+}
+
+static int serve(const char *addr, const char *port_file)
+{
+	struct metrics_server *s;
+	sigset_t set;
+	FILE *f;
+	int sig, err;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	metrics_hist_init(&served, metrics_latency_bounds,
+			  metrics_latency_nbounds);
+	err = metrics_server_start(&s, addr, render_served, NULL);
+	if (err) {
+		fprintf(stderr, "metrics server on %s: %s\n", addr,
+			strerror(-err));
+		return 1;
+	}
+	f = fopen(port_file, "w");
+	if (f) {
+		fprintf(f, "%u\n", metrics_server_port(s));
+		fclose(f);
+	}
+	sigwait(&set, &sig);
+	metrics_server_stop(s);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && !strcmp(argv[1], "--serve"))
+		return serve(argv[2], argv[3]);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	test_writer_text();
 	test_hist_bounds();
