@@ -31,7 +31,7 @@ struct metrics_buf {
 void metrics_buf_init(struct metrics_buf *b);
 void metrics_buf_free(struct metrics_buf *b);
 void metrics_printf(struct metrics_buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 enum metrics_type {
 	METRICS_COUNTER,
@@ -56,8 +56,8 @@ void metrics_double(struct metrics_buf *b, const char *name,
 		    const char *const *labels, double value);
 
 /* Shorthands: a family with a single unlabelled sample. */
-void metrics_counter1(struct metrics_buf *b, const char *name,
-		      const char *help, uint64_t value);
+void metrics_counter1(struct metrics_buf *b, const char *name, const char *help,
+		      uint64_t value);
 void metrics_gauge1(struct metrics_buf *b, const char *name, const char *help,
 		    double value);
 
@@ -71,9 +71,10 @@ void metrics_gauge1(struct metrics_buf *b, const char *name, const char *help,
 enum { METRICS_HIST_MAX_BOUNDS = 24 };
 
 struct metrics_hist {
-	double bounds[METRICS_HIST_MAX_BOUNDS];	/* upper bounds, seconds */
+	double bounds[METRICS_HIST_MAX_BOUNDS]; /* upper bounds, seconds */
 	unsigned int n;				/* bounds in use */
-	uint64_t counts[METRICS_HIST_MAX_BOUNDS + 1]; /* per bucket; last: +Inf */
+	uint64_t
+	    counts[METRICS_HIST_MAX_BOUNDS + 1]; /* per bucket; last: +Inf */
 	uint64_t sum_ns;
 };
 

@@ -25,7 +25,8 @@
 #include "keys.h"
 
 enum {
-	/* A connected client has this long to send its line / read the reply. */
+	/* A connected client has this long to send its line / read the reply.
+	 */
 	SERVER_IO_TIMEOUT_MS = 2000,
 	LISTEN_BACKLOG = 16,
 };
@@ -55,8 +56,8 @@ void control_set_error(struct json_object *reply, int err, const char *msg)
 	json_object_object_add(reply, "ok", json_object_new_boolean(0));
 	if (!json_object_object_get_ex(reply, "error", NULL))
 		json_object_object_add(
-			reply, "error",
-			json_object_new_string(msg ? msg : strerror(-err)));
+		    reply, "error",
+		    json_object_new_string(msg ? msg : strerror(-err)));
 	json_object_object_add(reply, "errno",
 			       json_object_new_string(name ? name : "?"));
 }
@@ -276,21 +277,21 @@ static void dispatch(struct control_server *s, char *line,
 			err = o->log_level(s->ctx, arg, reply);
 	} else {
 		err = -EINVAL;
-		msg = "unknown verb (status, peers, evict, revalidate, sweep, log-level)";
+		msg = "unknown verb (status, peers, evict, revalidate, sweep, "
+		      "log-level)";
 	}
 out:
 	if (err)
 		control_set_error(reply, err, msg);
 	else
-		json_object_object_add(reply, "ok",
-				       json_object_new_boolean(1));
+		json_object_object_add(reply, "ok", json_object_new_boolean(1));
 }
 
 static void serve_one(struct control_server *s, int fd)
 {
-	const struct timeval tv = { .tv_sec = SERVER_IO_TIMEOUT_MS / 1000,
-				    .tv_usec = SERVER_IO_TIMEOUT_MS % 1000 *
-					       1000 };
+	const struct timeval tv = {.tv_sec = SERVER_IO_TIMEOUT_MS / 1000,
+				   .tv_usec =
+				       SERVER_IO_TIMEOUT_MS % 1000 * 1000};
 	char line[CONTROL_REQUEST_MAX + 1];
 	struct json_object *reply;
 	struct ucred cred;
@@ -316,9 +317,8 @@ static void serve_one(struct control_server *s, int fd)
 	}
 	err = read_line(fd, line, sizeof(line));
 	if (err) {
-		control_set_error(reply, err,
-				  err == -E2BIG ? "request line too long" :
-						  NULL);
+		control_set_error(
+		    reply, err, err == -E2BIG ? "request line too long" : NULL);
 		goto send;
 	}
 	dispatch(s, line, reply);
@@ -334,8 +334,8 @@ static void *serve(void *arg)
 {
 	struct control_server *s = arg;
 	struct pollfd pfd[2] = {
-		{ .fd = s->fd, .events = POLLIN },
-		{ .fd = s->stop_pipe[0], .events = POLLIN },
+	    {.fd = s->fd, .events = POLLIN},
+	    {.fd = s->stop_pipe[0], .events = POLLIN},
 	};
 	int fd;
 
@@ -453,14 +453,14 @@ int control_call(const char *path, const char *request, int timeout_ms,
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		left = timeout_ms - (int)((now.tv_sec - start.tv_sec) * 1000 +
-					  (now.tv_nsec - start.tv_nsec) /
-						  1000000);
+		left =
+		    timeout_ms - (int)((now.tv_sec - start.tv_sec) * 1000 +
+				       (now.tv_nsec - start.tv_nsec) / 1000000);
 		if (left <= 0) {
 			err = -ETIMEDOUT;
 			goto out;
 		}
-		pfd = (struct pollfd){ .fd = fd, .events = POLLIN };
+		pfd = (struct pollfd){.fd = fd, .events = POLLIN};
 		if (poll(&pfd, 1, left) <= 0)
 			continue;
 		if (len + 65536 > cap) {

@@ -37,17 +37,18 @@ static const char *prog = "jitwgctl";
 
 static const struct verb {
 	const char *name;
-	const char *args;	/* usage of the argument, NULL: none */
+	const char *args; /* usage of the argument, NULL: none */
 	int arg_required;
 	const char *summary;
 } verbs[] = {
-	{ "status", NULL, 0, "a running jitwgd: device, peers, queues, counters" },
-	{ "peers", NULL, 0, "the peers a running jitwgd manages" },
-	{ "evict", "KEY", 1, "remove a managed peer from the device now" },
-	{ "revalidate", "[KEY]", 0,
-	  "ask the control plane again now (one peer, or every managed one)" },
-	{ "sweep", NULL, 0, "run an eviction sweep now" },
-	{ "log-level", "LEVEL", 1, "set jitwgd's log level (error, warn, info, debug)" },
+    {"status", NULL, 0, "a running jitwgd: device, peers, queues, counters"},
+    {"peers", NULL, 0, "the peers a running jitwgd manages"},
+    {"evict", "KEY", 1, "remove a managed peer from the device now"},
+    {"revalidate", "[KEY]", 0,
+     "ask the control plane again now (one peer, or every managed one)"},
+    {"sweep", NULL, 0, "run an eviction sweep now"},
+    {"log-level", "LEVEL", 1,
+     "set jitwgd's log level (error, warn, info, debug)"},
 };
 
 #define NVERBS (sizeof(verbs) / sizeof(verbs[0]))
@@ -62,14 +63,17 @@ void jitwgctl_daemon_usage(FILE *f)
 
 static void usage(FILE *f, const struct verb *v)
 {
-	fprintf(f,
-		"usage: %s %s%s%s [--socket PATH | --dev WGDEV] [--json] [--timeout-ms N]\n"
-		"  %s.\n"
-		"  --socket: jitwgd's --control-socket; --dev: the daemon of that\n"
-		"  WireGuard device (%s/WGDEV.sock); default: $JITWG_CONTROL_SOCKET,\n"
-		"  or the only socket in %s. --json: the daemon's reply as is.\n",
-		prog, v->name, v->args ? " " : "", v->args ? v->args : "",
-		v->summary, CONTROL_DIR, CONTROL_DIR);
+	fprintf(
+	    f,
+	    "usage: %s %s%s%s [--socket PATH | --dev WGDEV] [--json] "
+	    "[--timeout-ms N]\n"
+	    "  %s.\n"
+	    "  --socket: jitwgd's --control-socket; --dev: the daemon of that\n"
+	    "  WireGuard device (%s/WGDEV.sock); default: "
+	    "$JITWG_CONTROL_SOCKET,\n"
+	    "  or the only socket in %s. --json: the daemon's reply as is.\n",
+	    prog, v->name, v->args ? " " : "", v->args ? v->args : "",
+	    v->summary, CONTROL_DIR, CONTROL_DIR);
 }
 
 /* The only *.sock in CONTROL_DIR, or a message saying why not. */
@@ -84,7 +88,8 @@ static int find_socket(char *out, size_t size)
 	dir = opendir(CONTROL_DIR);
 	if (!dir) {
 		fprintf(stderr,
-			"%s: no jitwgd is running: no control socket in %s (%m); name one with --socket PATH\n",
+			"%s: no jitwgd is running: no control socket in %s "
+			"(%m); name one with --socket PATH\n",
 			prog, CONTROL_DIR);
 		return EXIT_TOOL;
 	}
@@ -102,11 +107,13 @@ static int find_socket(char *out, size_t size)
 	closedir(dir);
 	if (n == 0) {
 		fprintf(stderr,
-			"%s: no jitwgd is running: no control socket in %s (name one with --socket PATH)\n",
+			"%s: no jitwgd is running: no control socket in %s "
+			"(name one with --socket PATH)\n",
 			prog, CONTROL_DIR);
 	} else if (n > 1) {
 		fprintf(stderr,
-			"%s: several jitwgd are running (%s): choose one with --dev WGDEV\n",
+			"%s: several jitwgd are running (%s): choose one with "
+			"--dev WGDEV\n",
 			prog, names);
 		ret = EXIT_USAGE;
 	} else if ((size_t)snprintf(out, size, "%s/%s", CONTROL_DIR, first) >=
@@ -222,11 +229,11 @@ static void print_peers(struct json_object *r)
 			for (j = 0; j < json_object_array_length(ips); j++) {
 				size_t l = strlen(ipbuf);
 
-				snprintf(ipbuf + l, sizeof(ipbuf) - l, "%s%s",
-					 j ? "," : "",
-					 json_object_get_string(
-						 json_object_array_get_idx(ips,
-									   j)));
+				snprintf(
+				    ipbuf + l, sizeof(ipbuf) - l, "%s%s",
+				    j ? "," : "",
+				    json_object_get_string(
+					json_object_array_get_idx(ips, j)));
 			}
 		}
 		fmt_age(installed, sizeof(installed), now,
@@ -252,15 +259,15 @@ static int connect_error(const char *path, int err)
 	switch (-err) {
 	case ENOENT:
 	case ECONNREFUSED:
-		fprintf(stderr,
-			"%s: no jitwgd is running on %s (%s)\n", prog, path,
-			err == -ENOENT ? "no such socket" :
-					 "nobody listens on it");
+		fprintf(
+		    stderr, "%s: no jitwgd is running on %s (%s)\n", prog, path,
+		    err == -ENOENT ? "no such socket" : "nobody listens on it");
 		break;
 	case EACCES:
 	case EPERM:
 		fprintf(stderr,
-			"%s: no permission for %s: run as root or as jitwgd's user\n",
+			"%s: no permission for %s: run as root or as jitwgd's "
+			"user\n",
 			prog, path);
 		break;
 	case ETIMEDOUT:
@@ -268,8 +275,9 @@ static int connect_error(const char *path, int err)
 			prog, path);
 		break;
 	case EPROTO:
-		fprintf(stderr, "%s: %s answered something that is not a reply\n",
-			prog, path);
+		fprintf(stderr,
+			"%s: %s answered something that is not a reply\n", prog,
+			path);
 		break;
 	default:
 		fprintf(stderr, "%s: cannot ask jitwgd on %s: %s\n", prog, path,
@@ -281,12 +289,12 @@ static int connect_error(const char *path, int err)
 int jitwgctl_daemon_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "dev", required_argument, NULL, 'd' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "timeout-ms", required_argument, NULL, 'T' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"socket", required_argument, NULL, 's'},
+	    {"dev", required_argument, NULL, 'd'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"timeout-ms", required_argument, NULL, 'T'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)] = "";
 	char request[CONTROL_REQUEST_MAX];
@@ -319,7 +327,8 @@ int jitwgctl_daemon_main(int argc, char **argv)
 			t = strtoul(optarg, &end, 10);
 			if (errno || *end || !t || t > 600000) {
 				fprintf(stderr,
-					"%s: bad option value '%s' (see %s %s --help)\n",
+					"%s: bad option value '%s' (see %s %s "
+					"--help)\n",
 					prog, optarg, prog, v->name);
 				return EXIT_USAGE;
 			}
@@ -383,8 +392,8 @@ int jitwgctl_daemon_main(int argc, char **argv)
 	}
 	if (json)
 		printf("%s\n", json_object_to_json_string_ext(
-				       reply, JSON_C_TO_STRING_PRETTY |
-						      JSON_C_TO_STRING_NOSLASHESCAPE));
+				   reply, JSON_C_TO_STRING_PRETTY |
+					      JSON_C_TO_STRING_NOSLASHESCAPE));
 	else if (!strcmp(v->name, "status"))
 		print_status(reply);
 	else if (!strcmp(v->name, "peers"))

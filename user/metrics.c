@@ -20,16 +20,16 @@
 #include "metrics.h"
 
 enum {
-	CONN_LIMIT = 16,	/* concurrent scrapes; more are refused */
-	CONN_TIMEOUT_S = 10,	/* an idle connection is closed after this */
+	CONN_LIMIT = 16,     /* concurrent scrapes; more are refused */
+	CONN_TIMEOUT_S = 10, /* an idle connection is closed after this */
 };
 
 const double metrics_latency_bounds[] = {
-	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-	0.1,	0.25,  0.5,    1,     2.5,  5,     10,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1,    0.25,  0.5,	   1,	  2.5,	5,     10,
 };
 const unsigned int metrics_latency_nbounds =
-	sizeof(metrics_latency_bounds) / sizeof(metrics_latency_bounds[0]);
+    sizeof(metrics_latency_bounds) / sizeof(metrics_latency_bounds[0]);
 
 void metrics_buf_init(struct metrics_buf *b)
 {
@@ -135,9 +135,9 @@ void metrics_family(struct metrics_buf *b, const char *name,
 }
 
 /* name{l1="v1",…,extra_name="extra_value"} — extra for a bucket's le. */
-static void series(struct metrics_buf *b, const char *name,
-		   const char *suffix, const char *const *labels,
-		   const char *extra_name, const char *extra_value)
+static void series(struct metrics_buf *b, const char *name, const char *suffix,
+		   const char *const *labels, const char *extra_name,
+		   const char *extra_value)
 {
 	int any = 0;
 
@@ -185,8 +185,8 @@ void metrics_double(struct metrics_buf *b, const char *name,
 	metrics_printf(b, " %s\n", v);
 }
 
-void metrics_counter1(struct metrics_buf *b, const char *name,
-		      const char *help, uint64_t value)
+void metrics_counter1(struct metrics_buf *b, const char *name, const char *help,
+		      uint64_t value)
 {
 	metrics_family(b, name, METRICS_COUNTER, help);
 	metrics_u64(b, name, NULL, value);
@@ -383,10 +383,10 @@ int metrics_server_start(struct metrics_server **out, const char *listen,
 	/* The port argument is ignored: the address carries it. */
 	errno = 0;
 	s->mhd = MHD_start_daemon(
-		flags, 0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR,
-		(struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
-		(unsigned int)CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned int)CONN_TIMEOUT_S, MHD_OPTION_END);
+	    flags, 0, NULL, NULL, handle, s, MHD_OPTION_SOCK_ADDR,
+	    (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned int)CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)CONN_TIMEOUT_S, MHD_OPTION_END);
 	if (!s->mhd) {
 		/* libmicrohttpd leaves the bind error in errno. */
 		err = errno ? -errno : -EADDRNOTAVAIL;
