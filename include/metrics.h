@@ -55,6 +55,13 @@ void metrics_u64(struct metrics_buf *b, const char *name,
 void metrics_double(struct metrics_buf *b, const char *name,
 		    const char *const *labels, double value);
 
+/*
+ * The same with labels already in the exposition's form, e.g.
+ * outcome="installed" (NULL or "" for none): for lists that carry them.
+ */
+void metrics_u64_raw(struct metrics_buf *b, const char *name,
+		     const char *raw_labels, uint64_t value);
+
 /* Shorthands: a family with a single unlabelled sample. */
 void metrics_counter1(struct metrics_buf *b, const char *name, const char *help,
 		      uint64_t value);

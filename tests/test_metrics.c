@@ -40,6 +40,10 @@ static int render_sample(struct metrics_buf *b, void *ctx)
 		metrics_u64(b, "jitwg_provisions_total",
 			    (const char *[]){ "outcome", outcomes[i], NULL },
 			    i * 7);
+	metrics_family(b, "jitwg_rejections_total", METRICS_COUNTER,
+		       "Rejections by reason.");
+	metrics_u64_raw(b, "jitwg_rejections_total", "reason=\"replay\"", 2);
+	metrics_u64_raw(b, "jitwg_rejections_total", NULL, 1);
 	metrics_gauge1(b, "jitwg_device_peers",
 		       "Peers on the WireGuard device (last listing).", 3);
 	metrics_family(b, "jitwg_build_info", METRICS_GAUGE,
@@ -73,6 +77,10 @@ static void test_writer_text(void)
 	      "%s", b.data);
 	CHECK("writer: labelled counter",
 	      contains(&b, "jitwg_provisions_total{outcome=\"refused\"} 14\n"),
+	      "%s", b.data);
+	CHECK("writer: labels given in exposition form",
+	      contains(&b, "\njitwg_rejections_total{reason=\"replay\"} 2\n"
+			   "jitwg_rejections_total 1\n"),
 	      "%s", b.data);
 	CHECK("writer: unlabelled gauge", contains(&b, "\njitwg_device_peers 3\n"),
 	      "%s", b.data);

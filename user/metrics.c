@@ -175,6 +175,16 @@ void metrics_u64(struct metrics_buf *b, const char *name,
 	metrics_printf(b, " %" PRIu64 "\n", value);
 }
 
+void metrics_u64_raw(struct metrics_buf *b, const char *name,
+		     const char *raw_labels, uint64_t value)
+{
+	if (raw_labels && *raw_labels)
+		metrics_printf(b, "%s{%s} %" PRIu64 "\n", name, raw_labels,
+			       value);
+	else
+		metrics_printf(b, "%s %" PRIu64 "\n", name, value);
+}
+
 void metrics_double(struct metrics_buf *b, const char *name,
 		    const char *const *labels, double value)
 {
