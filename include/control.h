@@ -14,6 +14,8 @@
 #ifndef JITWG_CONTROL_H
 #define JITWG_CONTROL_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct json_object;
@@ -44,6 +46,29 @@ struct control_ops {
 	int (*log_level)(void *ctx, const char *level,
 			 struct json_object *reply);
 };
+
+enum control_verb {
+	CONTROL_STATUS,
+	CONTROL_PEERS,
+	CONTROL_EVICT,
+	CONTROL_REVALIDATE,
+	CONTROL_SWEEP,
+	CONTROL_LOG_LEVEL,
+};
+
+struct control_request {
+	enum control_verb verb;
+	bool has_key;
+	uint8_t key[CONTROL_KEY_LEN];
+	const char *arg; /* log-level's word, inside the line */
+};
+
+/*
+ * One request line (no newline; split in place). 0, or -EINVAL with a
+ * one-line reason in *msg. Pure: the server's parser, and a fuzz target.
+ */
+int control_parse_request(char *line, struct control_request *req,
+			  const char **msg);
 
 struct control_server;
 

@@ -12,3 +12,9 @@ $(BUILD)/tests/test_metrics: $(OBJ)/tests/test_metrics.o $(METRICS_OBJS)
 	$(link)
 $(BUILD)/tests/test_control: $(OBJ)/tests/test_control.o $(CONTROL_OBJS)
 	$(link)
+
+# The control socket's request parser reads a client's bytes: fuzzed.
+FUZZ_BINS += $(BUILD)/fuzz/fuzz_control_request
+$(BUILD)/fuzz/fuzz_control_request: tests/fuzz_control_request.c user/control.c \
+		user/keys.c include/control.h
+	$(fuzzlink)

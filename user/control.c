@@ -216,69 +216,109 @@ static int write_all(int fd, const char *p, size_t len)
 	return 0;
 }
 
-/* Parse "VERB [ARG]" and call the daemon; fills reply. */
+static const struct {
+	const char *name;
+	enum control_verb verb;
+	enum { ARG_NONE, ARG_KEY, ARG_OPT_KEY, ARG_WORD } arg;
+} verbs[] = {
+    {"status", CONTROL_STATUS, ARG_NONE},
+    {"peers", CONTROL_PEERS, ARG_NONE},
+    {"evict", CONTROL_EVICT, ARG_KEY},
+    {"revalidate", CONTROL_REVALIDATE, ARG_OPT_KEY},
+    {"sweep", CONTROL_SWEEP, ARG_NONE},
+    {"log-level", CONTROL_LOG_LEVEL, ARG_WORD},
+};
+
+int control_parse_request(char *line, struct control_request *req,
+			  const char **msg)
+{
+	char *verb, *arg, *rest, *save = NULL;
+	size_t i;
+
+	memset(req, 0, sizeof(*req));
+	verb = strtok_r(line, " \t", &save);
+	arg = strtok_r(NULL, " \t", &save);
+	rest = strtok_r(NULL, " \t", &save);
+	*msg = "empty request";
+	if (!verb)
+		return -EINVAL;
+	*msg = "too many arguments";
+	if (rest)
+		return -EINVAL;
+	for (i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (!strcmp(verb, verbs[i].name))
+			break;
+	*msg = "unknown verb (status, peers, evict, revalidate, sweep, "
+	       "log-level)";
+	if (i == sizeof(verbs) / sizeof(verbs[0]))
+		return -EINVAL;
+	req->verb = verbs[i].verb;
+	switch (verbs[i].arg) {
+	case ARG_NONE:
+		*msg = "this verb takes no argument";
+		if (arg)
+			return -EINVAL;
+		break;
+	case ARG_KEY:
+	case ARG_OPT_KEY:
+		*msg = "this verb needs a key";
+		if (!arg && verbs[i].arg == ARG_KEY)
+			return -EINVAL;
+		*msg = "not a base64 public key";
+		if (arg && key_from_base64(req->key, arg))
+			return -EINVAL;
+		req->has_key = arg != NULL;
+		break;
+	case ARG_WORD:
+		*msg = "this verb needs an argument";
+		if (!arg)
+			return -EINVAL;
+		req->arg = arg;
+		break;
+	}
+	*msg = NULL;
+	return 0;
+}
+
+/* Parse the line and call the daemon; fills reply. */
 static void dispatch(struct control_server *s, char *line,
 		     struct json_object *reply)
 {
 	const struct control_ops *o = s->ops;
-	uint8_t key[KEY_LEN];
-	char *verb, *arg, *rest, *save = NULL;
-	int err = -EOPNOTSUPP;
-	const char *msg = NULL;
+	struct control_request req;
+	const char *msg;
+	int err;
 
-	verb = strtok_r(line, " \t", &save);
-	arg = strtok_r(NULL, " \t", &save);
-	rest = strtok_r(NULL, " \t", &save);
-	if (!verb) {
-		err = -EINVAL;
-		msg = "empty request";
+	err = control_parse_request(line, &req, &msg);
+	if (err)
 		goto out;
-	}
-	if (rest) {
-		err = -EINVAL;
-		msg = "too many arguments";
-		goto out;
-	}
-	if (!strcmp(verb, "status") || !strcmp(verb, "peers") ||
-	    !strcmp(verb, "sweep")) {
-		if (arg) {
-			err = -EINVAL;
-			msg = "this verb takes no argument";
-			goto out;
-		}
-		if (!strcmp(verb, "status") && o->status)
+	err = -EOPNOTSUPP;
+	switch (req.verb) {
+	case CONTROL_STATUS:
+		if (o->status)
 			err = o->status(s->ctx, reply);
-		else if (!strcmp(verb, "peers") && o->peers)
+		break;
+	case CONTROL_PEERS:
+		if (o->peers)
 			err = o->peers(s->ctx, reply);
-		else if (!strcmp(verb, "sweep") && o->sweep)
+		break;
+	case CONTROL_EVICT:
+		if (o->evict)
+			err = o->evict(s->ctx, req.key, reply);
+		break;
+	case CONTROL_REVALIDATE:
+		if (o->revalidate)
+			err = o->revalidate(
+			    s->ctx, req.has_key ? req.key : NULL, reply);
+		break;
+	case CONTROL_SWEEP:
+		if (o->sweep)
 			err = o->sweep(s->ctx, reply);
-	} else if (!strcmp(verb, "evict") || !strcmp(verb, "revalidate")) {
-		if (arg && key_from_base64(key, arg)) {
-			err = -EINVAL;
-			msg = "not a base64 public key";
-			goto out;
-		}
-		if (!strcmp(verb, "evict") && !arg) {
-			err = -EINVAL;
-			msg = "evict needs a key";
-			goto out;
-		}
-		if (!strcmp(verb, "evict") && o->evict)
-			err = o->evict(s->ctx, key, reply);
-		else if (!strcmp(verb, "revalidate") && o->revalidate)
-			err = o->revalidate(s->ctx, arg ? key : NULL, reply);
-	} else if (!strcmp(verb, "log-level")) {
-		if (!arg) {
-			err = -EINVAL;
-			msg = "log-level needs a level";
-			goto out;
-		}
+		break;
+	case CONTROL_LOG_LEVEL:
 		if (o->log_level)
-			err = o->log_level(s->ctx, arg, reply);
-	} else {
-		err = -EINVAL;
-		msg = "unknown verb (status, peers, evict, revalidate, sweep, "
-		      "log-level)";
+			err = o->log_level(s->ctx, req.arg, reply);
+		break;
 	}
 out:
 	if (err)
