@@ -3,15 +3,17 @@
 #
 #   make            build everything into build/
 #   make test       install missing packages, build, run every test
+#   make check      the unit tests that need neither root nor namespaces
 #   make demo       install missing packages, build, run the demo
 #   make bench-*    benchmarks (see README)
+#   make install    PREFIX, DESTDIR, SYSCONFDIR (mk/install.mk)
 
 BUILD    := build
 OBJ      := $(BUILD)/obj
 CC       := gcc
 CLANG    := clang
 BPFTOOL  := bpftool
-PKGS     := libbpf libsodium libb2 lmdb libcurl json-c libmnl libmicrohttpd
+PKGS     := libbpf libxdp libsodium libb2 lmdb libcurl json-c libmnl libmicrohttpd
 
 # Recursive (=) so that pkg-config runs after scripts/setup.sh installed it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -36,7 +38,7 @@ BENCHES   :=
 # Used by most programs.
 COMMON_OBJS := $(OBJ)/user/keys.o $(OBJ)/user/hostport.o $(OBJ)/user/allowed_ip.o
 
-.PHONY: all tests fuzz-bins test demo setup fuzz clean format
+.PHONY: all tests fuzz-bins test check demo setup fuzz clean format
 all:
 
 # Object files of user/ and tests/ sources. Every user object waits for the
@@ -70,6 +72,11 @@ test:
 	@scripts/setup.sh
 	$(MAKE) tests fuzz-bins
 	@FUZZ_TIME=$(FUZZ_TIME) tests/run.sh $(TESTS)
+
+# Any user, no network: the tests tests/run.sh --unit lists.
+UNIT_TEST_BINS = $(addprefix $(BUILD)/tests/,test_daemon test_pipeline test_noise test_cache)
+check: $(UNIT_TEST_BINS)
+	@tests/run.sh --unit
 
 demo:
 	@scripts/setup.sh

@@ -146,6 +146,9 @@ struct api_stats {
 	uint64_t attempts;      /* HTTP attempts (requests + retries) */
 	uint64_t found, not_found, errors; /* completed requests by outcome */
 	uint64_t inflight;      /* requests queued or running now */
+	unsigned header_sets;   /* request header sets (bearer token copies)
+				 * alive: 1, more only while requests started
+				 * before a token reload run */
 };
 
 struct api_client;
@@ -183,6 +186,21 @@ void api_destroy(struct api_client *c);
 int api_submit(struct api_client *c, const uint8_t key[static 32], void *ctx);
 
 void api_stats(struct api_client *c, struct api_stats *out);
+
+/*
+ * Whether a result says the control plane is failing rather than answering
+ * about the key: unreachable, TLS failure, 5xx, 429, the gateway's own token
+ * refused (401/403). Only then may a stale cached answer stand in (up to the
+ * maximum stale age).
+ */
+bool api_result_failing(const struct api_result *res);
+/*
+ * Whether a result is a final answer that the key is not (or no longer)
+ * allowed: 404, 410 and the other 4xx but 429 (and 401/403, which are
+ * failures above). A malformed answer is neither: nothing is installed from
+ * it, and an installed peer is kept up to the maximum stale age.
+ */
+bool api_result_revokes(const struct api_result *res);
 
 /*
  * Re-read the token file (token rotation) and use it for requests started

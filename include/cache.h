@@ -10,6 +10,20 @@
  *   "ts"       the last accepted TAI64N timestamp of each key (12 bytes), so
  *              that replay protection survives restarts (WireGuard paper §5.1)
  *   "managed"  peers jitwgd installed: when, from which endpoint, last seen
+ * and three bookkeeping databases: "meta" (the floor below), and two indexes
+ * ordered by time, "tsage" (timestamp ‖ key) and "exp" (due time ‖ key), so
+ * that expiry walks the oldest rows first instead of scanning.
+ *
+ * Bounded (docs/security.md): rows of keys the control plane does not know
+ * (a timestamp row with neither an answer nor a managed record, a negative
+ * entry, a positive entry past its maximum stale age that no managed peer
+ * uses) are deleted by a janitor thread, oldest first: timestamp rows once
+ * their timestamp is older than ts_keep, and sooner when the map passes
+ * CACHE_PRESSURE_PCT of its size. Deleting a timestamp row raises the
+ * cache's floor to that timestamp: a key with no row is fresh only with a
+ * timestamp newer than the floor, so no initiation older than a deleted row
+ * ever becomes fresh again. A new cache's floor is its creation time (an
+ * emptied cache directory does not reopen the door to captured initiations).
  *
  * Durability: every write is one LMDB transaction. By default it is
  * committed with LMDB's durable sync (no MDB_NOSYNC), so a kill -9 or a crash
@@ -49,6 +63,20 @@ enum {
 /* 4 GiB of address space (sparse file): > 1,000,000 entries of each kind. */
 #define CACHE_DEFAULT_MAP_SIZE (4ULL << 30)
 
+enum {
+	/* A timestamp row of an unknown key is kept at least this long after
+	 * its timestamp (in the gateway's clock) under no pressure. */
+	CACHE_DEFAULT_TS_KEEP = 600,
+	/* A positive answer is used (and kept) at most this long past its
+	 * expiry, and only while the control plane fails (--max-stale). */
+	CACHE_DEFAULT_MAX_STALE = 3600,
+	/* Timestamp rows kept in memory when the map cannot take them. */
+	CACHE_DEFAULT_MEM_TS = 65536,
+	/* Expiry deletes younger rows too once the map is this full. */
+	CACHE_PRESSURE_PCT = 60,
+	CACHE_PRESSURE_TARGET_PCT = 45,
+};
+
 /*
  * Commit durability. Every mode survives kill -9 of the process at any
  * moment with nothing lost: a commit has written its pages to the kernel
@@ -82,12 +110,21 @@ struct cache_options {
 	uint32_t negative_ttl;   /* 404 TTL [30] */
 	enum cache_sync sync;    /* [CACHE_SYNC_FULL] */
 	uint32_t sync_interval_ms; /* CACHE_SYNC_PERIODIC [1000] */
+	uint32_t ts_keep;        /* s [CACHE_DEFAULT_TS_KEEP] */
+	uint32_t max_stale;      /* s [CACHE_DEFAULT_MAX_STALE] */
+	uint32_t expire_interval_ms; /* janitor period [1000]; UINT32_MAX: no
+				      * janitor (tests call cache_expire) */
+	int32_t mem_ts_max;      /* [CACHE_DEFAULT_MEM_TS]; < 0: none */
+	/* Wall clock, ns since the Unix epoch [CLOCK_REALTIME]: the floor of
+	 * a new cache, the arrival time stored with each timestamp. */
+	uint64_t (*now_ns)(void);
 };
 
 enum cache_state {
 	CACHE_MISS,      /* no entry, or an expired negative entry */
 	CACHE_FRESH,     /* positive, now < expires_at */
-	CACHE_STALE,     /* positive, expired: use only if the API is unreachable */
+	CACHE_STALE,     /* positive, expired less than max_stale ago: use only
+			  * while the control plane fails; older: CACHE_MISS */
 	CACHE_NEGATIVE,  /* 404 cached and not expired: do not ask again */
 };
 
@@ -142,9 +179,10 @@ int cache_del_peer(struct cache *c, const uint8_t key[static 32]);
 
 /*
  * Replay check and update in one write transaction: if ts is greater than
- * the stored timestamp (or none is stored), store it and return 0; otherwise
- * return -ESTALE and change nothing. TAI64N compares as big-endian bytes.
- * Call only after the initiation authenticated (its timestamp decrypted).
+ * the stored timestamp (or, with none stored, than the cache's floor), store
+ * it with the time it arrived and return 0; otherwise return -ESTALE and
+ * change nothing. TAI64N compares as big-endian bytes. Call only after the
+ * initiation authenticated (its timestamp decrypted).
  */
 int cache_ts_accept(struct cache *c, const uint8_t key[static 32],
 		    const uint8_t ts[static CACHE_TS_LEN]);
@@ -152,15 +190,41 @@ int cache_ts_accept(struct cache *c, const uint8_t key[static 32],
  * The same for n initiations in one transaction, so one sync (with
  * CACHE_SYNC_FULL an fsync per client made a burst disk-bound): res[i] gets
  * 0 or -ESTALE, as above, in order, so a key twice is checked against its
- * own earlier timestamp. On a transaction error nothing is stored, rows
- * stale against what is stored still get -ESTALE (checked read-only: a
- * cache that cannot be written lets no replay through), the others that
- * error. Returns 0 or that error.
+ * own earlier timestamp. When the map is full, expiry runs at once and the
+ * batch is tried again; if it still fails nothing is stored on disk: rows
+ * stale against what is stored still get -ESTALE, the fresh ones are kept in
+ * a bounded in-memory table (and count as stored: they are checked against
+ * it, and written out once the map has room) while it has room, the rest get
+ * the error: the caller must refuse them (a cache that cannot be written
+ * lets no replay through). Returns 0 or that error.
  */
 int cache_ts_accept_many(struct cache *c, const uint8_t (*keys)[32],
 			 const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n);
 int cache_ts_get(struct cache *c, const uint8_t key[static 32],
 		 uint8_t ts[static CACHE_TS_LEN]);
+
+/*
+ * The key's peer left the device (evicted, revoked, removed): raise its row
+ * so that no initiation made before now is fresh again, including ones
+ * jitwgd never saw. The client's clock is learned from its last accepted
+ * initiation (its timestamp against the gateway's clock when it arrived):
+ * row = last timestamp + (now - its arrival) + margin_ns. The margin covers
+ * the network delay of that initiation and the clients' 2^24 ns timestamp
+ * granularity; a client's own next initiation passes once it is at least
+ * margin_ns after now (docs/security.md). A key with no row: nothing to do.
+ */
+int cache_ts_seal(struct cache *c, const uint8_t key[static 32],
+		  uint64_t margin_ns);
+
+/* The floor: the timestamp a key with no row must exceed. */
+int cache_ts_floor(struct cache *c, uint8_t ts[static CACHE_TS_LEN]);
+
+/*
+ * One expiry pass at now (wall s), at most max deletions (0: default),
+ * as the janitor thread runs it; force: as under pressure. Returns the
+ * number of rows deleted or -errno.
+ */
+long cache_expire(struct cache *c, uint64_t now, size_t max, bool force);
 
 /* Insert or replace the record of m->public_key. */
 int cache_managed_put(struct cache *c, const struct cache_managed *m);
@@ -192,6 +256,13 @@ struct cache_stats {
 	size_t ts;
 	size_t managed;
 	uint64_t map_size, used_bytes;
+	uint64_t data_bytes;     /* pages in use by the databases (the file's
+				  * high-water mark is used_bytes) */
+	size_t mem_ts;           /* timestamp rows held in memory now */
+	uint64_t mem_ts_refused; /* fresh rows refused: memory full too */
+	uint64_t expired;        /* rows deleted by expiry since open */
+	uint64_t pressure_expired; /* ... of which before ts_keep (pressure) */
+	uint64_t sealed;         /* cache_ts_seal() that raised a row */
 };
 int cache_stats(struct cache *c, struct cache_stats *out);
 

@@ -24,10 +24,24 @@ enum capture_mode {
 	CAPTURE_GENERIC,
 	CAPTURE_PINNED,  /* bpftool loaded and attached it: use pin_dir's maps */
 	CAPTURE_LOAD_ONLY, /* load, do not attach (tests, benchmarks) */
+	/*
+	 * Through libxdp's multi-program dispatcher (native, else generic), so
+	 * that other XDP programs attached through libxdp run on the same
+	 * device; jitwg runs after those of a lower priority
+	 * (CAPTURE_MULTI_PRIO).
+	 */
+	CAPTURE_MULTI,
 };
 
+/*
+ * jitwg's run priority in libxdp's dispatcher: lower runs first. Above
+ * libxdp's default (50, xdp-filter's) so that a filter drops first and
+ * jitwg's own drops (--consume, --drop) end the chain after it.
+ */
+enum { CAPTURE_MULTI_PRIO = 100 };
+
 const char *capture_mode_str(enum capture_mode mode);
-/* "auto", "native", "generic", "pinned" → mode; -EINVAL otherwise. */
+/* "auto", "native", "generic", "pinned", "multi" → mode; -EINVAL otherwise. */
 int capture_mode_parse(const char *s, enum capture_mode *mode);
 
 struct capture_opts {
@@ -39,6 +53,11 @@ struct capture_opts {
 	/* Rates, bursts and flags (JITWG_F_DROP_LIMITED); NULL = the
 	 * defaults, JITWG_CONFIG_DEFAULTS. */
 	const struct jitwg_config *limits;
+	/*
+	 * CAPTURE_PINNED: leave the ports and limits in the maps as they are
+	 * (whoever set them, jitwgd included), ignoring ports and limits.
+	 */
+	bool keep_settings;
 };
 
 /* Called once per event from capture_poll(); a negative return stops polling. */
@@ -82,6 +101,9 @@ int capture_set_local_addrs(struct capture *c, const uint8_t (*addrs)[16],
 			    size_t n);
 /* Forget all bucket state (every source and the global bucket start full). */
 int capture_reset_limits(struct capture *c);
+/* The limits and up to max ports (*n: how many there are) now in the maps. */
+int capture_read_settings(struct capture *c, struct jitwg_config *cfg,
+			  uint16_t *ports, size_t max, size_t *n);
 /* Counters summed over CPUs, indexed by enum jitwg_counter. */
 int capture_read_counters(struct capture *c, uint64_t out[static JITWG_CTR_MAX]);
 const char *capture_counter_name(enum jitwg_counter ctr);

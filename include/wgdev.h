@@ -92,6 +92,13 @@ int wgdev_remove_peers(struct wgdev *dev, const uint8_t (*keys)[32], size_t n);
 
 /* All peers, merged across every dump message. Free with wgdev_peers_free(). */
 int wgdev_list_peers(struct wgdev *dev, struct wgdev_peer **peers, size_t *n);
+/*
+ * drop: listings through this handle carry no preshared key values (wiped as
+ * soon as parsed; WGDEV_PEER_HAS_PSK still tells whether one is set), for
+ * callers such as a monitor that need none. The replies themselves are
+ * received into locked memory wiped after each exchange either way.
+ */
+void wgdev_drop_secrets(struct wgdev *dev, bool drop);
 void wgdev_peers_free(struct wgdev_peer *peers, size_t n);
 
 /*

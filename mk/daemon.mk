@@ -1,8 +1,10 @@
 # jitwgd, the provisioning daemon: program, load generator, unit test,
 # end-to-end tests (tests/test_e2e.sh), demo (scripts/demo.sh), benchmark.
 
-DAEMON_OBJS := $(OBJ)/user/daemon_opts.o $(OBJ)/user/daemon_log.o \
-	       $(OBJ)/user/daemon_managed.o $(OBJ)/user/daemon_sched.o
+# The daemon's files; the stages in data-path order (user/daemon_internal.h).
+DAEMON_OBJS := $(patsubst %,$(OBJ)/user/daemon_%.o,opts log capture clock counters \
+	       peer_table prefix_index sched intake pending provision installer \
+	       monitor evict revalidate) $(OBJ)/user/daemon.o
 
 # The modules jitwgd links. Listed here by file because this fragment is
 # read before theirs (their *_OBJS variables are still empty at this point).
@@ -13,7 +15,13 @@ JITWGD_DEP_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(JITWGD_DEP_SRCS))
 
 TEST_BINS += $(BUILD)/tests/test_daemon
 $(BUILD)/tests/test_daemon: $(OBJ)/tests/test_daemon.o $(DAEMON_OBJS) \
-		$(CAPTURE_OBJS) $(COMMON_OBJS)
+		$(OBJ)/user/redeliver.o $(JITWGD_DEP_OBJS) $(COMMON_OBJS)
+	$(link)
+
+# The pipeline against a fake cache, control plane and device (no root).
+TEST_BINS += $(BUILD)/tests/test_pipeline
+$(BUILD)/tests/test_pipeline: $(OBJ)/tests/test_pipeline.o $(DAEMON_OBJS) \
+		$(OBJ)/user/redeliver.o $(JITWGD_DEP_OBJS) $(COMMON_OBJS)
 	$(link)
 
 # Re-delivery of consumed initiations (--consume), against the kernel.
@@ -26,7 +34,7 @@ ifeq ($(words $(wildcard $(JITWGD_DEP_SRCS))),$(words $(JITWGD_DEP_SRCS)))
 BINS += $(BUILD)/jitwgd $(BUILD)/jitwg-loadgen $(BUILD)/jitwg-cachefill
 endif
 
-$(BUILD)/jitwgd: $(OBJ)/user/jitwgd.o $(OBJ)/user/daemon_pipeline.o \
+$(BUILD)/jitwgd: $(OBJ)/user/jitwgd.o \
 		$(OBJ)/user/redeliver.o $(DAEMON_OBJS) $(JITWGD_DEP_OBJS) $(COMMON_OBJS)
 	$(link)
 

@@ -12,6 +12,9 @@ PKGS=(
 	# run and test
 	iproute2 iputils-ping kmod procps psmisc python3 wireguard-go
 	wireguard-tools tcpdump ca-certificates
+	# install and systemd (tests/test_install.sh: systemd-analyze, setpriv,
+	# capsh); libxdp's dispatcher (--xdp-mode multi) and xdp-filter
+	systemd util-linux libcap2-bin libxdp-dev xdp-tools
 	# metrics tests: promtool and a real Prometheus server
 	prometheus
 	# kernel WireGuard VM lane (tests/vm)

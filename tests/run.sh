@@ -6,6 +6,10 @@
 #   - libFuzzer targets build/fuzz/fuzz_* for $FUZZ_TIME seconds each
 # and ends with "N passed, N failed, N skipped". Arguments, if any, are
 # substrings: only tests whose name contains one of them run.
+#   PROGRAM:CHECK   runs C test programs matching PROGRAM and reports only
+#                   their checks whose name contains CHECK (JITWG_CHECK)
+#   --unit          only the C tests that need neither root nor network
+#                   namespaces ($UNIT_TESTS), as any user: make check
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -15,22 +19,43 @@ TEST_TIMEOUT=${TEST_TIMEOUT:-600}
 pass=0 fail=0 skip=0
 failed_names=()
 
+# wanted NAME: no arguments, or NAME contains one of the plain ones.
 wanted() {
 	local name=$1
-	[ ${#FILTERS[@]} -eq 0 ] && return 0
+	[ ${#FILTERS[@]} -eq 0 ] && [ ${#CHECKS[@]} -eq 0 ] && return 0
 	local f
-	for f in "${FILTERS[@]}"; do
+	for f in ${FILTERS[@]+"${FILTERS[@]}"}; do
 		case "$name" in *"$f"*) return 0 ;; esac
 	done
 	return 1
 }
-FILTERS=("$@")
+UNIT_TESTS="test_daemon test_pipeline test_noise test_cache"
+unit=0
+FILTERS=()
+CHECKS=()   # PROGRAM:CHECK arguments
+for a in "$@"; do
+	case "$a" in
+	--unit) unit=1 ;;
+	*:*) CHECKS+=("$a") ;;
+	*) FILTERS+=("$a") ;;
+	esac
+done
 
-if [ "$(id -u)" -ne 0 ]; then
-	echo "tests need root (network namespaces, BPF, XDP)" >&2
-	exit 1
+# The CHECK of the first PROGRAM:CHECK argument that names program $1.
+check_filter() {
+	local c
+	for c in ${CHECKS[@]+"${CHECKS[@]}"}; do
+		case "$1" in *"${c%%:*}"*) echo "${c#*:}"; return ;; esac
+	done
+}
+
+if [ $unit -eq 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "tests need root (network namespaces, BPF, XDP); tests/run.sh --unit (make check) runs those that do not" >&2
+		exit 1
+	fi
+	mount | grep -q ' /sys/fs/bpf type bpf' || mount -t bpf bpf /sys/fs/bpf
 fi
-mount | grep -q ' /sys/fs/bpf type bpf' || mount -t bpf bpf /sys/fs/bpf
 
 # count OUTPUT_FILE STATUS NAME: tally the PASS/FAIL/SKIP lines a program
 # printed; a program that failed without saying why counts as one failure.
@@ -53,14 +78,18 @@ trap 'rm -f "$tmp"' EXIT
 
 for t in build/tests/test_*; do
 	[ -x "$t" ] || continue
-	wanted "$(basename "$t")" || continue
+	wanted "$(basename "$t")" || [ -n "$(check_filter "$(basename "$t")")" ] || continue
+	if [ $unit -eq 1 ]; then
+		case " $UNIT_TESTS " in *" $(basename "$t") "*) ;; *) continue ;; esac
+	fi
 	echo "== $t"
-	timeout -k 5 "$TEST_TIMEOUT" "$t" 2>&1 | tee "$tmp"
+	JITWG_CHECK=$(check_filter "$(basename "$t")") \
+		timeout -k 5 "$TEST_TIMEOUT" "$t" 2>&1 | tee "$tmp"
 	count "$tmp" "${PIPESTATUS[0]}" "$t"
 done
 
 for file in tests/test_*.sh tests/*/test_*.sh; do
-	[ -f "$file" ] || continue
+	[ -f "$file" ] && [ $unit -eq 0 ] || continue
 	fns=$(bash -c '. tests/lib.sh; . "$1"; declare -F' _ "$file" | awk '$3 ~ /^test_/ {print $3}')
 	for fn in $fns; do
 		wanted "$fn" || wanted "$file" || continue
@@ -87,7 +116,7 @@ for file in tests/test_*.sh tests/*/test_*.sh; do
 done
 
 for fz in build/fuzz/fuzz_*; do
-	[ -x "$fz" ] || continue
+	[ -x "$fz" ] && [ $unit -eq 0 ] || continue
 	name=$(basename "$fz")
 	wanted "$name" || continue
 	echo "== $fz (${FUZZ_TIME}s)"
@@ -109,6 +138,7 @@ for fz in build/fuzz/fuzz_*; do
 done
 
 # Leftovers are a bug in the tests: report them.
+[ $unit -eq 1 ] && left=0 ||
 left=$(ip netns list 2>/dev/null | grep -c "jw$JITWG_RUNID" || true)
 [ "$left" -eq 0 ] || echo "warning: $left network namespaces left behind"
 

@@ -908,6 +908,72 @@ static void write_file(const char *path, const char *s)
 	chmod(path, 0600);
 }
 
+/*
+ * Token rotation: each reload makes a new header set (the bearer token's
+ * copy); the old one must be wiped and freed once its requests are done,
+ * also when the same key is asked again (the request object is reused).
+ */
+static void test_token_rotation(const uint8_t key[32])
+{
+	struct api_client *c = client(NULL);
+	struct api_stats st;
+	char err[256];
+	int ok = 1;
+
+	reset_results();
+	for (int i = 0; i < 4; i++) {
+		ok &= EXPECT(api_submit(c, key, NULL) == 0, "submit %d", i);
+		ok &= EXPECT(wait_results(i + 1) == i + 1, "callback %d", i);
+		ok &= EXPECT(api_reload_token(c, tokfile, err, sizeof(err)) == 0,
+			     "reload %d: %s", i, err);
+	}
+	api_stats(c, &st);
+	ok &= EXPECT(st.header_sets == 1, "%u header sets alive after 4 rotations",
+		     st.header_sets);
+	CHECK("api_token_rotation_releases_old_headers", ok, "see above");
+	api_destroy(c);
+}
+
+/* Which results let a stale answer stand in (the control plane failing)
+ * and which are answers about the key (revocation). */
+static void test_failing(void)
+{
+	static const struct {
+		enum api_status status;
+		int err;
+		long http;
+		bool failing, revokes;
+		const char *name;
+	} rows[] = {
+		{ API_FOUND, 0, 200, false, false, "200" },
+		{ API_NOT_FOUND, 0, 404, false, true, "404: revoked" },
+		{ API_ERROR, -EPROTO, 410, false, true, "410 Gone: revoked" },
+		{ API_ERROR, -EPROTO, 400, false, true, "400: final" },
+		{ API_ERROR, -EPROTO, 451, false, true, "451: final" },
+		{ API_ERROR, -EPROTO, 429, true, false, "429: overloaded" },
+		{ API_ERROR, -EPROTO, 500, true, false, "500" },
+		{ API_ERROR, -EPROTO, 503, true, false, "503" },
+		{ API_ERROR, -EPROTO, 0, true, false, "TLS failure" },
+		{ API_ERROR, -EACCES, 401, true, false, "401: our token" },
+		{ API_ERROR, -EACCES, 403, true, false, "403: our token" },
+		{ API_ERROR, -ETIMEDOUT, 0, true, false, "timeout" },
+		{ API_ERROR, -ECONNREFUSED, 0, true, false, "refused" },
+		{ API_ERROR, -EHOSTUNREACH, 0, true, false, "unreachable" },
+		{ API_ERROR, -EBADMSG, 200, false, false, "malformed answer" },
+		{ API_ERROR, -EKEYREJECTED, 200, false, false, "answer for another key" },
+	};
+	int ok = 1;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct api_result r = { .status = rows[i].status, .err = rows[i].err,
+					.http_status = rows[i].http };
+
+		ok &= EXPECT(api_result_failing(&r) == rows[i].failing, "%s: failing", rows[i].name);
+		ok &= EXPECT(api_result_revokes(&r) == rows[i].revokes, "%s: revokes", rows[i].name);
+	}
+	CHECK("api_result_failing_table", ok, "see above");
+}
+
 int main(void)
 {
 	uint8_t key[32], key2[32];
@@ -919,6 +985,7 @@ int main(void)
 	test_parse_allowed_ip();
 	test_overlap();
 	test_parse_body();
+	test_failing();
 
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/jitwg-api-XXXXXX");
 	if (!mkdtemp(tmpdir))
@@ -958,6 +1025,7 @@ int main(void)
 	test_hang(key, key2);
 	test_dedupe(key);
 	test_rate_limit(key, key2);
+	test_token_rotation(key);
 	test_inflight_limit();
 	test_tls(key);
 	CHECK_EXIT();

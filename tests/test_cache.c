@@ -85,6 +85,16 @@ static void ts_of(uint8_t ts[12], uint64_t sec, uint32_t nsec)
 		ts[8 + i] = (uint8_t)(nsec >> (24 - 8 * i));
 }
 
+/* TAI64N seconds label of Unix second s. */
+#define T(s) (0x400000000000000aull + (s))
+
+/* The tests' wall clock: the Unix epoch, so a new cache's floor is T(0)
+ * and the small timestamps below are newer than it. */
+static uint64_t epoch_clock(void)
+{
+	return 0;
+}
+
 static void rm_dir(const char *d)
 {
 	char p[512];
@@ -105,12 +115,13 @@ static void rm_dir(const char *d)
 
 static void test_modes(void)
 {
+	struct cache_options o = { .now_ns = epoch_clock };
 	struct cache *c;
 	struct stat st;
 	char p[128];
 	int ok = 1, ret;
 
-	ret = cache_open(&c, dir, NULL);
+	ret = cache_open(&c, dir, &o);
 	CHECK("cache_open", ret == 0, "ret %d", ret);
 	if (ret)
 		exit(1);
@@ -152,9 +163,12 @@ static void test_entries(struct cache *c)
 		    "1099");
 	ret = cache_get_peer(c, p.public_key, 1100, &e);
 	ok &= EXPECT(ret == CACHE_STALE, "1100 state %d", ret);
-	ret = cache_get_peer(c, p.public_key, 999999, &e);
-	ok &= EXPECT(ret == CACHE_STALE, "999999 state %d", ret);
+	ret = cache_get_peer(c, p.public_key, 1100 + CACHE_DEFAULT_MAX_STALE - 1, &e);
+	ok &= EXPECT(ret == CACHE_STALE, "max stale - 1 state %d", ret);
 	ok &= EXPECT(peer_eq(&p, &e.peer), "stale content intact");
+	/* Past the maximum stale age an answer is not used any more. */
+	ret = cache_get_peer(c, p.public_key, 1100 + CACHE_DEFAULT_MAX_STALE, NULL);
+	ok &= EXPECT(ret == CACHE_MISS, "max stale state %d", ret);
 	CHECK("cache_stale_entry_retrievable", ok, "see above");
 
 	/* No ttl in the answer: the default (options: 50). */
@@ -268,7 +282,7 @@ static void test_ts(struct cache *c)
 	ts_of(ts, 0x400000006000000bull, 0);
 	ok &= EXPECT(ret == 0 && !memcmp(got, ts, 12), "stored is the newest");
 	/* Keys are independent. */
-	ts_of(ts, 1, 0);
+	ts_of(ts, T(1), 0);
 	ok &= EXPECT(cache_ts_accept(c, other, ts) == 0, "other key");
 	CHECK("cache_timestamps", ok, "see above");
 }
@@ -297,7 +311,9 @@ static void test_ts_many(struct cache *c)
 	uint8_t keys[N][32], ts[N][12], got[12];
 	uint8_t (*bk)[32] = NULL, (*bt)[12] = NULL;
 	int res[N], *bres = NULL, ok = 1, ret, bad = 0;
-	struct cache_options small = { .map_size = 256 * 1024 };
+	struct cache_options small = { .map_size = 256 * 1024, .now_ns = epoch_clock,
+				       .mem_ts_max = -1,
+				       .expire_interval_ms = UINT32_MAX };
 	struct cache *sc;
 	char sdir[64];
 	size_t i;
@@ -507,7 +523,8 @@ static void test_managed(struct cache *c)
 
 static void test_reopen(void)
 {
-	struct cache_options o = { .default_ttl = 50, .negative_ttl = 10 };
+	struct cache_options o = { .default_ttl = 50, .negative_ttl = 10,
+				   .now_ns = epoch_clock };
 	struct cache *c;
 	struct cache_entry e;
 	struct cache_stats st;
@@ -522,7 +539,7 @@ static void test_reopen(void)
 	}
 	peer_of(&p, 4242);
 	ok = EXPECT(cache_put_peer(c, &p, 7) == 0, "put");
-	ts_of(ts, 77, 7);
+	ts_of(ts, T(77), 7);
 	ok &= EXPECT(cache_ts_accept(c, p.public_key, ts) == 0, "ts");
 	cache_close(c);
 
@@ -571,7 +588,7 @@ static void *worker(void *arg)
 		    !peer_eq(&p, &e.peer))
 			w->errors++;
 		/* Every thread offers the same timestamps for one key. */
-		ts_of(ts, 100 + i, 0);
+		ts_of(ts, T(100 + i), 0);
 		if (cache_ts_accept(w->c, shared, ts) == 0)
 			w->accepted++;
 	}
@@ -606,7 +623,8 @@ static void test_threads(struct cache *c)
  */
 static void writer(int fd, uint32_t base, enum cache_sync sync)
 {
-	struct cache_options o = { .sync = sync, .sync_interval_ms = 20 };
+	struct cache_options o = { .sync = sync, .sync_interval_ms = 20,
+				   .now_ns = epoch_clock };
 	struct cache *c;
 	struct api_peer p;
 	struct cache_managed m;
@@ -618,7 +636,7 @@ static void writer(int fd, uint32_t base, enum cache_sync sync)
 		peer_of(&p, i);
 		if (cache_put_peer(c, &p, 1000 + i))
 			_exit(3);
-		ts_of(ts, 1000 + i, i);
+		ts_of(ts, T(1000 + i), i);
 		if (cache_ts_accept(c, p.public_key, ts))
 			_exit(4);
 		memset(&m, 0, sizeof(m));
@@ -653,7 +671,7 @@ static int verify_cb(const struct cache_managed *m, void *arg)
 		v->max_seen = i;
 	peer_of(&p, i);
 	/* The managed record is written last: the others must be complete. */
-	ts_of(ts, 1000 + i, i);
+	ts_of(ts, T(1000 + i), i);
 	if (m->installed_at != 1000 + i ||
 	    cache_get_peer(v->c, p.public_key, 0, &e) != CACHE_FRESH ||
 	    !peer_eq(&p, &e.peer) || cache_ts_get(v->c, p.public_key, got) ||
@@ -725,9 +743,300 @@ static void test_kill9(void)
 	CHECK("cache_kill9_consistent", ok, "see above");
 }
 
+/* ---- bounds and floors (a clock the test moves) ---- */
+
+static uint64_t fake_ns;
+
+static uint64_t fake_clock(void)
+{
+	return fake_ns;
+}
+
+enum { NOW = 1700000000 };
+
+static int open_fresh(struct cache **c, char *d, size_t dlen,
+		      const struct cache_options *o)
+{
+	snprintf(d, dlen, "/tmp/jitwg-cache-XXXXXX");
+	if (!mkdtemp(d))
+		return -errno;
+	return cache_open(c, d, o);
+}
+
+/*
+ * A new (or emptied) cache refuses, for keys it has no row of, timestamps
+ * older than its creation: initiations captured before the cache directory
+ * was deleted stay dead.
+ */
+static void test_floor_new_cache(void)
+{
+	struct cache_options o = { .now_ns = fake_clock, .expire_interval_ms = UINT32_MAX };
+	char d[64];
+	struct cache *c;
+	uint8_t key[32], ts[12];
+	int ok = 1;
+
+	fake_ns = (uint64_t)NOW * 1000000000ull;
+	if (open_fresh(&c, d, sizeof(d), &o)) {
+		CHECK("cache_floor_new_cache", 0, "open");
+		return;
+	}
+	key_of(key, 1, 0x21);
+	ts_of(ts, T(NOW - 1), 0);
+	ok &= EXPECT(cache_ts_accept(c, key, ts) == -ESTALE, "captured before creation");
+	ts_of(ts, T(NOW + 1), 0);
+	ok &= EXPECT(cache_ts_accept(c, key, ts) == 0, "made after creation");
+	cache_close(c);
+	rm_dir(d);
+	/* The directory deleted (the README's advice after damage) and made
+	 * again an hour later: the old initiation is still refused. */
+	fake_ns += 3600ull * 1000000000ull;
+	if (open_fresh(&c, d, sizeof(d), &o)) {
+		CHECK("cache_floor_new_cache", 0, "reopen");
+		return;
+	}
+	ts_of(ts, T(NOW + 1), 0);
+	ok &= EXPECT(cache_ts_accept(c, key, ts) == -ESTALE, "after the cache was emptied");
+	ts_of(ts, T(NOW + 3601), 0);
+	ok &= EXPECT(cache_ts_accept(c, key, ts) == 0, "the client's next");
+	cache_close(c);
+	rm_dir(d);
+	CHECK("cache_floor_new_cache", ok, "see above");
+}
+
+/*
+ * Sealing at eviction: a client whose clock is 5 s ahead of the gateway's;
+ * every initiation it made before the seal is refused afterwards, including
+ * ones never seen, and its own next one (margin later) passes.
+ */
+static void test_seal(void)
+{
+	struct cache_options o = { .now_ns = fake_clock, .expire_interval_ms = UINT32_MAX };
+	const uint64_t s = 1000000000ull;
+	char d[64];
+	struct cache *c;
+	struct cache_stats st;
+	uint8_t key[32], other[32], ts[12];
+	int ok = 1;
+
+	fake_ns = (uint64_t)NOW * s;
+	if (open_fresh(&c, d, sizeof(d), &o)) {
+		CHECK("cache_seal", 0, "open");
+		return;
+	}
+	key_of(key, 2, 0x21);
+	key_of(other, 3, 0x21);
+	ts_of(ts, T(NOW + 5), 0); /* installed: the client's clock +5 s */
+	ok &= EXPECT(cache_ts_accept(c, key, ts) == 0, "install");
+	fake_ns += 100 * s; /* evicted 100 s later */
+	ok &= EXPECT(cache_ts_seal(c, key, 2 * s) == 0, "seal");
+	ok &= EXPECT(cache_ts_seal(c, other, 2 * s) == 0, "no row: nothing to do");
+	ts_of(ts, T(NOW + 5 + 99), 0); /* a rekey captured before eviction */
+	ok &= EXPECT(cache_ts_accept(c, key, ts) == -ESTALE, "captured rekey");
+	ts_of(ts, T(NOW + 5 + 100), 500000000); /* sent at the eviction */
+	ok &= EXPECT(cache_ts_accept(c, key, ts) == -ESTALE, "at the eviction");
+	ts_of(ts, T(NOW + 5 + 100 + 2), 600000000); /* its retry, later */
+	ok &= EXPECT(cache_ts_accept(c, key, ts) == 0, "the client's next");
+	ok &= EXPECT(cache_stats(c, &st) == 0 && st.sealed == 1, "sealed %llu",
+		     (unsigned long long)st.sealed);
+	cache_close(c);
+	rm_dir(d);
+	CHECK("cache_seal", ok, "see above");
+}
+
+/*
+ * Expiry: rows of keys the control plane does not know go once older than
+ * ts_keep, and their timestamps stay refused (the floor); rows of managed
+ * or answered keys stay; negative entries go after their ttl, positive ones
+ * after max_stale unless a managed peer uses them.
+ */
+static void test_expiry(void)
+{
+	struct cache_options o = { .now_ns = fake_clock, .expire_interval_ms = UINT32_MAX,
+				   .ts_keep = 600, .max_stale = 1000, .negative_ttl = 30,
+				   .default_ttl = 100 };
+	const uint64_t s = 1000000000ull;
+	char d[64];
+	struct cache *c;
+	struct cache_stats st;
+	struct cache_managed m = { 0 };
+	struct api_peer pk, pm;
+	uint8_t u[32], n[32], ts[12], got[12];
+	int ok = 1;
+	long r;
+
+	fake_ns = (uint64_t)NOW * s;
+	if (open_fresh(&c, d, sizeof(d), &o)) {
+		CHECK("cache_expiry", 0, "open");
+		return;
+	}
+	key_of(u, 10, 0x31);
+	key_of(n, 11, 0x31);
+	peer_of(&pk, 12);
+	peer_of(&pm, 13);
+	pk.flags &= ~API_PEER_HAS_TTL;
+	pm.flags &= ~API_PEER_HAS_TTL;
+	ts_of(ts, T(NOW + 1), 0);
+	ok &= EXPECT(cache_ts_accept(c, u, ts) == 0 && cache_ts_accept(c, n, ts) == 0 &&
+			     cache_ts_accept(c, pk.public_key, ts) == 0 &&
+			     cache_ts_accept(c, pm.public_key, ts) == 0,
+		     "rows");
+	ok &= EXPECT(cache_put_negative(c, n, NOW) == 0, "negative");
+	ok &= EXPECT(cache_put_peer(c, &pk, NOW) == 0 && cache_put_peer(c, &pm, NOW) == 0,
+		     "answers");
+	memcpy(m.public_key, pm.public_key, 32);
+	ok &= EXPECT(cache_managed_put(c, &m) == 0, "managed");
+
+	r = cache_expire(c, NOW + 10, 0, false);
+	ok &= EXPECT(r == 0, "nothing young goes: %ld", r);
+	r = cache_expire(c, NOW + 100, 0, false);
+	ok &= EXPECT(r == 1 && cache_get_peer(c, n, NOW, NULL) == CACHE_MISS,
+		     "the negative entry after its ttl: %ld", r);
+	r = cache_expire(c, NOW + 602, 0, false);
+	ok &= EXPECT(r == 2, "old unknown rows go (u, n): %ld", r);
+	ok &= EXPECT(cache_ts_get(c, u, got) == -ENOENT, "u's row gone");
+	ok &= EXPECT(cache_ts_get(c, pk.public_key, got) == 0, "answered key kept");
+	ok &= EXPECT(cache_ts_get(c, pm.public_key, got) == 0, "managed key kept");
+	ok &= EXPECT(cache_ts_accept(c, u, ts) == -ESTALE, "u's old timestamp still refused");
+	ts_of(ts, T(NOW + 603), 0);
+	ok &= EXPECT(cache_ts_accept(c, u, ts) == 0, "u's new one accepted");
+
+	/* Past ttl + max_stale: the unused answer goes, then its row. */
+	r = cache_expire(c, NOW + 1101, 0, false);
+	ok &= EXPECT(cache_get_peer(c, pk.public_key, NOW, NULL) == CACHE_MISS,
+		     "unused answer gone");
+	ok &= EXPECT(cache_get_peer(c, pm.public_key, NOW, NULL) == CACHE_FRESH,
+		     "managed answer kept");
+	ok &= EXPECT(cache_ts_get(c, pk.public_key, got) == -ENOENT, "its row gone");
+	ok &= EXPECT(cache_ts_get(c, pm.public_key, got) == 0, "managed row kept");
+	/* Evicted: its rows become candidates. */
+	ok &= EXPECT(cache_managed_del(c, pm.public_key) == 0, "evict");
+	cache_expire(c, NOW + 1102, 0, false);
+	ok &= EXPECT(cache_get_peer(c, pm.public_key, NOW, NULL) == CACHE_MISS &&
+			     cache_ts_get(c, pm.public_key, got) == -ENOENT,
+		     "evicted key's rows gone");
+	ok &= EXPECT(cache_stats(c, &st) == 0 && st.peers == 0 && st.ts == 1,
+		     "left: %zu answers, %zu rows", st.peers, st.ts);
+	cache_close(c);
+	rm_dir(d);
+	CHECK("cache_expiry", ok, "see above");
+}
+
+/*
+ * A flood of fresh keys into a small map (4 MiB, ~25,000 rows): the map never
+ * refuses a write (the oldest unknown rows go first, under pressure), every
+ * replay stays refused, and managed records are still written.
+ */
+static void test_bounded_flood(void)
+{
+	enum { KEYS = 60000, B = 32 };
+	struct cache_options o = { .now_ns = fake_clock, .expire_interval_ms = UINT32_MAX,
+				   .map_size = 4 << 20, .mem_ts_max = -1,
+				   .sync = CACHE_SYNC_NOMETA };
+	char d[64];
+	struct cache *c;
+	struct cache_stats st;
+	uint8_t keys[B][32], ts[B][12], first[32], first_ts[12];
+	int res[B], ok = 1, errors = 0, refused = 0, ret;
+
+	fake_ns = (uint64_t)NOW * 1000000000ull;
+	if (open_fresh(&c, d, sizeof(d), &o)) {
+		CHECK("cache_bounded_flood", 0, "open");
+		return;
+	}
+	for (int i = 0; i < KEYS / B; i++) {
+		for (int j = 0; j < B; j++) {
+			randombytes_buf(keys[j], 32);
+			ts_of(ts[j], T(NOW + 1), (uint32_t)(i * B + j));
+		}
+		if (!i) {
+			memcpy(first, keys[0], 32);
+			memcpy(first_ts, ts[0], 12);
+		}
+		fake_ns += 1000000; /* 1 ms a batch: all young */
+		ret = cache_ts_accept_many(c, (const uint8_t(*)[32])keys,
+					   (const uint8_t(*)[12])ts, res, B);
+		errors += ret != 0;
+		for (int j = 0; j < B; j++)
+			refused += res[j] != 0;
+	}
+	ok &= EXPECT(!errors && !refused, "%d failed batches, %d rows refused", errors, refused);
+	ok &= EXPECT(cache_ts_accept(c, first, first_ts) == -ESTALE,
+		     "the first key's initiation replayed");
+	for (uint32_t i = 0; i < 100; i++) {
+		struct cache_managed m = { 0 };
+
+		key_of(m.public_key, i, 0x44);
+		ok &= EXPECT(cache_managed_put(c, &m) == 0, "managed %u", i);
+	}
+	ok &= EXPECT(cache_stats(c, &st) == 0 && st.pressure_expired > 0 && st.managed == 100,
+		     "pressure %llu managed %zu", (unsigned long long)st.pressure_expired,
+		     st.managed);
+	printf("  %d fresh keys into 4 MiB: %zu rows kept, %llu expired early, %llu KiB data\n",
+	       KEYS, st.ts, (unsigned long long)st.pressure_expired,
+	       (unsigned long long)st.data_bytes / 1024);
+	cache_close(c);
+	rm_dir(d);
+	CHECK("cache_bounded_flood", ok, "see above");
+}
+
+/*
+ * A map full of what cannot expire (managed records): fresh timestamps go to
+ * the bounded in-memory table and replays of them stay refused; once it is
+ * full they get the error (the caller refuses them, never lets them through).
+ * (Writing them out once the map has room is not tested: a full LMDB map
+ * cannot even delete, as copy-on-write needs free pages.)
+ */
+static void test_mem_fallback(void)
+{
+	struct cache_options o = { .now_ns = fake_clock, .expire_interval_ms = UINT32_MAX,
+				   .map_size = 256 * 1024, .mem_ts_max = 4 };
+	char d[64];
+	struct cache *c;
+	struct cache_stats st;
+	struct cache_managed m = { 0 };
+	uint8_t key[32], ts[12];
+	uint32_t filled = 0, k;
+	int ok = 1, ret;
+
+	fake_ns = (uint64_t)NOW * 1000000000ull;
+	if (open_fresh(&c, d, sizeof(d), &o)) {
+		CHECK("cache_mem_fallback", 0, "open");
+		return;
+	}
+	for (; filled < 100000; filled++) {
+		key_of(m.public_key, filled, 0x45);
+		if (cache_managed_put(c, &m))
+			break;
+	}
+	/* Fresh timestamps of the managed keys (their rows cannot expire) until
+	 * the memory table is full (the first may still find room on disk). */
+	ts_of(ts, T(NOW + 1), 0);
+	for (k = 0; k < 1000; k++) {
+		key_of(key, k, 0x45);
+		ok &= EXPECT(cache_ts_accept(c, key, ts) == 0, "key %u accepted", k);
+		if (cache_stats(c, &st) || st.mem_ts == 4)
+			break;
+	}
+	ok &= EXPECT(st.mem_ts == 4, "memory table used: %zu", st.mem_ts);
+	for (uint32_t i = 0; i <= k; i++) {
+		key_of(key, i, 0x45);
+		ok &= EXPECT(cache_ts_accept(c, key, ts) == -ESTALE, "replay %u", i);
+	}
+	key_of(key, k + 1, 0x45);
+	ret = cache_ts_accept(c, key, ts);
+	ok &= EXPECT(ret == -ENOSPC, "memory full too: %d", ret);
+	ok &= EXPECT(cache_stats(c, &st) == 0 && st.mem_ts == 4 && st.mem_ts_refused == 1,
+		     "mem %zu refused %llu", st.mem_ts, (unsigned long long)st.mem_ts_refused);
+	cache_close(c);
+	rm_dir(d);
+	CHECK("cache_mem_fallback", ok, "see above");
+}
+
 int main(void)
 {
-	struct cache_options o = { .default_ttl = 50, .negative_ttl = 10 };
+	struct cache_options o = { .default_ttl = 50, .negative_ttl = 10,
+				   .now_ns = epoch_clock };
 	struct cache *c;
 	int ret;
 
@@ -759,5 +1068,10 @@ int main(void)
 		return 1;
 	test_kill9();
 	rm_dir(dir);
+	test_floor_new_cache();
+	test_seal();
+	test_expiry();
+	test_bounded_flood();
+	test_mem_fallback();
 	CHECK_EXIT();
 }

@@ -581,6 +581,64 @@ static void test_log(void)
 	CHECK("log: fingerprint is 8 characters of base64", !strcmp(fp, "AAAAAAAA"), "%s", fp);
 }
 
+/*
+ * The counter list: the stop line keeps its old words and order (tests and
+ * operators read it), and the list can be rendered as Prometheus metrics.
+ */
+static void test_counters(void)
+{
+	struct daemon_stats st;
+	char line[1024];
+	size_t i, j;
+	bool ok = true;
+
+	memset(&st, 0, sizeof(st));
+	st.events = 1;
+	st.installed = 2;
+	st.handshakes = 3;
+	st.evicted = 4;
+	st.unknown = 5;
+	st.refused = 6;
+	st.errors = 7;
+	st.bad_auth = 8;
+	st.replays = 9;
+	st.sightings = 10;
+	st.queue_full = 11;
+	st.redelivered = 12;
+	st.redeliver_errors = 13;
+	st.answers_stale = 14;
+	st.bad_shape = st.bad_mac1 = st.bad_identity = st.waiting = 99;
+	daemon_stats_format(&st, line, sizeof(line));
+	CHECK("counters: stop line", !strcmp(line,
+	      "events=1 installed=2 handshakes=3 evicted=4 unknown=5 refused=6 "
+	      "errors=7 bad_auth=8 replays=9 sightings=10 queue_full=11 "
+	      "redelivered=12 redeliver_errors=13 answers_stale=14"), "%s", line);
+	CHECK("counters: stop line cut short stays terminated",
+	      daemon_stats_format(&st, line, 10) > 10 && strlen(line) == 9, "%s", line);
+	CHECK("counters: every field listed",
+	      daemon_n_counters * sizeof(uint64_t) == sizeof(struct daemon_stats),
+	      "%zu counters, struct of %zu bytes", daemon_n_counters,
+	      sizeof(struct daemon_stats));
+	for (i = 0; i < daemon_n_counters; i++) {
+		const struct daemon_counter_def *c = &daemon_counter_defs[i];
+		const char *m = c->metric;
+
+		/* Prometheus: [a-zA-Z_:][a-zA-Z0-9_:]*, counters end in _total. */
+		ok &= !strncmp(m, "jitwg_", 6) &&
+		      strspn(m, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(m) &&
+		      strlen(m) > 6 && !strcmp(m + strlen(m) - 6, "_total") &&
+		      c->help[0] != '\0';
+		for (j = 0; j < i; j++) {
+			const struct daemon_counter_def *o = &daemon_counter_defs[j];
+
+			/* One HELP per family; no two series alike. */
+			if (!strcmp(o->metric, m))
+				ok &= !strcmp(o->help, c->help) && strcmp(o->labels, c->labels);
+		}
+	}
+	CHECK("counters: metric names, help texts and labels", ok, "bad entry");
+}
+
 int main(void)
 {
 	test_evict_decide();
@@ -590,5 +648,6 @@ int main(void)
 	test_table_overlap_index();
 	test_opts();
 	test_log();
+	test_counters();
 	CHECK_EXIT();
 }

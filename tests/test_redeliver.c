@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -203,6 +204,21 @@ int main(void)
 				     bogus[i].src, ret);
 		}
 		CHECK("redeliver: impossible sources refused", ok, "see above");
+	}
+
+	/* A subnet's broadcast address: the kernel refuses it as a source on
+	 * the uplink, so it must not get in over loopback either. */
+	if (system("ip link add jwbc0 type veth peer name jwbc1 && "
+		   "ip addr add 10.77.0.1/24 brd + dev jwbc0 && ip link set jwbc0 up")) {
+		CHECK("redeliver: subnet broadcast source refused", 0, "cannot add a veth link");
+	} else {
+		/* The host's broadcast addresses are listed at most once a
+		 * second: wait past the listing made by the sends above. */
+		usleep(1100 * 1000);
+		event(&ev, AF_INET, "10.77.0.255", "127.0.0.1");
+		ret = redeliver_event(r, &ev);
+		CHECK("redeliver: subnet broadcast source refused", ret == -EADDRNOTAVAIL,
+		      "returned %d", ret);
 	}
 	redeliver_close(r);
 	CHECK_EXIT();

@@ -701,6 +701,17 @@ static void test_peer_lifecycle(struct wgdev *dev)
 		}
 		wgdev_peers_free(ps, n);
 	}
+	/* A handle that needs no secrets (the daemon's monitor) gets the
+	 * flag, never the key. */
+	wgdev_drop_secrets(dev, true);
+	if (ok && !list(dev, &ps, &n)) {
+		got = find(ps, n, p.public_key);
+		ok &= EXPECT(got && (got->flags & WGDEV_PEER_HAS_PSK) &&
+				     sodium_is_zero(got->preshared_key, 32),
+			     "listing without secrets");
+		wgdev_peers_free(ps, n);
+	}
+	wgdev_drop_secrets(dev, false);
 	/* What wg(8) sees: psk, endpoint, allowed IPs, keepalive off. */
 	wg_dump_line(p.public_key, line, sizeof(line));
 	key_to_base64(b64, p.preshared_key);

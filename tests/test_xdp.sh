@@ -95,20 +95,31 @@ test_xdp_native_real_client_ipv6() {
 }
 
 # The bpftool deployment of the README: load and pin with bpftool, attach
-# with bpftool, run the loader against the pinned maps only.
+# with bpftool, set the ports with jitwg-xdp --pin-dir, which exits at once:
+# it never reads the ring buffer (jitwgd's job there: a second reader would
+# take its events). The initiation is counted; a later run without --port
+# keeps the ports (it changes only what it is given).
 test_xdp_bpftool_pinned() {
+	local out
 	tmp_dir
 	topo 192.0.2.1:51820
 	listener
 	local pin=/sys/fs/bpf/jitwg-test-$RUNID
 	bpftool_deploy "$pin"
-	"$XDP" --pin-dir "$pin/maps" --hex >"$TMP/events" 2>"$TMP/xdp.err" &
-	XDP_PID=$!
-	on_exit "kill $XDP_PID"
-	wait_for 5 grep -q "pinned maps" "$TMP/xdp.err" || fail "jitwg-xdp: $(cat "$TMP/xdp.err")"
-	knock_and_check 192.0.2.2
-	kill -INT "$XDP_PID"
-	wait "$XDP_PID"
+	out=$(timeout 10 "$XDP" --pin-dir "$pin/maps" --port 51820 --src-rate 50 2>&1) ||
+		fail "jitwg-xdp --pin-dir did not set and exit: $out"
+	echo "  $out"
+	echo "$out" | grep -q "^settings ports=51820 src_rate=50 src_burst=200 " ||
+		fail "settings: $out"
+	ip netns exec "$C" ping -c 1 -W 1 198.51.100.1 >/dev/null 2>&1
+	wait_for 10 test -s "$TMP/received" || fail "no initiation reached the listener"
+	out=$(timeout 10 "$XDP" --pin-dir "$pin/maps" 2>&1) || fail "second run: $out"
+	echo "$out" | grep -q "^settings ports=51820 src_rate=50 " || fail "settings not kept: $out"
+	echo "$out" | grep -q "^counters .*initiations=[1-9][0-9]* events=[1-9]" ||
+		fail "initiation not captured: $out"
+	out=$(timeout 10 "$XDP" --pin-dir "$pin/maps" --hex 2>&1)
+	expect_eq "$?" 2 "exit status for --pin-dir with a watch option"
+	echo "$out" | grep -q "does not watch" || fail "message: $out"
 	# The loader must not detach what bpftool attached.
 	ip -n "$G" link show vg | grep -q xdp || fail "pinned program was detached"
 }
@@ -161,7 +172,7 @@ test_xdp_bad_options() {
 	local out o
 	out=$("$XDP" --dev lo --mode warp 2>&1)
 	expect_eq $? 2 "exit status for a bad --mode"
-	expect_eq "$out" "jitwg-xdp: --mode: 'warp' is not auto, native, generic or pinned" \
+	expect_eq "$out" "jitwg-xdp: --mode: 'warp' is not auto, native, generic, multi or pinned" \
 		"bad --mode"
 
 	for o in --src-rate --src-burst --global-rate --global-burst --port --count; do

@@ -78,6 +78,7 @@ struct req {
 struct hdrs {
 	struct curl_slist *list;
 	unsigned refs;
+	unsigned *live;            /* the client's count of sets alive */
 };
 
 struct api_client {
@@ -93,6 +94,8 @@ struct api_client {
 	pthread_mutex_t mu;
 	bool stop;
 	struct req *table[HASH_BUCKETS];
+	uint8_t hash_key[crypto_shorthash_KEYBYTES];
+	unsigned header_sets;      /* hdrs alive (a reload's old ones included) */
 	struct req *fifo_head, *fifo_tail;
 	struct req *backoff;       /* unordered list, API thread walks it */
 	unsigned running;
@@ -113,20 +116,26 @@ static uint64_t now_ms(void)
 	return now_us() / 1000;
 }
 
-static unsigned bucket(const uint8_t key[32])
+static unsigned bucket(const struct api_client *c, const uint8_t key[32])
 {
-	uint32_t h;
+	uint8_t h[crypto_shorthash_BYTES];
+	uint64_t v;
 
-	/* Public keys are uniformly random: any 4 bytes hash well. */
-	memcpy(&h, key, sizeof(h));
-	return h % HASH_BUCKETS;
+	/*
+	 * Whoever sends initiations chooses the keys: a few thousand keygens
+	 * would put many in one bucket of a plain prefix hash, and every
+	 * lookup under mu would scan that chain. SipHash with a secret key.
+	 */
+	crypto_shorthash(h, key, 32, c->hash_key);
+	memcpy(&v, h, sizeof(v));
+	return (unsigned)(v % HASH_BUCKETS);
 }
 
 static struct req *find(struct api_client *c, const uint8_t key[32])
 {
 	struct req *r;
 
-	for (r = c->table[bucket(key)]; r; r = r->hnext)
+	for (r = c->table[bucket(c, key)]; r; r = r->hnext)
 		if (!memcmp(r->key, key, 32))
 			return r;
 	return NULL;
@@ -219,6 +228,8 @@ static void free_headers(struct curl_slist *h)
 static void hdrs_put(struct hdrs *h)
 {
 	if (h && !--h->refs) {
+		if (h->live)
+			(*h->live)--;
 		free_headers(h->list);
 		free(h);
 	}
@@ -275,6 +286,8 @@ int api_reload_token(struct api_client *c, const char *token_file,
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&c->mu);
+	h->live = &c->header_sets;
+	c->header_sets++;
 	hdrs_put(c->hdrs);
 	c->hdrs = h;
 	pthread_mutex_unlock(&c->mu);
@@ -465,6 +478,10 @@ static void finish(struct api_client *c, struct req *r, enum api_status status,
 	}
 
 	pthread_mutex_lock(&c->mu);
+	/* The next request for this key takes the headers current then: a
+	 * token rotated meanwhile must not stay alive through this one. */
+	hdrs_put(r->hdrs);
+	r->hdrs = NULL;
 	n = r->n_waiters;
 	memcpy(waiters, r->waiters, n * sizeof(waiters[0]));
 	r->n_waiters = 0;
@@ -724,6 +741,9 @@ int api_create(struct api_client **out, const struct api_config *cfg,
 	ret = make_headers(cfg->token_file, &c->hdrs, errbuf, errlen);
 	if (ret)
 		goto err_said;
+	c->hdrs->live = &c->header_sets;
+	c->header_sets = 1;
+	randombytes_buf(c->hash_key, sizeof(c->hash_key));
 	ret = -ENOMEM;
 	c->multi = curl_multi_init();
 	c->peer = sodium_malloc(sizeof(*c->peer));
@@ -831,8 +851,8 @@ int api_submit(struct api_client *c, const uint8_t key[static 32], void *ctx)
 		}
 		memcpy(r->key, key, 32);
 		r->c = c;
-		r->hnext = c->table[bucket(key)];
-		c->table[bucket(key)] = r;
+		r->hnext = c->table[bucket(c, key)];
+		c->table[bucket(c, key)] = r;
 	}
 	/* A fresh logical request (new, or a DONE entry past its window). */
 	r->state = R_QUEUED;
@@ -863,5 +883,39 @@ void api_stats(struct api_client *c, struct api_stats *out)
 {
 	pthread_mutex_lock(&c->mu);
 	*out = c->st;
+	out->header_sets = c->header_sets;
 	pthread_mutex_unlock(&c->mu);
+}
+
+bool api_result_failing(const struct api_result *res)
+{
+	if (res->status != API_ERROR)
+		return false;
+	switch (res->err) {
+	case -EPROTO:
+		/* No status: TLS failed. 5xx and 429: overloaded or broken.
+		 * Any other final status is an answer about the key. */
+		return res->http_status == 0 || res->http_status >= 500 ||
+		       res->http_status == 429;
+	case -ETIMEDOUT:
+	case -ECONNREFUSED:
+	case -EHOSTUNREACH:
+	case -ECANCELED:
+	/* Our own token refused (401/403): one bad rotation must not revoke
+	 * every peer. */
+	case -EACCES:
+		return true;
+	default:
+		/* A malformed answer is neither (api_result_revokes()). */
+		return false;
+	}
+}
+
+bool api_result_revokes(const struct api_result *res)
+{
+	if (res->status == API_NOT_FOUND)
+		return true;
+	return res->status == API_ERROR && res->err == -EPROTO &&
+	       res->http_status >= 400 && res->http_status < 500 &&
+	       res->http_status != 429;
 }

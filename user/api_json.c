@@ -277,8 +277,13 @@ out:
 	/*
 	 * json-c keeps its own copies of the strings, including the preshared
 	 * key; json_object_put frees them without wiping. The body buffer is
-	 * wiped by the caller.
+	 * wiped by the caller ...
 	 */
+	/* ... so the preshared key's string is wiped in place first. */
+	if (root && json_object_object_get_ex(root, "preshared_key", &v) && v &&
+	    json_object_is_type(v, json_type_string))
+		sodium_memzero((char *)json_object_get_string(v),
+			       (size_t)json_object_get_string_len(v));
 	if (root)
 		json_object_put(root);
 	if (tok)

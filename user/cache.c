@@ -63,10 +63,42 @@ struct disk_managed {
 	uint8_t addr[16];
 };
 
+/*
+ * A timestamp row: the last accepted TAI64N and when it arrived (gateway
+ * wall clock, ns), from which cache_ts_seal() learns the client's clock.
+ * Rows written before arrival times were kept are 12 bytes.
+ */
+struct disk_ts {
+	uint8_t ts[CACHE_TS_LEN];
+	uint64_t arrived_ns;
+} __attribute__((packed));
+
+enum { IDX_LEN = 8 + 32, TSAGE_LEN = CACHE_TS_LEN + 32 };
+
+/* Fresh timestamps kept in memory while the map is full (chained, keyed hash). */
+struct mem_ts {
+	struct mem_ts *next;
+	uint8_t key[32];
+	struct disk_ts row;
+};
+
+enum { MEM_BUCKETS = 4096 };
+
 struct cache {
 	MDB_env *env;
-	MDB_dbi peers, ts, managed;
+	MDB_dbi peers, ts, managed, meta, tsage, exp;
 	uint32_t default_ttl, negative_ttl;
+	uint32_t ts_keep, max_stale, expire_interval_ms;
+	uint64_t (*now_ns)(void);
+	/* mem_lock: the in-memory timestamp table and the counters below */
+	pthread_mutex_t mem_lock;
+	struct mem_ts *mem[MEM_BUCKETS];
+	uint8_t mem_hash_key[crypto_shorthash_KEYBYTES];
+	size_t mem_n, mem_max;
+	uint64_t mem_refused, expired, pressure_expired, sealed;
+	/* janitor thread (expiry), under mu */
+	bool janitor;
+	pthread_t janitor_thread;
 	/* CACHE_SYNC_PERIODIC: the syncing thread */
 	uint32_t sync_interval_ms;
 	bool syncer;
@@ -94,6 +126,66 @@ static int err(int rc)
 			return -rc;
 		return -EIO;
 	}
+}
+
+/* TAI64N label of the Unix epoch: 2^62 + 10 s, as WireGuard writes it. */
+#define TAI64_EPOCH 0x400000000000000aULL
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* TAI64N of a wall-clock time in ns since the Unix epoch. */
+static void tai_of_ns(uint8_t out[CACHE_TS_LEN], uint64_t ns)
+{
+	uint64_t sec = TAI64_EPOCH + ns / 1000000000ull;
+	uint32_t nsec = (uint32_t)(ns % 1000000000ull);
+
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)(sec >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		out[8 + i] = (uint8_t)(nsec >> (24 - 8 * i));
+}
+
+/* ts + delta ns (saturating at the largest label). */
+static void tai_add_ns(uint8_t out[CACHE_TS_LEN], const uint8_t ts[CACHE_TS_LEN],
+		       uint64_t delta)
+{
+	uint64_t sec = 0, nsec = 0;
+
+	for (int i = 0; i < 8; i++)
+		sec = sec << 8 | ts[i];
+	for (int i = 8; i < 12; i++)
+		nsec = nsec << 8 | ts[i];
+	if (nsec >= 1000000000ull)
+		nsec = 999999999ull;
+	nsec += delta % 1000000000ull;
+	delta = delta / 1000000000ull + nsec / 1000000000ull;
+	nsec %= 1000000000ull;
+	sec = sec > UINT64_MAX - delta ? UINT64_MAX : sec + delta;
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)(sec >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		out[8 + i] = (uint8_t)(nsec >> (24 - 8 * i));
+}
+
+static void be64(uint8_t out[8], uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		out[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get_be64(const uint8_t in[8])
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | in[i];
+	return v;
 }
 
 /*
@@ -137,6 +229,357 @@ static void *syncer(void *arg)
 	return NULL;
 }
 
+
+static const char META_FLOOR[] = "floor";
+
+/*
+ * A new cache (no rows at all) starts with its floor at now: initiations
+ * captured before the cache directory was emptied stay dead. An existing
+ * one without a floor (made before floors existed) starts at zero: its rows
+ * are all there.
+ */
+static int meta_init(struct cache *c, MDB_txn *txn)
+{
+	MDB_val k = { .mv_size = sizeof(META_FLOOR) - 1, .mv_data = (void *)META_FLOOR };
+	MDB_val v;
+	uint8_t floor[CACHE_TS_LEN] = { 0 };
+	MDB_stat st;
+	size_t rows = 0;
+	int rc;
+
+	rc = mdb_get(txn, c->meta, &k, &v);
+	if (rc != MDB_NOTFOUND)
+		return rc;
+	if (!mdb_stat(txn, c->ts, &st))
+		rows += st.ms_entries;
+	if (!mdb_stat(txn, c->peers, &st))
+		rows += st.ms_entries;
+	if (!mdb_stat(txn, c->managed, &st))
+		rows += st.ms_entries;
+	if (!rows)
+		tai_of_ns(floor, c->now_ns());
+	v.mv_size = sizeof(floor);
+	v.mv_data = floor;
+	return mdb_put(txn, c->meta, &k, &v, 0);
+}
+
+static int floor_get(MDB_txn *txn, struct cache *c, uint8_t floor[CACHE_TS_LEN])
+{
+	MDB_val k = { .mv_size = sizeof(META_FLOOR) - 1, .mv_data = (void *)META_FLOOR };
+	MDB_val v;
+	int rc = mdb_get(txn, c->meta, &k, &v);
+
+	if (rc == MDB_NOTFOUND || (!rc && v.mv_size != CACHE_TS_LEN)) {
+		memset(floor, 0, CACHE_TS_LEN);
+		return 0;
+	}
+	if (rc)
+		return err(rc);
+	memcpy(floor, v.mv_data, CACHE_TS_LEN);
+	return 0;
+}
+
+/* floor = max(floor, ts) */
+static int floor_raise(MDB_txn *txn, struct cache *c, const uint8_t ts[CACHE_TS_LEN])
+{
+	MDB_val k = { .mv_size = sizeof(META_FLOOR) - 1, .mv_data = (void *)META_FLOOR };
+	MDB_val v;
+	uint8_t cur[CACHE_TS_LEN];
+	int ret = floor_get(txn, c, cur);
+
+	if (ret || memcmp(ts, cur, CACHE_TS_LEN) <= 0)
+		return ret;
+	v.mv_size = CACHE_TS_LEN;
+	v.mv_data = (void *)ts;
+	return err(mdb_put(txn, c->meta, &k, &v, 0));
+}
+
+int cache_ts_floor(struct cache *c, uint8_t ts[static CACHE_TS_LEN])
+{
+	MDB_txn *txn;
+	int ret;
+
+	ret = err(mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn));
+	if (ret)
+		return ret;
+	ret = floor_get(txn, c, ts);
+	mdb_txn_abort(txn);
+	return ret;
+}
+
+/* ---- the in-memory timestamp table (map full) ---- */
+
+static size_t mem_bucket(struct cache *c, const uint8_t key[32])
+{
+	uint8_t h[crypto_shorthash_BYTES];
+	uint64_t v;
+
+	/* Keys are chosen by whoever sends initiations: a keyed hash. */
+	crypto_shorthash(h, key, 32, c->mem_hash_key);
+	memcpy(&v, h, sizeof(v));
+	return (size_t)(v % MEM_BUCKETS);
+}
+
+/* mem_lock held. */
+static struct mem_ts *mem_find(struct cache *c, const uint8_t key[32])
+{
+	struct mem_ts *m;
+
+	for (m = c->mem[mem_bucket(c, key)]; m; m = m->next)
+		if (!memcmp(m->key, key, 32))
+			return m;
+	return NULL;
+}
+
+static void mem_clear(struct cache *c)
+{
+	for (size_t b = 0; b < MEM_BUCKETS; b++) {
+		while (c->mem[b]) {
+			struct mem_ts *m = c->mem[b];
+
+			c->mem[b] = m->next;
+			free(m);
+		}
+	}
+	c->mem_n = 0;
+}
+
+/* ---- timestamp rows and their age index ---- */
+
+/* Read the key's row (disk, then memory: the newer wins). 0, -ENOENT or -errno. */
+static int ts_read(MDB_txn *txn, struct cache *c, const uint8_t key[32],
+		   struct disk_ts *row)
+{
+	MDB_val k = { .mv_size = 32, .mv_data = (void *)key }, v;
+	struct mem_ts *m;
+	int rc = mdb_get(txn, c->ts, &k, &v), ret = -ENOENT;
+
+	if (rc && rc != MDB_NOTFOUND)
+		return err(rc);
+	if (!rc) {
+		memset(row, 0, sizeof(*row));
+		if (v.mv_size == sizeof(*row))
+			memcpy(row, v.mv_data, sizeof(*row));
+		else if (v.mv_size == CACHE_TS_LEN)
+			memcpy(row->ts, v.mv_data, CACHE_TS_LEN);
+		else
+			return -EIO;
+		ret = 0;
+	}
+	pthread_mutex_lock(&c->mem_lock);
+	if (c->mem_n && (m = mem_find(c, key)) &&
+	    (ret || memcmp(m->row.ts, row->ts, CACHE_TS_LEN) > 0)) {
+		*row = m->row;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&c->mem_lock);
+	return ret;
+}
+
+static void tsage_key(uint8_t out[TSAGE_LEN], const uint8_t ts[CACHE_TS_LEN],
+		      const uint8_t key[32])
+{
+	memcpy(out, ts, CACHE_TS_LEN);
+	memcpy(out + CACHE_TS_LEN, key, 32);
+}
+
+static int tsage_put(MDB_txn *txn, struct cache *c, const uint8_t ts[CACHE_TS_LEN],
+		     const uint8_t key[32])
+{
+	uint8_t ik[TSAGE_LEN], one = 1;
+	MDB_val k = { .mv_size = sizeof(ik), .mv_data = ik };
+	MDB_val v = { .mv_size = 1, .mv_data = &one };
+
+	tsage_key(ik, ts, key);
+	return err(mdb_put(txn, c->tsage, &k, &v, 0));
+}
+
+static int tsage_del(MDB_txn *txn, struct cache *c, const uint8_t ts[CACHE_TS_LEN],
+		     const uint8_t key[32])
+{
+	uint8_t ik[TSAGE_LEN];
+	MDB_val k = { .mv_size = sizeof(ik), .mv_data = ik };
+	int rc;
+
+	tsage_key(ik, ts, key);
+	rc = mdb_del(txn, c->tsage, &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : err(rc);
+}
+
+/* Store row for key (on disk), moving its age index entry. */
+static int ts_write(MDB_txn *txn, struct cache *c, const uint8_t key[32],
+		    const struct disk_ts *row)
+{
+	MDB_val k = { .mv_size = 32, .mv_data = (void *)key };
+	MDB_val v;
+	int rc, ret;
+
+	rc = mdb_get(txn, c->ts, &k, &v);
+	if (!rc && v.mv_size >= CACHE_TS_LEN) {
+		uint8_t old[CACHE_TS_LEN];
+
+		memcpy(old, v.mv_data, CACHE_TS_LEN);
+		ret = tsage_del(txn, c, old, key);
+		if (ret)
+			return ret;
+	} else if (rc && rc != MDB_NOTFOUND) {
+		return err(rc);
+	}
+	v.mv_size = sizeof(*row);
+	v.mv_data = (void *)row;
+	ret = err(mdb_put(txn, c->ts, &k, &v, 0));
+	if (!ret)
+		ret = tsage_put(txn, c, row->ts, key);
+	return ret;
+}
+
+/* ---- the expiry index of "peers" ---- */
+
+static void exp_key(uint8_t out[IDX_LEN], uint64_t due, const uint8_t key[32])
+{
+	be64(out, due);
+	memcpy(out + 8, key, 32);
+}
+
+static int exp_put(MDB_txn *txn, struct cache *c, uint64_t due, const uint8_t key[32])
+{
+	uint8_t ik[IDX_LEN], one = 1;
+	MDB_val k = { .mv_size = sizeof(ik), .mv_data = ik };
+	MDB_val v = { .mv_size = 1, .mv_data = &one };
+
+	exp_key(ik, due, key);
+	return err(mdb_put(txn, c->exp, &k, &v, 0));
+}
+
+/* When a peers entry becomes deletable: negative at expiry, positive once
+ * too stale to be used. */
+static uint64_t entry_due(struct cache *c, const struct disk_peer *d)
+{
+	return d->kind == REC_NEGATIVE ? d->expires_at : d->expires_at + c->max_stale;
+}
+
+/* Put a peers entry, with its expiry index entry (the old one, if any, is
+ * left to the janitor, which drops index entries that no longer match). */
+static int peer_put(MDB_txn *txn, struct cache *c, const uint8_t key[32],
+		    const void *val, size_t len)
+{
+	MDB_val k = { .mv_size = 32, .mv_data = (void *)key };
+	MDB_val v = { .mv_size = len, .mv_data = (void *)val };
+	struct disk_peer d;
+	int ret;
+
+	memcpy(&d, val, sizeof(d));
+	ret = err(mdb_put(txn, c->peers, &k, &v, 0));
+	if (!ret)
+		ret = exp_put(txn, c, entry_due(c, &d), key);
+	sodium_memzero(&d, sizeof(d));
+	return ret;
+}
+
+static bool has(MDB_txn *txn, MDB_dbi dbi, const uint8_t key[32])
+{
+	MDB_val k = { .mv_size = 32, .mv_data = (void *)key }, v;
+
+	return mdb_get(txn, dbi, &k, &v) == 0;
+}
+
+/* A positive answer (usable or not) is stored for key. */
+static bool known(MDB_txn *txn, struct cache *c, const uint8_t key[32])
+{
+	MDB_val k = { .mv_size = 32, .mv_data = (void *)key }, v;
+
+	if (has(txn, c->managed, key))
+		return true;
+	return mdb_get(txn, c->peers, &k, &v) == 0 && v.mv_size >= 2 &&
+	       ((const uint8_t *)v.mv_data)[1] == REC_POSITIVE;
+}
+
+/* Pages the databases use, against the map's. */
+static bool under_pressure(MDB_txn *txn, struct cache *c, unsigned pct)
+{
+	MDB_dbi dbis[] = { c->peers, c->ts, c->managed, c->meta, c->tsage, c->exp };
+	MDB_envinfo info;
+	MDB_stat st;
+	uint64_t used = 0, total;
+
+	mdb_env_info(c->env, &info);
+	mdb_env_stat(c->env, &st);
+	total = info.me_mapsize / st.ms_psize;
+	for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++)
+		if (!mdb_stat(txn, dbis[i], &st))
+			used += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+	return used * 100 >= total * pct;
+}
+
+/*
+ * Delete expired peers entries: negative ones past expiry, positive ones past
+ * max_stale that no managed peer uses. An index entry that no longer matches
+ * its entry (replaced since) is dropped. The key's timestamp row, if any,
+ * becomes an expiry candidate again.
+ */
+static int expire_peers(MDB_txn *txn, struct cache *c, uint64_t now, size_t *budget,
+			size_t *done)
+{
+	MDB_cursor *cur;
+	MDB_val k, v, pk, pv;
+	int rc, ret = 0;
+
+	rc = mdb_cursor_open(txn, c->exp, &cur);
+	if (rc)
+		return err(rc);
+	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	while (!rc && *budget) {
+		uint8_t key[32];
+		struct disk_peer d;
+		uint64_t due;
+		struct disk_ts row;
+
+		if (k.mv_size != IDX_LEN) {
+			ret = err(mdb_cursor_del(cur, 0));
+			goto next;
+		}
+		due = get_be64(k.mv_data);
+		if (due > now)
+			break;
+		memcpy(key, (uint8_t *)k.mv_data + 8, 32);
+		ret = err(mdb_cursor_del(cur, 0));
+		if (ret)
+			break;
+		(*budget)--;
+		pk.mv_size = 32;
+		pk.mv_data = key;
+		rc = mdb_get(txn, c->peers, &pk, &pv);
+		if (rc || pv.mv_size < sizeof(d))
+			goto next;
+		memcpy(&d, pv.mv_data, sizeof(d));
+		due = entry_due(c, &d);
+		sodium_memzero(d.psk, sizeof(d.psk));
+		if (due > now || (d.kind == REC_POSITIVE && has(txn, c->managed, key)))
+			goto next; /* replaced, or in use: a later index entry or
+				    * the managed record's deletion brings it back */
+		ret = err(mdb_del(txn, c->peers, &pk, NULL));
+		if (ret)
+			break;
+		(*done)++;
+		if (d.kind == REC_POSITIVE && !ts_read(txn, c, key, &row))
+			ret = tsage_put(txn, c, row.ts, key);
+		if (ret)
+			break;
+next:
+		if (ret)
+			break;
+		/* Every entry visited is deleted: the next is the first. */
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	}
+	mdb_cursor_close(cur);
+	if (!ret && rc && rc != MDB_NOTFOUND)
+		ret = err(rc);
+	return ret;
+}
+
+static void *janitor(void *arg);
+static void stop_threads(struct cache *c);
+
 int cache_open(struct cache **out, const char *dir,
 	       const struct cache_options *opts)
 {
@@ -153,7 +596,22 @@ int cache_open(struct cache **out, const char *dir,
 		return -ENOMEM;
 	c->default_ttl = CACHE_DEFAULT_TTL;
 	c->negative_ttl = CACHE_DEFAULT_NEGATIVE_TTL;
+	c->ts_keep = CACHE_DEFAULT_TS_KEEP;
+	c->max_stale = CACHE_DEFAULT_MAX_STALE;
+	c->expire_interval_ms = 1000;
+	c->mem_max = CACHE_DEFAULT_MEM_TS;
+	c->now_ns = realtime_ns;
 	if (opts) {
+		if (opts->ts_keep)
+			c->ts_keep = opts->ts_keep;
+		if (opts->max_stale)
+			c->max_stale = opts->max_stale;
+		if (opts->expire_interval_ms)
+			c->expire_interval_ms = opts->expire_interval_ms;
+		if (opts->mem_ts_max)
+			c->mem_max = opts->mem_ts_max < 0 ? 0 : (size_t)opts->mem_ts_max;
+		if (opts->now_ns)
+			c->now_ns = opts->now_ns;
 		if (opts->map_size)
 			map_size = opts->map_size;
 		if (opts->default_ttl)
@@ -170,6 +628,8 @@ int cache_open(struct cache **out, const char *dir,
 	else if (sync == CACHE_SYNC_PERIODIC)
 		flags |= MDB_NOSYNC | MDB_WRITEMAP;
 	pthread_mutex_init(&c->mu, NULL);
+	pthread_mutex_init(&c->mem_lock, NULL);
+	randombytes_buf(c->mem_hash_key, sizeof(c->mem_hash_key));
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&c->cv, &ca);
@@ -181,7 +641,7 @@ int cache_open(struct cache **out, const char *dir,
 	rc = mdb_env_set_mapsize(c->env, map_size);
 	if (rc)
 		goto err_env;
-	rc = mdb_env_set_maxdbs(c->env, 4);
+	rc = mdb_env_set_maxdbs(c->env, 8);
 	if (rc)
 		goto err_env;
 	rc = mdb_env_set_maxreaders(c->env, MAX_READERS);
@@ -209,6 +669,14 @@ int cache_open(struct cache **out, const char *dir,
 		rc = mdb_dbi_open(txn, "ts", MDB_CREATE, &c->ts);
 	if (!rc)
 		rc = mdb_dbi_open(txn, "managed", MDB_CREATE, &c->managed);
+	if (!rc)
+		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &c->meta);
+	if (!rc)
+		rc = mdb_dbi_open(txn, "tsage", MDB_CREATE, &c->tsage);
+	if (!rc)
+		rc = mdb_dbi_open(txn, "exp", MDB_CREATE, &c->exp);
+	if (!rc)
+		rc = meta_init(c, txn);
 	if (rc) {
 		mdb_txn_abort(txn);
 		goto err_env;
@@ -222,14 +690,23 @@ int cache_open(struct cache **out, const char *dir,
 			goto err_env;
 		c->syncer = true;
 	}
+	if (c->expire_interval_ms != UINT32_MAX) {
+		rc = pthread_create(&c->janitor_thread, NULL, janitor, c);
+		if (rc)
+			goto err_threads;
+		c->janitor = true;
+	}
 	*out = c;
 	return 0;
 
+err_threads:
+	stop_threads(c);
 err_env:
 	mdb_env_close(c->env);
 err_free:
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->mem_lock);
 	free(c);
 	return err(rc);
 }
@@ -238,18 +715,14 @@ void cache_close(struct cache *c)
 {
 	if (!c)
 		return;
-	if (c->syncer) {
-		pthread_mutex_lock(&c->mu);
-		c->stop = true;
-		pthread_cond_signal(&c->cv);
-		pthread_mutex_unlock(&c->mu);
-		pthread_join(c->thread, NULL);
-	}
+	stop_threads(c);
 	/* Whatever NOMETA or PERIODIC left in the page cache goes to disk. */
 	mdb_env_sync(c->env, 1);
 	mdb_env_close(c->env);
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
+	mem_clear(c);
+	pthread_mutex_destroy(&c->mem_lock);
 	free(c);
 }
 
@@ -357,7 +830,12 @@ int cache_put_peer(struct cache *c, const struct api_peer *p, uint64_t now)
 
 	if (p->n_allowed_ips > API_MAX_ALLOWED_IPS)
 		return -EINVAL;
-	ret = put(c, c->peers, p->public_key, buf, encode_peer(c, buf, p, now));
+	MDB_txn *txn;
+
+	ret = err(mdb_txn_begin(c->env, NULL, 0, &txn));
+	if (!ret)
+		ret = commit_or_abort(txn, peer_put(txn, c, p->public_key, buf,
+						    encode_peer(c, buf, p, now)));
 	sodium_memzero(buf, sizeof(buf));
 	return ret;
 }
@@ -367,7 +845,6 @@ int cache_put_peers(struct cache *c, const struct api_peer *peers, size_t n,
 {
 	uint8_t buf[PEER_REC_MAX];
 	MDB_txn *txn;
-	MDB_val k, v;
 	int rc = 0;
 
 	for (size_t i = 0; i < n; i++)
@@ -376,15 +853,11 @@ int cache_put_peers(struct cache *c, const struct api_peer *peers, size_t n,
 	rc = mdb_txn_begin(c->env, NULL, 0, &txn);
 	if (rc)
 		return err(rc);
-	for (size_t i = 0; i < n && !rc; i++) {
-		k.mv_size = 32;
-		k.mv_data = (void *)peers[i].public_key;
-		v.mv_size = encode_peer(c, buf, &peers[i], now);
-		v.mv_data = buf;
-		rc = mdb_put(txn, c->peers, &k, &v, 0);
-	}
+	for (size_t i = 0; i < n && !rc; i++)
+		rc = peer_put(txn, c, peers[i].public_key, buf,
+			      encode_peer(c, buf, &peers[i], now));
 	sodium_memzero(buf, sizeof(buf));
-	return commit_or_abort(txn, err(rc));
+	return commit_or_abort(txn, rc);
 }
 
 int cache_put_negative(struct cache *c, const uint8_t key[static 32],
@@ -397,7 +870,12 @@ int cache_put_negative(struct cache *c, const uint8_t key[static 32],
 	d.ttl = c->negative_ttl;
 	d.fetched_at = now;
 	d.expires_at = now + c->negative_ttl;
-	return put(c, c->peers, key, &d, sizeof(d));
+	MDB_txn *txn;
+	int ret = err(mdb_txn_begin(c->env, NULL, 0, &txn));
+
+	if (ret)
+		return ret;
+	return commit_or_abort(txn, peer_put(txn, c, key, &d, sizeof(d)));
 }
 
 int cache_get_peer(struct cache *c, const uint8_t key[static 32], uint64_t now,
@@ -437,7 +915,8 @@ int cache_get_peer(struct cache *c, const uint8_t key[static 32], uint64_t now,
 	if (d.kind != REC_POSITIVE || d.n_ips > API_MAX_ALLOWED_IPS ||
 	    (size_t)len != sizeof(d) + d.n_ips * sizeof(struct disk_ip))
 		goto out;
-	ret = now < d.expires_at ? CACHE_FRESH : CACHE_STALE;
+	ret = now < d.expires_at ? CACHE_FRESH :
+	      now < d.expires_at + c->max_stale ? CACHE_STALE : CACHE_MISS;
 	if (!out)
 		goto out;
 	memset(out, 0, sizeof(*out));
@@ -475,71 +954,136 @@ int cache_del_peer(struct cache *c, const uint8_t key[static 32])
 	return del(c, c->peers, key);
 }
 
-/* -ESTALE if txn holds a timestamp for key at least as new as ts, else 0 or -errno. */
-static int ts_check(MDB_txn *txn, MDB_dbi dbi, const uint8_t key[32],
-		    const uint8_t ts[CACHE_TS_LEN])
+/*
+ * -ESTALE if ts is not newer than the key's row or, with no row, than the
+ * floor (WireGuard paper §5.1: an initiation is accepted only with a
+ * timestamp greater than the last); else 0 or -errno.
+ */
+static int ts_check(MDB_txn *txn, struct cache *c, const uint8_t floor[CACHE_TS_LEN],
+		    const uint8_t key[32], const uint8_t ts[CACHE_TS_LEN])
 {
-	MDB_val k = { .mv_size = 32, .mv_data = (void *)key }, v;
-	int rc = mdb_get(txn, dbi, &k, &v);
+	struct disk_ts row;
+	int ret = ts_read(txn, c, key, &row);
 
-	if (rc == MDB_NOTFOUND)
-		return 0;
+	if (ret == -ENOENT)
+		return memcmp(ts, floor, CACHE_TS_LEN) <= 0 ? -ESTALE : 0;
+	if (ret)
+		return ret;
+	return memcmp(ts, row.ts, CACHE_TS_LEN) <= 0 ? -ESTALE : 0;
+}
+
+static int expire_ts(MDB_txn *txn, struct cache *c, uint64_t now, bool pressure,
+		     size_t *budget, size_t *done, size_t *early);
+
+/* One attempt at the batch in one write transaction. */
+static int ts_accept_txn(struct cache *c, const uint8_t (*keys)[32],
+			 const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n,
+			 uint64_t now_ns)
+{
+	uint8_t floor[CACHE_TS_LEN];
+	struct disk_ts row = { .arrived_ns = now_ns };
+	MDB_txn *txn;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++)
+		res[i] = 0;
+	/*
+	 * Read and write in one write transaction: two workers racing with the
+	 * same initiation cannot both see "newer". The same key twice in one
+	 * batch: the second reads the first's write.
+	 */
+	rc = err(mdb_txn_begin(c->env, NULL, 0, &txn));
 	if (rc)
-		return err(rc);
-	return v.mv_size == CACHE_TS_LEN && memcmp(ts, v.mv_data, CACHE_TS_LEN) <= 0 ?
-		       -ESTALE : 0;
+		return rc;
+	/*
+	 * Under pressure, first make room: a flood of fresh keys must find
+	 * the oldest unknown rows gone before the map is full, as deleting
+	 * from a full map fails too (copy-on-write needs free pages).
+	 */
+	if (under_pressure(txn, c, CACHE_PRESSURE_PCT)) {
+		size_t budget = 2 * n + 16, done = 0, early = 0;
+
+		rc = expire_ts(txn, c, now_ns / 1000000000ull, true, &budget, &done, &early);
+		pthread_mutex_lock(&c->mem_lock);
+		c->expired += done;
+		c->pressure_expired += early;
+		pthread_mutex_unlock(&c->mem_lock);
+	}
+	if (!rc)
+		rc = floor_get(txn, c, floor);
+	for (i = 0; i < n && !rc; i++) {
+		res[i] = ts_check(txn, c, floor, keys[i], ts[i]);
+		if (res[i] == -ESTALE)
+			continue;
+		rc = res[i];
+		if (!rc) {
+			memcpy(row.ts, ts[i], CACHE_TS_LEN);
+			rc = ts_write(txn, c, keys[i], &row);
+		}
+	}
+	return commit_or_abort(txn, rc);
 }
 
 int cache_ts_accept_many(struct cache *c, const uint8_t (*keys)[32],
 			 const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n)
 {
+	uint8_t floor[CACHE_TS_LEN];
+	uint64_t now_ns = c->now_ns();
 	MDB_txn *txn;
-	MDB_val k = { .mv_size = 32 }, v = { .mv_size = CACHE_TS_LEN };
 	size_t i;
 	int rc;
 
 	if (!n)
 		return 0;
-	for (i = 0; i < n; i++)
-		res[i] = 0;
-	/*
-	 * Read and write in one write transaction: two workers racing with the
-	 * same initiation cannot both see "newer" (WireGuard paper §5.1: an
-	 * initiation is accepted only with a timestamp greater than the last).
-	 * The same key twice in one batch: the second reads the first's write.
-	 */
-	rc = mdb_txn_begin(c->env, NULL, 0, &txn);
-	if (rc) {
-		rc = err(rc);
-		goto fail;
-	}
-	for (i = 0; i < n && !rc; i++) {
-		res[i] = ts_check(txn, c->ts, keys[i], ts[i]);
-		if (res[i] == -ESTALE)
-			continue;
-		rc = res[i];
-		if (!rc) {
-			k.mv_data = (void *)keys[i];
-			v.mv_data = (void *)ts[i];
-			rc = err(mdb_put(txn, c->ts, &k, &v, 0));
-		}
-	}
-	rc = commit_or_abort(txn, rc);
+	rc = ts_accept_txn(c, keys, ts, res, n, now_ns);
+	if (rc == -ENOSPC && cache_expire(c, now_ns / 1000000000ull, 0, true) > 0)
+		rc = ts_accept_txn(c, keys, ts, res, n, now_ns);
 	if (!rc)
 		return 0;
-fail:
 	/*
-	 * Nothing was stored. A cache that cannot be written (map full, disk
-	 * error) must not let a replay through: every row not already found
-	 * stale is checked again, read-only, against what is stored, and the
-	 * rest get the error.
+	 * Nothing was stored on disk. A cache that cannot be written (map
+	 * full, disk error) must not let a replay through: every row not
+	 * already found stale is checked again, read-only, against what is
+	 * stored; a fresh one goes to the in-memory table while it has room,
+	 * and otherwise gets the error (the caller refuses it).
 	 */
 	if (mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn))
 		txn = NULL;
+	if (txn && floor_get(txn, c, floor)) {
+		mdb_txn_abort(txn);
+		txn = NULL;
+	}
 	for (i = 0; i < n; i++) {
+		struct mem_ts *m;
+		int r;
+
 		if (res[i] == -ESTALE)
 			continue;
-		res[i] = txn && ts_check(txn, c->ts, keys[i], ts[i]) == -ESTALE ? -ESTALE : rc;
+		r = txn ? ts_check(txn, c, floor, keys[i], ts[i]) : rc;
+		if (r) {
+			res[i] = r == -ESTALE ? -ESTALE : rc;
+			continue;
+		}
+		pthread_mutex_lock(&c->mem_lock);
+		m = mem_find(c, keys[i]);
+		if (!m && c->mem_n < c->mem_max && (m = calloc(1, sizeof(*m)))) {
+			size_t b = mem_bucket(c, keys[i]);
+
+			memcpy(m->key, keys[i], 32);
+			m->next = c->mem[b];
+			c->mem[b] = m;
+			c->mem_n++;
+		}
+		if (m) {
+			memcpy(m->row.ts, ts[i], CACHE_TS_LEN);
+			m->row.arrived_ns = now_ns;
+			res[i] = 0;
+		} else {
+			c->mem_refused++;
+			res[i] = rc;
+		}
+		pthread_mutex_unlock(&c->mem_lock);
 	}
 	if (txn)
 		mdb_txn_abort(txn);
@@ -559,15 +1103,225 @@ int cache_ts_accept(struct cache *c, const uint8_t key[static 32],
 int cache_ts_get(struct cache *c, const uint8_t key[static 32],
 		 uint8_t ts[static CACHE_TS_LEN])
 {
-	uint8_t buf[CACHE_TS_LEN];
-	long len = get(c, c->ts, key, buf, sizeof(buf));
+	struct disk_ts row;
+	MDB_txn *txn;
+	int ret;
 
-	if (len < 0)
-		return (int)len;
-	if (len != CACHE_TS_LEN)
-		return -EIO;
-	memcpy(ts, buf, CACHE_TS_LEN);
-	return 0;
+	ret = err(mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn));
+	if (ret)
+		return ret;
+	ret = ts_read(txn, c, key, &row);
+	mdb_txn_abort(txn);
+	if (!ret)
+		memcpy(ts, row.ts, CACHE_TS_LEN);
+	return ret;
+}
+
+int cache_ts_seal(struct cache *c, const uint8_t key[static 32],
+		  uint64_t margin_ns)
+{
+	uint64_t now = c->now_ns();
+	struct disk_ts row, sealed = { .arrived_ns = now };
+	struct mem_ts *m;
+	MDB_txn *txn;
+	int ret;
+
+	ret = err(mdb_txn_begin(c->env, NULL, 0, &txn));
+	if (ret)
+		return ret;
+	ret = ts_read(txn, c, key, &row);
+	if (ret) {
+		mdb_txn_abort(txn);
+		return ret == -ENOENT ? 0 : ret;
+	}
+	/* The client's clock now, from its last initiation (none known: the
+	 * row itself), plus the margin. */
+	tai_add_ns(sealed.ts, row.ts,
+		   (row.arrived_ns && now > row.arrived_ns ? now - row.arrived_ns : 0) +
+			   margin_ns);
+	if (memcmp(sealed.ts, row.ts, CACHE_TS_LEN) <= 0) {
+		mdb_txn_abort(txn);
+		return 0;
+	}
+	ret = commit_or_abort(txn, ts_write(txn, c, key, &sealed));
+	pthread_mutex_lock(&c->mem_lock);
+	m = c->mem_n ? mem_find(c, key) : NULL;
+	if (ret && m) {
+		/* The map is full and the row lives in memory: seal it there. */
+		m->row = sealed;
+		ret = 0;
+	}
+	if (!ret)
+		c->sealed++;
+	pthread_mutex_unlock(&c->mem_lock);
+	return ret;
+}
+
+/*
+ * Delete timestamp rows of unknown keys, oldest timestamp first: those older
+ * than ts_keep, or any while the map is under pressure. Each deletion raises
+ * the floor to the deleted timestamp. A known key's index entry is dropped
+ * (deleting its managed record or positive entry brings it back).
+ */
+static int expire_ts(MDB_txn *txn, struct cache *c, uint64_t now, bool pressure,
+		     size_t *budget, size_t *done, size_t *early)
+{
+	uint8_t limit[CACHE_TS_LEN], ts[CACHE_TS_LEN], key[32];
+	MDB_cursor *cur;
+	MDB_val k, v, rk;
+	int rc, ret = 0;
+
+	tai_of_ns(limit, (now > c->ts_keep ? now - c->ts_keep : 0) * 1000000000ull);
+	rc = mdb_cursor_open(txn, c->tsage, &cur);
+	if (rc)
+		return err(rc);
+	rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	while (!rc && *budget) {
+		bool young;
+
+		if (k.mv_size != TSAGE_LEN) {
+			ret = err(mdb_cursor_del(cur, 0));
+			goto next;
+		}
+		memcpy(ts, k.mv_data, CACHE_TS_LEN);
+		memcpy(key, (uint8_t *)k.mv_data + CACHE_TS_LEN, 32);
+		young = memcmp(ts, limit, CACHE_TS_LEN) >= 0;
+		if (young) {
+			/* Under pressure, a few at a time until back under the
+			 * target. */
+			if (!pressure || (*early % 64 == 0 &&
+					  !under_pressure(txn, c, CACHE_PRESSURE_TARGET_PCT)))
+				break;
+		}
+		ret = err(mdb_cursor_del(cur, 0));
+		if (ret)
+			break;
+		(*budget)--;
+		if (known(txn, c, key))
+			goto next;
+		rk.mv_size = 32;
+		rk.mv_data = key;
+		rc = mdb_get(txn, c->ts, &rk, &v);
+		if (!rc && v.mv_size >= CACHE_TS_LEN &&
+		    memcmp(v.mv_data, ts, CACHE_TS_LEN) > 0)
+			memcpy(ts, v.mv_data, CACHE_TS_LEN);
+		if (!rc)
+			ret = err(mdb_del(txn, c->ts, &rk, NULL));
+		else if (rc != MDB_NOTFOUND)
+			ret = err(rc);
+		if (!ret)
+			ret = floor_raise(txn, c, ts);
+		if (ret)
+			break;
+		(*done)++;
+		if (young)
+			(*early)++;
+next:
+		if (ret)
+			break;
+		/* Every entry visited is deleted: the next is the first. */
+		rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+	}
+	mdb_cursor_close(cur);
+	if (!ret && rc && rc != MDB_NOTFOUND)
+		ret = err(rc);
+	return ret;
+}
+
+/* Write the in-memory rows out once the map has room again. */
+static void mem_flush(struct cache *c)
+{
+	MDB_txn *txn;
+	int ret;
+
+	pthread_mutex_lock(&c->mem_lock);
+	if (!c->mem_n || mdb_txn_begin(c->env, NULL, 0, &txn)) {
+		pthread_mutex_unlock(&c->mem_lock);
+		return;
+	}
+	ret = 0;
+	for (size_t b = 0; b < MEM_BUCKETS && !ret; b++)
+		for (struct mem_ts *m = c->mem[b]; m && !ret; m = m->next) {
+			MDB_val k = { .mv_size = 32, .mv_data = m->key }, v;
+
+			/* Written unless the disk row is newer (ts_read would
+			 * prefer ours: read the disk row alone). */
+			if (!mdb_get(txn, c->ts, &k, &v) && v.mv_size >= CACHE_TS_LEN &&
+			    memcmp(v.mv_data, m->row.ts, CACHE_TS_LEN) >= 0)
+				continue;
+			ret = ts_write(txn, c, m->key, &m->row);
+		}
+	if (!commit_or_abort(txn, ret))
+		mem_clear(c);
+	pthread_mutex_unlock(&c->mem_lock);
+}
+
+long cache_expire(struct cache *c, uint64_t now, size_t max, bool force)
+{
+	size_t budget = max ? max : 4096, done = 0, early = 0;
+	MDB_txn *txn;
+	bool pressure;
+	int ret;
+
+	ret = err(mdb_txn_begin(c->env, NULL, 0, &txn));
+	if (ret)
+		return ret;
+	pressure = force || under_pressure(txn, c, CACHE_PRESSURE_PCT);
+	ret = expire_peers(txn, c, now, &budget, &done);
+	if (!ret)
+		ret = expire_ts(txn, c, now, pressure, &budget, &done, &early);
+	ret = commit_or_abort(txn, ret);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&c->mem_lock);
+	c->expired += done;
+	c->pressure_expired += early;
+	pthread_mutex_unlock(&c->mem_lock);
+	mem_flush(c);
+	return (long)done;
+}
+
+static void *janitor(void *arg)
+{
+	struct cache *c = arg;
+	struct timespec t;
+
+	pthread_mutex_lock(&c->mu);
+	while (!c->stop) {
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		t.tv_sec += c->expire_interval_ms / 1000;
+		t.tv_nsec += (long)(c->expire_interval_ms % 1000) * 1000000;
+		if (t.tv_nsec >= 1000000000) {
+			t.tv_sec++;
+			t.tv_nsec -= 1000000000;
+		}
+		while (!c->stop &&
+		       pthread_cond_timedwait(&c->cv, &c->mu, &t) != ETIMEDOUT)
+			;
+		if (c->stop)
+			break;
+		pthread_mutex_unlock(&c->mu);
+		/* Until a pass finds nothing more to do (a backlog after a
+		 * flood goes in bounded transactions). */
+		while (cache_expire(c, c->now_ns() / 1000000000ull, 0, false) >= 4096)
+			;
+		pthread_mutex_lock(&c->mu);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static void stop_threads(struct cache *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->stop = true;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	if (c->syncer)
+		pthread_join(c->thread, NULL);
+	if (c->janitor)
+		pthread_join(c->janitor_thread, NULL);
+	c->syncer = c->janitor = false;
 }
 
 static void managed_encode(struct disk_managed *d, const struct cache_managed *m)
@@ -694,7 +1448,25 @@ out:
 
 int cache_managed_del(struct cache *c, const uint8_t key[static 32])
 {
-	return del(c, c->managed, key);
+	MDB_val k = { .mv_size = 32, .mv_data = (void *)key }, v;
+	struct disk_ts row;
+	struct disk_peer d;
+	MDB_txn *txn;
+	int ret;
+
+	ret = err(mdb_txn_begin(c->env, NULL, 0, &txn));
+	if (ret)
+		return ret;
+	ret = err(mdb_del(txn, c->managed, &k, NULL));
+	/* No longer in use: its rows become expiry candidates again. */
+	if (!ret && !ts_read(txn, c, key, &row))
+		ret = tsage_put(txn, c, row.ts, key);
+	if (!ret && !mdb_get(txn, c->peers, &k, &v) && v.mv_size >= sizeof(d)) {
+		memcpy(&d, v.mv_data, sizeof(d));
+		sodium_memzero(d.psk, sizeof(d.psk));
+		ret = exp_put(txn, c, entry_due(c, &d), key);
+	}
+	return commit_or_abort(txn, ret);
 }
 
 static int count(struct cache *c, MDB_dbi dbi, size_t *n)
@@ -800,5 +1572,26 @@ int cache_stats(struct cache *c, struct cache_stats *out)
 	mdb_env_stat(c->env, &st);
 	out->map_size = info.me_mapsize;
 	out->used_bytes = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+	{
+		MDB_dbi dbis[] = { c->peers, c->ts, c->managed, c->meta, c->tsage, c->exp };
+		uint64_t psize = st.ms_psize;
+		MDB_txn *txn;
+
+		if (!mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) {
+			for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++)
+				if (!mdb_stat(txn, dbis[i], &st))
+					out->data_bytes += psize * (st.ms_branch_pages +
+								    st.ms_leaf_pages +
+								    st.ms_overflow_pages);
+			mdb_txn_abort(txn);
+		}
+	}
+	pthread_mutex_lock(&c->mem_lock);
+	out->mem_ts = c->mem_n;
+	out->mem_ts_refused = c->mem_refused;
+	out->expired = c->expired;
+	out->pressure_expired = c->pressure_expired;
+	out->sealed = c->sealed;
+	pthread_mutex_unlock(&c->mem_lock);
 	return 0;
 }

@@ -18,6 +18,7 @@
 #include <bpf/libbpf.h>
 #include <linux/if_link.h>
 #include <linux/magic.h>
+#include <xdp/libxdp.h>
 
 #include "capture.h"
 #include "jitwg.skel.h"
@@ -30,7 +31,10 @@ struct capture {
 	capture_event_fn fn;
 	void *ctx;
 	int ifindex;
-	__u32 attach_flags; /* 0 when not attached by us */
+	__u32 attach_flags; /* netlink attachment: 0 when not attached by us */
+	int link_fd;        /* bpf_link attachment, or -1 */
+	struct xdp_program *xprog; /* CAPTURE_MULTI: ours in the dispatcher */
+	enum xdp_attach_mode xmode;
 	bool native;
 	int fd_events, fd_counters, fd_settings, fd_ports;
 	int fd_src, fd_global;
@@ -160,6 +164,8 @@ const char *capture_mode_str(enum capture_mode mode)
 		return "pinned";
 	case CAPTURE_LOAD_ONLY:
 		return "load-only";
+	case CAPTURE_MULTI:
+		return "multi";
 	}
 	return "?";
 }
@@ -174,6 +180,8 @@ int capture_mode_parse(const char *s, enum capture_mode *mode)
 		*mode = CAPTURE_GENERIC;
 	else if (!strcmp(s, "pinned"))
 		*mode = CAPTURE_PINNED;
+	else if (!strcmp(s, "multi"))
+		*mode = CAPTURE_MULTI;
 	else
 		return -EINVAL;
 	return 0;
@@ -263,6 +271,8 @@ static int open_pinned(struct capture *c, const char *dir)
 	return 0;
 }
 
+static void take_fds(struct capture *c, int prog_fd);
+
 static int load(struct capture *c)
 {
 	char tail[400];
@@ -300,7 +310,13 @@ static int load(struct capture *c)
 			    strerrorname_np(-err) ? strerrorname_np(-err) : strerror(-err),
 			    tail[0] ? tail : "no verifier log");
 	}
-	c->prog_fd = bpf_program__fd(c->skel->progs.jitwg_xdp);
+	take_fds(c, bpf_program__fd(c->skel->progs.jitwg_xdp));
+	return 0;
+}
+
+static void take_fds(struct capture *c, int prog_fd)
+{
+	c->prog_fd = prog_fd;
 	c->fd_events = bpf_map__fd(c->skel->maps.events);
 	c->fd_counters = bpf_map__fd(c->skel->maps.counters);
 	c->fd_settings = bpf_map__fd(c->skel->maps.settings);
@@ -309,19 +325,147 @@ static int load(struct capture *c)
 	c->fd_global = bpf_map__fd(c->skel->maps.global_bucket);
 	c->fd_lease = bpf_map__fd(c->skel->maps.lease);
 	c->fd_local = bpf_map__fd(c->skel->maps.local_addrs);
+}
+
+/*
+ * libxdp's own messages: the last warning says why the dispatcher could not
+ * load (it then falls back to a plain attachment, which we refuse).
+ */
+static char xdp_warn[256];
+
+static int libxdp_print(enum libxdp_print_level level, const char *fmt,
+			va_list ap)
+{
+	size_t n;
+
+	char line[sizeof(xdp_warn)];
+
+	if (level == LIBXDP_DEBUG)
+		return 0;
+	/* Keep the first failure: later lines only say what it did next. */
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (xdp_warn[0] || !strstr(line, "failed"))
+		return 0;
+	memcpy(xdp_warn, line, sizeof(line));
+	n = strlen(xdp_warn);
+	while (n && (xdp_warn[n - 1] == '\n' || xdp_warn[n - 1] == ' '))
+		xdp_warn[--n] = '\0';
 	return 0;
+}
+
+/*
+ * CAPTURE_MULTI: libxdp loads the object itself, as an extension of its
+ * dispatcher (BPF_PROG_TYPE_EXT), when it attaches it: so the maps exist
+ * only after the attachment, and the ports are set a moment later (until
+ * then the program matches nothing and every packet passes).
+ */
+static int load_multi(struct capture *c, const char *ifname)
+{
+	static const enum xdp_attach_mode modes[] = { XDP_MODE_NATIVE,
+						      XDP_MODE_SKB };
+	DECLARE_LIBXDP_OPTS(xdp_program_opts, xo, .prog_name = "jitwg_xdp");
+	struct xdp_multiprog *mp;
+	bool legacy;
+	size_t i;
+	int err = -EINVAL;
+
+	libbpf_set_print(libbpf_print);
+	libxdp_set_print(libxdp_print);
+	xdp_warn[0] = '\0';
+	c->skel = jitwg_bpf__open();
+	if (!c->skel)
+		return fail(c, -errno, "cannot open the BPF object: %s",
+			    strerror(errno));
+	xo.obj = c->skel->obj;
+	c->xprog = xdp_program__create(&xo);
+	err = (int)libxdp_get_error(c->xprog);
+	if (err) {
+		c->xprog = NULL;
+		return fail(c, err, "libxdp cannot use the program: %s",
+			    strerror(-err));
+	}
+	xdp_program__set_run_prio(c->xprog, CAPTURE_MULTI_PRIO);
+	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		err = xdp_program__attach(c->xprog, c->ifindex, modes[i], 0);
+		if (err != -EOPNOTSUPP)
+			break;
+	}
+	if (err) {
+		/* Never attached: nothing for capture_close() to detach. */
+		xdp_program__close(c->xprog);
+		c->xprog = NULL;
+	}
+	if (err == -EPERM)
+		return fail(c, err, "permission denied attaching through libxdp "
+			    "to %s: run as root (libxdp looks the dispatcher up "
+			    "by id: CAP_SYS_ADMIN, and pins it in /sys/fs/bpf)",
+			    ifname);
+	if (err)
+		return fail(c, err,
+			    "cannot attach to %s through libxdp's dispatcher: %s%s%s "
+			    "(a program attached directly, not through libxdp, "
+			    "cannot share the device: load it with xdp-loader)",
+			    ifname, strerror(-err), xdp_warn[0] ? "; libxdp: " : "",
+			    xdp_warn);
+	c->xmode = modes[i];
+	c->native = c->xmode == XDP_MODE_NATIVE;
+
+	/*
+	 * libxdp silently falls back to a plain attachment when the
+	 * dispatcher cannot load; then nothing else can join: refuse.
+	 */
+	mp = xdp_multiprog__get_from_ifindex(c->ifindex);
+	legacy = libxdp_get_error(mp) || xdp_multiprog__is_legacy(mp);
+	if (!libxdp_get_error(mp))
+		xdp_multiprog__close(mp);
+	if (legacy) {
+		xdp_program__detach(c->xprog, c->ifindex, c->xmode, 0);
+		xdp_program__close(c->xprog);
+		c->xprog = NULL;
+		return fail(c, -EOPNOTSUPP,
+			    "libxdp's dispatcher cannot load on this kernel (%s): "
+			    "XDP programs cannot share %s here; attach jitwg "
+			    "alone with --xdp-mode native or generic, or move the "
+			    "other program to tc ingress",
+			    xdp_warn[0] ? xdp_warn : "no reason given", ifname);
+	}
+	take_fds(c, xdp_program__fd(c->xprog));
+	return 0;
+}
+
+/*
+ * Attach in one mode. A bpf_link (kernel 5.9+) belongs to this process: it
+ * goes when the last fd to it closes, so a crash or kill -9 leaves no
+ * program behind, a second attach fails with EBUSY while the first owner
+ * lives, and no one needs CAP_SYS_ADMIN to find and replace a stale program
+ * by id. Kernels without XDP links (EINVAL) get the netlink attachment.
+ */
+static int attach_mode(struct capture *c, __u32 mode_flag)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, lo, .flags = mode_flag);
+	int fd;
+
+	fd = bpf_link_create(c->prog_fd, c->ifindex, BPF_XDP, &lo);
+	if (fd >= 0) {
+		c->link_fd = fd;
+		return 0;
+	}
+	if (fd != -EINVAL)
+		return fd;
+	fd = bpf_xdp_attach(c->ifindex, c->prog_fd,
+			    XDP_FLAGS_UPDATE_IF_NOEXIST | mode_flag, NULL);
+	if (!fd)
+		c->attach_flags = mode_flag;
+	return fd;
 }
 
 static int attach(struct capture *c, const char *ifname, enum capture_mode mode)
 {
-	__u32 base = XDP_FLAGS_UPDATE_IF_NOEXIST;
 	int err;
 
 	if (mode == CAPTURE_AUTO || mode == CAPTURE_NATIVE) {
-		err = bpf_xdp_attach(c->ifindex, c->prog_fd,
-				     base | XDP_FLAGS_DRV_MODE, NULL);
+		err = attach_mode(c, XDP_FLAGS_DRV_MODE);
 		if (!err) {
-			c->attach_flags = XDP_FLAGS_DRV_MODE;
 			c->native = true;
 			return 0;
 		}
@@ -329,18 +473,17 @@ static int attach(struct capture *c, const char *ifname, enum capture_mode mode)
 		    err == -EPERM)
 			goto fail;
 	}
-	err = bpf_xdp_attach(c->ifindex, c->prog_fd, base | XDP_FLAGS_SKB_MODE,
-			     NULL);
-	if (!err) {
-		c->attach_flags = XDP_FLAGS_SKB_MODE;
+	err = attach_mode(c, XDP_FLAGS_SKB_MODE);
+	if (!err)
 		return 0;
-	}
 fail:
 	if (err == -EBUSY || err == -EEXIST)
 		return fail(c, err,
 			    "%s already has an XDP program ('bpftool net show "
-			    "dev %s'); detach it, or run against its pinned "
-			    "maps with --pin-dir",
+			    "dev %s'): another jitwgd or jitwg-xdp still "
+			    "running there (one per device), or someone else's "
+			    "(detach it, share the device with --xdp-mode "
+			    "multi, or run against pinned maps with --pin-dir)",
 			    ifname, ifname);
 	if (err == -EPERM)
 		return fail(c, err, "permission denied attaching XDP to %s: %s",
@@ -372,6 +515,7 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	c->ctx = ctx;
 	c->prog_fd = c->fd_events = c->fd_counters = c->fd_settings = -1;
 	c->fd_ports = c->fd_src = c->fd_global = c->fd_lease = c->fd_local = -1;
+	c->link_fd = -1;
 	c->ncpus = libbpf_num_possible_cpus();
 	if (c->ncpus <= 0) {
 		err = fail(c, -EIO, "cannot count possible CPUs");
@@ -389,18 +533,25 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 		}
 	}
 
-	err = opts->mode == CAPTURE_PINNED ? open_pinned(c, opts->pin_dir) :
-					     load(c);
+	if (opts->mode == CAPTURE_PINNED)
+		err = open_pinned(c, opts->pin_dir);
+	else if (opts->mode == CAPTURE_MULTI)
+		err = load_multi(c, opts->ifname);
+	else
+		err = load(c);
 	if (err)
 		goto err;
 
 	/* Settings before attaching, so that no packet sees an empty port map. */
-	err = capture_set_limits(c, opts->limits ? opts->limits : &defaults);
-	if (!err)
-		err = opts->n_ports ? capture_set_ports(c, opts->ports, opts->n_ports) :
-				      capture_set_ports(c, &default_port, 1);
-	if (err)
-		goto err;
+	if (!(opts->mode == CAPTURE_PINNED && opts->keep_settings)) {
+		err = capture_set_limits(c, opts->limits ? opts->limits : &defaults);
+		if (!err)
+			err = opts->n_ports ?
+				capture_set_ports(c, opts->ports, opts->n_ports) :
+				capture_set_ports(c, &default_port, 1);
+		if (err)
+			goto err;
+	}
 
 	c->rb = ring_buffer__new(c->fd_events, on_sample, c, NULL);
 	if (!c->rb) {
@@ -409,7 +560,8 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 		goto err;
 	}
 
-	if (opts->mode != CAPTURE_PINNED && opts->mode != CAPTURE_LOAD_ONLY) {
+	if (opts->mode != CAPTURE_PINNED && opts->mode != CAPTURE_LOAD_ONLY &&
+	    opts->mode != CAPTURE_MULTI) {
 		err = attach(c, opts->ifname, opts->mode);
 		if (err)
 			goto err;
@@ -434,6 +586,12 @@ void capture_close(struct capture *c)
 	/* A program that stays attached (pinned) passes again at once. */
 	if (c->leased)
 		capture_set_lease(c, 0);
+	if (c->link_fd >= 0)
+		close(c->link_fd);
+	if (c->xprog) {
+		xdp_program__detach(c->xprog, c->ifindex, c->xmode, 0);
+		xdp_program__close(c->xprog);
+	}
 	if (c->attach_flags) {
 		/* Detach only our program, should someone have replaced it. */
 		LIBBPF_OPTS(bpf_xdp_attach_opts, o, .old_prog_fd = c->prog_fd);
@@ -644,4 +802,30 @@ int capture_read_counters(struct capture *c, uint64_t out[static JITWG_CTR_MAX])
 	}
 	free(vals);
 	return err;
+}
+
+int capture_read_settings(struct capture *c, struct jitwg_config *cfg,
+			  uint16_t *ports, size_t max, size_t *n)
+{
+	__u32 key = 0, i;
+	__u64 word;
+	int b;
+
+	if (bpf_map_lookup_elem(c->fd_settings, &key, cfg))
+		return fail(c, -errno, "cannot read the limits: %s",
+			    strerror(errno));
+	*n = 0;
+	for (i = 0; i < PORT_WORDS; i++) {
+		if (bpf_map_lookup_elem(c->fd_ports, &i, &word))
+			return fail(c, -errno, "cannot read the ports: %s",
+				    strerror(errno));
+		for (b = 0; word && b < 64; b++) {
+			if (!(word & (1ULL << b)))
+				continue;
+			if (*n < max)
+				ports[*n] = (uint16_t)(i * 64 + b);
+			++*n;
+		}
+	}
+	return 0;
 }

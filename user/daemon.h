@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * jitwgd internals shared by user/jitwgd.c and user/daemon_*.c: options and
- * config file, logfmt logging, the managed-peer table and its eviction
- * policy, the provisioning pipeline.
+ * jitwgd's interfaces, used by user/jitwgd.c and the tests: options and
+ * config file, logfmt logging, the installer's schedule, the peer table
+ * and the eviction policy, the counters, the daemon's lifecycle. The
+ * pipeline's own types are in user/daemon_internal.h.
  */
 #ifndef JITWG_DAEMON_H
 #define JITWG_DAEMON_H
@@ -23,7 +24,7 @@
 
 enum {
 	/* WireGuard's REJECT_AFTER_TIME is 180 s: evicting a peer whose
-	 * session may still be alive strands it for ~15 s (WIREGUARD-NOTES). */
+	 * session may still be alive strands it for ~15 s (docs/protocol.md). */
 	OPT_DEFAULT_IDLE_TIMEOUT = 300,
 	OPT_DEFAULT_EVICT_INTERVAL = 30,
 	/* A client retries for REKEY_ATTEMPT_TIME = 90 s; a peer installed
@@ -47,6 +48,8 @@ struct daemon_opts {
 	unsigned int idle_timeout;     /* s */
 	unsigned int evict_interval;   /* s */
 	unsigned int handshake_window; /* s */
+	unsigned int cache_max_mib;    /* the cache's map size */
+	unsigned int max_stale;        /* s past an answer's ttl */
 	unsigned int workers;          /* 0 = number of online CPUs */
 	enum wgdev_backend backend;
 	enum capture_mode xdp_mode;
@@ -110,8 +113,9 @@ enum {
 	 * which would be answered at once. */
 	SCHED_ANSWER_QUIET_MS = 100,
 	SCHED_ANSWER_DEFER_MAX_MS = 3000,
-	/* ... and leave one chunk (ANSWER_CHUNK, daemon_pipeline.c) per gap:
-	 * wireguard-go answers ~2,000 a second here below that threshold. */
+	/* ... and leave one chunk (ANSWER_CHUNK, daemon_internal.h) per gap:
+	 * a rate wireguard-go answers below that threshold (docs/daemon.md,
+	 * --consume). */
 	SCHED_ANSWER_GAP_MS = 10,
 	/* Up to this many, installed after a quiet spell, start at once. */
 	SCHED_AT_ONCE_MAX = 8,
@@ -141,7 +145,7 @@ struct sched_state {
 enum sched_turn sched_turn(const struct sched_state *s, uint64_t *wait_until);
 const char *sched_turn_str(enum sched_turn t);
 
-/* ---- managed peers and eviction (user/daemon_managed.c) ---- */
+/* ---- eviction policy (user/daemon_evict.c) ---- */
 
 enum evict_verdict {
 	EVICT_KEEP,
@@ -175,12 +179,14 @@ struct managed_peer {
 	size_t n_ips;
 };
 
+/* ---- the peer table (user/daemon_peer_table.c) ---- */
+
 /*
  * The daemon's view of peers: those it manages (with allowed IPs, for the
  * overlap check) and the set of keys the device had at the last listing
  * (managed or not: "already installed" means present on the device).
- * Open addressing on the key's first 8 bytes, which are uniformly random.
- * All functions take the table's lock themselves unless noted.
+ * Chained hashing on the key's first 8 bytes, which are uniformly random.
+ * All functions take the table's lock themselves.
  */
 struct peer_table;
 
@@ -224,24 +230,130 @@ int ptab_snapshot_managed(struct peer_table *t, struct managed_peer **out,
 			  size_t *n);
 size_t ptab_count_managed(struct peer_table *t);
 
-/* ---- the pipeline (user/daemon_pipeline.c) ---- */
+/* ---- counters ---- */
+
+/*
+ * Every counter, listed once: X(name, metric, labels, help, stop). name is
+ * the field of struct daemon_stats and the key in the stop log line;
+ * metric, labels (Prometheus label pairs, "" for none) and help describe
+ * it as a Prometheus counter (entries sharing a metric share its help
+ * text); stop is 1 when the stop line shows it, in this order.
+ */
+#define DAEMON_COUNTERS(X)                                                    \
+	X(events, "jitwg_initiations_total", "",                              \
+	  "Handshake initiations received from the XDP program", 1)           \
+	X(installed, "jitwg_provisions_total", "outcome=\"installed\"",       \
+	  "Provisioning decisions by outcome", 1)                             \
+	X(handshakes, "jitwg_handshakes_total", "",                           \
+	  "Handshakes completed by newly installed peers", 1)                 \
+	X(evicted, "jitwg_evictions_total", "",                               \
+	  "Managed peers evicted", 1)                                         \
+	X(unknown, "jitwg_provisions_total", "outcome=\"unknown\"",           \
+	  "Provisioning decisions by outcome", 1)                             \
+	X(refused, "jitwg_provisions_total", "outcome=\"refused\"",           \
+	  "Provisioning decisions by outcome", 1)                             \
+	X(errors, "jitwg_provisions_total", "outcome=\"error\"",              \
+	  "Provisioning decisions by outcome", 1)                             \
+	X(bad_auth, "jitwg_rejections_total", "stage=\"authenticate\"",       \
+	  "Initiations rejected by stage", 1)                                 \
+	X(replays, "jitwg_rejections_total", "stage=\"freshness\"",           \
+	  "Initiations rejected by stage", 1)                                 \
+	X(sightings, "jitwg_sightings_total", "",                             \
+	  "Initiations of peers already on the device", 1)                    \
+	X(queue_full, "jitwg_queue_dropped_total", "",                        \
+	  "Initiations dropped: the workers' queue was full", 1)              \
+	X(redelivered, "jitwg_redelivered_total", "",                         \
+	  "Consumed initiations given back to WireGuard", 1)                  \
+	X(redeliver_errors, "jitwg_redeliver_errors_total", "",               \
+	  "Consumed initiations that could not be given back", 1)             \
+	X(answers_stale, "jitwg_answers_stale_total", "",                     \
+	  "Handshake starts dropped as too old", 1)                           \
+	X(bad_shape, "jitwg_rejections_total", "stage=\"shape\"",             \
+	  "Initiations rejected by stage", 0)                                 \
+	X(bad_mac1, "jitwg_rejections_total", "stage=\"mac1\"",               \
+	  "Initiations rejected by stage", 0)                                 \
+	X(bad_identity, "jitwg_rejections_total", "stage=\"identify\"",       \
+	  "Initiations rejected by stage", 0)                                 \
+	X(waiting, "jitwg_provisions_total", "outcome=\"waiting\"",           \
+	  "Provisioning decisions by outcome", 0)                             \
+	X(revalidate_failed, "jitwg_revalidations_failed_total", "",          \
+	  "Revalidations of managed peers the control plane did not answer", 0)
+
+struct daemon_stats {
+#define X(name, metric, labels, help, stop) uint64_t name;
+	DAEMON_COUNTERS(X)
+#undef X
+};
+
+/* The list as data, for a renderer: the value is at offset in daemon_stats. */
+struct daemon_counter_def {
+	const char *name, *metric, *labels, *help;
+	size_t offset;
+	bool stop;
+};
+extern const struct daemon_counter_def daemon_counter_defs[];
+extern const size_t daemon_n_counters;
+
+/*
+ * "events=… installed=… …": the counters the stop line shows, in the
+ * list's order. Returns snprintf's result.
+ */
+int daemon_stats_format(const struct daemon_stats *st, char *buf, size_t len);
+
+/* ---- the daemon (user/daemon.c; its stages: user/daemon_internal.h) ---- */
 
 struct daemon;
 struct cache;
 struct api_client;
 struct noise_responder;
 
-struct daemon_stats {
-	uint64_t events, queue_full, bad_shape, bad_mac1, bad_identity;
-	uint64_t sightings, bad_auth, replays, waiting, installed, unknown;
-	uint64_t refused, errors, handshakes, evicted;
-	uint64_t redelivered, redeliver_errors, answers_stale;
+/*
+ * The cache and the control-plane client as the daemon uses them: thin
+ * tables of the functions it calls, with the signatures of include/cache.h
+ * and include/api.h. NULL in daemon_env: LMDB (cache.c) and HTTP (api.c);
+ * tests pass fakes (a fake may define struct cache and struct api_client
+ * for itself: the daemon never looks inside).
+ */
+struct daemon_cache_ops {
+	int (*ts_accept_many)(struct cache *c, const uint8_t (*keys)[32],
+			      const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n);
+	int (*get_peer)(struct cache *c, const uint8_t key[static 32], uint64_t now,
+			struct cache_entry *out);
+	int (*put_peer)(struct cache *c, const struct api_peer *peer, uint64_t now);
+	int (*put_negative)(struct cache *c, const uint8_t key[static 32],
+			    uint64_t now);
+	int (*managed_put_many)(struct cache *c, const struct cache_managed *m,
+				size_t n);
+	int (*managed_get)(struct cache *c, const uint8_t key[static 32],
+			   struct cache_managed *out);
+	int (*managed_del)(struct cache *c, const uint8_t key[static 32]);
+	int (*ts_seal)(struct cache *c, const uint8_t key[static 32], uint64_t margin_ns);
+};
+
+struct daemon_api_ops {
+	/* api_submit()'s contract: done (daemon_api_done) follows 0 and
+	 * API_ATTACHED, never an error. */
+	int (*submit)(struct api_client *c, const uint8_t key[static 32], void *ctx);
+};
+
+extern const struct daemon_cache_ops daemon_cache_lmdb;
+extern const struct daemon_api_ops daemon_api_http;
+
+/*
+ * The daemon's clocks (NULL in daemon_env: CLOCK_MONOTONIC ns and wall
+ * seconds, now_mono_ns() and now_wall_s()). A test's clock drives the
+ * stages it runs through daemon_drain(); the threads of daemon_start()
+ * wait on condition variables of CLOCK_MONOTONIC and need the real one.
+ */
+struct daemon_clock {
+	uint64_t (*mono_ns)(void *arg);
+	uint64_t (*wall_s)(void *arg);
+	void *arg;
 };
 
 /*
  * Everything the daemon runs on; the objects are opened by main and owned
- * by it, the daemon only uses them. initiate_keepalive is the keepalive
- * interval of the install-and-initiate switch.
+ * by it, the daemon only uses them.
  */
 struct daemon_env {
 	const struct daemon_opts *opts;
@@ -255,6 +367,9 @@ struct daemon_env {
 	struct redeliver *redeliver; /* --consume: gives initiations back to
 				      * WireGuard; NULL otherwise */
 	uint16_t listen_port;
+	const struct daemon_cache_ops *cache_ops; /* NULL: daemon_cache_lmdb */
+	const struct daemon_api_ops *api_ops;     /* NULL: daemon_api_http */
+	const struct daemon_clock *clock;         /* NULL: the system's */
 };
 
 int daemon_new(struct daemon **out, const struct daemon_env *env);
@@ -276,13 +391,47 @@ int daemon_on_event(void *ctx, const struct jitwg_event *ev);
 bool daemon_keeping_up(struct daemon *d);
 /* Ask the monitor thread for an eviction sweep now (SIGHUP). */
 void daemon_request_sweep(struct daemon *d);
+/*
+ * Ask the control plane about one managed peer now (key), or about every
+ * managed peer at the next sweep, which starts now (NULL): how an operator
+ * pushes a revocation (SIGUSR1, jitwgctl revalidate). -ENOENT: not a managed
+ * peer; -EAGAIN: asked less than 4.5 s ago; -ENOTCONN: no control plane.
+ */
+int daemon_revalidate(struct daemon *d, const uint8_t *key);
+/* Remove one managed peer now, as an eviction (jitwgctl evict); -ENOENT
+ * if jitwgd does not manage it. Done by the monitor thread, at once. */
+int daemon_evict(struct daemon *d, const uint8_t key[static 32]);
+/*
+ * Without threads (tests; daemon_start() not called): run the stages on
+ * the caller's thread until nothing is queued: the workers' jobs, the
+ * installs, and every waiting handshake start, whatever sched_turn()
+ * would wait for. Returns the number of jobs and installs handled.
+ */
+size_t daemon_drain(struct daemon *d);
 /* Stop threads; pending fetches are dropped. */
 void daemon_stop(struct daemon *d);
 void daemon_free(struct daemon *d);
 unsigned int daemon_workers(const struct daemon *d);
 void daemon_get_stats(struct daemon *d, struct daemon_stats *out);
 
-/* ---- time helpers ---- */
+/* ---- the capture at start-up (user/daemon_capture.c) ---- */
+
+struct capture_job {
+	struct capture_opts co;
+	const struct daemon_opts *o;
+	struct daemon *d;
+	struct capture *cap;  /* out */
+	int ret;              /* out: 0 or -errno, with err */
+	char err[400];
+	uint64_t t_done;      /* CLOCK_MONOTONIC */
+};
+
+/* pthread start routine: capture_open() for daemon_on_event(). */
+void *daemon_capture_thread(void *arg);
+/* --consume: give the XDP program the namespace's addresses. */
+int daemon_set_local_addrs(struct capture *cap, char *err, size_t errlen);
+
+/* ---- clocks (user/daemon_clock.c) ---- */
 uint64_t now_mono_ns(void);
 uint64_t now_wall_s(void);
 

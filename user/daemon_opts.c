@@ -42,6 +42,11 @@ static const struct opt_def defs[] = {
 	  "LMDB cache directory (default /var/lib/jitwg)" },
 	{ "cache-sync", K_SYNC, OFF(cache_sync), 0, 0,
 	  "full|nometa|periodic: cache durability on an OS crash (default full)" },
+	{ "cache-max-mib", K_UINT, OFF(cache_max_mib), 1, 1 << 20,
+	  "ceiling of the cache on disk, MiB (default 4096; docs/security.md)" },
+	{ "max-stale", K_UINT, OFF(max_stale), 1, 86400 * 30,
+	  "use a cached answer at most S seconds past its ttl, and only while "
+	  "the control plane fails (default 3600)" },
 	{ "idle-timeout", K_UINT, OFF(idle_timeout), 1, 86400 * 30,
 	  "evict managed peers with no handshake for S seconds (default 300)" },
 	{ "evict-interval", K_UINT, OFF(evict_interval), 1, 86400,
@@ -75,6 +80,8 @@ void opts_init(struct daemon_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->idle_timeout = OPT_DEFAULT_IDLE_TIMEOUT;
 	o->evict_interval = OPT_DEFAULT_EVICT_INTERVAL;
+	o->cache_max_mib = (unsigned int)(CACHE_DEFAULT_MAP_SIZE >> 20);
+	o->max_stale = CACHE_DEFAULT_MAX_STALE;
 	o->handshake_window = OPT_DEFAULT_HANDSHAKE_WINDOW;
 	o->backend = WGDEV_AUTO;
 	o->xdp_mode = CAPTURE_AUTO;

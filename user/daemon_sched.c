@@ -7,13 +7,11 @@
  *
  * Installs come first. In a burst, installing is what lets every client in
  * (its own retry then succeeds), while starting its handshake only spares
- * it the 5 s wait (REKEY_TIMEOUT); and wireguard-go computes each
- * initiation inside the set call that asks for it (0.17 ms of its CPU per
- * peer here, more than the install itself), so handshakes started during a
- * burst take the cores and the serial UAPI its installs need. Measured with
- * 10,000 clients in one second (scripts/bench_e2e.sh): switching whenever
- * the installer was idle for an instant, all were installed after 2.3-2.5 s;
- * after a quiet period, 1.2-1.5 s.
+ * it the 5 s wait (REKEY_TIMEOUT, docs/protocol.md); and wireguard-go
+ * computes each initiation inside the set call that asks for it, costing
+ * more than the install itself, so handshakes started during a burst take
+ * the cores and the serial UAPI its installs need (the measurements:
+ * docs/daemon.md, "Installs before handshakes").
  */
 #include "daemon.h"
 

@@ -1,18 +1,24 @@
 // SPDX-License-Identifier: MIT
 /*
- * jitwg-xdp: attach the capture program to a device (or use the maps of one
- * that bpftool attached) and print one line per handshake initiation; the
- * counters on exit.
+ * jitwg-xdp: two jobs. With --dev, attach the capture program to a device
+ * and watch it: one line per handshake initiation, the counters on exit.
+ * With --pin-dir, set the ports and limits of a program bpftool loaded and
+ * pinned, show them and the counters, and exit: it never reads the ring
+ * buffer there, where jitwgd is the reader (each event goes to one reader,
+ * so a second one would take initiations from jitwgd).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "capture.h"
+#include "version.h"
 
 /* getopt values of the long options without a short form. */
 enum {
@@ -21,6 +27,7 @@ enum {
 	OPT_GLOBAL_RATE,
 	OPT_GLOBAL_BURST,
 	OPT_DROP,
+	OPT_VERSION,
 };
 
 /* Largest rate or bucket size accepted. */
@@ -30,6 +37,8 @@ struct cli {
 	bool hex;
 	long max_events;
 	long seen;
+	unsigned int ifindex; /* of ifname, the last device named */
+	char ifname[IF_NAMESIZE];
 };
 
 static volatile sig_atomic_t stop;
@@ -43,25 +52,54 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: jitwg-xdp --dev DEV [options]\n"
-		"       jitwg-xdp --pin-dir DIR [options]   (object loaded by bpftool)\n"
+		"usage: jitwg-xdp --dev DEV [options]        attach and watch\n"
+		"       jitwg-xdp --pin-dir DIR [settings]   set a pinned program's ports and\n"
+		"                                            limits, show them, exit\n"
 		"\n"
-		"Print one line per WireGuard handshake initiation seen on DEV.\n"
+		"With --dev: print one line per WireGuard handshake initiation seen on DEV\n"
+		"(wall-clock time, device, addresses) and the counters on exit (Ctrl-C).\n"
+		"With --pin-dir (bpftool deployment): only the settings given change; the\n"
+		"ring buffer is left to jitwgd.\n"
 		"\n"
 		"  --dev DEV            device to attach to\n"
-		"  --mode MODE          auto (native, else generic), native or generic\n"
-		"  --pin-dir DIR        use the maps bpftool pinned in DIR; attach nothing\n"
+		"  --mode MODE          auto (native, else generic), native, generic, or multi\n"
+		"                       (libxdp's dispatcher: shares the device)\n"
+		"  --pin-dir DIR        the maps bpftool pinned in DIR; attach nothing\n"
 		"  --port PORT          WireGuard UDP port (repeatable; default 51820)\n"
 		"  --src-rate N         per-source initiations/s (0 = no limit; default %d)\n"
 		"  --src-burst N        per-source bucket size (default %d)\n"
 		"  --global-rate N      global initiations/s (0 = no limit; default %d)\n"
 		"  --global-burst N     global bucket size (default %d)\n"
 		"  --drop               drop initiations over the limits (default: pass)\n"
-		"  --hex                print each initiation in hex\n"
-		"  --count N            exit after N events\n"
+		"  --hex                print each initiation in hex (--dev)\n"
+		"  --count N            exit after N events (--dev)\n"
+		"  --version\n"
 		"  --help\n",
 		JITWG_DEFAULT_SRC_RATE, JITWG_DEFAULT_SRC_BURST,
 		JITWG_DEFAULT_GLOBAL_RATE, JITWG_DEFAULT_GLOBAL_BURST);
+}
+
+/*
+ * The event's receive time on the wall clock: the program stamps it with
+ * CLOCK_MONOTONIC, so take its age on that clock from the time now.
+ */
+static void wall_time(char *out, size_t len, uint64_t mono_ns)
+{
+	struct timespec rt, mono;
+	int64_t age, wall;
+	char day[32];
+	time_t secs;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &rt);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	age = (int64_t)mono.tv_sec * 1000000000 + mono.tv_nsec -
+	      (int64_t)mono_ns;
+	wall = (int64_t)rt.tv_sec * 1000000000 + rt.tv_nsec - age;
+	secs = (time_t)(wall / 1000000000);
+	gmtime_r(&secs, &tm);
+	strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, len, "%.19s.%06dZ", day, (int)(wall % 1000000000 / 1000));
 }
 
 static int on_event(void *ctx, const struct jitwg_event *ev)
@@ -72,15 +110,21 @@ static int on_event(void *ctx, const struct jitwg_event *ev)
 	const void *s = ev->family == 4 ? ev->saddr + 12 : ev->saddr;
 	const void *d = ev->family == 4 ? ev->daddr + 12 : ev->daddr;
 	uint32_t sender;
+	char when[40];
 	int i;
 
 	inet_ntop(af, s, src, sizeof(src));
 	inet_ntop(af, d, dst, sizeof(dst));
 	memcpy(&sender, ev->msg + 4, 4);
-	printf("%llu.%06llu if=%u src=%s%s%s:%u dst=%s%s%s:%u vlans=%u sender=%08x",
-	       (unsigned long long)ev->ts_ns / 1000000000ULL,
-	       (unsigned long long)(ev->ts_ns % 1000000000ULL) / 1000,
-	       ev->ifindex, af == AF_INET6 ? "[" : "", src,
+	wall_time(when, sizeof(when), ev->ts_ns);
+	if (ev->ifindex != cli->ifindex) {
+		if (!if_indextoname(ev->ifindex, cli->ifname))
+			snprintf(cli->ifname, sizeof(cli->ifname), "if%u",
+				 ev->ifindex);
+		cli->ifindex = ev->ifindex;
+	}
+	printf("%s dev=%s src=%s%s%s:%u dst=%s%s%s:%u vlans=%u sender=%08x",
+	       when, cli->ifname, af == AF_INET6 ? "[" : "", src,
 	       af == AF_INET6 ? "]" : "", ev->sport, af == AF_INET6 ? "[" : "",
 	       dst, af == AF_INET6 ? "]" : "", ev->dport, ev->vlan_depth,
 	       sender);
@@ -110,6 +154,82 @@ static int number(const char *opt, const char *s, unsigned long max,
 	return 0;
 }
 
+static void print_counters(struct capture *c)
+{
+	uint64_t ctr[JITWG_CTR_MAX];
+	int i;
+
+	if (capture_read_counters(c, ctr))
+		return;
+	printf("counters");
+	for (i = 0; i < JITWG_CTR_MAX; i++)
+		printf(" %s=%llu", capture_counter_name(i),
+		       (unsigned long long)ctr[i]);
+	printf("\n");
+}
+
+/*
+ * --pin-dir: change only the settings given (jitwgd, or an earlier run, set
+ * the others), then print what the program now runs with.
+ */
+static int pinned_settings(struct capture *c, const struct capture_opts *opts,
+			   const struct jitwg_config *given, bool src_rate,
+			   bool src_burst, bool global_rate, bool global_burst,
+			   bool drop)
+{
+	static const struct jitwg_config defaults = JITWG_CONFIG_DEFAULTS;
+	static const struct jitwg_config zero;
+	struct jitwg_config cur;
+	uint16_t ports[JITWG_MAX_PORTS];
+	size_t n, i;
+	bool fresh;
+	int err;
+
+	err = capture_read_settings(c, &cur, ports, JITWG_MAX_PORTS, &n);
+	/*
+	 * Nothing was ever set (bpftool leaves the maps zeroed): start from the
+	 * defaults, as a loader that attaches its own program does.
+	 */
+	fresh = !err && !n && !memcmp(&cur, &zero, sizeof(cur));
+	if (fresh)
+		cur = defaults;
+	if (!err && (fresh || src_rate || src_burst || global_rate ||
+		     global_burst || drop)) {
+		if (src_rate)
+			cur.src_rate = given->src_rate;
+		if (src_burst)
+			cur.src_burst = given->src_burst;
+		if (global_rate)
+			cur.global_rate = given->global_rate;
+		if (global_burst)
+			cur.global_burst = given->global_burst;
+		if (drop)
+			cur.flags |= JITWG_F_DROP_LIMITED;
+		err = capture_set_limits(c, &cur);
+	}
+	if (!err && opts->n_ports)
+		err = capture_set_ports(c, opts->ports, opts->n_ports);
+	if (!err)
+		err = capture_read_settings(c, &cur, ports, JITWG_MAX_PORTS, &n);
+	if (err) {
+		fprintf(stderr, "jitwg-xdp: %s\n", capture_error(c));
+		return err;
+	}
+	printf("settings ports=");
+	for (i = 0; i < n && i < JITWG_MAX_PORTS; i++)
+		printf("%s%u", i ? "," : "", ports[i]);
+	if (!n)
+		printf("none");
+	printf(" src_rate=%u src_burst=%u global_rate=%u global_burst=%u drop=%s\n",
+	       cur.src_rate, cur.src_burst, cur.global_rate, cur.global_burst,
+	       cur.flags & JITWG_F_DROP_LIMITED ? "yes" : "no");
+	print_counters(c);
+	if (!n)
+		fprintf(stderr, "jitwg-xdp: no port set: nothing is captured until "
+			"jitwgd starts or --port is given\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -125,16 +245,20 @@ int main(int argc, char **argv)
 		{ "hex", no_argument, NULL, 'x' },
 		{ "count", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		{},
 	};
 	struct jitwg_config limits = JITWG_CONFIG_DEFAULTS;
 	struct capture_opts opts = { .limits = &limits };
 	uint16_t ports[JITWG_MAX_PORTS];
-	uint64_t ctr[JITWG_CTR_MAX];
 	struct cli cli = {};
 	struct capture *c;
 	unsigned long v;
-	int opt, err, i;
+	/* Which settings the command line gives (--pin-dir sets only those). */
+	bool set_src_rate = false, set_src_burst = false;
+	bool set_global_rate = false, set_global_burst = false;
+	bool set_drop = false;
+	int opt, err;
 
 	while ((opt = getopt_long(argc, argv, "d:m:P:p:xc:h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -144,7 +268,7 @@ int main(int argc, char **argv)
 		case 'm':
 			if (capture_mode_parse(optarg, &opts.mode)) {
 				fprintf(stderr,
-					"jitwg-xdp: --mode: '%s' is not auto, native, generic or pinned\n",
+					"jitwg-xdp: --mode: '%s' is not auto, native, generic, multi or pinned\n",
 					optarg);
 				return 2;
 			}
@@ -165,24 +289,29 @@ int main(int argc, char **argv)
 			if (number("--src-rate", optarg, LIMIT_MAX, &v))
 				return 2;
 			limits.src_rate = v;
+			set_src_rate = true;
 			break;
 		case OPT_SRC_BURST:
 			if (number("--src-burst", optarg, LIMIT_MAX, &v))
 				return 2;
 			limits.src_burst = v;
+			set_src_burst = true;
 			break;
 		case OPT_GLOBAL_RATE:
 			if (number("--global-rate", optarg, LIMIT_MAX, &v))
 				return 2;
 			limits.global_rate = v;
+			set_global_rate = true;
 			break;
 		case OPT_GLOBAL_BURST:
 			if (number("--global-burst", optarg, LIMIT_MAX, &v))
 				return 2;
 			limits.global_burst = v;
+			set_global_burst = true;
 			break;
 		case OPT_DROP:
 			limits.flags |= JITWG_F_DROP_LIMITED;
+			set_drop = true;
 			break;
 		case 'x':
 			cli.hex = true;
@@ -195,6 +324,9 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case OPT_VERSION:
+			printf("jitwg-xdp %s\n", JITWG_VERSION);
+			return 0;
 		default:
 			usage(stderr);
 			return 2;
@@ -205,9 +337,28 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (opts.pin_dir)
-		opts.mode = CAPTURE_PINNED;
 	opts.ports = ports;
+	if (opts.pin_dir) {
+		if (cli.hex || cli.max_events) {
+			fprintf(stderr,
+				"jitwg-xdp: --pin-dir sets and shows, it does not watch: "
+				"jitwgd reads that ring buffer, and a second reader "
+				"would take its initiations (watch with --dev on a "
+				"device of its own)\n");
+			return 2;
+		}
+		opts.mode = CAPTURE_PINNED;
+		opts.keep_settings = true;
+		err = capture_open(&c, &opts, NULL, NULL);
+		if (err) {
+			fprintf(stderr, "jitwg-xdp: %s\n", capture_open_error());
+			return 1;
+		}
+		err = pinned_settings(c, &opts, &limits, set_src_rate, set_src_burst,
+				      set_global_rate, set_global_burst, set_drop);
+		capture_close(c);
+		return err ? 1 : 0;
+	}
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGINT, on_signal);
@@ -218,11 +369,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "jitwg-xdp: %s\n", capture_open_error());
 		return 1;
 	}
-	if (opts.mode == CAPTURE_PINNED)
-		fprintf(stderr, "jitwg-xdp: using pinned maps in %s\n", opts.pin_dir);
-	else
-		fprintf(stderr, "jitwg-xdp: attached to %s (%s)\n", opts.ifname,
-			capture_is_native(c) ? "native" : "generic");
+	fprintf(stderr, "jitwg-xdp: attached to %s (%s%s)\n", opts.ifname,
+		capture_is_native(c) ? "native" : "generic",
+		opts.mode == CAPTURE_MULTI ? ", libxdp dispatcher" : "");
 
 	while (!stop) {
 		err = capture_poll(c, 200);
@@ -231,13 +380,7 @@ int main(int argc, char **argv)
 			break;
 		}
 	}
-	if (!capture_read_counters(c, ctr)) {
-		printf("counters");
-		for (i = 0; i < JITWG_CTR_MAX; i++)
-			printf(" %s=%llu", capture_counter_name(i),
-			       (unsigned long long)ctr[i]);
-		printf("\n");
-	}
+	print_counters(c);
 	capture_close(c);
 	return err < 0 ? 1 : 0;
 }

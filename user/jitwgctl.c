@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -21,12 +22,14 @@
 
 #include <sodium.h>
 
+#include "frame_text.h"
 #include "hostport.h"
 #include "jitwgctl_daemon.h"
 #include "jitwg.h"
 #include "keys.h"
 #include "noise.h"
 #include "noise_input.h"
+#include "version.h"
 
 /* Exit statuses: the message was judged, or the tool could not judge it. */
 enum {
@@ -102,8 +105,9 @@ static void decode_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: %s decode --private-key-file FILE [--last-timestamp HEX] [MESSAGE_FILE]\n"
-		"  Decodes one WireGuard handshake initiation (148 raw bytes or 296 hex\n"
-		"  digits, from MESSAGE_FILE or standard input) with the responder's private\n"
+		"  Decodes one WireGuard handshake initiation (148 raw bytes, 296 hex digits,\n"
+		"  or the first one in a captured frame: tcpdump -x/-xx/-X/-XX output or a\n"
+		"  frame's hex; from MESSAGE_FILE or standard input) with the responder's private\n"
 		"  key (base64, as `wg genkey` writes it). Prints the initiator's public key\n"
 		"  and timestamp; or the reason for rejection, exiting 1.\n"
 		"  --last-timestamp: TAI64N (24 hex digits) last accepted for that key;\n"
@@ -195,10 +199,21 @@ static int cmd_decode(int argc, char **argv)
 		goto out;
 	}
 	if (noise_parse_initiation(msg, buf, len)) {
-		fprintf(stderr,
-			"%s: the input is neither 148 raw bytes nor 296 hex digits (got %zu bytes)\n",
-			prog, len);
-		goto out;
+		unsigned int packet;
+		long offset;
+
+		err = frame_text_initiation(buf, len, msg, &packet, &offset);
+		if (err) {
+			fprintf(stderr,
+				"%s: no handshake initiation in the input (%zu bytes): "
+				"give 148 raw bytes, 296 hex digits, or a captured "
+				"frame (tcpdump -x, -xx, -X or -XX output, or its "
+				"hex) with a 148-byte UDP payload of type 1\n",
+				prog, len);
+			goto out;
+		}
+		printf("captured: packet %u, UDP payload at byte %ld\n", packet,
+		       offset);
 	}
 
 	ret = EXIT_TOOL;
@@ -263,15 +278,39 @@ static void initiate_usage(FILE *f)
 		"  Builds a handshake initiation from the key in FILE to the responder whose\n"
 		"  public key is KEY (base64). Without --send, prints it as hex. With --send,\n"
 		"  sends it over UDP and waits for the handshake response (type 2, 92 bytes)\n"
-		"  addressed to our sender index: exit 0 if it comes, 1 if not.\n"
+		"  addressed to our sender index, or for the peer's own authenticated\n"
+		"  initiation (a jitwg gateway initiating back): exit 0 if either comes,\n"
+		"  1 if not.\n"
 		"  --claim, --defect: deliberately wrong messages, for tests.\n",
 		prog);
 }
 
-/* Send msg to the endpoint and wait for the response to sender_index. */
+/*
+ * An initiation the gateway sent us: the peer's own handshake, proven by
+ * decoding it as its responder (our key) and finding the peer's key inside,
+ * authenticated. A jitwg gateway that installs us on our initiation starts
+ * the handshake itself (initiating back) instead of answering ours.
+ */
+static bool from_gateway(const struct noise_responder *self,
+			 const uint8_t peer[static NOISE_KEY_LEN],
+			 const uint8_t *msg, size_t len)
+{
+	uint8_t pub[NOISE_KEY_LEN], ts[NOISE_TIMESTAMP_LEN];
+
+	if (noise_decode(self, msg, len, NULL, pub, ts) != NOISE_OK)
+		return false;
+	return !sodium_memcmp(pub, peer, NOISE_KEY_LEN);
+}
+
+/*
+ * Send msg to the endpoint and wait for the response to sender_index, or
+ * for the peer's own initiation (see from_gateway).
+ */
 static int exchange(const struct sockaddr_storage *ss, socklen_t sslen,
 		    const uint8_t msg[NOISE_INITIATION_LEN],
-		    uint32_t sender_index, int timeout_ms)
+		    uint32_t sender_index, int timeout_ms,
+		    const struct noise_responder *self,
+		    const uint8_t peer[static NOISE_KEY_LEN])
 {
 	struct timespec start, now;
 	uint8_t reply[256];
@@ -317,13 +356,26 @@ static int exchange(const struct sockaddr_storage *ss, socklen_t sslen,
 			   (uint32_t)reply[10] << 16 |
 			   (uint32_t)reply[11] << 24;
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		printf("response: type %u, %zd bytes, receiver index %" PRIu32
-		       ", after %ld ms\n",
-		       reply[0], n, receiver,
-		       (long)((now.tv_sec - start.tv_sec) * 1000 +
-			      (now.tv_nsec - start.tv_nsec) / 1000000));
+		if (reply[0] == WG_MSG_INITIATION)
+			printf("response: type 1, %zd bytes (an initiation), after %ld ms\n",
+			       n, (long)((now.tv_sec - start.tv_sec) * 1000 +
+					 (now.tv_nsec - start.tv_nsec) / 1000000));
+		else
+			printf("response: type %u, %zd bytes, receiver index %" PRIu32
+			       ", after %ld ms\n",
+			       reply[0], n, receiver,
+			       (long)((now.tv_sec - start.tv_sec) * 1000 +
+				      (now.tv_nsec - start.tv_nsec) / 1000000));
 		if (reply[0] == WG_MSG_RESPONSE && n == WG_RESPONSE_LEN &&
 		    receiver == sender_index) {
+			ret = EXIT_OK;
+			goto out;
+		}
+		/* An initiation has no receiver index: bytes 8–11 are e. */
+		if (reply[0] == WG_MSG_INITIATION && self &&
+		    from_gateway(self, peer, reply, (size_t)n)) {
+			printf("response: the gateway initiated the handshake "
+			       "itself (its initiation, authenticated with its key)\n");
 			ret = EXIT_OK;
 			goto out;
 		}
@@ -363,6 +415,7 @@ static int cmd_initiate(int argc, char **argv)
 	char hex[2 * NOISE_INITIATION_LEN + 1];
 	const char *key_file = NULL, *send_to = NULL;
 	struct noise_initiator *in = NULL;
+	struct noise_responder *self = NULL;
 	struct sockaddr_storage ss;
 	socklen_t sslen = 0;
 	int have_peer = 0, have_claim = 0, timeout_ms = 2000;
@@ -455,8 +508,15 @@ static int cmd_initiate(int argc, char **argv)
 	}
 	printf("sender_index: %" PRIu32 "\n", sender_index);
 	fflush(stdout);
-	ret = exchange(&ss, sslen, msg, sender_index, timeout_ms);
+	err = noise_responder_new(&self, priv);
+	if (err) {
+		fprintf(stderr, "%s: cannot set up the responder: %s\n", prog,
+			strerror(-err));
+		goto out;
+	}
+	ret = exchange(&ss, sslen, msg, sender_index, timeout_ms, self, peer);
 out:
+	noise_responder_free(self);
 	noise_initiator_free(in);
 	sodium_memzero(priv, sizeof(priv));
 	return ret;
@@ -479,8 +539,8 @@ static void usage(FILE *f)
 {
 	size_t i;
 
-	fprintf(f, "usage: %s COMMAND [OPTIONS]   (%s COMMAND --help)\n", prog,
-		prog);
+	fprintf(f, "usage: %s COMMAND [OPTIONS]   (%s COMMAND --help; %s --version)\n",
+		prog, prog, prog);
 	for (i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	jitwgctl_daemon_usage(f);
@@ -498,6 +558,10 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
 	    !strcmp(argv[1], "help")) {
 		usage(stdout);
+		return EXIT_OK;
+	}
+	if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+		printf("%s %s\n", prog, JITWG_VERSION);
 		return EXIT_OK;
 	}
 	for (i = 0; i < ARRAY_SIZE(commands); i++)

@@ -2,27 +2,28 @@
 /*
  * jitwgd: just-in-time WireGuard peer provisioning.
  *
- * open device (private key, listen port) → cache → api client → reconcile
- * → workers → XDP capture → main loop (ring buffer, signals, the --consume
- * lease) → clean stop.
+ * main() in named steps: open the device (private key, listen port) → the
+ * cache (and, with --consume, the re-delivery socket) → the daemon → the
+ * XDP capture (loaded on its own thread meanwhile) → the control-plane
+ * client → reconcile with the device → start the threads → capture ready
+ * → run (ring buffer, signals, the --consume lease) → stop.
+ * Each step logs its own "msg=start stage=…" line on failure and returns
+ * -errno (docs/daemon.md#errors).
  * Exit status: 0 clean stop, 1 runtime failure, 2 bad usage.
  */
 #include <errno.h>
-#include <ifaddrs.h>
 #include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <bpf/bpf.h>
-#include <bpf/libbpf.h>
-#include <linux/if_link.h>
-#include <net/if.h>
 #include <sodium.h>
 
 #include "api.h"
@@ -35,70 +36,6 @@
 #include "wgdev.h"
 
 #define DEFAULT_CACHE_DIR "/var/lib/jitwg"
-
-/*
- * An XDP program attached through netlink outlives its process: after a
- * kill -9 or a crash the next start finds jitwg's own program still on the
- * device. Replace it when, and only when, it is jitwg's (by program name);
- * anything else on the device is someone else's and is left alone.
- */
-static int detach_stale_program(const char *ifname)
-{
-	LIBBPF_OPTS(bpf_xdp_query_opts, q);
-	struct bpf_prog_info info;
-	__u32 len = sizeof(info);
-	unsigned int ifindex = if_nametoindex(ifname);
-	__u32 flags;
-	int fd, ret;
-
-	if (!ifindex || bpf_xdp_query(ifindex, 0, &q) || !q.prog_id)
-		return -ENOENT;
-	fd = bpf_prog_get_fd_by_id(q.prog_id);
-	if (fd < 0)
-		return -errno;
-	memset(&info, 0, sizeof(info));
-	ret = bpf_obj_get_info_by_fd(fd, &info, &len);
-	close(fd);
-	if (ret)
-		return ret;
-	if (strcmp(info.name, "jitwg_xdp"))
-		return -EEXIST;
-	flags = q.attach_mode == XDP_ATTACHED_DRV ? XDP_FLAGS_DRV_MODE :
-		q.attach_mode == XDP_ATTACHED_SKB ? XDP_FLAGS_SKB_MODE :
-		q.attach_mode == XDP_ATTACHED_HW ? XDP_FLAGS_HW_MODE : 0;
-	ret = bpf_xdp_detach(ifindex, flags, NULL);
-	if (!ret)
-		dlog(LOG_WARN, "start",
-		     "stage=capture action=replaced_stale_program xdp_dev=%s prog_id=%u",
-		     ifname, q.prog_id);
-	return ret;
-}
-
-struct cap_job {
-	struct capture_opts co;
-	const struct daemon_opts *o;
-	struct daemon *d;
-	struct capture *cap;
-	int ret;
-	char err[400];
-	uint64_t t_done;
-};
-
-static void *open_capture(void *arg)
-{
-	struct cap_job *j = arg;
-
-	j->ret = capture_open(&j->cap, &j->co, daemon_on_event, j->d);
-	if ((j->ret == -EBUSY || j->ret == -EEXIST) && !j->o->pin_dir &&
-	    j->o->xdp_mode != CAPTURE_PINNED && !detach_stale_program(j->o->xdp_dev))
-		j->ret = capture_open(&j->cap, &j->co, daemon_on_event, j->d);
-	if (j->ret) {
-		snprintf(j->err, sizeof(j->err), "%s", capture_open_error());
-		j->cap = NULL;
-	}
-	j->t_done = now_mono_ns();
-	return NULL;
-}
 
 static int mkdir_p(const char *path)
 {
@@ -119,372 +56,463 @@ static int mkdir_p(const char *path)
 	return 0;
 }
 
-/*
- * --consume takes only initiations sent to this host: give the XDP program
- * the namespace's addresses (refreshed every second: one added meanwhile
- * only means its initiations pass to WireGuard directly, as without).
- */
-static int set_local_addrs(struct capture *cap, char *err, size_t errlen)
-{
-	uint8_t (*a)[16] = calloc(JITWG_LOCAL_ADDRS_MAX, 16);
-	struct ifaddrs *ifa, *i;
-	size_t n = 0;
-	int ret;
-
-	if (!a || getifaddrs(&ifa)) {
-		ret = a ? -errno : -ENOMEM;
-		snprintf(err, errlen, "local addresses: %s", strerror(-ret));
-		free(a);
-		return ret;
-	}
-	for (i = ifa; i && n < JITWG_LOCAL_ADDRS_MAX; i = i->ifa_next) {
-		if (!i->ifa_addr)
-			continue;
-		if (i->ifa_addr->sa_family == AF_INET) {
-			a[n][10] = a[n][11] = 0xff;
-			memcpy(a[n] + 12, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
-			n++;
-		} else if (i->ifa_addr->sa_family == AF_INET6) {
-			memcpy(a[n], &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, 16);
-			n++;
-		}
-	}
-	freeifaddrs(ifa);
-	ret = capture_set_local_addrs(cap, a, n);
-	if (ret)
-		snprintf(err, errlen, "%s", capture_error(cap));
-	free(a);
-	return ret;
-}
-
-int main(int argc, char **argv)
-{
-	uint64_t t_start = now_mono_ns();
-	double t_dev = 0, t_cache = 0, t_api = 0, t_rec = 0, t_cap = 0;
+/* Everything main opens, in the order it opens them; stop() closes it. */
+struct jitwgd {
 	struct daemon_opts o;
-	struct wgdev *dev = NULL, *mon_dev = NULL;
-	struct wgdev_info info;
-	struct noise_responder *resp = NULL;
-	struct cache *cache = NULL;
-	struct api_client *api = NULL;
-	struct daemon *d = NULL;
-	struct capture *cap = NULL;
-	struct redeliver *rd = NULL;
-	struct daemon_env env;
-	struct api_config ac;
-	struct daemon_stats st;
-	char err[512], q[600];
-	size_t n_dev = 0, n_managed = 0;
-	sigset_t mask;
-	int sfd = -1, ret, status = 1;
-	bool running = true, cap_started = false, lapsed = false;
-	uint64_t renewed = 0, renewals = 0;
-	struct cap_job cj;
+	int sfd;                        /* signals */
+	struct wgdev *dev, *mon_dev;
+	struct noise_responder *resp;
+	uint16_t port;                  /* the device's listen port */
+	struct cache *cache;
+	struct redeliver *rd;           /* --consume */
+	struct daemon *d;
+	struct capture_job cj;              /* the capture, opened on its thread */
 	pthread_t cap_thread;
-	uint16_t port;
+	bool cap_started;
+	struct capture *cap;
+	struct api_client *api;
+	size_t n_dev, n_managed;        /* reconciled */
+	uint64_t t_start, t_dev, t_cache, t_api, t_rec, t_cap; /* start-up */
+	uint64_t renewed, renewals;     /* the --consume lease */
+	bool lapsed;
+	char err[512], q[600];
+};
 
-	/*
-	 * A burst allocates and frees thousands of small records a second
-	 * across threads (queue entries, LMDB transactions). glibc's default
-	 * gives a thread's arena back to the kernel as soon as 128 KiB at its
-	 * top are free, and faults it in again a moment later: that was a
-	 * tenth of jitwgd's CPU in a burst. Keep up to 8 MiB per arena. Fixing
-	 * the trim threshold also fixes the mmap threshold, at 128 KiB unless
-	 * set: LMDB's page lists (~1 MiB, resized per write transaction) would
-	 * then be mapped and unmapped each time, so raise it too.
-	 */
-	mallopt(M_TRIM_THRESHOLD, 8 << 20);
-	mallopt(M_MMAP_THRESHOLD, 4 << 20);
-	opts_init(&o);
-	ret = opts_parse(&o, argc, argv, err, sizeof(err));
-	if (ret == 1) {
-		opts_free(&o);
-		return 0;
-	}
-	if (ret || opts_validate(&o, err, sizeof(err))) {
-		fprintf(stderr, "jitwgd: %s\n", err);
-		opts_free(&o);
-		return 2;
-	}
-	log_level_current = o.log_level;
-	/* --pin-dir: bpftool owns the program; jitwgd only uses its maps. */
-	if (o.pin_dir)
-		o.xdp_mode = CAPTURE_PINNED;
-	if (!o.cache_dir)
-		o.cache_dir = strdup(DEFAULT_CACHE_DIR);
-	if (!o.cache_dir || sodium_init() < 0) {
+/*
+ * The process: sodium, and signals through a signalfd (the threads started
+ * later inherit the blocked mask).
+ */
+static int setup_process(struct jitwgd *j)
+{
+	sigset_t mask;
+
+	struct rlimit none = { 0, 0 };
+
+	if (!j->o.cache_dir || sodium_init() < 0) {
 		dlog(LOG_ERROR, "start", "error=\"sodium_init or out of memory\"");
-		goto out;
+		return -ENOMEM;
 	}
-
-	/* Signals go through a signalfd; threads inherit the blocked mask. */
+	/*
+	 * The process holds the device's private key, preshared keys and the
+	 * bearer token: no core file, no ptrace by others of the same uid
+	 * (docs/security.md).
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) || setrlimit(RLIMIT_CORE, &none))
+		dlog(LOG_WARN, "start", "error=\"cannot make the process non-dumpable: %s\"",
+		     strerror(errno));
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0) {
+	j->sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (j->sfd < 0) {
 		dlog(LOG_ERROR, "start", "error=signalfd:%s", strerror(errno));
-		goto out;
+		return -errno;
 	}
+	return 0;
+}
 
-	ret = wgdev_open(&dev, o.wg_dev, o.backend);
+/*
+ * Two handles on the WireGuard device (installs; listings and eviction),
+ * its private key (for the Noise responder; never from a file) and its
+ * listen port.
+ */
+static int open_device(struct jitwgd *j)
+{
+	const struct daemon_opts *o = &j->o;
+	struct wgdev_info info;
+	int ret;
+
+	ret = wgdev_open(&j->dev, o->wg_dev, o->backend);
 	if (ret) {
-		dlog(LOG_ERROR, "start", "stage=device device=%s error=%s", o.wg_dev,
-		     log_quote(q, sizeof(q), wgdev_error(dev)));
-		goto out;
+		dlog(LOG_ERROR, "start", "stage=device device=%s error=%s", o->wg_dev,
+		     log_quote(j->q, sizeof(j->q), wgdev_error(j->dev)));
+		return ret;
 	}
-	ret = wgdev_open(&mon_dev, o.wg_dev, o.backend);
+	ret = wgdev_open(&j->mon_dev, o->wg_dev, o->backend);
 	if (ret) {
-		dlog(LOG_ERROR, "start", "stage=device device=%s error=%s", o.wg_dev,
-		     log_quote(q, sizeof(q), wgdev_error(mon_dev)));
-		goto out;
+		dlog(LOG_ERROR, "start", "stage=device device=%s error=%s", o->wg_dev,
+		     log_quote(j->q, sizeof(j->q), wgdev_error(j->mon_dev)));
+		return ret;
 	}
-	/* The key comes from the device, never from a file. */
-	ret = wgdev_get_info(dev, &info);
+	/* The monitor lists the device at every sweep and watch poll: it
+	 * needs no preshared key, so it never holds one. */
+	wgdev_drop_secrets(j->mon_dev, true);
+	ret = wgdev_get_info(j->dev, &info);
 	if (!ret && key_is_zero(info.private_key))
 		ret = -ENOKEY;
 	if (!ret)
-		ret = noise_responder_new(&resp, info.private_key);
+		ret = noise_responder_new(&j->resp, info.private_key);
 	sodium_memzero(info.private_key, sizeof(info.private_key));
 	if (ret) {
-		dlog(LOG_ERROR, "start", "stage=device device=%s error=%s", o.wg_dev,
-		     log_quote(q, sizeof(q), ret == -ENOKEY ?
+		dlog(LOG_ERROR, "start", "stage=device device=%s error=%s", o->wg_dev,
+		     log_quote(j->q, sizeof(j->q), ret == -ENOKEY ?
 			       "the device has no private key: set one with wg set DEV private-key FILE" :
-			       wgdev_error(dev)));
-		goto out;
+			       wgdev_error(j->dev)));
+		return ret;
 	}
-	port = info.listen_port ? info.listen_port : WG_DEFAULT_PORT;
-	t_dev = now_mono_ns();
+	j->port = info.listen_port ? info.listen_port : WG_DEFAULT_PORT;
+	j->t_dev = now_mono_ns();
+	return 0;
+}
 
-	ret = mkdir_p(o.cache_dir);
-	if (!ret) {
-		struct cache_options copts = { .sync = o.cache_sync };
+static int open_cache(struct jitwgd *j)
+{
+	struct cache_options copts = {
+		.sync = j->o.cache_sync,
+		.map_size = (uint64_t)j->o.cache_max_mib << 20,
+		.max_stale = j->o.max_stale,
+	};
+	int ret;
 
-		ret = cache_open(&cache, o.cache_dir, &copts);
-	}
-	if (ret) {
-		dlog(LOG_ERROR, "start", "stage=cache dir=%s error=%s",
-		     log_quote(q, sizeof(q), o.cache_dir), strerror(-ret));
-		goto out;
-	}
-
-	if (o.consume) {
-		ret = redeliver_open(&rd, err, sizeof(err));
-		if (ret) {
-			dlog(LOG_ERROR, "start", "stage=redeliver error=%s",
-			     log_quote(q, sizeof(q), err));
-			goto out;
-		}
-	}
-
-	t_cache = now_mono_ns();
-	memset(&env, 0, sizeof(env));
-	env.opts = &o;
-	env.dev = dev;
-	env.mon_dev = mon_dev;
-	env.responder = resp;
-	env.cache = cache;
-	env.redeliver = rd;
-	env.listen_port = port;
-	ret = daemon_new(&d, &env);
+	ret = mkdir_p(j->o.cache_dir);
+	if (!ret)
+		ret = cache_open(&j->cache, j->o.cache_dir, &copts);
 	if (ret)
-		goto out;
+		dlog(LOG_ERROR, "start", "stage=cache dir=%s error=%s",
+		     log_quote(j->q, sizeof(j->q), j->o.cache_dir), strerror(-ret));
+	return ret;
+}
 
-	/* Loading and attaching XDP is the slowest step: it runs meanwhile. */
-	memset(&cj, 0, sizeof(cj));
-	cj.co.ifname = o.xdp_dev;
-	cj.co.mode = o.xdp_mode;
-	cj.co.pin_dir = o.pin_dir;
-	cj.co.ports = &port;
-	cj.co.n_ports = 1;
-	cj.o = &o;
-	cj.d = d;
-	ret = pthread_create(&cap_thread, NULL, open_capture, &cj);
+/* --consume: the raw socket that gives initiations back to WireGuard. */
+static int open_redeliver(struct jitwgd *j)
+{
+	int ret;
+
+	if (!j->o.consume)
+		return 0;
+	ret = redeliver_open(&j->rd, j->err, sizeof(j->err));
+	if (ret)
+		dlog(LOG_ERROR, "start", "stage=redeliver error=%s",
+		     log_quote(j->q, sizeof(j->q), j->err));
+	return ret;
+}
+
+static int new_daemon(struct jitwgd *j)
+{
+	struct daemon_env env;
+
+	j->t_cache = now_mono_ns();
+	memset(&env, 0, sizeof(env));
+	env.opts = &j->o;
+	env.dev = j->dev;
+	env.mon_dev = j->mon_dev;
+	env.responder = j->resp;
+	env.cache = j->cache;
+	env.redeliver = j->rd;
+	env.listen_port = j->port;
+	return daemon_new(&j->d, &env);
+}
+
+/* Loading and attaching XDP is the slowest step: it runs meanwhile. */
+static int start_capture(struct jitwgd *j)
+{
+	int ret;
+
+	memset(&j->cj, 0, sizeof(j->cj));
+	j->cj.co.ifname = j->o.xdp_dev;
+	j->cj.co.mode = j->o.xdp_mode;
+	j->cj.co.pin_dir = j->o.pin_dir;
+	j->cj.co.ports = &j->port;
+	j->cj.co.n_ports = 1;
+	j->cj.o = &j->o;
+	j->cj.d = j->d;
+	ret = pthread_create(&j->cap_thread, NULL, daemon_capture_thread, &j->cj);
 	if (ret) {
 		dlog(LOG_ERROR, "start", "stage=capture error=%s", strerror(ret));
-		goto out;
+		return -ret;
 	}
-	cap_started = true;
+	j->cap_started = true;
+	return 0;
+}
+
+static int open_control_plane(struct jitwgd *j)
+{
+	struct api_config ac;
+	int ret;
 
 	memset(&ac, 0, sizeof(ac));
-	ac.url = o.api_url;
-	ac.token_file = o.api_token_file;
-	ac.ca_file = o.ca_file;
+	ac.url = j->o.api_url;
+	ac.token_file = j->o.api_token_file;
+	ac.ca_file = j->o.ca_file;
 	ac.done = daemon_api_done;
-	ac.arg = d;
-	ret = api_create(&api, &ac, err, sizeof(err));
+	ac.arg = j->d;
+	ret = api_create(&j->api, &ac, j->err, sizeof(j->err));
 	if (ret) {
 		dlog(LOG_ERROR, "start", "stage=api error=%s",
-		     log_quote(q, sizeof(q), err));
-		goto out;
+		     log_quote(j->q, sizeof(j->q), j->err));
+		return ret;
 	}
-	daemon_set_api(d, api);
-	t_api = now_mono_ns();
+	daemon_set_api(j->d, j->api);
+	j->t_api = now_mono_ns();
+	return 0;
+}
 
-	ret = daemon_reconcile(d, &n_dev, &n_managed);
+/* The device's peers ∩ the cache's managed records. */
+static int reconcile(struct jitwgd *j)
+{
+	int ret;
+
+	ret = daemon_reconcile(j->d, &j->n_dev, &j->n_managed);
 	if (ret) {
 		dlog(LOG_ERROR, "start", "stage=reconcile error=%s",
-		     log_quote(q, sizeof(q), wgdev_error(mon_dev)));
-		goto out;
+		     log_quote(j->q, sizeof(j->q), wgdev_error(j->mon_dev)));
+		return ret;
 	}
-	t_rec = now_mono_ns();
-	ret = daemon_start(d);
-	if (ret) {
-		dlog(LOG_ERROR, "start", "stage=threads error=%s", strerror(-ret));
-		goto out;
-	}
+	j->t_rec = now_mono_ns();
+	return 0;
+}
 
-	ret = pthread_join(cap_thread, NULL);
-	cap_started = false;
-	if (ret || cj.ret) {
+static int start_threads(struct jitwgd *j)
+{
+	int ret;
+
+	ret = daemon_start(j->d);
+	if (ret)
+		dlog(LOG_ERROR, "start", "stage=threads error=%s", strerror(-ret));
+	return ret;
+}
+
+/* The capture opened meanwhile; with --consume, take the lease. */
+static int finish_capture(struct jitwgd *j)
+{
+	int ret;
+
+	ret = pthread_join(j->cap_thread, NULL);
+	j->cap_started = false;
+	if (ret || j->cj.ret) {
 		dlog(LOG_ERROR, "start", "stage=capture xdp_dev=%s error=%s",
-		     o.xdp_dev ? o.xdp_dev : "-", log_quote(q, sizeof(q), cj.err));
-		goto out;
+		     j->o.xdp_dev ? j->o.xdp_dev : "-",
+		     log_quote(j->q, sizeof(j->q), j->cj.err));
+		return ret ? -ret : j->cj.ret;
 	}
-	cap = cj.cap;
-	daemon_set_capture(d, cap);
-	t_cap = cj.t_done;
-	if (o.consume) {
-		renewed = now_mono_ns();
-		ret = set_local_addrs(cap, err, sizeof(err));
-		if (!ret && (ret = capture_set_lease(cap, renewed + JITWG_LEASE_NS)))
-			snprintf(err, sizeof(err), "%s", capture_error(cap));
-		if (ret) {
-			dlog(LOG_ERROR, "start", "stage=lease error=%s",
-			     log_quote(q, sizeof(q), err));
-			goto out;
-		}
-	}
+	j->cap = j->cj.cap;
+	daemon_set_capture(j->d, j->cap);
+	j->t_cap = j->cj.t_done;
+	if (!j->o.consume)
+		return 0;
+	j->renewed = now_mono_ns();
+	ret = daemon_set_local_addrs(j->cap, j->err, sizeof(j->err));
+	if (!ret && (ret = capture_set_lease(j->cap, j->renewed + JITWG_LEASE_NS)))
+		snprintf(j->err, sizeof(j->err), "%s", capture_error(j->cap));
+	if (ret)
+		dlog(LOG_ERROR, "start", "stage=lease error=%s",
+		     log_quote(j->q, sizeof(j->q), j->err));
+	return ret;
+}
+
+static void log_ready(struct jitwgd *j)
+{
+	const struct daemon_opts *o = &j->o;
 
 	dlog(LOG_INFO, "ready",
 	     "wg_dev=%s backend=%s listen_port=%u xdp_dev=%s xdp_mode=%s device_peers=%zu "
 	     "managed=%zu workers=%u initiate_back=%s consume=%s idle_timeout_s=%u startup_ms=%.3f "
 	     "device_ms=%.3f cache_ms=%.3f api_ms=%.3f reconcile_ms=%.3f capture_ms=%.3f "
 	     "capture_parallel=true",
-	     o.wg_dev, wgdev_backend(dev) == WGDEV_UAPI ? "uapi" : "netlink", port,
-	     o.xdp_dev ? o.xdp_dev : "-", o.xdp_mode == CAPTURE_PINNED ? "pinned" :
-	     capture_is_native(cap) ? "native" : "generic", n_dev, n_managed,
-	     daemon_workers(d), o.initiate_back && !o.consume ? "true" : "false",
-	     o.consume ? "true" : "false", o.idle_timeout,
-	     (double)(now_mono_ns() - t_start) / 1e6, (t_dev - t_start) / 1e6,
-	     (t_cache - t_dev) / 1e6, (t_api - t_cache) / 1e6, (t_rec - t_api) / 1e6,
-	     (t_cap - t_cache) / 1e6);
+	     o->wg_dev, wgdev_backend(j->dev) == WGDEV_UAPI ? "uapi" : "netlink", j->port,
+	     o->xdp_dev ? o->xdp_dev : "-", o->xdp_mode == CAPTURE_PINNED ? "pinned" :
+	     capture_is_native(j->cap) ? "native" : "generic", j->n_dev, j->n_managed,
+	     daemon_workers(j->d), o->initiate_back && !o->consume ? "true" : "false",
+	     o->consume ? "true" : "false", o->idle_timeout,
+	     (double)(now_mono_ns() - j->t_start) / 1e6,
+	     ((double)j->t_dev - j->t_start) / 1e6, ((double)j->t_cache - j->t_dev) / 1e6,
+	     ((double)j->t_api - j->t_cache) / 1e6, ((double)j->t_rec - j->t_api) / 1e6,
+	     ((double)j->t_cap - j->t_cache) / 1e6);
+}
+
+/*
+ * The lease: renewed while the workers keep up, so that stuck workers hand
+ * initiations back to WireGuard within JITWG_LEASE_NS instead of
+ * swallowing them.
+ */
+static void renew_lease(struct jitwgd *j)
+{
+	bool ok = daemon_keeping_up(j->d);
+
+	j->renewed = now_mono_ns();
+	if (++j->renewals % 10 == 0 && daemon_set_local_addrs(j->cap, j->err, sizeof(j->err)))
+		dlog(LOG_WARN, "lease", "op=local_addrs error=%s",
+		     log_quote(j->q, sizeof(j->q), j->err));
+	if (ok && capture_set_lease(j->cap, j->renewed + JITWG_LEASE_NS))
+		dlog(LOG_WARN, "lease", "error=%s",
+		     log_quote(j->q, sizeof(j->q), capture_error(j->cap)));
+	if (ok == j->lapsed)
+		dlog(ok ? LOG_INFO : LOG_WARN, "lease",
+		     ok ? "outcome=renewed" :
+			  "outcome=lapsed reason=workers_not_keeping_up");
+	j->lapsed = !ok;
+}
+
+/*
+ * SIGHUP: sweep now, re-read the token. SIGUSR1: ask the control plane
+ * about every managed peer now (an operator pushing a revocation; not
+ * SIGHUP: a token rotation must not become a request per peer). Returns
+ * false on SIGTERM/SIGINT.
+ */
+static bool handle_signals(struct jitwgd *j)
+{
+	struct signalfd_siginfo si;
+	bool running = true;
+	int ret;
+
+	while (read(j->sfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			dlog(LOG_INFO, "signal", "signal=HUP action=%s",
+			     j->api && j->o.api_token_file ? "sweep,reload_token" : "sweep");
+			daemon_request_sweep(j->d);
+			/* Token rotation without a restart; on error
+			 * the old token stays in use. */
+			if (j->api && j->o.api_token_file) {
+				ret = api_reload_token(j->api, j->o.api_token_file,
+						       j->err, sizeof(j->err));
+				if (ret)
+					dlog(LOG_WARN, "api", "op=reload_token error=%s",
+					     log_quote(j->q, sizeof(j->q), j->err));
+				else
+					dlog(LOG_INFO, "api", "op=reload_token outcome=ok");
+			}
+		} else if (si.ssi_signo == SIGUSR1) {
+			dlog(LOG_INFO, "signal", "signal=USR1 action=revalidate");
+			daemon_revalidate(j->d, NULL);
+		} else {
+			dlog(LOG_INFO, "signal", "signal=%s action=stop",
+			     si.ssi_signo == SIGTERM ? "TERM" : "INT");
+			running = false;
+		}
+	}
+	return running;
+}
+
+/* Until SIGTERM or SIGINT (returns 0) or a failure (1). */
+static int run(struct jitwgd *j)
+{
+	bool running = true;
+	int ret;
 
 	while (running) {
 		struct pollfd pfd[2] = {
-			{ .fd = capture_fd(cap), .events = POLLIN },
-			{ .fd = sfd, .events = POLLIN },
+			{ .fd = capture_fd(j->cap), .events = POLLIN },
+			{ .fd = j->sfd, .events = POLLIN },
 		};
 
-		ret = poll(pfd, 2, o.consume ? JITWG_LEASE_RENEW_MS : -1);
+		ret = poll(pfd, 2, j->o.consume ? JITWG_LEASE_RENEW_MS : -1);
 		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
 			dlog(LOG_ERROR, "loop", "error=poll:%s", strerror(errno));
 			break;
 		}
-		/*
-		 * The lease: renewed while the workers keep up, so that stuck
-		 * workers hand initiations back to WireGuard within
-		 * JITWG_LEASE_NS instead of swallowing them.
-		 */
-		if (o.consume && now_mono_ns() - renewed >= JITWG_LEASE_RENEW_MS * 1000000ull) {
-			bool ok = daemon_keeping_up(d);
-
-			renewed = now_mono_ns();
-			if (++renewals % 10 == 0 && set_local_addrs(cap, err, sizeof(err)))
-				dlog(LOG_WARN, "lease", "op=local_addrs error=%s",
-				     log_quote(q, sizeof(q), err));
-			if (ok && capture_set_lease(cap, renewed + JITWG_LEASE_NS))
-				dlog(LOG_WARN, "lease", "error=%s",
-				     log_quote(q, sizeof(q), capture_error(cap)));
-			if (ok == lapsed)
-				dlog(ok ? LOG_INFO : LOG_WARN, "lease",
-				     ok ? "outcome=renewed" :
-					  "outcome=lapsed reason=workers_not_keeping_up");
-			lapsed = !ok;
-		}
+		if (j->o.consume &&
+		    now_mono_ns() - j->renewed >= JITWG_LEASE_RENEW_MS * 1000000ull)
+			renew_lease(j);
 		if (pfd[0].revents) {
-			ret = capture_poll(cap, 0);
+			ret = capture_poll(j->cap, 0);
 			if (ret < 0 && ret != -EINTR) {
 				dlog(LOG_ERROR, "loop", "error=capture_poll:%s",
 				     strerror(-ret));
 				break;
 			}
 		}
-		if (pfd[1].revents) {
-			struct signalfd_siginfo si;
+		if (pfd[1].revents && !handle_signals(j))
+			running = false;
+	}
+	return running ? 1 : 0;
+}
 
-			while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-				if (si.ssi_signo == SIGHUP) {
-					dlog(LOG_INFO, "signal", "signal=HUP action=%s",
-					     api && o.api_token_file ? "sweep,reload_token" : "sweep");
-					daemon_request_sweep(d);
-					/* Token rotation without a restart; on error
-					 * the old token stays in use. */
-					if (api && o.api_token_file) {
-						ret = api_reload_token(api, o.api_token_file,
-								       err, sizeof(err));
-						if (ret)
-							dlog(LOG_WARN, "api", "op=reload_token error=%s",
-							     log_quote(q, sizeof(q), err));
-						else
-							dlog(LOG_INFO, "api", "op=reload_token outcome=ok");
-					}
-				} else {
-					dlog(LOG_INFO, "signal", "signal=%s action=stop",
-					     si.ssi_signo == SIGTERM ? "TERM" : "INT");
-					running = false;
-				}
-			}
+/*
+ * Stop order: no new events, no new work, no more callbacks, then the
+ * stores they write to. Also the unwinding of a failed start: each object
+ * is closed if it was opened.
+ */
+static void stop(struct jitwgd *j, int status)
+{
+	struct daemon_stats st;
+
+	if (j->cap_started) {
+		pthread_join(j->cap_thread, NULL);
+		if (!j->cj.ret)
+			j->cap = j->cj.cap;
+	}
+	/* The threads first: a sweep may still use the capture (the listen
+	 * port follow). No event arrives meanwhile: only run() polls it. */
+	if (j->d)
+		daemon_stop(j->d);
+	if (j->cap)
+		capture_close(j->cap);
+	if (j->api)
+		api_destroy(j->api);
+	if (j->d) {
+		daemon_get_stats(j->d, &st);
+		if (status == 0) {
+			char line[900];
+
+			daemon_stats_format(&st, line, sizeof(line));
+			dlog(LOG_INFO, "stop", "%s", line);
 		}
+		daemon_free(j->d);
 	}
-	status = running ? 1 : 0;
+	if (j->cache)
+		cache_close(j->cache);
+	redeliver_close(j->rd);
+	noise_responder_free(j->resp);
+	if (j->dev)
+		wgdev_close(j->dev);
+	if (j->mon_dev)
+		wgdev_close(j->mon_dev);
+	if (j->sfd >= 0)
+		close(j->sfd);
+	opts_free(&j->o);
+}
 
+int main(int argc, char **argv)
+{
+	static struct jitwgd j = { .sfd = -1 };
+	int ret, status = 1;
+
+	j.t_start = now_mono_ns();
+	/*
+	 * A burst allocates and frees thousands of small records a second
+	 * across threads (queue entries, LMDB transactions). glibc's default
+	 * gives a thread's arena back to the kernel as soon as 128 KiB at its
+	 * top are free, and faults it in again a moment later (docs/daemon.md
+	 * has the cost). Keep up to 8 MiB per arena. Fixing the trim
+	 * threshold also fixes the mmap threshold, at 128 KiB unless set:
+	 * LMDB's page lists (~1 MiB, resized per write transaction) would then
+	 * be mapped and unmapped each time, so raise it too.
+	 */
+	mallopt(M_TRIM_THRESHOLD, 8 << 20);
+	mallopt(M_MMAP_THRESHOLD, 4 << 20);
+	opts_init(&j.o);
+	ret = opts_parse(&j.o, argc, argv, j.err, sizeof(j.err));
+	if (ret == 1) {
+		opts_free(&j.o);
+		return 0;
+	}
+	if (ret || opts_validate(&j.o, j.err, sizeof(j.err))) {
+		fprintf(stderr, "jitwgd: %s\n", j.err);
+		opts_free(&j.o);
+		return 2;
+	}
+	log_level_current = j.o.log_level;
+	/* --pin-dir: bpftool owns the program; jitwgd only uses its maps. */
+	if (j.o.pin_dir)
+		j.o.xdp_mode = CAPTURE_PINNED;
+	if (!j.o.cache_dir)
+		j.o.cache_dir = strdup(DEFAULT_CACHE_DIR);
+
+	if (setup_process(&j) || open_device(&j) || open_cache(&j) ||
+	    open_redeliver(&j) || new_daemon(&j) || start_capture(&j) ||
+	    open_control_plane(&j) || reconcile(&j) || start_threads(&j) ||
+	    finish_capture(&j))
+		goto out;
+	log_ready(&j);
+	status = run(&j);
 out:
-	/* Stop order: no new events, no new work, no more callbacks, then
-	 * the stores they write to. */
-	if (cap_started) {
-		pthread_join(cap_thread, NULL);
-		if (!cj.ret)
-			cap = cj.cap;
-	}
-	if (cap)
-		capture_close(cap);
-	if (d)
-		daemon_stop(d);
-	if (api)
-		api_destroy(api);
-	if (d) {
-		daemon_get_stats(d, &st);
-		if (status == 0)
-			dlog(LOG_INFO, "stop",
-			     "events=%lu installed=%lu handshakes=%lu evicted=%lu unknown=%lu "
-			     "refused=%lu errors=%lu bad_auth=%lu replays=%lu sightings=%lu "
-			     "queue_full=%lu redelivered=%lu redeliver_errors=%lu answers_stale=%lu",
-			     (unsigned long)st.events, (unsigned long)st.installed,
-			     (unsigned long)st.handshakes, (unsigned long)st.evicted,
-			     (unsigned long)st.unknown, (unsigned long)st.refused,
-			     (unsigned long)st.errors, (unsigned long)st.bad_auth,
-			     (unsigned long)st.replays, (unsigned long)st.sightings,
-			     (unsigned long)st.queue_full, (unsigned long)st.redelivered,
-			     (unsigned long)st.redeliver_errors, (unsigned long)st.answers_stale);
-		daemon_free(d);
-	}
-	if (cache)
-		cache_close(cache);
-	redeliver_close(rd);
-	noise_responder_free(resp);
-	if (dev)
-		wgdev_close(dev);
-	if (mon_dev)
-		wgdev_close(mon_dev);
-	if (sfd >= 0)
-		close(sfd);
-	opts_free(&o);
+	stop(&j, status);
 	return status;
 }
 

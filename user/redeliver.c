@@ -17,6 +17,10 @@
 #include <netinet/ip6.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <pthread.h>
+#include <time.h>
 
 #include "redeliver.h"
 
@@ -29,8 +33,16 @@
 
 enum { UDP_LEN = sizeof(struct udphdr) + WG_INITIATION_LEN };
 
+enum { MAX_BCAST = 64, BCAST_REFRESH_NS = 1000000000 };
+
 struct redeliver {
 	int fd4, fd6;
+	/* lock: the host's IPv4 broadcast addresses, listed at most once a
+	 * second (an address added meanwhile is refused a second late) */
+	pthread_mutex_t lock;
+	uint64_t bcast_at;
+	size_t n_bcast;
+	struct in_addr bcast[MAX_BCAST];
 };
 
 /*
@@ -75,6 +87,7 @@ int redeliver_open(struct redeliver **out, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	pthread_mutex_init(&r->lock, NULL);
 	r->fd6 = -1;
 	r->fd4 = raw_socket(AF_INET, err, errlen);
 	if (r->fd4 < 0) {
@@ -103,6 +116,7 @@ void redeliver_close(struct redeliver *r)
 		close(r->fd4);
 	if (r->fd6 >= 0)
 		close(r->fd6);
+	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
 
@@ -154,13 +168,53 @@ static void udp_header(struct udphdr *uh, const struct jitwg_event *ev,
  * class E and broadcast, IPv4-mapped inside IPv6. The kernel drops them as
  * martians on the uplink; sent over loopback they would get in.
  */
-static bool bogus_source(const struct jitwg_event *ev)
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * A subnet's broadcast address (10.0.0.255 of 10.0.0.0/24) as source: the
+ * kernel's source validation refuses any address that is a broadcast route
+ * of this host, so such a datagram never reaches WireGuard from the uplink.
+ */
+static bool host_broadcast(struct redeliver *r, const uint8_t a[4])
+{
+	uint64_t now = mono_ns();
+	bool hit = false;
+
+	pthread_mutex_lock(&r->lock);
+	if (!r->bcast_at || now - r->bcast_at > BCAST_REFRESH_NS) {
+		struct ifaddrs *ifs, *i;
+
+		r->n_bcast = 0;
+		if (!getifaddrs(&ifs)) {
+			for (i = ifs; i && r->n_bcast < MAX_BCAST; i = i->ifa_next)
+				if ((i->ifa_flags & IFF_BROADCAST) && i->ifa_broadaddr &&
+				    i->ifa_broadaddr->sa_family == AF_INET)
+					r->bcast[r->n_bcast++] =
+						((struct sockaddr_in *)i->ifa_broadaddr)->sin_addr;
+			freeifaddrs(ifs);
+		}
+		r->bcast_at = now;
+	}
+	for (size_t k = 0; k < r->n_bcast && !hit; k++)
+		hit = !memcmp(&r->bcast[k], a, 4);
+	pthread_mutex_unlock(&r->lock);
+	return hit;
+}
+
+static bool bogus_source(struct redeliver *r, const struct jitwg_event *ev)
 {
 	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
 	const uint8_t *a = ev->saddr;
 
 	if (ev->family == 4)
-		return a[12] == 0 || a[12] == 127 || a[12] >= 224;
+		return a[12] == 0 || a[12] == 127 || a[12] >= 224 ||
+		       host_broadcast(r, a + 12);
 	if (a[0] == 0xff || !memcmp(a, mapped, 12))
 		return true;
 	for (size_t i = 0; i < 15; i++)
@@ -195,7 +249,7 @@ int redeliver_event(struct redeliver *r, const struct jitwg_event *ev)
 	_Static_assert(sizeof(pkt.v4) == sizeof(struct iphdr) + UDP_LEN, "v4 layout");
 	_Static_assert(sizeof(pkt.v6) == sizeof(struct ip6_hdr) + UDP_LEN, "v6 layout");
 
-	if ((ev->family == 4 || ev->family == 6) && bogus_source(ev))
+	if ((ev->family == 4 || ev->family == 6) && bogus_source(r, ev))
 		return -EADDRNOTAVAIL;
 	memset(&pkt, 0, sizeof(pkt));
 	memset(&to, 0, sizeof(to));

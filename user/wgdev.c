@@ -270,10 +270,23 @@ int wgdev_remove_peers(struct wgdev *dev, const uint8_t (*keys)[32], size_t n)
 
 int wgdev_list_peers(struct wgdev *dev, struct wgdev_peer **peers, size_t *n)
 {
+	int ret;
+
 	*peers = NULL;
 	*n = 0;
 	dev->err[0] = 0;
-	return dev->ops->list_peers(dev, peers, n);
+	ret = dev->ops->list_peers(dev, peers, n);
+	/* Both interfaces always send every preshared key: a caller that
+	 * needs none never holds them (the flag stays). */
+	if (!ret && dev->drop_secrets)
+		for (size_t i = 0; i < *n; i++)
+			sodium_memzero((*peers)[i].preshared_key, 32);
+	return ret;
+}
+
+void wgdev_drop_secrets(struct wgdev *dev, bool drop)
+{
+	dev->drop_secrets = drop;
 }
 
 void wgdev_peers_free(struct wgdev_peer *peers, size_t n)

@@ -38,6 +38,7 @@ struct wgdev {
 	char err[256];
 	const struct wgdev_ops *ops;
 	void *priv; /* the backend's state */
+	bool drop_secrets; /* wgdev_drop_secrets() */
 };
 
 extern const struct wgdev_ops wgdev_netlink_ops;

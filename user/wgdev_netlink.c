@@ -168,8 +168,21 @@ static int has_end(const char *buf, size_t len, uint32_t seq)
  * -EINTR for a dump the device changed under, NLM_F_DUMP_INTR, which
  * libmnl reports before cb sees it).
  */
+static int transact_once(struct mnl_socket *sock, char *rbuf, struct nlmsghdr *nlh,
+			 uint32_t portid, mnl_cb_t cb, void *data);
+
 static int transact(struct mnl_socket *sock, char *rbuf, struct nlmsghdr *nlh,
 		    uint32_t portid, mnl_cb_t cb, void *data)
+{
+	int ret = transact_once(sock, rbuf, nlh, portid, cb, data);
+
+	/* A dump's messages hold the private key and preshared keys. */
+	sodium_memzero(rbuf, RECV_SIZE);
+	return ret;
+}
+
+static int transact_once(struct mnl_socket *sock, char *rbuf, struct nlmsghdr *nlh,
+			 uint32_t portid, mnl_cb_t cb, void *data)
 {
 	uint32_t seq = nlh->nlmsg_seq;
 	ssize_t len;
@@ -305,7 +318,9 @@ static int nl_open(struct wgdev *dev)
 	nl = calloc(1, sizeof(*nl));
 	if (!nl)
 		return wgdev_fail(dev, -ENOMEM, "out of memory");
-	nl->buf = malloc(SET_MSG_SIZE + RECV_SIZE);
+	/* Replies carry the private key and every preshared key: locked,
+	 * guarded memory, wiped after each exchange (transact). */
+	nl->buf = sodium_malloc(SET_MSG_SIZE + RECV_SIZE);
 	if (!nl->buf) {
 		ret = wgdev_fail(dev, -ENOMEM, "out of memory");
 		goto err_free;
@@ -358,7 +373,7 @@ static int nl_open(struct wgdev *dev)
 err_close:
 	mnl_socket_close(nl->sock);
 err_free:
-	free(nl->buf);
+	sodium_free(nl->buf);
 	free(nl);
 	dev->priv = NULL;
 	return ret;
@@ -371,7 +386,7 @@ static void nl_close(struct wgdev *dev)
 	if (!nl)
 		return;
 	mnl_socket_close(nl->sock);
-	free(nl->buf);
+	sodium_free(nl->buf); /* wipes */
 	free(nl);
 }
 

@@ -51,9 +51,18 @@ static int buf_reserve(struct buf *b, size_t more)
 	cap = b->cap ? b->cap : 4096;
 	while (cap < b->len + more)
 		cap *= 2;
-	p = realloc(b->p, cap);
+	/*
+	 * Replies (and set requests) hold the private key and preshared keys:
+	 * locked, guarded memory, and no realloc, which would leave unwiped
+	 * copies behind. The old buffer is wiped by sodium_free.
+	 */
+	p = sodium_malloc(cap);
 	if (!p)
 		return -ENOMEM;
+	if (b->p) {
+		memcpy(p, b->p, b->len);
+		sodium_free(b->p);
+	}
 	b->p = p;
 	b->cap = cap;
 	return 0;
@@ -61,9 +70,7 @@ static int buf_reserve(struct buf *b, size_t more)
 
 static void buf_wipe(struct buf *b)
 {
-	if (b->p)
-		sodium_memzero(b->p, b->cap);
-	free(b->p);
+	sodium_free(b->p); /* wipes; NULL is fine */
 	b->p = NULL;
 	b->len = b->cap = 0;
 }

@@ -21,6 +21,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include <sodium.h>
 
 #include "keys.h"
+#include "version.h"
 #include "wgdev.h"
 
 static void usage(void)
@@ -43,7 +45,8 @@ static void usage(void)
 		"                [keepalive N] [wait SECONDS] [restore N]\n"
 		"       wgdevctl [-b ...] DEV wait PUBKEY SECONDS\n"
 		"       wgdevctl [-b ...] DEV bench N\n"
-		"       wgdevctl gen N [setconf|keys]\n");
+		"       wgdevctl gen N [setconf|keys]\n"
+		"       wgdevctl --version\n");
 	exit(2);
 }
 
@@ -139,6 +142,52 @@ static void print_endpoint(const union wgdev_endpoint *e)
 	}
 }
 
+/*
+ * How long ago a handshake was, in wg(8)'s words: "1 minute, 5 seconds
+ * ago", "Now" within the second, "never" without one; the non-zero units
+ * from years down to seconds.
+ */
+static void print_age(const struct timespec *when)
+{
+	static const struct {
+		const char *unit;
+		long long secs;
+	} units[] = {
+		{ "year", 365LL * 24 * 3600 }, { "day", 24 * 3600 },
+		{ "hour", 3600 },              { "minute", 60 },
+		{ "second", 1 },
+	};
+	long long left;
+	size_t i;
+	bool first = true;
+
+	if (!when->tv_sec && !when->tv_nsec) {
+		printf("never");
+		return;
+	}
+	left = (long long)time(NULL) - (long long)when->tv_sec;
+	if (left < 0) {
+		printf("\"in the future: the system clock went backwards\"");
+		return;
+	}
+	if (!left) {
+		printf("\"Now\"");
+		return;
+	}
+	putchar('"');
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		long long k = left / units[i].secs;
+
+		if (!k)
+			continue;
+		left -= k * units[i].secs;
+		printf("%s%lld %s%s", first ? "" : ", ", k, units[i].unit,
+		       k == 1 ? "" : "s");
+		first = false;
+	}
+	printf(" ago\"");
+}
+
 static int show(struct wgdev *dev)
 {
 	struct wgdev_info info;
@@ -166,9 +215,9 @@ static int show(struct wgdev *dev)
 		printf("peer %s psk %s endpoint ", b64,
 		       p->flags & WGDEV_PEER_HAS_PSK ? "yes" : "no");
 		print_endpoint(&p->endpoint);
-		printf(" keepalive %u handshake %lld rx %llu tx %llu allowed-ips ",
-		       p->persistent_keepalive,
-		       (long long)p->last_handshake.tv_sec,
+		printf(" keepalive %u latest-handshake ", p->persistent_keepalive);
+		print_age(&p->last_handshake);
+		printf(" rx %llu tx %llu allowed-ips ",
 		       (unsigned long long)p->rx_bytes,
 		       (unsigned long long)p->tx_bytes);
 		for (j = 0; j < p->n_allowed_ips; j++) {
@@ -311,6 +360,10 @@ int main(int argc, char **argv)
 
 	if (sodium_init() < 0)
 		return 1;
+	if (argc == 2 && !strcmp(argv[1], "--version")) {
+		printf("wgdevctl %s\n", JITWG_VERSION);
+		return 0;
+	}
 	if (argc >= 3 && !strcmp(argv[1], "-b")) {
 		if (!strcmp(argv[2], "netlink"))
 			backend = WGDEV_NETLINK;

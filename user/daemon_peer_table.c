@@ -1,91 +1,20 @@
 // SPDX-License-Identifier: MIT
 /*
- * The daemon's table of peers: the ones it installed (managed) and the keys
- * present on the device, plus the eviction policy. Never touching a peer
+ * The peer table: the daemon's view of peers. It holds the ones jitwgd
+ * installed (managed, with their allowed IPs for the overlap check) and the
+ * keys the device had at the last listing (managed or not: "already
+ * installed" means present on the device). A chained hash table on the
+ * key's first 8 bytes, which are uniformly random, doubled as it fills; the
+ * allowed IPs are indexed by daemon_prefix_index.c. Never touching a peer
  * jitwgd did not install is enforced here: only managed entries are ever
- * handed to eviction.
+ * handed to eviction. Every function takes the table's lock itself.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#include <sodium.h>
 
 #include "allowed_ip.h"
-#include "daemon.h"
-
-uint64_t now_mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
-
-uint64_t now_wall_s(void)
-{
-	return (uint64_t)time(NULL);
-}
-
-enum evict_verdict evict_decide(const struct evict_policy *p, uint64_t now,
-				bool on_device, uint64_t installed_at,
-				uint64_t last_handshake)
-{
-	if (!on_device)
-		return EVICT_GONE;
-	if (last_handshake) {
-		/* A clock step backwards must not evict: treat as fresh. */
-		if (now > last_handshake && now - last_handshake >= p->idle_timeout)
-			return EVICT_IDLE;
-		return EVICT_KEEP;
-	}
-	if (now > installed_at && now - installed_at >= p->handshake_window)
-		return EVICT_NEVER;
-	return EVICT_KEEP;
-}
-
-const char *evict_verdict_str(enum evict_verdict v)
-{
-	switch (v) {
-	case EVICT_KEEP:
-		return "keep";
-	case EVICT_IDLE:
-		return "idle";
-	case EVICT_NEVER:
-		return "no_handshake";
-	case EVICT_GONE:
-		return "gone";
-	}
-	return "?";
-}
-
-/* ---- the table ---- */
-
-/*
- * Index of the allowed IPs the overlap check must consider (a managed
- * entry's, and a device peer's as last listed), so that reserving a new
- * peer does not scan every peer: a burst of N new clients would cost
- * O(N^2) (a third of jitwgd's CPU in a 10,000-client burst). One node per
- * (prefix, owner); a prefix's owners share a hash chain. Prefixes held
- * masked to their length, as allowed_ip_overlaps() only compares those bits.
- */
-struct iprefix {
-	struct iprefix *next;
-	uint8_t addr[16];
-	uint8_t owner[32];
-	uint32_t refs;    /* managed and device IPs of one owner may coincide */
-	uint16_t family;
-	uint8_t cidr;
-};
-
-struct ipindex {
-	struct iprefix **buckets;
-	size_t n_buckets; /* power of two, or 0 before the first insert */
-	size_t n;
-	size_t by_len[2][129]; /* prefixes per family (v4, v6) and length */
-	bool incomplete;       /* an insert failed: scan until the next rebuild */
-};
+#include "daemon_internal.h"
 
 struct pentry {
 	struct pentry *next;
@@ -97,141 +26,13 @@ struct pentry {
 };
 
 struct peer_table {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;  /* everything below, and the entries */
 	struct pentry **buckets;
 	size_t n_buckets; /* power of two */
 	size_t n_entries;
 	size_t n_managed;
-	struct ipindex idx;
+	struct prefix_index idx;
 };
-
-static unsigned int fam_idx(uint16_t family)
-{
-	return family == AF_INET ? 0 : 1;
-}
-
-static unsigned int fam_len(uint16_t family)
-{
-	return family == AF_INET ? 32 : 128;
-}
-
-/* addr: ip's address masked to len bits (len <= ip's family's length). */
-static void mask_to(uint8_t addr[static 16], const struct wgdev_allowed_ip *ip,
-		    unsigned int len)
-{
-	const uint8_t *a = ip->family == AF_INET ? (const uint8_t *)&ip->ip4 :
-						   (const uint8_t *)&ip->ip6;
-	unsigned int full = len / 8, rem = len % 8;
-
-	memset(addr, 0, 16);
-	memcpy(addr, a, full);
-	if (rem)
-		addr[full] = a[full] & (uint8_t)(0xff << (8 - rem));
-}
-
-static size_t prefix_hash(uint16_t family, unsigned int len, const uint8_t addr[static 16])
-{
-	uint64_t h = 1469598103934665603ull ^ ((uint64_t)family << 8 | len);
-	unsigned int i;
-
-	/* FNV-1a: addresses are not random (allocated in sequence). */
-	for (i = 0; i < 16; i++) {
-		h ^= addr[i];
-		h *= 1099511628211ull;
-	}
-	return (size_t)(h ^ (h >> 29));
-}
-
-static void idx_grow(struct ipindex *x)
-{
-	size_t n = x->n_buckets ? x->n_buckets * 2 : 1024, i;
-	struct iprefix **b = calloc(n, sizeof(*b));
-
-	if (!b)
-		return; /* longer chains */
-	for (i = 0; i < x->n_buckets; i++) {
-		struct iprefix *e = x->buckets[i], *next;
-
-		for (; e; e = next) {
-			size_t h = prefix_hash(e->family, e->cidr, e->addr) & (n - 1);
-
-			next = e->next;
-			e->next = b[h];
-			b[h] = e;
-		}
-	}
-	free(x->buckets);
-	x->buckets = b;
-	x->n_buckets = n;
-}
-
-static void idx_mod(struct ipindex *x, const uint8_t owner[static 32],
-		    const struct wgdev_allowed_ip *ip, int delta)
-{
-	struct iprefix **pp, *e;
-	uint8_t addr[16];
-	unsigned int len;
-
-	if (ip->family != AF_INET && ip->family != AF_INET6)
-		return;
-	len = ip->cidr > fam_len(ip->family) ? fam_len(ip->family) : ip->cidr;
-	mask_to(addr, ip, len);
-	if (delta > 0 && x->n >= x->n_buckets)
-		idx_grow(x);
-	if (!x->n_buckets) {
-		x->incomplete |= delta > 0;
-		return;
-	}
-	pp = &x->buckets[prefix_hash(ip->family, len, addr) & (x->n_buckets - 1)];
-	for (; (e = *pp); pp = &e->next) {
-		if (e->family != ip->family || e->cidr != len ||
-		    memcmp(e->addr, addr, 16) || memcmp(e->owner, owner, 32))
-			continue;
-		if (delta > 0) {
-			e->refs++;
-		} else if (!--e->refs) {
-			*pp = e->next;
-			x->n--;
-			x->by_len[fam_idx(e->family)][len]--;
-			free(e);
-		}
-		return;
-	}
-	if (delta < 0)
-		return;
-	e = calloc(1, sizeof(*e));
-	if (!e) {
-		x->incomplete = true;
-		return;
-	}
-	memcpy(e->addr, addr, 16);
-	memcpy(e->owner, owner, 32);
-	e->refs = 1;
-	e->family = ip->family;
-	e->cidr = (uint8_t)len;
-	e->next = *pp;
-	*pp = e;
-	x->n++;
-	x->by_len[fam_idx(ip->family)][len]++;
-}
-
-static void idx_clear(struct ipindex *x)
-{
-	size_t i;
-
-	for (i = 0; i < x->n_buckets; i++) {
-		struct iprefix *e = x->buckets[i], *n;
-
-		for (; e; e = n) {
-			n = e->next;
-			free(e);
-		}
-		x->buckets[i] = NULL;
-	}
-	x->n = 0;
-	x->incomplete = false;
-	memset(x->by_len, 0, sizeof(x->by_len));
-}
 
 /* The IPs of e the overlap check considers, added (+1) or removed (-1). */
 static void idx_entry(struct peer_table *t, const struct pentry *e, int delta)
@@ -240,10 +41,10 @@ static void idx_entry(struct peer_table *t, const struct pentry *e, int delta)
 
 	if (e->managed)
 		for (i = 0; i < e->mp.n_ips; i++)
-			idx_mod(&t->idx, e->mp.key, &e->mp.ips[i], delta);
+			pidx_mod(&t->idx, e->mp.key, &e->mp.ips[i], delta);
 	if (e->on_device)
 		for (i = 0; i < e->n_dev_ips; i++)
-			idx_mod(&t->idx, e->mp.key, &e->dev_ips[i], delta);
+			pidx_mod(&t->idx, e->mp.key, &e->dev_ips[i], delta);
 }
 
 static size_t hash_key(const uint8_t key[static 32])
@@ -294,8 +95,7 @@ void ptab_free(struct peer_table *t)
 		}
 	}
 	free(t->buckets);
-	idx_clear(&t->idx);
-	free(t->idx.buckets);
+	pidx_free(&t->idx);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -423,52 +223,18 @@ static bool overlap_scan(struct peer_table *t, const uint8_t key[static 32],
 	return r;
 }
 
-/*
- * Caller holds t->lock. A prefix P overlaps a held prefix Q iff Q contains P
- * (a point lookup of P cut to each length in use up to P's) or P contains a
- * longer Q: only then, when longer prefixes are held (a subnet asked for
- * among host routes), fall back to the scan.
- */
+/* Caller holds t->lock. */
 static bool overlap_locked(struct peer_table *t, const uint8_t key[static 32],
 			   const struct wgdev_allowed_ip *ips, size_t n,
 			   uint8_t other[static 32])
 {
-	struct ipindex *x = &t->idx;
-	size_t i;
-	unsigned int len;
-
-	if (x->incomplete)
+	switch (pidx_overlap(&t->idx, key, ips, n, other)) {
+	case PIDX_FOUND:
+		return true;
+	case PIDX_SCAN:
 		return overlap_scan(t, key, ips, n, other);
-	if (!x->n_buckets)
-		return false;
-	for (i = 0; i < n; i++) {
-		const struct wgdev_allowed_ip *ip = &ips[i];
-		unsigned int f, max, cidr;
-
-		if (ip->family != AF_INET && ip->family != AF_INET6)
-			continue;
-		f = fam_idx(ip->family);
-		max = fam_len(ip->family);
-		cidr = ip->cidr > max ? max : ip->cidr;
-		for (len = 0; len <= cidr; len++) {
-			uint8_t addr[16];
-			struct iprefix *e;
-
-			if (!x->by_len[f][len])
-				continue;
-			mask_to(addr, ip, len);
-			e = x->buckets[prefix_hash(ip->family, len, addr) & (x->n_buckets - 1)];
-			for (; e; e = e->next) {
-				if (e->family == ip->family && e->cidr == len &&
-				    !memcmp(e->addr, addr, 16) && memcmp(e->owner, key, 32)) {
-					memcpy(other, e->owner, 32);
-					return true;
-				}
-			}
-		}
-		for (len = cidr + 1; len <= max; len++)
-			if (x->by_len[f][len])
-				return overlap_scan(t, key, ips, n, other);
+	case PIDX_NONE:
+		break;
 	}
 	return false;
 }
@@ -603,7 +369,7 @@ int ptab_refresh_device(struct peer_table *t, const struct wgdev_peer *peers,
 		}
 	}
 	/* Rebuilt: on_device and device IPs changed all over. */
-	idx_clear(&t->idx);
+	pidx_clear(&t->idx);
 	for (i = 0; i < t->n_buckets; i++) {
 		struct pentry *e = t->buckets[i];
 

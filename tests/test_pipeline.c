@@ -1,0 +1,1045 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The provisioning pipeline without a network, root or threads: real
+ * initiations (user/noise.c's initiator) go through daemon_on_event() and
+ * daemon_drain() into a fake cache, a fake control-plane client and a fake
+ * WireGuard device (a wgdev backend table), on a clock the test sets. Each
+ * case checks the decision (counters), what reached the device and what
+ * was asked of the control plane: spoof, replay, unknown key, overlap,
+ * cache hit, stale answer, API error, and more. Then table tests of the
+ * pending table and of handshake starts.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "check.h"
+#include "noise.h"
+#include "../user/daemon_internal.h"
+#include "../user/wgdev_internal.h"
+
+enum { MAX_ENTRIES = 512, MAX_DEV = 2048, PORT = 51820 };
+
+/* ---- the fakes ---- */
+
+struct entry {
+	uint8_t key[32];
+	int state;               /* enum cache_state */
+	struct api_peer peer;
+};
+
+struct cache {
+	struct entry e[MAX_ENTRIES];
+	size_t n;
+	uint8_t ts_key[MAX_DEV][32], ts[MAX_DEV][CACHE_TS_LEN];
+	size_t n_ts;
+	size_t managed_puts, put_peers, put_negatives, seals;
+	int ts_fail;             /* ts_accept_many fails with it (map full, EIO) */
+};
+
+struct api_client {
+	uint8_t key[32];
+	void *ctx;               /* the last submit's */
+	size_t submits;
+	int ret;                 /* what submit returns */
+};
+
+struct devpeer {
+	uint8_t key[32];
+	union wgdev_endpoint ep;
+	uint16_t keepalive;
+	size_t n_ips;
+	struct wgdev_allowed_ip ip; /* the first */
+};
+
+struct fakedev {
+	struct devpeer p[MAX_DEV];
+	size_t n;
+	size_t set_calls, initiations, initiate_calls;
+	int fail;                /* set_peers returns it */
+};
+
+struct rig {
+	uint64_t mono, wall;
+	struct cache cache;
+	struct api_client api;
+	struct fakedev fd;
+	struct wgdev dev;
+	struct daemon_opts o;
+	struct noise_responder *resp;
+	uint8_t gw_pub[32];
+	struct daemon *d;
+	struct daemon_stats st;
+};
+
+static uint64_t fake_mono(void *arg)
+{
+	return ((struct rig *)arg)->mono;
+}
+
+static uint64_t fake_wall(void *arg)
+{
+	return ((struct rig *)arg)->wall;
+}
+
+static struct entry *entry_find(struct cache *c, const uint8_t key[32])
+{
+	size_t i;
+
+	for (i = 0; i < c->n; i++)
+		if (!memcmp(c->e[i].key, key, 32))
+			return &c->e[i];
+	return NULL;
+}
+
+static int f_ts_accept_many(struct cache *c, const uint8_t (*keys)[32],
+			    const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n)
+{
+	size_t i, k;
+
+	if (c->ts_fail) {
+		for (i = 0; i < n; i++)
+			res[i] = c->ts_fail;
+		return c->ts_fail;
+	}
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < c->n_ts && memcmp(c->ts_key[k], keys[i], 32); k++)
+			;
+		if (k < c->n_ts && memcmp(ts[i], c->ts[k], CACHE_TS_LEN) <= 0) {
+			res[i] = -ESTALE;
+			continue;
+		}
+		if (k == c->n_ts) {
+			if (k == MAX_DEV) {
+				res[i] = -ENOSPC;
+				continue;
+			}
+			memcpy(c->ts_key[c->n_ts++], keys[i], 32);
+		}
+		memcpy(c->ts[k], ts[i], CACHE_TS_LEN);
+		res[i] = 0;
+	}
+	return 0;
+}
+
+static int f_get_peer(struct cache *c, const uint8_t key[static 32], uint64_t now,
+		      struct cache_entry *out)
+{
+	struct entry *e = entry_find(c, key);
+
+	(void)now;
+	if (!e)
+		return CACHE_MISS;
+	if (out && (e->state == CACHE_FRESH || e->state == CACHE_STALE)) {
+		memset(out, 0, sizeof(*out));
+		out->peer = e->peer;
+	}
+	return e->state;
+}
+
+static int f_put_peer(struct cache *c, const struct api_peer *peer, uint64_t now)
+{
+	(void)now;
+	(void)peer;
+	c->put_peers++;
+	return 0;
+}
+
+static int f_put_negative(struct cache *c, const uint8_t key[static 32], uint64_t now)
+{
+	(void)key;
+	(void)now;
+	c->put_negatives++;
+	return 0;
+}
+
+static int f_managed_put_many(struct cache *c, const struct cache_managed *m, size_t n)
+{
+	(void)m;
+	c->managed_puts += n;
+	return 0;
+}
+
+static int f_managed_get(struct cache *c, const uint8_t key[static 32],
+			 struct cache_managed *out)
+{
+	(void)c;
+	(void)key;
+	(void)out;
+	return -ENOENT;
+}
+
+static int f_managed_del(struct cache *c, const uint8_t key[static 32])
+{
+	(void)c;
+	(void)key;
+	return 0;
+}
+
+static int f_ts_seal(struct cache *c, const uint8_t key[static 32], uint64_t margin_ns)
+{
+	(void)key;
+	(void)margin_ns;
+	c->seals++;
+	return 0;
+}
+
+static const struct daemon_cache_ops fake_cache_ops = {
+	.ts_seal = f_ts_seal,
+	.ts_accept_many = f_ts_accept_many,
+	.get_peer = f_get_peer,
+	.put_peer = f_put_peer,
+	.put_negative = f_put_negative,
+	.managed_put_many = f_managed_put_many,
+	.managed_get = f_managed_get,
+	.managed_del = f_managed_del,
+};
+
+static int f_submit(struct api_client *c, const uint8_t key[static 32], void *ctx)
+{
+	memcpy(c->key, key, 32);
+	c->ctx = ctx;
+	c->submits++;
+	return c->ret;
+}
+
+static const struct daemon_api_ops fake_api_ops = { .submit = f_submit };
+
+static struct devpeer *dev_find(struct fakedev *f, const uint8_t key[32])
+{
+	size_t i;
+
+	for (i = 0; i < f->n; i++)
+		if (!memcmp(f->p[i].key, key, 32))
+			return &f->p[i];
+	return NULL;
+}
+
+static int fd_open(struct wgdev *dev)
+{
+	(void)dev;
+	return 0;
+}
+
+static void fd_close(struct wgdev *dev)
+{
+	(void)dev;
+}
+
+static int fd_get_info(struct wgdev *dev, struct wgdev_info *info)
+{
+	(void)dev;
+	memset(info, 0, sizeof(*info));
+	info->listen_port = PORT;
+	return 0;
+}
+
+static int fd_set_peers(struct wgdev *dev, const struct wgdev_peer *peers, size_t n)
+{
+	struct fakedev *f = dev->priv;
+	size_t i;
+	bool initiate = false;
+
+	f->set_calls++;
+	if (f->fail)
+		return wgdev_fail(dev, f->fail, "fake failure");
+	for (i = 0; i < n; i++) {
+		const struct wgdev_peer *p = &peers[i];
+		struct devpeer *dp = dev_find(f, p->public_key);
+
+		if (p->flags & WGDEV_PEER_REMOVE) {
+			if (dp)
+				*dp = f->p[--f->n];
+			continue;
+		}
+		if (!dp) {
+			if (p->flags & WGDEV_PEER_UPDATE_ONLY)
+				continue;
+			dp = &f->p[f->n++];
+			memset(dp, 0, sizeof(*dp));
+			memcpy(dp->key, p->public_key, 32);
+		}
+		if (p->flags & WGDEV_PEER_HAS_ENDPOINT)
+			dp->ep = p->endpoint;
+		if (p->flags & WGDEV_PEER_REPLACE_IPS) {
+			dp->n_ips = p->n_allowed_ips;
+			if (p->n_allowed_ips)
+				dp->ip = p->allowed_ips[0];
+		}
+		if (p->flags & WGDEV_PEER_HAS_KEEPALIVE) {
+			/* 0 → non-zero: the device initiates (docs/protocol.md). */
+			if (!dp->keepalive && p->persistent_keepalive == INITIATE_KEEPALIVE) {
+				f->initiations++;
+				initiate = true;
+			}
+			dp->keepalive = p->persistent_keepalive;
+		}
+	}
+	f->initiate_calls += initiate;
+	return 0;
+}
+
+static int fd_list_peers(struct wgdev *dev, struct wgdev_peer **out, size_t *n)
+{
+	struct fakedev *f = dev->priv;
+	struct wgdev_peer *v = calloc(f->n ? f->n : 1, sizeof(*v));
+	size_t i;
+
+	if (!v)
+		return -ENOMEM;
+	for (i = 0; i < f->n; i++) {
+		memcpy(v[i].public_key, f->p[i].key, 32);
+		v[i].endpoint = f->p[i].ep;
+		v[i].persistent_keepalive = f->p[i].keepalive;
+	}
+	*out = v;
+	*n = f->n;
+	return 0;
+}
+
+static const struct wgdev_ops fake_dev_ops = {
+	.open = fd_open,
+	.close = fd_close,
+	.get_info = fd_get_info,
+	.set_peers = fd_set_peers,
+	.list_peers = fd_list_peers,
+};
+
+/* ---- the rig ---- */
+
+static struct rig *rig_new(bool initiate_back)
+{
+	struct rig *r = calloc(1, sizeof(*r));
+	struct daemon_env env;
+	struct daemon_clock clk;
+	uint8_t gw_priv[32];
+
+	if (!r)
+		abort();
+	r->mono = 1000ull * 1000000000ull;
+	r->wall = 1800000000;
+	r->dev.backend = WGDEV_UAPI;
+	snprintf(r->dev.name, sizeof(r->dev.name), "fake0");
+	r->dev.ops = &fake_dev_ops;
+	r->dev.priv = &r->fd;
+	opts_init(&r->o);
+	r->o.initiate_back = initiate_back;
+	randombytes_buf(gw_priv, 32);
+	if (noise_responder_new(&r->resp, gw_priv))
+		abort();
+	noise_responder_public_key(r->resp, r->gw_pub);
+	sodium_memzero(gw_priv, 32);
+	clk = (struct daemon_clock){ .mono_ns = fake_mono, .wall_s = fake_wall, .arg = r };
+	memset(&env, 0, sizeof(env));
+	env.opts = &r->o;
+	env.dev = &r->dev;
+	env.mon_dev = &r->dev;
+	env.responder = r->resp;
+	env.cache = &r->cache;
+	env.listen_port = PORT;
+	env.cache_ops = &fake_cache_ops;
+	env.api_ops = &fake_api_ops;
+	env.clock = &clk;
+	if (daemon_new(&r->d, &env))
+		abort();
+	daemon_set_api(r->d, &r->api);
+	return r;
+}
+
+static void rig_free(struct rig *r)
+{
+	daemon_free(r->d);
+	noise_responder_free(r->resp);
+	opts_free(&r->o);
+	free(r);
+}
+
+static void rig_drain(struct rig *r)
+{
+	daemon_drain(r->d);
+	daemon_get_stats(r->d, &r->st);
+}
+
+struct client {
+	uint8_t priv[32], pub[32];
+	struct noise_initiator *in;
+};
+
+static void client_new(struct rig *r, struct client *c, uint8_t first_byte)
+{
+	do {
+		randombytes_buf(c->priv, 32);
+		if (crypto_scalarmult_base(c->pub, c->priv))
+			abort();
+	} while (first_byte && c->pub[0] != first_byte);
+	if (noise_initiator_new(&c->in, c->priv, r->gw_pub))
+		abort();
+}
+
+static void client_free(struct client *c)
+{
+	noise_initiator_free(c->in);
+}
+
+/* TAI64N of second s, as a client's clock would write it. */
+static void tai64n(uint8_t ts[12], uint64_t s)
+{
+	uint64_t v = 0x4000000000000000ull + s;
+	int i;
+
+	for (i = 0; i < 8; i++)
+		ts[i] = (uint8_t)(v >> (56 - 8 * i));
+	memset(ts + 8, 0, 4);
+}
+
+/* An initiation from 192.0.2.<host>:port, received now. */
+static void make_event(struct rig *r, struct client *c, uint64_t s, uint8_t host,
+		       struct jitwg_event *ev)
+{
+	uint8_t ts[12];
+
+	memset(ev, 0, sizeof(*ev));
+	tai64n(ts, s);
+	if (noise_build_initiation(c->in, 7, ts, 0, ev->msg))
+		abort();
+	ev->ts_ns = r->mono;
+	ev->family = 4;
+	ev->saddr[10] = ev->saddr[11] = 0xff;
+	ev->saddr[12] = 192;
+	ev->saddr[13] = 0;
+	ev->saddr[14] = 2;
+	ev->saddr[15] = host;
+	ev->sport = 40000 + host;
+	ev->dport = PORT;
+}
+
+static void send_event(struct rig *r, const struct jitwg_event *ev)
+{
+	daemon_on_event(r->d, ev);
+}
+
+static void send_initiation(struct rig *r, struct client *c, uint64_t s, uint8_t host)
+{
+	struct jitwg_event ev;
+
+	make_event(r, c, s, host, &ev);
+	send_event(r, &ev);
+}
+
+static void cache_set(struct rig *r, const uint8_t key[32], int state,
+		      uint32_t ip4 /* host order, 0: none */)
+{
+	struct entry *e = &r->cache.e[r->cache.n++];
+
+	memset(e, 0, sizeof(*e));
+	memcpy(e->key, key, 32);
+	e->state = state;
+	memcpy(e->peer.public_key, key, 32);
+	if (ip4) {
+		e->peer.n_allowed_ips = 1;
+		e->peer.allowed_ips[0].family = AF_INET;
+		e->peer.allowed_ips[0].cidr = 32;
+		e->peer.allowed_ips[0].ip4.s_addr = htonl(ip4);
+	}
+}
+
+/* The control plane answers the last submit. */
+static void api_answer_http(struct rig *r, enum api_status status, int err, long http,
+			    const struct api_peer *peer)
+{
+	struct api_result res;
+
+	memset(&res, 0, sizeof(res));
+	res.status = status;
+	res.err = err;
+	res.http_status = http;
+	res.attempts = 1;
+	res.peer = peer;
+	snprintf(res.reason, sizeof(res.reason), "%s", status == API_ERROR ? "fake" : "");
+	daemon_api_done(r->api.key, &res, r->api.ctx, r->d);
+}
+
+static void api_answer(struct rig *r, enum api_status status, int err,
+		       const struct api_peer *peer)
+{
+	api_answer_http(r, status, err,
+			status == API_FOUND ? 200 : status == API_NOT_FOUND ? 404 : 500, peer);
+}
+
+static bool on_device(struct rig *r, const uint8_t key[32], uint8_t host)
+{
+	struct devpeer *p = dev_find(&r->fd, key);
+
+	return p && p->ep.addr4.sin_family == AF_INET &&
+	       p->ep.addr4.sin_addr.s_addr == htonl(0xc0000200u | host) &&
+	       p->ep.addr4.sin_port == htons(40000 + host);
+}
+
+/* ---- event → decision → install ---- */
+
+static void test_cache_hit(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a;
+
+	client_new(r, &a, 0);
+	cache_set(r, a.pub, CACHE_FRESH, 0x0a000002);
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	CHECK("pipeline: cache hit installs at the initiation's endpoint",
+	      r->st.installed == 1 && on_device(r, a.pub, 1) && r->api.submits == 0 &&
+	      r->cache.managed_puts == 1 && r->fd.initiations == 1 &&
+	      dev_find(&r->fd, a.pub)->n_ips == 1,
+	      "installed %lu, on device %d, submits %zu, managed %zu, initiations %zu",
+	      (unsigned long)r->st.installed, on_device(r, a.pub, 1), r->api.submits,
+	      r->cache.managed_puts, r->fd.initiations);
+	/* Installed: its next initiation is WireGuard's to answer. */
+	send_initiation(r, &a, 101, 1);
+	rig_drain(r);
+	CHECK("pipeline: an installed key's initiation is a sighting",
+	      r->st.sightings == 1 && r->st.installed == 1 && r->fd.set_calls == 1,
+	      "sightings %lu installed %lu set calls %zu", (unsigned long)r->st.sightings,
+	      (unsigned long)r->st.installed, r->fd.set_calls);
+	client_free(&a);
+	rig_free(r);
+}
+
+static void test_spoof(void)
+{
+	struct rig *r = rig_new(true);
+	struct client victim, attacker;
+
+	client_new(r, &victim, 0);
+	client_new(r, &attacker, 0);
+	cache_set(r, victim.pub, CACHE_FRESH, 0x0a000002);
+	/* The victim's public key, the attacker's private key. */
+	noise_initiator_forge_identity(attacker.in, victim.pub);
+	send_initiation(r, &attacker, 100, 9);
+	rig_drain(r);
+	CHECK("pipeline: spoofed identity refused before any lookup",
+	      r->st.bad_auth == 1 && r->st.installed == 0 && r->fd.n == 0 &&
+	      r->api.submits == 0 && r->cache.n_ts == 0,
+	      "bad_auth %lu installed %lu device %zu submits %zu timestamps %zu",
+	      (unsigned long)r->st.bad_auth, (unsigned long)r->st.installed, r->fd.n,
+	      r->api.submits, r->cache.n_ts);
+	client_free(&victim);
+	client_free(&attacker);
+	rig_free(r);
+}
+
+static void test_replay(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a;
+	struct jitwg_event ev, old;
+
+	client_new(r, &a, 0);
+	cache_set(r, a.pub, CACHE_NEGATIVE, 0);
+	make_event(r, &a, 200, 1, &ev);
+	make_event(r, &a, 150, 1, &old);
+	send_event(r, &ev);
+	rig_drain(r);
+	send_event(r, &ev);  /* the same bytes again */
+	send_event(r, &old); /* an older timestamp */
+	rig_drain(r);
+	CHECK("pipeline: replayed and older initiations refused",
+	      r->st.unknown == 1 && r->st.replays == 2 && r->api.submits == 0,
+	      "unknown %lu replays %lu submits %zu", (unsigned long)r->st.unknown,
+	      (unsigned long)r->st.replays, r->api.submits);
+	client_free(&a);
+	rig_free(r);
+}
+
+static void test_unknown_key(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a;
+
+	client_new(r, &a, 0);
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	CHECK("pipeline: a cache miss asks the control plane once",
+	      r->api.submits == 1 && !memcmp(r->api.key, a.pub, 32) && r->fd.n == 0,
+	      "submits %zu device %zu", r->api.submits, r->fd.n);
+	/* Another sighting while the request is in flight: waits for it. */
+	send_initiation(r, &a, 101, 2);
+	rig_drain(r);
+	CHECK("pipeline: a key in flight is not asked for twice",
+	      r->api.submits == 1 && r->st.waiting == 1, "submits %zu waiting %lu",
+	      r->api.submits, (unsigned long)r->st.waiting);
+	api_answer(r, API_NOT_FOUND, 0, NULL);
+	rig_drain(r);
+	CHECK("pipeline: 404 is cached and installs nothing",
+	      r->st.unknown == 1 && r->cache.put_negatives == 1 && r->fd.n == 0 &&
+	      r->st.installed == 0,
+	      "unknown %lu negatives %zu device %zu", (unsigned long)r->st.unknown,
+	      r->cache.put_negatives, r->fd.n);
+	client_free(&a);
+	rig_free(r);
+}
+
+static void test_api_found(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a;
+	struct api_peer ap;
+
+	client_new(r, &a, 0);
+	send_initiation(r, &a, 100, 1);
+	send_initiation(r, &a, 101, 3); /* the latest sighting's endpoint wins */
+	rig_drain(r);
+	memset(&ap, 0, sizeof(ap));
+	memcpy(ap.public_key, a.pub, 32);
+	ap.n_allowed_ips = 1;
+	ap.allowed_ips[0].family = AF_INET;
+	ap.allowed_ips[0].cidr = 32;
+	ap.allowed_ips[0].ip4.s_addr = htonl(0x0a000005);
+	api_answer(r, API_FOUND, 0, &ap);
+	rig_drain(r);
+	CHECK("pipeline: the control plane's answer is cached and installed",
+	      r->st.installed == 1 && r->cache.put_peers == 1 && on_device(r, a.pub, 3),
+	      "installed %lu put %zu on device %d", (unsigned long)r->st.installed,
+	      r->cache.put_peers, on_device(r, a.pub, 3));
+	client_free(&a);
+	rig_free(r);
+}
+
+static void test_overlap(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a, b;
+
+	client_new(r, &a, 0);
+	client_new(r, &b, 0);
+	cache_set(r, a.pub, CACHE_FRESH, 0x0a000002);
+	cache_set(r, b.pub, CACHE_FRESH, 0x0a000002); /* the same address */
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	send_initiation(r, &b, 100, 2);
+	rig_drain(r);
+	CHECK("pipeline: an allowed IP held by another peer is refused",
+	      r->st.installed == 1 && r->st.refused == 1 && r->fd.n == 1 &&
+	      dev_find(&r->fd, a.pub) && !dev_find(&r->fd, b.pub),
+	      "installed %lu refused %lu device %zu", (unsigned long)r->st.installed,
+	      (unsigned long)r->st.refused, r->fd.n);
+	client_free(&a);
+	client_free(&b);
+	rig_free(r);
+}
+
+/*
+ * A stale cached answer is used when the control plane cannot answer (401
+ * and 403 refuse the gateway's token: a failure, not an answer about the
+ * key), never on a final answer about the key (410) nor a malformed one.
+ */
+static void test_stale(void)
+{
+	static const struct {
+		const char *name;
+		int err;        /* the control plane's error */
+		long http;
+		bool installed; /* from the stale answer */
+	} rows[] = {
+		{ "pipeline: stale answer used on timeout", -ETIMEDOUT, 0, true },
+		{ "pipeline: stale answer used when refused", -ECONNREFUSED, 0, true },
+		{ "pipeline: stale answer used on 503", -EPROTO, 503, true },
+		{ "pipeline: stale answer used on 401 (our token)", -EACCES, 401, true },
+		{ "pipeline: stale answer not used on 410 Gone", -EPROTO, 410, false },
+		{ "pipeline: stale answer not used on a bad body", -EBADMSG, 200, false },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct rig *r = rig_new(true);
+		struct client a;
+
+		client_new(r, &a, 0);
+		cache_set(r, a.pub, CACHE_STALE, 0x0a000002);
+		send_initiation(r, &a, 100, 1);
+		rig_drain(r);
+		api_answer_http(r, API_ERROR, rows[i].err, rows[i].http, NULL);
+		rig_drain(r);
+		CHECK(rows[i].name,
+		      r->api.submits == 1 && r->st.installed == rows[i].installed &&
+		      r->st.errors == !rows[i].installed &&
+		      (r->fd.n == 1) == rows[i].installed,
+		      "submits %zu installed %lu errors %lu device %zu", r->api.submits,
+		      (unsigned long)r->st.installed, (unsigned long)r->st.errors, r->fd.n);
+		client_free(&a);
+		rig_free(r);
+	}
+}
+
+static void test_api_error(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a, b;
+
+	client_new(r, &a, 0);
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	api_answer(r, API_ERROR, -EPROTO, NULL);
+	rig_drain(r);
+	CHECK("pipeline: API error installs nothing",
+	      r->st.errors == 1 && r->st.installed == 0 && r->fd.n == 0 &&
+	      r->cache.put_negatives == 0,
+	      "errors %lu installed %lu device %zu", (unsigned long)r->st.errors,
+	      (unsigned long)r->st.installed, r->fd.n);
+	/* A submit the client refuses (its per-key rate limit). */
+	client_new(r, &b, 0);
+	r->api.ret = -EAGAIN;
+	send_initiation(r, &b, 100, 2);
+	rig_drain(r);
+	CHECK("pipeline: a rate-limited key waits for its retry",
+	      r->st.waiting == 1 && r->st.errors == 1 && r->fd.n == 0,
+	      "waiting %lu errors %lu", (unsigned long)r->st.waiting,
+	      (unsigned long)r->st.errors);
+	client_free(&a);
+	client_free(&b);
+	rig_free(r);
+}
+
+static void test_install_failure(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a;
+
+	client_new(r, &a, 0);
+	cache_set(r, a.pub, CACHE_FRESH, 0x0a000002);
+	r->fd.fail = -EIO;
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	CHECK("pipeline: a failed install is an error and not managed",
+	      r->st.errors == 1 && r->st.installed == 0 &&
+	      !ptab_is_managed(r->d->peers, a.pub),
+	      "errors %lu installed %lu", (unsigned long)r->st.errors,
+	      (unsigned long)r->st.installed);
+	/* The next initiation tries again. */
+	r->fd.fail = 0;
+	send_initiation(r, &a, 101, 1);
+	rig_drain(r);
+	CHECK("pipeline: the next initiation installs", r->st.installed == 1 &&
+	      on_device(r, a.pub, 1), "installed %lu", (unsigned long)r->st.installed);
+	client_free(&a);
+	rig_free(r);
+}
+
+static void test_malformed(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a;
+	struct jitwg_event ev;
+
+	client_new(r, &a, 0);
+	make_event(r, &a, 100, 1, &ev);
+	ev.msg[1] = 1; /* a reserved byte */
+	send_event(r, &ev);
+	make_event(r, &a, 100, 1, &ev);
+	ev.msg[120] ^= 1; /* mac1 */
+	send_event(r, &ev);
+	rig_drain(r);
+	CHECK("pipeline: malformed initiations stop at shape and mac1",
+	      r->st.bad_shape == 1 && r->st.bad_mac1 == 1 && r->st.events == 2 &&
+	      r->cache.n_ts == 0,
+	      "bad_shape %lu bad_mac1 %lu", (unsigned long)r->st.bad_shape,
+	      (unsigned long)r->st.bad_mac1);
+	client_free(&a);
+	rig_free(r);
+}
+
+/* ---- the pending table ---- */
+
+static void test_pending_table(void)
+{
+	/*
+	 * Keys 0-2; keys 0 and 1 share their first 4 bytes (one bucket).
+	 * Each row: claim or end a key; want the claim to be new or busy.
+	 */
+	static const struct {
+		const char *name;
+		int op;   /* 'c' claim, 'e' end */
+		int key;
+		int host; /* the claim's source */
+		bool busy;
+	} rows[] = {
+		{ "pending: first claim is new", 'c', 0, 1, false },
+		{ "pending: second claim is busy", 'c', 0, 2, true },
+		{ "pending: same bucket, other key is new", 'c', 1, 3, false },
+		{ "pending: other key is new", 'c', 2, 4, false },
+		{ "pending: same bucket, other key busy", 'c', 1, 5, true },
+		{ "pending: ended key", 'e', 0, 0, false },
+		{ "pending: claim after end is new", 'c', 0, 6, false },
+		{ "pending: the chain's other key still busy", 'c', 1, 7, true },
+	};
+	struct rig *r = rig_new(true);
+	struct pending *held[3] = { 0 };
+	uint8_t keys[3][32];
+	size_t i;
+
+	memset(keys, 0, sizeof(keys));
+	for (i = 0; i < 3; i++)
+		randombytes_buf(keys[i], 32);
+	memcpy(keys[1], keys[0], 4);
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		int k = rows[i].key;
+		struct jitwg_event ev;
+		union wgdev_endpoint ep, got;
+		struct pending *p;
+		bool busy;
+
+		if (rows[i].op == 'e') {
+			pending_end(r->d, held[k]);
+			held[k] = NULL;
+			CHECK(rows[i].name, true, "-");
+			continue;
+		}
+		memset(&ev, 0, sizeof(ev));
+		memset(&ep, 0, sizeof(ep));
+		ep.addr4.sin_family = AF_INET;
+		ep.addr4.sin_port = htons(40000 + rows[i].host);
+		ev.sport = 40000 + rows[i].host;
+		p = pending_claim(r->d, keys[k], &ev, &ep, &busy);
+		if (p)
+			held[k] = p;
+		pending_ep(r->d, held[k], &got);
+		CHECK(rows[i].name,
+		      busy == rows[i].busy && !p == rows[i].busy &&
+		      got.addr4.sin_port == ep.addr4.sin_port &&
+		      held[k]->last.sport == ev.sport,
+		      "busy %d, want %d; endpoint port %u", busy, rows[i].busy,
+		      ntohs(got.addr4.sin_port));
+	}
+	for (i = 0; i < 3; i++)
+		if (held[i])
+			pending_release(r->d, held[i]);
+	rig_free(r);
+}
+
+/* ---- handshake starts ---- */
+
+/*
+ * A batch of new peers is installed with keepalive 0; their handshakes then
+ * start in chunks (the keepalive switch, INITIATE_CHUNK per device call),
+ * unless they waited longer than ANSWER_MAX_AGE_MS, the client's own
+ * retry being as good by then.
+ */
+static void test_handshake_starts(void)
+{
+	static const struct {
+		const char *name;
+		size_t peers;
+		uint64_t age_ms;  /* of their initiations when the batch installs */
+		bool initiate;    /* initiating back (else --no-initiate-back) */
+		size_t initiations, calls, stale;
+	} rows[] = {
+		{ "starts: one peer initiates with its install", 1, 0, true, 1, 1, 0 },
+		{ "starts: a batch of 3, one switch call", 3, 0, true, 3, 1, 0 },
+		{ "starts: 300 peers, two chunks", 300, 0, true, 300, 2, 0 },
+		{ "starts: 3 peers past the answer age are left to their retry",
+		  3, ANSWER_MAX_AGE_MS + 1, true, 0, 0, 3 },
+		{ "starts: without initiating back nothing starts", 3, 0, false, 0, 0, 0 },
+	};
+	size_t i, k;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct rig *r = rig_new(rows[i].initiate);
+		struct client *c = calloc(rows[i].peers, sizeof(*c));
+		bool restored = true;
+
+		if (!c)
+			abort();
+		for (k = 0; k < rows[i].peers; k++) {
+			client_new(r, &c[k], 0);
+			cache_set(r, c[k].pub, CACHE_FRESH, 0x0a000000u + 2 + (uint32_t)k);
+		}
+		for (k = 0; k < rows[i].peers; k++)
+			send_initiation(r, &c[k], 100, (uint8_t)(1 + k % 200));
+		r->mono += rows[i].age_ms * 1000000ull;
+		/* Queue every install before the installer runs: one batch. */
+		while (intake_drain(r->d))
+			;
+		rig_drain(r);
+		for (k = 0; k < r->fd.n; k++)
+			restored &= r->fd.p[k].keepalive ==
+				    (r->fd.initiations && rows[i].initiate ? INITIATE_KEEPALIVE : 0);
+		CHECK(rows[i].name,
+		      r->st.installed == rows[i].peers &&
+		      r->fd.initiations == rows[i].initiations &&
+		      r->fd.initiate_calls == rows[i].calls &&
+		      r->st.answers_stale == rows[i].stale && restored,
+		      "installed %lu initiations %zu in %zu calls, stale %lu",
+		      (unsigned long)r->st.installed, r->fd.initiations,
+		      r->fd.initiate_calls, (unsigned long)r->st.answers_stale);
+		for (k = 0; k < rows[i].peers; k++)
+			client_free(&c[k]);
+		free(c);
+		rig_free(r);
+	}
+}
+
+/*
+ * An installed peer's rekeys are authenticated and recorded (the issue:
+ * they passed unrecorded, so a captured one was fresh after eviction): a
+ * replayed or older rekey is refused, even while the peer is installed.
+ */
+static void test_rekey_recorded(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a;
+	struct jitwg_event m2, m15;
+
+	client_new(r, &a, 0);
+	cache_set(r, a.pub, CACHE_FRESH, 0x0a000002);
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	make_event(r, &a, 200, 1, &m2);
+	make_event(r, &a, 150, 1, &m15);
+	send_event(r, &m2); /* a rekey */
+	rig_drain(r);
+	send_event(r, &m2); /* captured and replayed, from another host */
+	m15.saddr[15] = 9;
+	send_event(r, &m15);
+	rig_drain(r);
+	CHECK("pipeline: rekeys recorded, replayed rekeys refused while installed",
+	      r->st.installed == 1 && r->st.sightings == 1 && r->st.replays == 2,
+	      "installed %lu sightings %lu replays %lu", (unsigned long)r->st.installed,
+	      (unsigned long)r->st.sightings, (unsigned long)r->st.replays);
+	client_free(&a);
+	rig_free(r);
+}
+
+/* A timestamp the cache cannot record (not even in memory): refused, no
+ * request, nothing installed (the issue: accepted, so its replays passed). */
+static void test_ts_write_failure(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a;
+
+	client_new(r, &a, 0);
+	cache_set(r, a.pub, CACHE_FRESH, 0x0a000002);
+	r->cache.ts_fail = -ENOSPC;
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	CHECK("pipeline: an unrecorded timestamp is refused (fail closed)",
+	      r->st.errors == 1 && r->st.installed == 0 && r->api.submits == 0 && r->fd.n == 0,
+	      "errors %lu installed %lu submits %zu device %zu", (unsigned long)r->st.errors,
+	      (unsigned long)r->st.installed, r->api.submits, r->fd.n);
+	client_free(&a);
+	rig_free(r);
+}
+
+/* What a revalidation's answer does, by answer and cached state. */
+static void test_revalidate_decide(void)
+{
+	static const struct {
+		enum api_status status;
+		int err;
+		long http;
+		int state;
+		enum reval_action want;
+		const char *name;
+	} rows[] = {
+		{ API_FOUND, 0, 200, CACHE_STALE, REVAL_UPDATE, "200: update" },
+		{ API_NOT_FOUND, 0, 404, CACHE_STALE, REVAL_REVOKE, "404: revoke" },
+		{ API_ERROR, -EPROTO, 410, CACHE_STALE, REVAL_REVOKE, "410: revoke" },
+		{ API_ERROR, -EACCES, 401, CACHE_STALE, REVAL_KEEP, "401: our token, keep" },
+		{ API_ERROR, -EACCES, 401, CACHE_MISS, REVAL_EXPIRE, "401 past max-stale" },
+		{ API_ERROR, -ETIMEDOUT, 0, CACHE_STALE, REVAL_KEEP, "timeout: keep" },
+		{ API_ERROR, -EPROTO, 503, CACHE_STALE, REVAL_KEEP, "503: keep" },
+		{ API_ERROR, -EPROTO, 429, CACHE_STALE, REVAL_KEEP, "429: keep" },
+		{ API_ERROR, -EPROTO, 503, CACHE_MISS, REVAL_EXPIRE, "503 past max-stale" },
+		{ API_ERROR, -EBADMSG, 200, CACHE_STALE, REVAL_KEEP, "malformed: keep" },
+		{ API_ERROR, -EBADMSG, 200, CACHE_MISS, REVAL_EXPIRE, "malformed past max-stale" },
+	};
+	bool ok = true;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct api_result res = { .status = rows[i].status, .err = rows[i].err,
+					  .http_status = rows[i].http };
+		enum reval_action a = revalidate_decide(&res, rows[i].state);
+
+		ok &= EXPECT(a == rows[i].want, "%s: %s", rows[i].name, reval_action_str(a));
+	}
+	CHECK("pipeline: revalidation decisions", ok, "see above");
+}
+
+/*
+ * Revalidation end to end against the fakes: a managed peer asked about
+ * again; 401 keeps it; 404 removes it at once, sealed and cached as
+ * unknown; an operator's eviction removes another.
+ */
+static void test_revalidate(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a, b;
+	int ret;
+
+	client_new(r, &a, 0);
+	client_new(r, &b, 1);
+	cache_set(r, a.pub, CACHE_STALE, 0x0a000002);
+	cache_set(r, b.pub, CACHE_FRESH, 0x0a000003);
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	api_answer_http(r, API_ERROR, -ETIMEDOUT, 0, NULL); /* installed from stale */
+	send_initiation(r, &b, 100, 2);
+	rig_drain(r);
+	ret = daemon_revalidate(r->d, a.pub);
+	api_answer_http(r, API_ERROR, -EACCES, 401, NULL);
+	revalidate_apply(r->d);
+	daemon_get_stats(r->d, &r->st);
+	CHECK("pipeline: revalidation on 401 keeps the peer",
+	      ret == 0 && r->api.ctx == revalidate_ctx && dev_find(&r->fd, a.pub) &&
+	      r->st.revalidate_failed == 1 && r->cache.seals == 0,
+	      "ret %d device %d failed %lu seals %zu", ret, dev_find(&r->fd, a.pub) != NULL,
+	      (unsigned long)r->st.revalidate_failed, r->cache.seals);
+	r->mono += 5000000000ull;
+	daemon_revalidate(r->d, a.pub);
+	api_answer_http(r, API_NOT_FOUND, 0, 404, NULL);
+	revalidate_apply(r->d);
+	daemon_get_stats(r->d, &r->st);
+	CHECK("pipeline: revalidation on 404 removes the peer, sealed",
+	      !dev_find(&r->fd, a.pub) && dev_find(&r->fd, b.pub) && r->st.evicted == 1 &&
+	      r->cache.seals == 1 && r->cache.put_negatives == 1 &&
+	      !ptab_is_managed(r->d->peers, a.pub),
+	      "device a %d b %d evicted %lu seals %zu negatives %zu",
+	      dev_find(&r->fd, a.pub) != NULL, dev_find(&r->fd, b.pub) != NULL,
+	      (unsigned long)r->st.evicted, r->cache.seals, r->cache.put_negatives);
+	ret = daemon_evict(r->d, b.pub);
+	revalidate_apply(r->d);
+	daemon_get_stats(r->d, &r->st);
+	CHECK("pipeline: an operator's eviction", ret == 0 && !dev_find(&r->fd, b.pub) &&
+	      r->st.evicted == 2 && r->cache.seals == 2 &&
+	      daemon_evict(r->d, b.pub) == -ENOENT,
+	      "ret %d device %d evicted %lu", ret, dev_find(&r->fd, b.pub) != NULL,
+	      (unsigned long)r->st.evicted);
+	client_free(&a);
+	client_free(&b);
+	rig_free(r);
+}
+
+int main(void)
+{
+	if (sodium_init() < 0)
+		return 1;
+	log_level_current = LOG_ERROR;
+	test_cache_hit();
+	test_spoof();
+	test_replay();
+	test_unknown_key();
+	test_api_found();
+	test_overlap();
+	test_stale();
+	test_api_error();
+	test_install_failure();
+	test_malformed();
+	test_pending_table();
+	test_handshake_starts();
+	test_rekey_recorded();
+	test_ts_write_failure();
+	test_revalidate_decide();
+	test_revalidate();
+	CHECK_EXIT();
+}

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Intake: the first stage of the data path. The main thread hands each
+ * captured initiation to daemon_on_event(), the control-plane thread each
+ * answer to daemon_api_done(); both become jobs on one queue, which the
+ * workers drain in batches into the provisioning stage
+ * (daemon_provision.c). Nothing here waits for the network.
+ *
+ * With --consume, daemon_keeping_up() tells the main loop whether to renew
+ * the XDP lease: stuck workers let initiations pass to WireGuard instead.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "daemon_internal.h"
+
+void intake_push(struct daemon *d, struct job *j)
+{
+	struct intake *q = &d->intake;
+
+	j->next = NULL;
+	j->t_queued = mono(d);
+	pthread_mutex_lock(&q->lock);
+	if (q->tail)
+		q->tail->next = j;
+	else
+		q->head = j;
+	q->tail = j;
+	q->len++;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+int daemon_on_event(void *ctx, const struct jitwg_event *ev)
+{
+	struct daemon *d = ctx;
+	struct job *j;
+
+	INC(d, events);
+	/* Bounded: a flood beyond the workers' pace is dropped here, the
+	 * clients retry in 5 s (XDP rate limits per source before this). */
+	if (d->intake.len >= QUEUE_MAX) {
+		INC(d, queue_full);
+		return 0;
+	}
+	j = malloc(sizeof(*j));
+	if (!j) {
+		INC(d, queue_full);
+		return 0;
+	}
+	j->type = JOB_EVENT;
+	memcpy(&j->ev, ev, sizeof(*ev));
+	intake_push(d, j);
+	return 0;
+}
+
+void daemon_api_done(const uint8_t key[32], const struct api_result *res,
+		     void *ctx, void *arg)
+{
+	struct daemon *d = arg;
+	struct pending *p = ctx;
+	struct job *j;
+	size_t plen = api_peer_len(0); /* its header at least: wipes read it */
+
+	if (ctx == revalidate_ctx) {
+		revalidate_done(d, key, res);
+		return;
+	}
+	pthread_mutex_lock(&d->intake.lock);
+	if (d->intake.stopping) {
+		pthread_mutex_unlock(&d->intake.lock);
+		pending_release(d, p);
+		return;
+	}
+	pthread_mutex_unlock(&d->intake.lock);
+	if (res->status == API_FOUND && res->peer)
+		plen = api_peer_len(res->peer->n_allowed_ips);
+	/* The answer sized to its allowed IPs, as the installer's jobs are. */
+	j = calloc(1, sizeof(*j) + offsetof(struct fetched, peer) + plen);
+	if (!j) {
+		pending_release(d, p);
+		return;
+	}
+	j->type = JOB_FETCHED;
+	j->f = (struct fetched *)(j + 1);
+	j->f->p = p;
+	j->f->status = res->status;
+	j->f->err = res->err;
+	j->f->http_status = res->http_status;
+	j->f->attempts = res->attempts;
+	snprintf(j->f->reason, sizeof(j->f->reason), "%s", res->reason);
+	if (res->status == API_FOUND && res->peer)
+		memcpy(&j->f->peer, res->peer, plen);
+	intake_push(d, j);
+}
+
+/* A fetched answer holds the peer's preshared key: wiped first. */
+void job_free(struct job *j)
+{
+	if (j->type == JOB_FETCHED)
+		sodium_memzero(&j->f->peer, api_peer_len(j->f->peer.n_allowed_ips));
+	free(j);
+}
+
+/* With the queue's lock held: up to take jobs, at least one if any. */
+static size_t take_jobs(struct intake *q, struct job **jobs, size_t take)
+{
+	size_t n;
+
+	for (n = 0; q->head && (n < take || !n); n++) {
+		jobs[n] = q->head;
+		q->head = jobs[n]->next;
+		q->len--;
+	}
+	if (!q->head)
+		q->tail = NULL;
+	return n;
+}
+
+/*
+ * A worker's batch: provisioning decisions for each job, with the freshness
+ * of all its authenticated initiations checked in one cache transaction
+ * (with --cache-sync full, one fsync per client made a burst disk-bound;
+ * docs/daemon.md). A lone initiation is still a batch of one, at once.
+ */
+static void run_batch(struct daemon *d, struct job **jobs, size_t n)
+{
+	struct authed a[WORKER_BATCH];
+	uint8_t keys[WORKER_BATCH][32], ts[WORKER_BATCH][NOISE_TIMESTAMP_LEN];
+	int fresh[WORKER_BATCH];
+	size_t na, i;
+	uint64_t t_auth;
+
+	for (i = na = 0; i < n; i++) {
+		if (jobs[i]->type == JOB_FETCHED)
+			provision_fetched(d, jobs[i]);
+		else if (provision_event(d, &jobs[i]->ev, &a[na]))
+			na++;
+	}
+	for (i = 0; i < na; i++) {
+		memcpy(keys[i], a[i].key, 32);
+		memcpy(ts[i], a[i].ts, NOISE_TIMESTAMP_LEN);
+	}
+	d->cache_ops.ts_accept_many(d->env.cache, (const uint8_t(*)[32])keys,
+				    (const uint8_t(*)[NOISE_TIMESTAMP_LEN])ts, fresh, na);
+	t_auth = mono(d);
+	for (i = 0; i < na; i++)
+		provision_fresh(d, &a[i], fresh[i], t_auth);
+	for (i = 0; i < n; i++)
+		job_free(jobs[i]);
+	atomic_fetch_add_explicit(&d->intake.jobs_done, n, memory_order_relaxed);
+}
+
+/* A worker takes its share of what is queued, up to WORKER_BATCH jobs. */
+void *intake_worker(void *arg)
+{
+	struct daemon *d = arg;
+	struct intake *q = &d->intake;
+	struct job *jobs[WORKER_BATCH];
+	size_t n, take;
+
+	for (;;) {
+		pthread_mutex_lock(&q->lock);
+		while (!q->head && !q->stopping)
+			pthread_cond_wait(&q->cond, &q->lock);
+		if (q->stopping) {
+			pthread_mutex_unlock(&q->lock);
+			return NULL;
+		}
+		/* Its share of the queue: a few jobs still go to all workers. */
+		take = (q->len + q->n_workers - 1) / q->n_workers;
+		if (take > WORKER_BATCH)
+			take = WORKER_BATCH;
+		n = take_jobs(q, jobs, take);
+		pthread_mutex_unlock(&q->lock);
+		run_batch(d, jobs, n);
+	}
+}
+
+/* daemon_drain(): one batch on the caller's thread. Returns its size. */
+size_t intake_drain(struct daemon *d)
+{
+	struct job *jobs[WORKER_BATCH];
+	size_t n;
+
+	pthread_mutex_lock(&d->intake.lock);
+	n = take_jobs(&d->intake, jobs, WORKER_BATCH);
+	pthread_mutex_unlock(&d->intake.lock);
+	if (n)
+		run_batch(d, jobs, n);
+	return n;
+}
+
+bool daemon_keeping_up(struct daemon *d)
+{
+	uint64_t done = atomic_load(&d->intake.jobs_done);
+	uint64_t lost = atomic_load(&d->counters.queue_full);
+	uint64_t oldest = 0, now = mono(d);
+	size_t qlen;
+	bool ok;
+
+	pthread_mutex_lock(&d->intake.lock);
+	qlen = d->intake.len;
+	if (d->intake.head)
+		oldest = d->intake.head->t_queued;
+	pthread_mutex_unlock(&d->intake.lock);
+	/* Progress, nothing lost to a full queue since the last call, and the
+	 * oldest queued job young: beyond the workers' pace (slow progress
+	 * is not keeping up), WireGuard gets the rest itself (and its own
+	 * under-load defence runs). */
+	ok = (qlen == 0 || done != d->intake.jobs_seen) && lost == d->intake.lost_seen &&
+	     (!oldest || now < oldest || now - oldest < LEASE_MAX_QUEUE_AGE_MS * 1000000ull);
+	d->intake.jobs_seen = done;
+	d->intake.lost_seen = lost;
+	return ok;
+}

@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Provisioning: what a worker decides for each initiation, in order.
+ *
+ *   shape, mac1 → identify (1 DH: who claims to be calling)
+ *   already on the device? → note the sighting, stop (WireGuard answers)
+ *   authenticate (2nd DH); freshness against the cached timestamp, for the
+ *   worker's whole batch at once (daemon_intake.c)
+ *   one provisioning per key at a time (daemon_pending.c)
+ *   cache: fresh → reserve │ negative → stop │ miss/stale → control plane,
+ *   whose answer comes back through the intake queue (provision_fetched())
+ *   reserve: refuse overlapping allowed IPs, record the peer as managed,
+ *   hand it to the installer (daemon_installer.c)
+ *
+ * A new key is fetched and installed only once it authenticated: anyone
+ * can encrypt a victim's public key under an ephemeral key of their own
+ * (docs/protocol.md).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "daemon_internal.h"
+
+static void reserve(struct daemon *d, struct pending *p,
+		    const struct api_peer *ap, const char *source);
+
+static void fmt_endpoint(char *buf, size_t len, const union wgdev_endpoint *ep)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	if (ep->addr.sa_family == AF_INET) {
+		inet_ntop(AF_INET, &ep->addr4.sin_addr, a, sizeof(a));
+		snprintf(buf, len, "%s:%u", a, ntohs(ep->addr4.sin_port));
+	} else if (ep->addr.sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &ep->addr6.sin6_addr, a, sizeof(a));
+		snprintf(buf, len, "[%s]:%u", a, ntohs(ep->addr6.sin6_port));
+	} else {
+		snprintf(buf, len, "none");
+	}
+}
+
+static void event_endpoint(const struct jitwg_event *ev, union wgdev_endpoint *ep)
+{
+	memset(ep, 0, sizeof(*ep));
+	if (ev->family == 4) {
+		ep->addr4.sin_family = AF_INET;
+		memcpy(&ep->addr4.sin_addr, ev->saddr + 12, 4);
+		ep->addr4.sin_port = htons(ev->sport);
+	} else {
+		ep->addr6.sin6_family = AF_INET6;
+		memcpy(&ep->addr6.sin6_addr, ev->saddr, 16);
+		ep->addr6.sin6_port = htons(ev->sport);
+		/* A scope only for link-local sources (fe80::/10). */
+		if (ev->saddr[0] == 0xfe && (ev->saddr[1] & 0xc0) == 0x80)
+			ep->addr6.sin6_scope_id = ev->ifindex;
+	}
+}
+
+void log_outcome(struct daemon *d, struct pending *p, const char *outcome,
+		 const char *source, const char *extra, enum log_level lvl)
+{
+	char fp[9], ep[64];
+	union wgdev_endpoint e;
+	uint64_t now = mono(d);
+
+	log_fingerprint(fp, p->key);
+	pending_ep(d, p, &e);
+	fmt_endpoint(ep, sizeof(ep), &e);
+	dlog(lvl, "provision",
+	     "peer=%s outcome=%s source=%s endpoint=%s queue_ms=%.3f identify_ms=%.3f "
+	     "auth_ms=%.3f fetch_ms=%.3f total_ms=%.3f%s%s",
+	     fp, outcome, source, ep, ms(p->t_event, p->t_seen),
+	     ms(p->t_seen, p->t_ident), ms(p->t_ident, p->t_auth),
+	     ms(p->t_auth, p->t_fetch ? p->t_fetch : now),
+	     ms(p->t_event, now), extra && *extra ? " " : "", extra ? extra : "");
+}
+
+static void reject(struct jitwg_event *ev, const char *stage, enum noise_status st,
+		   const uint8_t *key, enum log_level lvl)
+{
+	char fp[9] = "-", ep[64];
+	union wgdev_endpoint e;
+
+	if (!LOG_ENABLED(lvl))
+		return;
+	if (key)
+		log_fingerprint(fp, key);
+	event_endpoint(ev, &e);
+	fmt_endpoint(ep, sizeof(ep), &e);
+	dlog(lvl, "reject", "peer=%s stage=%s reason=%s endpoint=%s", fp, stage,
+	     noise_status_str(st), ep);
+}
+
+/*
+ * The first half of an event: shape, mac1, identity, authentication. True
+ * when a has an initiation to check for freshness (provision_fresh() next).
+ */
+bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
+{
+	struct noise_state ns;
+	enum noise_status st;
+
+	a->ev = ev;
+	a->rekey = false;
+	a->t_seen = mono(d);
+	st = noise_check_shape(ev->msg, sizeof(ev->msg));
+	if (st) {
+		INC(d, bad_shape);
+		reject(ev, "shape", st, NULL, LOG_DEBUG);
+		return false;
+	}
+	st = noise_check_mac1(d->env.responder, ev->msg);
+	if (st) {
+		INC(d, bad_mac1);
+		reject(ev, "mac1", st, NULL, LOG_DEBUG);
+		return false;
+	}
+	st = noise_identify(d->env.responder, ev->msg, &ns, a->key);
+	if (st) {
+		noise_state_wipe(&ns);
+		INC(d, bad_identity);
+		reject(ev, "identify", st, NULL, LOG_DEBUG);
+		return false;
+	}
+	a->t_ident = mono(d);
+	/*
+	 * Authenticated even when installed already (a rekey, every two
+	 * minutes while the client is active): its timestamp is recorded, so
+	 * that a captured rekey never becomes fresh again, and its arrival
+	 * teaches the key's clock to the seal at eviction (docs/security.md).
+	 * Freshness is checked once, by ts_accept_many() in the worker:
+	 * atomically against the stored timestamp, which a read here would
+	 * only repeat (one LMDB transaction per client less in a burst).
+	 */
+	a->rekey = ptab_on_device(d->peers, a->key);
+	st = noise_authenticate(d->env.responder, ev->msg, &ns, NULL, a->ts);
+	if (st) {
+		/* Someone encrypted this key without its private key. */
+		INC(d, bad_auth);
+		reject(ev, "authenticate", st, a->key, LOG_INFO);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * An installed peer's initiation (a rekey), its freshness decided: WireGuard
+ * answers it (given back with --consume), unless it is a replay, which
+ * WireGuard refuses too. A cache that cannot record it does not stop an
+ * installed peer's rekey: WireGuard keeps its own timestamp for the peer.
+ */
+static void sighting(struct daemon *d, const struct authed *a, int fresh)
+{
+	if (fresh == -ESTALE) {
+		INC(d, replays);
+		reject(a->ev, "freshness", NOISE_ERR_REPLAY, a->key, LOG_INFO);
+		return;
+	}
+	if (fresh)
+		dlog(LOG_WARN, "cache", "op=ts_accept error=%s", strerror(-fresh));
+	INC(d, sightings);
+	redeliver_one(d, a->ev);
+	if (LOG_ENABLED(LOG_DEBUG)) {
+		char fp[9];
+
+		log_fingerprint(fp, a->key);
+		dlog(LOG_DEBUG, "sighting", "peer=%s identify_ms=%.3f recorded=%s", fp,
+		     ms(a->t_seen, a->t_ident), fresh ? "false" : "true");
+	}
+}
+
+/*
+ * The second half: fresh is the cache's verdict on a->ts, given at t_auth
+ * for the worker's whole batch (so auth_ms covers the batch's checks).
+ */
+void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
+		     uint64_t t_auth)
+{
+	struct jitwg_event *ev = a->ev;
+	const uint8_t *key = a->key;
+	struct pending *p;
+	struct cache_entry ce;
+	union wgdev_endpoint ep;
+	bool busy;
+	int ret, state;
+
+	if (a->rekey) {
+		sighting(d, a, fresh);
+		return;
+	}
+	if (fresh == -ESTALE) {
+		INC(d, replays);
+		reject(ev, "freshness", NOISE_ERR_REPLAY, key, LOG_INFO);
+		return;
+	}
+	if (fresh) {
+		/* Not recorded, not even in memory: going on would let this
+		 * initiation's replays through. Refused (docs/security.md). */
+		char fp[9];
+
+		INC(d, errors);
+		log_fingerprint(fp, key);
+		dlog(LOG_WARN, "provision",
+		     "peer=%s outcome=error source=cache reason=ts_write error=%s", fp,
+		     strerrorname_np(-fresh) ? strerrorname_np(-fresh) : "?");
+		return;
+	}
+
+	event_endpoint(ev, &ep);
+	p = pending_claim(d, key, ev, &ep, &busy);
+	if (!p) {
+		if (busy) {
+			INC(d, waiting);
+			if (LOG_ENABLED(LOG_DEBUG)) {
+				char fp[9];
+
+				log_fingerprint(fp, key);
+				dlog(LOG_DEBUG, "provision", "peer=%s outcome=waiting", fp);
+			}
+		}
+		return;
+	}
+	p->t_event = ev->ts_ns ? ev->ts_ns : a->t_seen;
+	p->t_seen = a->t_seen;
+	p->t_ident = a->t_ident;
+	p->t_auth = t_auth;
+
+	state = d->cache_ops.get_peer(d->env.cache, key, wall(d), &ce);
+	if (state == CACHE_FRESH) {
+		reserve(d, p, &ce.peer, "cache");
+		sodium_memzero(&ce, sizeof(ce));
+		return;
+	}
+	if (state == CACHE_NEGATIVE) {
+		p->t_fetch = mono(d);
+		INC(d, unknown);
+		log_outcome(d, p, "unknown", "cache", NULL, LOG_INFO);
+		pending_end(d, p);
+		return;
+	}
+	if (state == CACHE_STALE) {
+		size_t len = api_peer_len(ce.peer.n_allowed_ips);
+
+		/* Without memory for it, the fetch just has no fallback. */
+		p->stale = malloc(len);
+		if (p->stale)
+			memcpy(p->stale, &ce.peer, len);
+		sodium_memzero(&ce, sizeof(ce));
+	} else if (state < 0) {
+		dlog(LOG_WARN, "cache", "op=get_peer error=%s", strerror(-state));
+	}
+	ret = d->api ? d->api_ops.submit(d->api, key, p) : -ESHUTDOWN;
+	if (ret == 0 || ret == API_ATTACHED)
+		return; /* daemon_api_done() continues */
+	if (p->stale) {
+		reserve(d, p, p->stale, "stale_cache");
+		return;
+	}
+	p->t_fetch = mono(d);
+	if (ret == -EAGAIN) {
+		INC(d, waiting);
+		log_outcome(d, p, "rate_limited", "api", NULL, LOG_INFO);
+	} else {
+		char extra[64];
+
+		INC(d, errors);
+		snprintf(extra, sizeof(extra), "reason=submit_failed error=%s",
+			 strerrorname_np(-ret) ? strerrorname_np(-ret) : "?");
+		log_outcome(d, p, "api_error", "api", extra, LOG_WARN);
+	}
+	pending_end(d, p);
+}
+
+/* A control-plane answer, back through the intake queue. */
+void provision_fetched(struct daemon *d, struct job *j)
+{
+	struct pending *p = j->f->p;
+	char extra[API_REASON_LEN + 96], q[API_REASON_LEN + 8];
+	uint64_t now = wall(d);
+	int ret;
+
+	p->t_fetch = mono(d);
+	switch (j->f->status) {
+	case API_FOUND:
+		ret = d->cache_ops.put_peer(d->env.cache, &j->f->peer, now);
+		if (ret)
+			dlog(LOG_WARN, "cache", "op=put_peer error=%s", strerror(-ret));
+		reserve(d, p, &j->f->peer, "api");
+		return;
+	case API_NOT_FOUND:
+		ret = d->cache_ops.put_negative(d->env.cache, p->key, now);
+		if (ret)
+			dlog(LOG_WARN, "cache", "op=put_negative error=%s", strerror(-ret));
+		INC(d, unknown);
+		log_outcome(d, p, "unknown", "api", "http_status=404", LOG_INFO);
+		break;
+	case API_ERROR:
+		/* Unreachable or failing control plane: a stale answer (within
+		 * --max-stale: the cache decides) beats none. A final answer
+		 * about the key (410, …) revokes it: never the stale one. */
+		if (api_result_failing(&(struct api_result){ .status = API_ERROR,
+							    .err = j->f->err,
+							    .http_status = j->f->http_status })) {
+			if (p->stale) {
+				reserve(d, p, p->stale, "stale_cache");
+				return;
+			}
+		} else {
+			ret = d->cache_ops.put_negative(d->env.cache, p->key, now);
+			if (ret)
+				dlog(LOG_WARN, "cache", "op=put_negative error=%s",
+				     strerror(-ret));
+		}
+		INC(d, errors);
+		snprintf(extra, sizeof(extra), "reason=%s error=%s http_status=%ld attempts=%u",
+			 log_quote(q, sizeof(q), j->f->reason),
+			 strerrorname_np(-j->f->err) ? strerrorname_np(-j->f->err) : "?",
+			 j->f->http_status, j->f->attempts);
+		log_outcome(d, p, "api_error", "api", extra, LOG_WARN);
+		break;
+	}
+	pending_end(d, p);
+}
+
+/*
+ * Worker side of an install: reserve the allowed IPs (refusing overlaps
+ * atomically, so two new peers cannot both claim an address) and hand the
+ * peer to the installer thread, which batches device calls.
+ */
+static void reserve(struct daemon *d, struct pending *p,
+		    const struct api_peer *ap, const char *source)
+{
+	struct managed_peer mp;
+	struct cache_managed *cm;
+	union wgdev_endpoint ep;
+	struct ijob *j;
+	uint8_t other[32];
+	char extra[160], fp[9];
+	int ret;
+
+	p->t_fetch = mono(d);
+	memset(&mp, 0, sizeof(mp));
+	memcpy(mp.key, p->key, 32);
+	mp.installed_at = wall(d);
+	mp.installed_ns = UINT64_MAX; /* in progress: sweeps leave it alone */
+	pending_ep(d, p, &ep);
+	mp.keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ? ap->persistent_keepalive : 0;
+	mp.initiated = d->initiate;
+	mp.ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
+	mp.n_ips = ap->n_allowed_ips;
+	/* Two peers with overlapping allowed IPs: WireGuard would move the
+	 * addresses to the newer one and steal the other's traffic. */
+	ret = ptab_reserve(d->peers, &mp, other);
+	if (ret == -EEXIST) {
+		INC(d, refused);
+		log_fingerprint(fp, other);
+		snprintf(extra, sizeof(extra), "reason=allowed_ip_overlap other=%s", fp);
+		log_outcome(d, p, "refused", source, extra, LOG_WARN);
+		pending_end(d, p);
+		return;
+	}
+	/* Sized to its allowed IPs: a burst queues thousands of these. */
+	j = ret ? NULL : calloc(1, offsetof(struct ijob, peer) +
+					   api_peer_len(ap->n_allowed_ips));
+	if (!j) {
+		if (!ret)
+			ptab_remove(d->peers, p->key);
+		INC(d, errors);
+		log_outcome(d, p, "error", source, "reason=out_of_memory", LOG_ERROR);
+		pending_end(d, p);
+		return;
+	}
+	/* The installer writes it, with the rest of its batch in one
+	 * transaction, before the device call. */
+	cm = &j->cm;
+	memcpy(cm->public_key, p->key, 32);
+	cm->installed_at = mp.installed_at;
+	cm->last_seen = mp.installed_at;
+	cm->endpoint = ep;
+	cm->flags = (mp.initiated ? MANAGED_F_INITIATED : 0) |
+		    ((uint32_t)mp.keepalive << 16);
+	j->p = p;
+	j->source = source;
+	memcpy(&j->peer, ap, api_peer_len(ap->n_allowed_ips));
+	installer_submit(d, j);
+}
