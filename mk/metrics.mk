@@ -18,3 +18,9 @@ FUZZ_BINS += $(BUILD)/fuzz/fuzz_control_request
 $(BUILD)/fuzz/fuzz_control_request: tests/fuzz_control_request.c user/control.c \
 		user/keys.c include/control.h
 	$(fuzzlink)
+
+# The daemon's side (user/daemon_ops.c). Every program that links the
+# daemon's stages links the metrics module too: they observe histograms.
+$(BUILD)/jitwgd: $(OBJ)/user/daemon_ops.o $(METRICS_OBJS) $(CONTROL_OBJS)
+$(BUILD)/tests/test_daemon $(BUILD)/tests/test_pipeline: $(METRICS_OBJS)
+$(OBJ)/user/daemon_ops.o: $(BUILD)/version.h

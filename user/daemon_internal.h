@@ -29,6 +29,7 @@
 #include "api.h"
 #include "cache.h"
 #include "daemon.h"
+#include "metrics.h"
 #include "noise.h"
 
 enum {
@@ -200,6 +201,7 @@ struct installer {
 	pthread_mutex_t lock;   /* head, tail, stop */
 	pthread_cond_t cond;    /* a job was queued, or stop (CLOCK_MONOTONIC) */
 	struct ijob *head, *tail;
+	size_t len;             /* jobs queued (metrics, status) */
 	bool stop, started;
 	pthread_t thread;
 	/* The installer thread's own (or daemon_drain()'s), unlocked: */
@@ -245,6 +247,7 @@ struct monitor {
 	struct mon_req *reqs;
 	bool sweep_requested, revalidate_all, stop, started;
 	pthread_t thread;
+	_Atomic size_t device_peers; /* in the last listing (metrics) */
 };
 
 void watch_add(struct daemon *d, const struct watch *w);
@@ -325,6 +328,22 @@ struct daemon_counters {
 
 #define INC(d, f) atomic_fetch_add_explicit(&(d)->counters.f, 1, memory_order_relaxed)
 
+/* Latency histograms the stages observe into without a lock (metrics). */
+enum daemon_stage {
+	STAGE_QUEUE,		/* XDP to worker */
+	STAGE_IDENTIFY,
+	STAGE_AUTHENTICATE,	/* with the freshness check */
+	STAGE_FETCH,		/* cache or control plane */
+	STAGE_INSTALL,		/* the device call */
+	STAGE_MAX,
+};
+
+struct daemon_hists {
+	struct metrics_hist first_contact; /* XDP saw it -> handshake done */
+	struct metrics_hist stage[STAGE_MAX];
+	struct metrics_hist api;           /* control-plane requests */
+};
+
 struct daemon {
 	struct daemon_env env;
 	struct daemon_cache_ops cache_ops; /* env's, or the defaults */
@@ -340,6 +359,8 @@ struct daemon {
 	struct installer inst;
 	struct monitor mon;
 	struct daemon_counters counters;
+	struct daemon_hists hists;
+	uint64_t started_at;          /* wall s */
 };
 
 static inline uint64_t mono(const struct daemon *d)
