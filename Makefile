@@ -13,7 +13,7 @@ OBJ      := $(BUILD)/obj
 CC       := gcc
 CLANG    := clang
 BPFTOOL  := bpftool
-PKGS     := libbpf libxdp libsodium libb2 lmdb libcurl json-c libmnl
+PKGS     := libbpf libxdp libsodium libb2 lmdb libcurl json-c libmnl libmicrohttpd
 
 # Recursive (=) so that pkg-config runs after scripts/setup.sh installed it.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)

@@ -8,13 +8,15 @@ PKGS=(
 	# build
 	make clang llvm gcc pkg-config libbpf-dev bpftool libelf-dev zlib1g-dev
 	libsodium-dev libb2-dev liblmdb-dev lmdb-utils libcurl4-openssl-dev
-	libmnl-dev libjson-c-dev libclang-rt-14-dev
+	libmnl-dev libjson-c-dev libclang-rt-14-dev libmicrohttpd-dev
 	# run and test
 	iproute2 iputils-ping kmod procps psmisc python3 wireguard-go
 	wireguard-tools tcpdump ca-certificates ethtool
 	# install and systemd (tests/test_install.sh: systemd-analyze, setpriv,
 	# capsh); libxdp's dispatcher (--xdp-mode multi) and xdp-filter
 	systemd util-linux libcap2-bin libxdp-dev xdp-tools
+	# metrics tests: promtool and a real Prometheus server
+	prometheus
 	# kernel WireGuard VM lane (tests/vm)
 	qemu-system-x86 linux-image-amd64 busybox-static
 )

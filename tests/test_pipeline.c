@@ -678,10 +678,10 @@ static void test_stale(void)
 		rig_drain(r);
 		CHECK(rows[i].name,
 		      r->api.submits == 1 && r->st.installed == rows[i].installed &&
-		      r->st.errors == !rows[i].installed &&
+		      r->st.api_errors == !rows[i].installed &&
 		      (r->fd.n == 1) == rows[i].installed,
 		      "submits %zu installed %lu errors %lu device %zu", r->api.submits,
-		      (unsigned long)r->st.installed, (unsigned long)r->st.errors, r->fd.n);
+		      (unsigned long)r->st.installed, (unsigned long)r->st.api_errors, r->fd.n);
 		client_free(&a);
 		rig_free(r);
 	}
@@ -698,9 +698,9 @@ static void test_api_error(void)
 	api_answer(r, API_ERROR, -EPROTO, NULL);
 	rig_drain(r);
 	CHECK("pipeline: API error installs nothing",
-	      r->st.errors == 1 && r->st.installed == 0 && r->fd.n == 0 &&
+	      r->st.api_errors == 1 && r->st.installed == 0 && r->fd.n == 0 &&
 	      r->cache.put_negatives == 0,
-	      "errors %lu installed %lu device %zu", (unsigned long)r->st.errors,
+	      "api_errors %lu installed %lu device %zu", (unsigned long)r->st.api_errors,
 	      (unsigned long)r->st.installed, r->fd.n);
 	/* A submit the client refuses (its per-key rate limit). */
 	client_new(r, &b, 0);
@@ -708,9 +708,9 @@ static void test_api_error(void)
 	send_initiation(r, &b, 100, 2);
 	rig_drain(r);
 	CHECK("pipeline: a rate-limited key waits for its retry",
-	      r->st.waiting == 1 && r->st.errors == 1 && r->fd.n == 0,
-	      "waiting %lu errors %lu", (unsigned long)r->st.waiting,
-	      (unsigned long)r->st.errors);
+	      r->st.rate_limited == 1 && r->st.api_errors == 1 && r->fd.n == 0,
+	      "rate_limited %lu api_errors %lu", (unsigned long)r->st.rate_limited,
+	      (unsigned long)r->st.api_errors);
 	client_free(&a);
 	client_free(&b);
 	rig_free(r);
@@ -1015,20 +1015,20 @@ static void test_revalidate(void)
 	revalidate_apply(r->d);
 	daemon_get_stats(r->d, &r->st);
 	CHECK("pipeline: revalidation on 404 removes the peer, sealed",
-	      !dev_find(&r->fd, a.pub) && dev_find(&r->fd, b.pub) && r->st.evicted == 1 &&
+	      !dev_find(&r->fd, a.pub) && dev_find(&r->fd, b.pub) && r->st.evicted_revoked == 1 &&
 	      r->cache.seals == 1 && r->cache.put_negatives == 1 &&
 	      !ptab_is_managed(r->d->peers, a.pub),
-	      "device a %d b %d evicted %lu seals %zu negatives %zu",
+	      "device a %d b %d evicted_revoked %lu seals %zu negatives %zu",
 	      dev_find(&r->fd, a.pub) != NULL, dev_find(&r->fd, b.pub) != NULL,
-	      (unsigned long)r->st.evicted, r->cache.seals, r->cache.put_negatives);
+	      (unsigned long)r->st.evicted_revoked, r->cache.seals, r->cache.put_negatives);
 	ret = daemon_evict(r->d, b.pub);
 	revalidate_apply(r->d);
 	daemon_get_stats(r->d, &r->st);
 	CHECK("pipeline: an operator's eviction", ret == 0 && !dev_find(&r->fd, b.pub) &&
-	      r->st.evicted == 2 && r->cache.seals == 2 &&
+	      r->st.evicted_operator == 1 && r->cache.seals == 2 &&
 	      daemon_evict(r->d, b.pub) == -ENOENT,
-	      "ret %d device %d evicted %lu", ret, dev_find(&r->fd, b.pub) != NULL,
-	      (unsigned long)r->st.evicted);
+	      "ret %d device %d evicted_operator %lu", ret,
+	      dev_find(&r->fd, b.pub) != NULL, (unsigned long)r->st.evicted_operator);
 	client_free(&a);
 	client_free(&b);
 	rig_free(r);

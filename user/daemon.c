@@ -62,6 +62,14 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 	d->initiate = env->opts->initiate_back && !env->redeliver;
 	d->policy.idle_timeout = env->opts->idle_timeout;
 	d->policy.handshake_window = env->opts->handshake_window;
+	d->started_at = now_wall_s();
+	metrics_hist_init(&d->hists.first_contact, metrics_latency_bounds,
+			  metrics_latency_nbounds);
+	metrics_hist_init(&d->hists.api, metrics_latency_bounds,
+			  metrics_latency_nbounds);
+	for (ret = 0; ret < STAGE_MAX; ret++)
+		metrics_hist_init(&d->hists.stage[ret], metrics_latency_bounds,
+				  metrics_latency_nbounds);
 	ret = ptab_new(&d->peers);
 	if (ret) {
 		free(d);
@@ -141,6 +149,7 @@ int daemon_reconcile(struct daemon *d, size_t *n_device, size_t *n_managed)
 		mp.installed_at = cm.installed_at;
 		mp.initiated = cm.flags & MANAGED_F_INITIATED;
 		mp.keepalive = cm.flags >> 16;
+		mp.source = "reconciled";
 		mp.ips = peers[i].allowed_ips;
 		mp.n_ips = peers[i].n_allowed_ips;
 		if (!ptab_add_managed(d->peers, &mp))

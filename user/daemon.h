@@ -45,6 +45,8 @@ struct daemon_opts {
 	char *cache_dir;
 	char *pin_dir;
 	char *config;
+	char *metrics_listen;         /* ADDR:PORT; NULL: no /metrics */
+	char *control_socket;         /* NULL: CONTROL_DIR/WGDEV.sock; "none" */
 	unsigned int idle_timeout;     /* s */
 	unsigned int evict_interval;   /* s */
 	unsigned int handshake_window; /* s */
@@ -176,6 +178,7 @@ struct managed_peer {
 	uint64_t installed_ns;   /* CLOCK_MONOTONIC */
 	uint16_t keepalive;      /* the peer's own persistent keepalive */
 	bool initiated;          /* installed with the keepalive switch */
+	const char *source;      /* api, cache, stale_cache, reconciled (static) */
 	struct wgdev_allowed_ip *ips;
 	size_t n_ips;
 };
@@ -250,18 +253,34 @@ size_t ptab_count_managed(struct peer_table *t);
 	  "Provisioning decisions by outcome", 1)                             \
 	X(handshakes, "jitwg_handshakes_total", "",                           \
 	  "Handshakes completed by newly installed peers", 1)                 \
-	X(evicted, "jitwg_evictions_total", "",                               \
-	  "Managed peers evicted", 1)                                         \
+	X(evicted, "jitwg_evictions_total", "reason=\"idle\"",                \
+	  "Managed peers removed, by reason", 1)                              \
+	X(evicted_no_handshake, "jitwg_evictions_total",                      \
+	  "reason=\"no_handshake\"", "Managed peers removed, by reason", 0)   \
+	X(evicted_operator, "jitwg_evictions_total", "reason=\"operator\"",   \
+	  "Managed peers removed, by reason", 0)                              \
+	X(evicted_revoked, "jitwg_evictions_total", "reason=\"revoked\"",     \
+	  "Managed peers removed, by reason", 0)                              \
+	X(evicted_stale, "jitwg_evictions_total", "reason=\"stale\"",         \
+	  "Managed peers removed, by reason", 0)                              \
+	X(evicted_overlap, "jitwg_evictions_total",                           \
+	  "reason=\"allowed_ip_overlap\"", "Managed peers removed, by reason", 0) \
+	X(forgotten, "jitwg_evictions_total", "reason=\"gone\"",              \
+	  "Managed peers removed, by reason", 0)                              \
 	X(unknown, "jitwg_provisions_total", "outcome=\"unknown\"",           \
 	  "Provisioning decisions by outcome", 1)                             \
 	X(refused, "jitwg_provisions_total", "outcome=\"refused\"",           \
 	  "Provisioning decisions by outcome", 1)                             \
 	X(errors, "jitwg_provisions_total", "outcome=\"error\"",              \
 	  "Provisioning decisions by outcome", 1)                             \
-	X(bad_auth, "jitwg_rejections_total", "stage=\"authenticate\"",       \
-	  "Initiations rejected by stage", 1)                                 \
-	X(replays, "jitwg_rejections_total", "stage=\"freshness\"",           \
-	  "Initiations rejected by stage", 1)                                 \
+	X(api_errors, "jitwg_provisions_total", "outcome=\"api_error\"",      \
+	  "Provisioning decisions by outcome", 0)                             \
+	X(rate_limited, "jitwg_provisions_total", "outcome=\"rate_limited\"", \
+	  "Provisioning decisions by outcome", 0)                             \
+	X(bad_auth, "jitwg_rejections_total", "reason=\"bad_timestamp\"",   \
+	  "Initiations rejected, by reason", 1)                               \
+	X(replays, "jitwg_rejections_total", "reason=\"replay\"",             \
+	  "Initiations rejected, by reason", 1)                               \
 	X(sightings, "jitwg_sightings_total", "",                             \
 	  "Initiations of peers already on the device", 1)                    \
 	X(queue_full, "jitwg_queue_dropped_total", "",                        \
@@ -272,14 +291,28 @@ size_t ptab_count_managed(struct peer_table *t);
 	  "Consumed initiations that could not be given back", 1)             \
 	X(answers_stale, "jitwg_answers_stale_total", "",                     \
 	  "Handshake starts dropped as too old", 1)                           \
-	X(bad_shape, "jitwg_rejections_total", "stage=\"shape\"",             \
-	  "Initiations rejected by stage", 0)                                 \
-	X(bad_mac1, "jitwg_rejections_total", "stage=\"mac1\"",               \
-	  "Initiations rejected by stage", 0)                                 \
-	X(bad_identity, "jitwg_rejections_total", "stage=\"identify\"",       \
-	  "Initiations rejected by stage", 0)                                 \
-	X(waiting, "jitwg_provisions_total", "outcome=\"waiting\"",           \
-	  "Provisioning decisions by outcome", 0)                             \
+	X(bad_shape, "jitwg_rejections_total", "reason=\"bad_shape\"",        \
+	  "Initiations rejected, by reason", 0)                               \
+	X(bad_mac1, "jitwg_rejections_total", "reason=\"bad_mac1\"",          \
+	  "Initiations rejected, by reason", 0)                               \
+	X(bad_identity, "jitwg_rejections_total", "reason=\"bad_static\"",    \
+	  "Initiations rejected, by reason", 0)                               \
+	X(low_order, "jitwg_rejections_total", "reason=\"low_order\"",        \
+	  "Initiations rejected, by reason", 0)                               \
+	X(api_200, "jitwg_api_requests_total", "code=\"200\"",                \
+	  "Control-plane requests by the status they ended with (transport: no HTTP answer)", 0) \
+	X(api_404, "jitwg_api_requests_total", "code=\"404\"",                \
+	  "Control-plane requests by the status they ended with (transport: no HTTP answer)", 0) \
+	X(api_429, "jitwg_api_requests_total", "code=\"429\"",                \
+	  "Control-plane requests by the status they ended with (transport: no HTTP answer)", 0) \
+	X(api_4xx, "jitwg_api_requests_total", "code=\"4xx\"",                \
+	  "Control-plane requests by the status they ended with (transport: no HTTP answer)", 0) \
+	X(api_5xx, "jitwg_api_requests_total", "code=\"5xx\"",                \
+	  "Control-plane requests by the status they ended with (transport: no HTTP answer)", 0) \
+	X(api_transport, "jitwg_api_requests_total", "code=\"transport\"",    \
+	  "Control-plane requests by the status they ended with (transport: no HTTP answer)", 0) \
+	X(waiting, "jitwg_waiting_total", "",                                 \
+	  "Initiations of a key already being provisioned (not a decision)", 0) \
 	X(revalidate_failed, "jitwg_revalidations_failed_total", "",          \
 	  "Revalidations of managed peers the control plane did not answer", 0) \
 	X(cache_write_dropped, "jitwg_cache_answers_dropped_total", "",       \
@@ -442,5 +475,19 @@ int daemon_set_local_addrs(struct capture *cap, char *err, size_t errlen);
 /* ---- clocks (user/daemon_clock.c) ---- */
 uint64_t now_mono_ns(void);
 uint64_t now_wall_s(void);
+
+/* ---- operating it: /metrics and the control socket (user/daemon_ops.c) ---- */
+
+struct daemon_ops;
+/* Option values daemon_ops_start() would refuse (exit 2). */
+int daemon_ops_check(const struct daemon_opts *o, char *err, size_t errlen);
+/*
+ * The metrics server (--metrics-listen, if set) and the control socket
+ * (--control-socket, unless "none"), each on its own thread. Once the
+ * daemon runs; stopped before it. 0 or -errno with a message in err.
+ */
+int daemon_ops_start(struct daemon_ops **out, struct daemon *d, char *err,
+		     size_t errlen);
+void daemon_ops_stop(struct daemon_ops *ops);
 
 #endif

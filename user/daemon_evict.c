@@ -79,6 +79,19 @@ static void seal(struct daemon *d, const uint8_t key[static 32])
 	}
 }
 
+/* evict_one()'s reasons, each its own series of jitwg_evictions_total. */
+static void count_eviction(struct daemon *d, const char *reason)
+{
+	if (!strcmp(reason, "operator"))
+		INC(d, evicted_operator);
+	else if (!strcmp(reason, "revoked"))
+		INC(d, evicted_revoked);
+	else if (!strcmp(reason, "stale"))
+		INC(d, evicted_stale);
+	else
+		INC(d, evicted_overlap);
+}
+
 int evict_one(struct daemon *d, const uint8_t key[static 32], const char *reason,
 	      const char *other)
 {
@@ -95,7 +108,7 @@ int evict_one(struct daemon *d, const uint8_t key[static 32], const char *reason
 	}
 	ptab_remove(d->peers, key);
 	d->cache_ops.managed_del(d->env.cache, key);
-	INC(d, evicted);
+	count_eviction(d, reason);
 	dlog(LOG_INFO, "evict", "peer=%s outcome=evicted reason=%s%s%s", fp, reason,
 	     other ? " other=" : "", other ? other : "");
 	return 0;
@@ -142,6 +155,7 @@ void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 			seal(d, mps[i].key);
 			ptab_remove(d->peers, mps[i].key);
 			d->cache_ops.managed_del(d->env.cache, mps[i].key);
+			INC(d, forgotten);
 			dlog(LOG_INFO, "evict", "peer=%s outcome=forgotten reason=gone", fp);
 			continue;
 		}
@@ -173,7 +187,10 @@ void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 
 			ptab_remove(d->peers, victims[i]);
 			d->cache_ops.managed_del(d->env.cache, victims[i]);
-			INC(d, evicted);
+			if (why[i] == EVICT_IDLE)
+				INC(d, evicted);
+			else
+				INC(d, evicted_no_handshake);
 			log_fingerprint(fp, victims[i]);
 			dlog(LOG_INFO, "evict",
 			     "peer=%s outcome=evicted reason=%s idle_s=%lld", fp,

@@ -26,6 +26,7 @@ void installer_submit(struct daemon *d, struct ijob *j)
 	else
 		d->inst.head = j;
 	d->inst.tail = j;
+	d->inst.len++;
 	pthread_cond_signal(&d->inst.cond);
 	pthread_mutex_unlock(&d->inst.lock);
 }
@@ -204,6 +205,7 @@ static void finish_install(struct daemon *d, struct ijob *j, int ret,
 	}
 	ptab_set_installed(d->peers, p->key, t1);
 	INC(d, installed);
+	metrics_hist_observe_ns(&d->hists.stage[STAGE_INSTALL], t1 > t0 ? t1 - t0 : 0);
 	snprintf(extra, sizeof(extra),
 		 "install_ms=%.3f initiated=%s allowed_ips=%zu batch=%zu",
 		 ms(t0, t1), initiate ? "true" : "false", j->peer.n_allowed_ips, batch);
@@ -275,6 +277,7 @@ static void install_batch(struct daemon *d)
 		in->batch[i] = in->head;
 		in->head = in->head->next;
 	}
+	in->len -= n;
 	if (!in->head)
 		in->tail = NULL;
 	pthread_mutex_unlock(&in->lock);

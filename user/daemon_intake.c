@@ -57,6 +57,30 @@ int daemon_on_event(void *ctx, const struct jitwg_event *ev)
 	return 0;
 }
 
+/*
+ * A request's outcome by the status it ended with: 200, 404, 429, other
+ * 4xx, 5xx, or transport (no HTTP answer). One per request, retries
+ * included.
+ */
+static void api_observe(struct daemon *d, const struct api_result *res)
+{
+	long s = res->http_status;
+
+	metrics_hist_observe_ns(&d->hists.api, res->elapsed_us * 1000);
+	if (res->status == API_ERROR && !s)
+		INC(d, api_transport);
+	else if (s == 200)
+		INC(d, api_200);
+	else if (s == 404)
+		INC(d, api_404);
+	else if (s == 429)
+		INC(d, api_429);
+	else if (s >= 500)
+		INC(d, api_5xx);
+	else
+		INC(d, api_4xx);
+}
+
 void daemon_api_done(const uint8_t key[32], const struct api_result *res,
 		     void *ctx, void *arg)
 {
@@ -65,6 +89,7 @@ void daemon_api_done(const uint8_t key[32], const struct api_result *res,
 	struct job *j;
 	size_t plen = api_peer_len(0); /* its header at least: wipes read it */
 
+	api_observe(d, res);
 	if (ctx == revalidate_ctx) {
 		revalidate_done(d, key, res);
 		return;

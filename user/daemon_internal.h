@@ -29,6 +29,7 @@
 #include "api.h"
 #include "cache.h"
 #include "daemon.h"
+#include "metrics.h"
 #include "noise.h"
 
 enum {
@@ -228,6 +229,7 @@ struct installer {
 	pthread_mutex_t lock;   /* head, tail, stop */
 	pthread_cond_t cond;    /* a job was queued, or stop (CLOCK_MONOTONIC) */
 	struct ijob *head, *tail;
+	size_t len;             /* jobs queued (metrics, status) */
 	bool stop, started;
 	pthread_t thread;
 	/* The installer thread's own (or daemon_drain()'s), unlocked: */
@@ -274,6 +276,7 @@ struct monitor {
 	uint64_t last_check;    /* the last sweep a retry asked for (mono) */
 	bool sweep_requested, revalidate_all, stop, started;
 	pthread_t thread;
+	_Atomic size_t device_peers; /* in the last listing (metrics) */
 };
 
 void watch_add(struct daemon *d, const struct watch *w);
@@ -354,6 +357,22 @@ struct daemon_counters {
 
 #define INC(d, f) atomic_fetch_add_explicit(&(d)->counters.f, 1, memory_order_relaxed)
 
+/* Latency histograms the stages observe into without a lock (metrics). */
+enum daemon_stage {
+	STAGE_QUEUE,		/* XDP to worker */
+	STAGE_IDENTIFY,
+	STAGE_AUTHENTICATE,	/* with the freshness check */
+	STAGE_FETCH,		/* cache or control plane */
+	STAGE_INSTALL,		/* the device call */
+	STAGE_MAX,
+};
+
+struct daemon_hists {
+	struct metrics_hist first_contact; /* XDP saw it -> handshake done */
+	struct metrics_hist stage[STAGE_MAX];
+	struct metrics_hist api;           /* control-plane requests */
+};
+
 struct daemon {
 	struct daemon_env env;
 	struct daemon_cache_ops cache_ops; /* env's, or the defaults */
@@ -370,6 +389,8 @@ struct daemon {
 	struct monitor mon;
 	struct cache_writer cwriter;
 	struct daemon_counters counters;
+	struct daemon_hists hists;
+	uint64_t started_at;          /* wall s */
 };
 
 static inline uint64_t mono(const struct daemon *d)

@@ -63,8 +63,11 @@ int list_sorted(struct daemon *d, struct wgdev_peer **peers, size_t *n)
 	if (ret)
 		dlog(LOG_WARN, "device", "op=list_peers error=%s",
 		     wgdev_error(d->env.mon_dev));
-	if (!ret)
+	if (!ret) {
 		qsort(*peers, *n, sizeof(**peers), cmp_peer);
+		/* A scrape reads this: it never lists the device itself. */
+		atomic_store(&d->mon.device_peers, *n);
+	}
 	return ret;
 }
 
@@ -136,6 +139,8 @@ static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size
 			if (w.initiated)
 				restore_keepalive(d, w.key, w.keepalive);
 			INC(d, handshakes);
+			metrics_hist_observe_ns(&d->hists.first_contact,
+						hs > w.t_event ? hs - w.t_event : 0);
 			log_fingerprint(fp, w.key);
 			dlog(LOG_INFO, "handshake",
 			     "peer=%s outcome=done since_initiation_ms=%.3f since_install_ms=%.3f initiated=%s",

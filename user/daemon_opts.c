@@ -72,6 +72,10 @@ static const struct opt_def defs[] = {
 	  "decoder threads (default: online CPUs)" },
 	{ "config", K_STR, OFF(config), 0, 0,
 	  "config file of \"name = value\" lines, names as the long options" },
+	{ "metrics-listen", K_STR, OFF(metrics_listen), 0, 0,
+	  "serve Prometheus metrics on ADDR:PORT (port 9089 if omitted); off unless set" },
+	{ "control-socket", K_STR, OFF(control_socket), 0, 0,
+	  "control socket for jitwgctl (default /run/jitwg/WGDEV.sock; none: off)" },
 	{ "log-level", K_LEVEL, OFF(log_level), 0, 0,
 	  "error|warn|info|debug (default info)" },
 };

@@ -60,6 +60,21 @@ static void event_endpoint(const struct jitwg_event *ev, union wgdev_endpoint *e
 	}
 }
 
+/* The stage times of one provisioning decision, as log_outcome logs them. */
+static void observe_stages(struct daemon *d, const struct pending *p)
+{
+	struct metrics_hist *h = d->hists.stage;
+
+	if (p->t_seen > p->t_event)
+		metrics_hist_observe_ns(&h[STAGE_QUEUE], p->t_seen - p->t_event);
+	if (p->t_ident > p->t_seen)
+		metrics_hist_observe_ns(&h[STAGE_IDENTIFY], p->t_ident - p->t_seen);
+	if (p->t_auth > p->t_ident)
+		metrics_hist_observe_ns(&h[STAGE_AUTHENTICATE], p->t_auth - p->t_ident);
+	if (p->t_fetch > p->t_auth)
+		metrics_hist_observe_ns(&h[STAGE_FETCH], p->t_fetch - p->t_auth);
+}
+
 void log_outcome(struct daemon *d, struct pending *p, const char *outcome,
 		 const char *source, const char *extra, enum log_level lvl)
 {
@@ -67,6 +82,7 @@ void log_outcome(struct daemon *d, struct pending *p, const char *outcome,
 	union wgdev_endpoint e;
 	uint64_t now = mono(d);
 
+	observe_stages(d, p);
 	log_fingerprint(fp, p->key);
 	pending_ep(d, p, &e);
 	fmt_endpoint(ep, sizeof(ep), &e);
@@ -122,7 +138,10 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 	st = noise_identify(d->env.responder, ev->msg, &ns, a->key);
 	if (st) {
 		noise_state_wipe(&ns);
-		INC(d, bad_identity);
+		if (st == NOISE_ERR_LOW_ORDER)
+			INC(d, low_order);
+		else
+			INC(d, bad_identity);
 		reject(ev, "identify", st, NULL, LOG_DEBUG);
 		return false;
 	}
@@ -140,7 +159,10 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 	st = noise_authenticate(d->env.responder, ev->msg, &ns, NULL, a->ts);
 	if (st) {
 		/* Someone encrypted this key without its private key. */
-		INC(d, bad_auth);
+		if (st == NOISE_ERR_LOW_ORDER)
+			INC(d, low_order);
+		else
+			INC(d, bad_auth);
 		reject(ev, "authenticate", st, a->key, LOG_INFO);
 		return false;
 	}
@@ -294,12 +316,12 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 	}
 	p->t_fetch = mono(d);
 	if (ret == -EAGAIN) {
-		INC(d, waiting);
+		INC(d, rate_limited);
 		log_outcome(d, p, "rate_limited", "api", NULL, LOG_INFO);
 	} else {
 		char extra[64];
 
-		INC(d, errors);
+		INC(d, api_errors);
 		snprintf(extra, sizeof(extra), "reason=submit_failed error=%s",
 			 strerrorname_np(-ret) ? strerrorname_np(-ret) : "?");
 		log_outcome(d, p, "api_error", "api", extra, LOG_WARN);
@@ -340,7 +362,7 @@ void provision_fetched(struct daemon *d, struct job *j)
 		} else {
 			cwriter_put(d, p->key, NULL, now);
 		}
-		INC(d, errors);
+		INC(d, api_errors);
 		snprintf(extra, sizeof(extra), "reason=%s error=%s http_status=%ld attempts=%u",
 			 log_quote(q, sizeof(q), j->f->reason),
 			 strerrorname_np(-j->f->err) ? strerrorname_np(-j->f->err) : "?",
@@ -372,6 +394,7 @@ static void reserve(struct daemon *d, struct pending *p,
 	memcpy(mp.key, p->key, 32);
 	mp.installed_at = wall(d);
 	mp.installed_ns = UINT64_MAX; /* in progress: sweeps leave it alone */
+	mp.source = source;
 	pending_ep(d, p, &ep);
 	mp.keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ? ap->persistent_keepalive : 0;
 	mp.initiated = d->initiate;

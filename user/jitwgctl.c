@@ -24,6 +24,7 @@
 
 #include "frame_text.h"
 #include "hostport.h"
+#include "jitwgctl_daemon.h"
 #include "jitwg.h"
 #include "keys.h"
 #include "noise.h"
@@ -542,11 +543,13 @@ static void usage(FILE *f)
 		prog, prog, prog);
 	for (i = 0; i < ARRAY_SIZE(commands); i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	jitwgctl_daemon_usage(f);
 }
 
 int main(int argc, char **argv)
 {
 	size_t i;
+	int ret;
 
 	if (argc < 2) {
 		usage(stderr);
@@ -564,6 +567,10 @@ int main(int argc, char **argv)
 	for (i = 0; i < ARRAY_SIZE(commands); i++)
 		if (!strcmp(argv[1], commands[i].name))
 			return commands[i].run(argc - 1, argv + 1);
+	/* Verbs for a running jitwgd: user/jitwgctl_daemon.c. */
+	ret = jitwgctl_daemon_main(argc - 1, argv + 1);
+	if (ret >= 0)
+		return ret;
 	fprintf(stderr, "%s: unknown command '%s'\n", prog, argv[1]);
 	usage(stderr);
 	return EXIT_USAGE;

@@ -94,6 +94,7 @@ struct jitwgd {
 	bool cap_started;
 	struct capture *cap;
 	struct api_client *api;
+	struct daemon_ops *ops;          /* /metrics, control socket */
 	size_t n_dev, n_managed;        /* reconciled */
 	uint64_t t_start, t_dev, t_cache, t_api, t_rec, t_cap; /* start-up */
 	uint64_t renewed, renewals;     /* the --consume lease */
@@ -329,6 +330,17 @@ static int finish_capture(struct jitwgd *j)
 	return ret;
 }
 
+/* /metrics and the control socket, once the daemon runs (user/daemon_ops.c). */
+static int start_ops(struct jitwgd *j)
+{
+	int ret = daemon_ops_start(&j->ops, j->d, j->err, sizeof(j->err));
+
+	if (ret)
+		dlog(LOG_ERROR, "start", "stage=ops error=%s",
+		     log_quote(j->q, sizeof(j->q), j->err));
+	return ret;
+}
+
 static void log_ready(struct jitwgd *j)
 {
 	const struct daemon_opts *o = &j->o;
@@ -462,6 +474,8 @@ static void stop(struct jitwgd *j, int status)
 		if (!j->cj.ret)
 			j->cap = j->cj.cap;
 	}
+	/* Scrapes and control requests read the daemon: they stop first. */
+	daemon_ops_stop(j->ops);
 	/* The threads first: a sweep may still use the capture (the listen
 	 * port follow). No event arrives meanwhile: only run() polls it. */
 	if (j->d)
@@ -521,7 +535,8 @@ int main(int argc, char **argv)
 		opts_free(&j.o);
 		return 0;
 	}
-	if (ret || opts_validate(&j.o, j.err, sizeof(j.err))) {
+	if (ret || opts_validate(&j.o, j.err, sizeof(j.err)) ||
+	    daemon_ops_check(&j.o, j.err, sizeof(j.err))) {
 		fprintf(stderr, "jitwgd: %s\n", j.err);
 		opts_free(&j.o);
 		return 2;
@@ -536,7 +551,7 @@ int main(int argc, char **argv)
 	if (setup_process(&j) || open_device(&j) || open_cache(&j) ||
 	    open_redeliver(&j) || new_daemon(&j) || start_capture(&j) ||
 	    open_control_plane(&j) || reconcile(&j) || start_threads(&j) ||
-	    finish_capture(&j))
+	    finish_capture(&j) || start_ops(&j))
 		goto out;
 	log_ready(&j);
 	status = run(&j);
