@@ -1,0 +1,8 @@
+# Benchmarks as a whole: the synthetic handshaking clients, the churn
+# simulation (scripts/bench_churn.sh) and `make bench`, which runs every
+# bench-* target that exists and writes build/bench/report.md
+# (scripts/bench_report.sh).
+
+# jitwg-loadgen's "clients" mode (its rule is in mk/daemon.mk; a rule
+# without a recipe only adds this object to the link).
+$(BUILD)/jitwg-loadgen: $(OBJ)/user/loadgen_clients.o
