@@ -20,6 +20,7 @@
  *       [--seed S] [--bind ADDR] [--retry-ms 5000] [--rekey-ms 120000]
  *       [--keepalive-ms 10000] [--active-window-ms 300000]
  *       [--sample-ms 1000] [--events FILE] [--samples FILE]
+ *       [--sources N --src-base A.B.C.D]
  *       clients that complete handshakes and send data, one session per
  *       schedule line "index start_s end_s" (user/loadgen_clients.c)
  *
@@ -57,7 +58,7 @@ static void usage(void)
 		"       jitwg-loadgen clients --to ADDR:PORT --responder PUB_B64 --schedule FILE\n"
 		"                     [--seed S] [--bind ADDR:PORT] [--retry-ms MS] [--rekey-ms MS]\n"
 		"                     [--keepalive-ms MS] [--active-window-ms MS] [--sample-ms MS]\n"
-		"                     [--events FILE] [--samples FILE]\n");
+		"                     [--events FILE] [--samples FILE] [--sources N --src-base A.B.C.D]\n");
 }
 
 static double now_s(void)
@@ -177,6 +178,14 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "clients")) {
 		co.seed = seed;
+		if (src_base) {
+			co.n_src = n_src ? n_src : 1;
+			if (inet_pton(AF_INET, src_base, &co.src_base) != 1) {
+				fprintf(stderr, "loadgen: bad --src-base %s\n",
+					src_base);
+				return 2;
+			}
+		}
 		if (!to || hostport_parse(to, &co.dst, &co.dst_len) ||
 		    !co.schedule || !resp_b64 ||
 		    key_from_base64(co.responder, resp_b64) ||

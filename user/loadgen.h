@@ -4,6 +4,7 @@
 #define JITWG_LOADGEN_H
 
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 struct loadgen_clients_opts {
@@ -14,6 +15,9 @@ struct loadgen_clients_opts {
 	uint8_t responder[32];
 	struct sockaddr_storage dst, bind;
 	socklen_t dst_len, bind_len; /* bind_len 0: any address */
+	/* n_src > 0: client i binds src_base + i % n_src (IPv4), port any */
+	struct in_addr src_base;
+	unsigned long n_src;
 	unsigned long retry_ms, rekey_ms, keepalive_ms, sample_ms,
 		active_window_ms;
 };

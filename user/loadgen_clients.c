@@ -6,7 +6,8 @@
  *
  * Each session is one client (synth_key index) present from its start to its
  * end, with its own UDP socket (its own source port, as separate hosts behind
- * one address would have). While present it:
+ * one address would have; --sources N --src-base A spreads them over N
+ * addresses). While present it:
  *   - sends an initiation, and again every --retry-ms without an answer;
  *   - on the 92-byte response derives the transport keys and sends a
  *     keepalive (type 4, counter 0, empty payload): that first data message
@@ -27,6 +28,7 @@
  * --active-window-ms.
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,9 +196,18 @@ static int arrive(struct run *r, struct client *c, double now)
 				 SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		return -errno;
-	if (o->bind_len &&
-	    bind(c->fd, (const struct sockaddr *)&o->bind, o->bind_len))
+	if (o->n_src) {
+		/* Spread over source addresses: XDP limits each one's rate. */
+		struct sockaddr_in sin = { .sin_family = AF_INET };
+
+		sin.sin_addr.s_addr = htonl(ntohl(o->src_base.s_addr) +
+					    (uint32_t)(c->idx % o->n_src));
+		if (bind(c->fd, (struct sockaddr *)&sin, sizeof(sin)))
+			return -errno;
+	} else if (o->bind_len &&
+		   bind(c->fd, (const struct sockaddr *)&o->bind, o->bind_len)) {
 		return -errno;
+	}
 	if (epoll_ctl(r->ep, EPOLL_CTL_ADD, c->fd, &ev))
 		return -errno;
 	c->state = C_CONNECTING;
