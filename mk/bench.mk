@@ -13,3 +13,13 @@ BENCHES += bench-churn
 bench-churn: all
 	@scripts/setup.sh
 	@scripts/bench_churn.sh
+
+# Every benchmark, then the report with its plots: build/bench/report.md.
+.PHONY: bench bench-report
+bench: all
+	@scripts/setup.sh
+	@scripts/bench_all.sh
+
+# The report alone, from what build/bench already holds.
+bench-report:
+	@scripts/bench_report.sh build/bench build/bench

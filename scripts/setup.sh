@@ -12,6 +12,8 @@ PKGS=(
 	# run and test
 	iproute2 iputils-ping kmod procps psmisc python3 wireguard-go
 	wireguard-tools tcpdump ca-certificates
+	# benchmark report plots (make bench)
+	gnuplot-nox
 	# kernel WireGuard VM lane (tests/vm)
 	qemu-system-x86 linux-image-amd64 busybox-static
 )
