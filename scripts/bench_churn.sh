@@ -109,14 +109,16 @@ json.dump(out, open(sys.argv[2], "w"))' "$TMP/keys-$R" "$TMP/peers-$R.json"
 		--events "$TMP/events-$R" --samples "$TMP/lg-$R" \
 		>"$TMP/lg-$R.out" 2>"$TMP/lg-$R.err" &
 	lg=$!
+	on_exit "kill $lg 2>/dev/null"
 	: >"$TMP/dev-$R"
-	n=0
+	shown=0
 	while kill -0 $lg 2>/dev/null; do
 		echo "$(date +%s.%N) $(ip netns exec "$G" wg show "$WGG" peers | wc -l)" >>"$TMP/dev-$R"
-		n=$((n + 1))
-		if [ $((n % 60)) -eq 0 ]; then
+		el=$(($(date +%s) - ${t0%.*}))
+		if [ $((el / 60)) -gt $shown ]; then
+			shown=$((el / 60))
 			last=$(tail -1 "$TMP/lg-$R" 2>/dev/null)
-			echo "  t=${n} s: device $(tail -1 "$TMP/dev-$R" | cut -d' ' -f2)," \
+			echo "  t=${el} s of $DAY: device $(tail -1 "$TMP/dev-$R" | cut -d' ' -f2)," \
 				"present $(cut -d' ' -f2 <<<"$last"), active $(cut -d' ' -f3 <<<"$last")"
 		fi
 		sleep 1
