@@ -32,7 +32,7 @@ for t in "$@"; do
 	echo "[$i/$total] $t (started $(date -u +%H:%M:%S), $(($(date +%s) - start)) s into make bench; output in $OUT/$t.txt)"
 	t0=$(date +%s)
 	# The output goes to the file and, indented, to the terminal as progress.
-	make --no-print-directory "$t" 2>&1 | tee "$OUT/$t.txt" | sed 's/^/    /'
+	make -s --no-print-directory "$t" 2>&1 | tee "$OUT/$t.txt" | sed -u 's/^/    /'
 	rc=${PIPESTATUS[0]}
 	st=ok
 	[ "$rc" -eq 0 ] || st="failed($rc)"
