@@ -130,6 +130,7 @@ json.dump(out, open(sys.argv[2], "w"))' "$TMP/keys-$R" "$TMP/peers-$R.json"
 		"$(grep -c 'outcome=installed source=api' "$TMP/jw-$R.log") of them from the control plane"
 	e2e_jitwgd_stop
 	cp "$TMP/jw-$R.log" "$OUT/churn-$R-jitwgd.log"
+	cp "$TMP/events-$R" "$OUT/churn-$R-events.txt"
 	res=$($PY "$ROOT/scripts/churn.py" analyze --loadgen-samples "$TMP/lg-$R" \
 		--device-samples "$TMP/dev-$R" --events "$TMP/events-$R" --t0 "$t0" \
 		--registered "$R" --warmup "$WARMUP" --out-dat "$OUT/churn-$R.dat" \

@@ -87,11 +87,15 @@ def analyze(a):
         f.write("# t_s registered device active present\n")
         for r in rows:
             f.write("%.1f %d %d %d %d\n" % r)
-    fc = []
+    # A client's first session is new to jitwgd (fetched from the control
+    # plane); a later one may come back from its cache.
+    fc, fc_new, fc_ret, seen = [], [], [], set()
     for line in open(a.events):
         f = line.split()
         if len(f) == 4 and f[2] == "first_contact":
             fc.append(float(f[3]))
+            (fc_ret if f[1] in seen else fc_new).append(float(f[3]))
+            seen.add(f[1])
     if a.out_fc:
         with open(a.out_fc, "w") as f:
             f.write("".join("%.3f\n" % x for x in fc))
@@ -102,16 +106,19 @@ def analyze(a):
     with open(a.out_md, "w") as f:
         f.write("| registered | samples after warm-up | device / active max | "
                 "mean | samples over %.2f | peak device | peak active | "
-                "first contacts | p50 ms | p90 ms | p99 ms |\n" % a.bound)
-        f.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
-        f.write("| %d | %d | %s | %s | %d | %d | %d | %d | %.1f | %.1f | %.1f |\n" % (
+                "first contacts | p50 ms | p90 ms | p99 ms | "
+                "new clients: n, p50, p99 ms | returning: n, p50, p99 ms |\n" % a.bound)
+        f.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+        f.write("| %d | %d | %s | %s | %d | %d | %d | %d | %.1f | %.1f | %.1f | %s | %s |\n" % (
             a.registered, len(warm),
             "%.3f (t=%.0f s: %d / %d)" % (worst[2] / worst[3], worst[0],
                                           worst[2], worst[3]) if worst else "-",
             "%.3f" % (sum(ratios) / len(ratios)) if ratios else "-",
             over, max((r[2] for r in rows), default=0),
             max((r[3] for r in rows), default=0), len(fc),
-            pct(fc, 50), pct(fc, 90), pct(fc, 99)))
+            pct(fc, 50), pct(fc, 90), pct(fc, 99),
+            "%d, %.1f, %.1f" % (len(fc_new), pct(fc_new, 50), pct(fc_new, 99)),
+            "%d, %.1f, %.1f" % (len(fc_ret), pct(fc_ret, 50), pct(fc_ret, 99))))
     # One line for scripts: the worst ratio and whether it holds.
     print("registered=%d samples=%d max_ratio=%s over_bound=%d "
           "first_contact_p50=%.1f p99=%.1f n=%d" % (
