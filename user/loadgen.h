@@ -3,8 +3,8 @@
 #ifndef JITWG_LOADGEN_H
 #define JITWG_LOADGEN_H
 
-#include <stdint.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct loadgen_clients_opts {
@@ -19,7 +19,7 @@ struct loadgen_clients_opts {
 	struct in_addr src_base;
 	unsigned long n_src;
 	unsigned long retry_ms, rekey_ms, keepalive_ms, sample_ms,
-		active_window_ms;
+	    active_window_ms;
 };
 
 /* Runs the schedule to its end; 0 or -errno. */

@@ -27,8 +27,8 @@
  * gone, that completed a handshake or sent data within the last
  * --active-window-ms.
  */
-#include <errno.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,9 +47,9 @@
 #include "synth.h"
 
 enum cstate {
-	C_WAITING, /* not arrived yet */
+	C_WAITING,    /* not arrived yet */
 	C_CONNECTING, /* initiation sent, no keys yet */
-	C_UP,         /* keys; maybe a rekey in flight (hs_pending) */
+	C_UP,	      /* keys; maybe a rekey in flight (hs_pending) */
 	C_GONE,
 };
 
@@ -63,7 +63,7 @@ struct client {
 	int hs_pending;
 	struct noise_keypair kp;
 	double session_first; /* first initiation of the session */
-	double hs_sent;       /* the initiation in flight */
+	double hs_sent;	      /* the initiation in flight */
 	double last_hs, last_data;
 	int contacted;
 };
@@ -132,8 +132,8 @@ struct run {
 	int ep;
 	double t0;
 	FILE *events;
-	unsigned long sent_init, sent_data, responses, bad, cookies,
-		gw_inits, errors;
+	unsigned long sent_init, sent_data, responses, bad, cookies, gw_inits,
+	    errors;
 };
 
 static void event(struct run *r, const struct client *c, const char *kind,
@@ -151,8 +151,8 @@ static int send_initiation(struct run *r, struct client *c, double now)
 
 	noise_timestamp_now(ts);
 	noise_handshake_wipe(&c->hs);
-	ret = noise_initiator_begin(c->in, &c->hs, randombytes_random(), ts,
-				    msg);
+	ret =
+	    noise_initiator_begin(c->in, &c->hs, randombytes_random(), ts, msg);
 	if (ret)
 		return ret;
 	c->hs_pending = 1;
@@ -183,7 +183,7 @@ static void send_keepalive(struct run *r, struct client *c, double now)
 static int arrive(struct run *r, struct client *c, double now)
 {
 	const struct loadgen_clients_opts *o = r->o;
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
 	uint8_t priv[32];
 	int ret;
 
@@ -192,20 +192,20 @@ static int arrive(struct run *r, struct client *c, double now)
 	sodium_memzero(priv, sizeof(priv));
 	if (ret)
 		return ret;
-	c->fd = socket(r->dst.ss_family, SOCK_DGRAM | SOCK_NONBLOCK |
-				 SOCK_CLOEXEC, 0);
+	c->fd = socket(r->dst.ss_family,
+		       SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		return -errno;
 	if (o->n_src) {
 		/* Spread over source addresses: XDP limits each one's rate. */
-		struct sockaddr_in sin = { .sin_family = AF_INET };
+		struct sockaddr_in sin = {.sin_family = AF_INET};
 
 		sin.sin_addr.s_addr = htonl(ntohl(o->src_base.s_addr) +
 					    (uint32_t)(c->idx % o->n_src));
 		if (bind(c->fd, (struct sockaddr *)&sin, sizeof(sin)))
 			return -errno;
-	} else if (o->bind_len &&
-		   bind(c->fd, (const struct sockaddr *)&o->bind, o->bind_len)) {
+	} else if (o->bind_len && bind(c->fd, (const struct sockaddr *)&o->bind,
+				       o->bind_len)) {
 		return -errno;
 	}
 	if (epoll_ctl(r->ep, EPOLL_CTL_ADD, c->fd, &ev))
@@ -253,8 +253,8 @@ static int receive(struct run *r, struct client *c, double now)
 			c->kp = kp;
 			noise_keypair_wipe(&kp);
 			event(r, c, c->contacted ? "rekey" : "first_contact",
-			      1000 * (now - (c->contacted ? c->hs_sent :
-							    c->session_first)));
+			      1000 * (now - (c->contacted ? c->hs_sent
+							  : c->session_first)));
 			c->contacted = 1;
 			c->state = C_UP;
 			c->last_hs = now;
@@ -286,7 +286,7 @@ int loadgen_clients(const struct loadgen_clients_opts *o)
 	size_t n = 0, next = 0, np = 0, i, k;
 	struct epoll_event evs[64];
 	struct rlimit rl;
-	struct run r = { .o = o, .ep = -1 };
+	struct run r = {.o = o, .ep = -1};
 	FILE *samples = NULL;
 	double now, next_sample, duration = 0;
 	int ret, e, nev;
@@ -370,8 +370,9 @@ int loadgen_clients(const struct loadgen_clients_opts *o)
 			double w = o->active_window_ms / 1000.0;
 
 			for (i = 0; i < next; i++) {
-				double last = cl[i].last_hs > cl[i].last_data ?
-					      cl[i].last_hs : cl[i].last_data;
+				double last = cl[i].last_hs > cl[i].last_data
+						  ? cl[i].last_hs
+						  : cl[i].last_data;
 
 				ever += cl[i].contacted;
 				act += cl[i].contacted && now - last <= w;
