@@ -132,8 +132,8 @@ struct run {
 	int ep;
 	double t0;
 	FILE *events;
-	unsigned long sent_init, sent_data, responses, bad, cookies, gw_inits,
-	    errors;
+	unsigned long sent_init, sent_data, responses, bad, stale, cookies,
+	    gw_inits, errors;
 };
 
 static void event(struct run *r, const struct client *c, const char *kind,
@@ -227,6 +227,12 @@ static void leave(struct client *c)
 	c->state = C_GONE;
 }
 
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
 static int receive(struct run *r, struct client *c, double now)
 {
 	uint8_t buf[256];
@@ -237,17 +243,23 @@ static int receive(struct run *r, struct client *c, double now)
 	while ((n = recv(c->fd, buf, sizeof(buf), 0)) > 0) {
 		switch (buf[0]) {
 		case WG_MSG_RESPONSE:
-			if (!c->hs_pending) {
-				r->bad++;
+			/*
+			 * A late answer to an initiation a retry replaced:
+			 * ignored, so that it cannot wipe the one in flight.
+			 */
+			if (!c->hs_pending || n != NOISE_RESPONSE_LEN ||
+			    get_le32(buf + 8) != c->hs.sender_index) {
+				r->stale++;
 				break;
 			}
+			/* On failure the retry timer sends a new initiation. */
 			ret = noise_initiator_finish(c->in, &c->hs, buf,
 						     (size_t)n, NULL, &kp);
-			c->hs_pending = 0;
 			if (ret) {
 				r->bad++;
 				break;
 			}
+			c->hs_pending = 0;
 			r->responses++;
 			noise_keypair_wipe(&c->kp);
 			c->kp = kp;
@@ -401,9 +413,10 @@ int loadgen_clients(const struct loadgen_clients_opts *o)
 	ret = 0;
 out:
 	printf("sessions=%zu initiations=%lu responses=%lu keepalives=%lu "
-	       "gateway_initiations=%lu cookies=%lu bad=%lu errors=%lu\n",
+	       "gateway_initiations=%lu cookies=%lu stale=%lu bad=%lu "
+	       "errors=%lu\n",
 	       next, r.sent_init, r.responses, r.sent_data, r.gw_inits,
-	       r.cookies, r.bad, r.errors);
+	       r.cookies, r.stale, r.bad, r.errors);
 	for (i = 0; i < n; i++)
 		if (cl[i].state != C_GONE && cl[i].state != C_WAITING)
 			leave(&cl[i]);
