@@ -23,6 +23,10 @@
 #define NOISE_KEY_LEN 32
 #define NOISE_TIMESTAMP_LEN 12 /* TAI64N: 8-byte seconds, 4-byte ns, big-endian */
 #define NOISE_INITIATION_LEN 148
+#define NOISE_RESPONSE_LEN 92
+/* A transport message: type, receiver index, counter (16 bytes), then data. */
+#define NOISE_TRANSPORT_HEADER_LEN 16
+#define NOISE_KEEPALIVE_LEN (NOISE_TRANSPORT_HEADER_LEN + 16)
 
 /* Ignoring a decode verdict or a constructor's error is always a bug. */
 #define NOISE_WUR __attribute__((warn_unused_result))
@@ -138,5 +142,70 @@ int noise_build_initiation(struct noise_initiator *in, uint32_t sender_index,
 			   const uint8_t timestamp[static NOISE_TIMESTAMP_LEN],
 			   unsigned int defects,
 			   uint8_t out[static NOISE_INITIATION_LEN]) NOISE_WUR;
+
+/*
+ * The initiator's side of the rest of the handshake (paper §5.4.3-§5.4.6), so
+ * synthetic clients can complete handshakes and send data.
+ *
+ * What the initiator keeps between its initiation and the response: the
+ * ephemeral private key and the chaining key and hash after the initiation.
+ * Secret; noise_initiator_finish() wipes it on every path, a caller that
+ * gives up calls noise_handshake_wipe().
+ */
+struct noise_handshake {
+	uint8_t ephemeral_private[NOISE_KEY_LEN];
+	uint8_t chaining_key[32];
+	uint8_t hash[32];
+	uint32_t sender_index; /* ours, the response's receiver index */
+};
+
+void noise_handshake_wipe(struct noise_handshake *hs);
+
+/* The transport keys of one completed handshake, initiator's view (§5.4.5). */
+struct noise_keypair {
+	uint8_t send_key[32];
+	uint8_t receive_key[32];
+	uint32_t local_index;  /* the index the peer addresses us by */
+	uint32_t remote_index; /* the index we address the peer by */
+	uint64_t send_counter; /* next nonce; never reused under one key */
+};
+
+void noise_keypair_wipe(struct noise_keypair *kp);
+
+/* noise_build_initiation() that also keeps the state for the response. */
+int noise_initiator_begin(struct noise_initiator *in,
+			  struct noise_handshake *hs, uint32_t sender_index,
+			  const uint8_t timestamp[static NOISE_TIMESTAMP_LEN],
+			  uint8_t out[static NOISE_INITIATION_LEN]) NOISE_WUR;
+
+/*
+ * Consumes the responder's 92-byte response to the initiation hs was made
+ * for: checks shape, receiver index and mac1, runs the response's DHs and the
+ * pre-shared-key step (psk NULL = all zero, as WireGuard without a psk), opens
+ * the empty AEAD and derives the transport keys into *kp. Returns 0, -EINVAL
+ * for a message that is no response to hs (shape, index, mac1), -EBADMSG when
+ * it does not authenticate. Wipes *hs either way.
+ */
+int noise_initiator_finish(struct noise_initiator *in,
+			   struct noise_handshake *hs, const uint8_t *msg,
+			   size_t len, const uint8_t *psk,
+			   struct noise_keypair *kp) NOISE_WUR;
+
+/*
+ * Seals len bytes of plain (len a multiple of 16, as WireGuard pads; 0 is a
+ * keepalive) into a type-4 message of NOISE_TRANSPORT_HEADER_LEN + len + 16
+ * bytes at out, under the next counter. Returns the message length or -errno.
+ */
+int noise_seal_transport(struct noise_keypair *kp, const uint8_t *plain,
+			 size_t len, uint8_t *out, size_t outlen) NOISE_WUR;
+
+/*
+ * Opens a type-4 message sent to us (under kp->receive_key) into out (room
+ * for len - 32 bytes). Returns the plaintext length, -EINVAL for a message of
+ * the wrong shape or index, -EBADMSG for one that does not authenticate. No
+ * replay window: a test and load-generator helper, not a data path.
+ */
+int noise_open_transport(const struct noise_keypair *kp, const uint8_t *msg,
+			 size_t len, uint8_t *out, uint64_t *counter) NOISE_WUR;
 
 #endif

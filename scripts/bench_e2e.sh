@@ -12,6 +12,10 @@
 # BENCH_ONLY="2" runs only the listed sections; BENCH_BURST_MODES picks
 # section 2's modes (initiate consume no-initiate periodic), BENCH_JITWGD_ARGS
 # adds options to its jitwgd, BENCH_SAVE_LOGS=PREFIX keeps its logs.
+# BENCH_OUT=DIR also writes the raw samples there for the report's plots
+# (make bench, scripts/bench_report.sh): e2e-first-contact-PHASE.txt (ms, one
+# a line), e2e-burst-MODE.txt (s from the send start to each install),
+# e2e-burst-addconf.txt ("peers seconds"), e2e-startup.txt.
 SCRIPT=bench-e2e
 . "$(dirname "$0")/e2e_script.sh"
 trap 'echo "interrupted"; exit 130' INT TERM
@@ -22,6 +26,8 @@ BURST=${BENCH_BURST:-10000}
 CACHE_N=${BENCH_CACHE_ENTRIES:-1000000}
 # BENCH_ONLY="2 3": run only those sections.
 want() { [ -z "${BENCH_ONLY:-}" ] || [[ " $BENCH_ONLY " == *" $1 "* ]]; }
+# raw NAME: a file for raw samples under BENCH_OUT, or /dev/null.
+raw() { if [ -n "${BENCH_OUT:-}" ]; then mkdir -p "$BENCH_OUT" && echo "$BENCH_OUT/$1"; else echo /dev/null; fi; }
 
 [ -x "$JITWGD" ] && [ -x "$LOADGEN" ] || { echo "bench-e2e: run make first" >&2; exit 1; }
 
@@ -154,6 +160,7 @@ for ph in base ib cons nib; do
 	esac
 	row "$name" "$(pct "$TMP/rtt-$ph.ok" 50)" "$(pct "$TMP/rtt-$ph.ok" 99)" \
 		"$(wc -l <"$TMP/rtt-$ph.ok")/$(wc -l <"$TMP/rtt-$ph")"
+	cp "$TMP/rtt-$ph.ok" "$(raw "e2e-first-contact-$ph.txt")"
 	[ $ph = base ] && continue
 	row "  jitwgd log: XDP initiation -> handshake seen" "$(pct "$TMP/hs-$ph" 50)" \
 		"$(pct "$TMP/hs-$ph" 99)" "$(wc -l <"$TMP/hs-$ph")"
@@ -238,6 +245,11 @@ for mode in ${BENCH_BURST_MODES:-initiate consume no-initiate periodic}; do
 	fi
 	e2e_jitwgd_stop
 	[ -n "${BENCH_SAVE_LOGS:-}" ] && cp "$log" "$BENCH_SAVE_LOGS-burst-$mode.log"
+	# Each install's time from the send start (UTC times of day; the log's
+	# ts is UTC).
+	grep outcome=installed "$log" | sed -n 's/^ts=[^T]*T\([0-9:.]*\)Z.*/\1/p' |
+		awk -F: -v t0="$t0" '{ printf "%.4f\n", $1 * 3600 + $2 * 60 + $3 - (t0 % 86400) }' \
+		>"$(raw "e2e-burst-$mode.txt")"
 	stats=$(grep msg=stop "$log")
 	printf '  %-12s installed %5d/%d  sent in %.2f s  send start->all %.2f s  first->all %.2f s  %5.0f installs/s\n' \
 		"$mode" "$got" "$BURST" "$send_s" "$(calc "$last - $t0")" \
@@ -256,6 +268,7 @@ ip netns exec "$G" wg addconf "$FL" "$TMP/burst.conf"
 t1=$(date +%s.%N)
 printf '  %-12s %d peers by one wg addconf: %.2f s (%.0f peers/s)\n' floor "$BURST" \
 	"$(calc "$t1 - $t0")" "$(calc "$BURST / ($t1 - $t0)")"
+echo "$BURST $(calc "$t1 - $t0")" >"$(raw e2e-burst-addconf.txt)"
 echo "  target: the burst installed within 2 s"
 WGG=$WGG_MAIN
 
@@ -273,6 +286,7 @@ t0=$(date +%s)
 "$BUILD/jitwg-cachefill" "$TMP/full" "$CACHE_N" || fail "cachefill"
 echo "  (filled $CACHE_N entries in $(($(date +%s) - t0)) s; $(du -sh "$TMP/full" | cut -f1) on disk)"
 row "" "startup ms" "external ms" "RSS MiB" "anon MiB"
+echo "# entries run startup_ms external_ms rss_mib anon_mib" >"$(raw e2e-startup.txt)"
 for which in empty full; do
 	for run in 1 2 3; do
 		log=$TMP/jw-start-$which-$run.log
@@ -294,6 +308,9 @@ for which in empty full; do
 		wait $pid 2>/dev/null
 		label="empty cache"
 		[ $which = full ] && label="cache of $CACHE_N entries"
+		echo "$([ $which = full ] && echo "$CACHE_N" || echo 0) $run" \
+			"$(sed -n 's/.* startup_ms=\([0-9.]*\).*/\1/p' <<<"$ready") $(printf %.1f "$ext")" \
+			"$(calc "$rss / 1024") $(calc "$anon / 1024")" >>"$(raw e2e-startup.txt)"
 		row "$label, run $run" \
 			"$(sed -n 's/.* startup_ms=\([0-9.]*\).*/\1/p' <<<"$ready")" \
 			"$(printf %.1f "$ext")" "$(printf %.1f "$(calc "$rss / 1024")")" \

@@ -17,6 +17,8 @@ PKGS=(
 	systemd util-linux libcap2-bin libxdp-dev xdp-tools
 	# metrics tests: promtool and a real Prometheus server
 	prometheus
+	# benchmark report plots (make bench)
+	gnuplot-nox
 	# kernel WireGuard VM lane (tests/vm)
 	qemu-system-x86 linux-image-amd64 busybox-static
 )

@@ -736,6 +736,226 @@ static void test_parse_input(void)
 	      "147 raw bytes accepted");
 }
 
+
+/*
+ * The responder's side of messages 1 and 2, written here from the paper
+ * (§5.4.2-§5.4.5) with the primitives alone, independently of noise.c's
+ * initiator: what a WireGuard responder derives from the initiation, the
+ * response it sends and its transport keys (it receives with T1, sends with
+ * T2). Interop with wireguard-go is in tests/test_noise.sh.
+ */
+struct resp2 {
+	uint8_t msg[NOISE_RESPONSE_LEN];
+	uint8_t recv_key[32], send_key[32];
+	uint32_t index;
+};
+
+static int respond(struct resp2 *o, const uint8_t r_priv[32],
+		   const uint8_t r_pub[32], const uint8_t i_pub[32],
+		   const uint8_t m1[NOISE_INITIATION_LEN], const uint8_t psk[32])
+{
+	static const char cons[] = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
+	static const char ident[] = "WireGuard v1 zx2c4 Jason@zx2c4.com";
+	uint8_t c[32], h[32], k[32], dh[32], t[32], e_priv[32], e_pub[32],
+		mk[32], none[1];
+	const uint8_t *ei = m1 + 8;
+
+	noise_hash2(c, cons, sizeof(cons) - 1, NULL, 0);
+	noise_hash2(h, c, 32, ident, sizeof(ident) - 1);
+	noise_hash2(h, h, 32, r_pub, 32);
+	noise_hash2(h, h, 32, ei, 32);
+	if (noise_kdf(c, NULL, NULL, c, ei, 32) ||
+	    crypto_scalarmult(dh, r_priv, ei) ||
+	    noise_kdf(c, k, NULL, c, dh, 32))
+		return -1;
+	noise_hash2(h, h, 32, m1 + 40, 48);
+	if (crypto_scalarmult(dh, r_priv, i_pub) ||
+	    noise_kdf(c, k, NULL, c, dh, 32))
+		return -1;
+	noise_hash2(h, h, 32, m1 + 88, 28);
+
+	memset(o->msg, 0, sizeof(o->msg));
+	o->msg[0] = 2;
+	o->index = randombytes_random();
+	memcpy(o->msg + 4, &o->index, 4); /* little-endian host (x86-64) */
+	memcpy(o->msg + 8, m1 + 4, 4);
+	randombytes_buf(e_priv, 32);
+	if (crypto_scalarmult_base(e_pub, e_priv))
+		return -1;
+	memcpy(o->msg + 12, e_pub, 32);
+	noise_hash2(h, h, 32, e_pub, 32);
+	if (noise_kdf(c, NULL, NULL, c, e_pub, 32) ||
+	    crypto_scalarmult(dh, e_priv, ei) ||
+	    noise_kdf(c, NULL, NULL, c, dh, 32) ||
+	    crypto_scalarmult(dh, e_priv, i_pub) ||
+	    noise_kdf(c, NULL, NULL, c, dh, 32) ||
+	    noise_kdf(c, t, k, c, psk, 32))
+		return -1;
+	noise_hash2(h, h, 32, t, 32);
+	if (noise_aead_seal(o->msg + 44, k, 0, none, 0, h, 32))
+		return -1;
+	noise_hash2(mk, "mac1----", 8, i_pub, 32);
+	if (noise_blake2s(o->msg + 60, 16, o->msg, 60, mk, 32) ||
+	    noise_kdf(o->recv_key, o->send_key, NULL, c, none, 0))
+		return -1;
+	return 0;
+}
+
+static void test_initiator_finish(void)
+{
+	static const uint8_t zero[32];
+	uint8_t psk[32], plain[32], got[32], wire[64], ts[NOISE_TIMESTAMP_LEN];
+	struct noise_handshake hs;
+	struct noise_keypair kp;
+	struct resp2 rsp;
+	struct pair p;
+	uint64_t ctr;
+	int i, n, bad = 0;
+
+	/* Round trip, with and without a pre-shared key. */
+	for (i = 0; i < 100 && !bad; i++) {
+		if (pair_new(&p, 0))
+			abort();
+		randombytes_buf(psk, sizeof(psk));
+		noise_timestamp_now(ts);
+		if (!EXPECT(!noise_initiator_begin(p.in, &hs, 1000u + i, ts,
+						   p.msg), "begin") ||
+		    !EXPECT(noise_decode(p.r, p.msg, sizeof(p.msg), NULL, got,
+					 ts) == NOISE_OK, "decode") ||
+		    respond(&rsp, p.r_priv, p.r_pub, p.i_pub, p.msg,
+			    i % 2 ? psk : zero)) {
+			bad = 1;
+			pair_free(&p);
+			break;
+		}
+		n = noise_initiator_finish(p.in, &hs, rsp.msg, sizeof(rsp.msg),
+					   i % 2 ? psk : NULL, &kp);
+		if (!EXPECT(n == 0, "pair %d: finish %d", i, n) ||
+		    !EXPECT(!memcmp(kp.send_key, rsp.recv_key, 32) &&
+				    !memcmp(kp.receive_key, rsp.send_key, 32),
+			    "pair %d: transport keys", i) ||
+		    !EXPECT(kp.remote_index == rsp.index &&
+				    kp.local_index == 1000u + (uint32_t)i,
+			    "pair %d: indexes", i) ||
+		    !EXPECT(sodium_is_zero((uint8_t *)&hs, sizeof(hs)),
+			    "handshake state wiped"))
+			bad = 1;
+		noise_keypair_wipe(&kp);
+		pair_free(&p);
+	}
+	CHECK("initiator_finish_round_trip", !bad, "at pair %d", i);
+
+	/* A keepalive: 32 bytes, type 4, counter 0, opens under T1. */
+	if (pair_new(&p, 0) || noise_initiator_begin(p.in, &hs, 7, p.ts, p.msg) ||
+	    respond(&rsp, p.r_priv, p.r_pub, p.i_pub, p.msg, zero) ||
+	    noise_initiator_finish(p.in, &hs, rsp.msg, sizeof(rsp.msg), NULL,
+				   &kp))
+		abort();
+	n = noise_seal_transport(&kp, NULL, 0, wire, sizeof(wire));
+	{
+		uint8_t nonce[12] = { 0 };
+		uint8_t ad_none[1];
+
+		CHECK("keepalive_layout",
+		      n == NOISE_KEEPALIVE_LEN && wire[0] == 4 && !wire[1] &&
+			      !wire[2] && !wire[3] &&
+			      !memcmp(wire + 4, &rsp.index, 4) &&
+			      sodium_is_zero(wire + 8, 8) &&
+			      !crypto_aead_chacha20poly1305_ietf_decrypt(
+				      ad_none, NULL, NULL, wire + 16, 16, NULL,
+				      0, nonce, rsp.recv_key),
+		      "len %d type %u", n, wire[0]);
+	}
+	n = noise_seal_transport(&kp, NULL, 0, wire, sizeof(wire));
+	CHECK("transport_counter_advances", n == 32 && wire[8] == 1,
+	      "second counter %u", wire[8]);
+	CHECK("transport_refuses_unpadded",
+	      noise_seal_transport(&kp, plain, 5, wire, sizeof(wire)) ==
+			      -EINVAL &&
+		      noise_seal_transport(&kp, plain, 32, wire, 63) == -EINVAL,
+	      "odd length or short buffer accepted");
+
+	/* Data from the responder (sealed here under T2) opens. */
+	{
+		uint8_t m[16 + 32 + 16], nonce[12] = { 0 };
+
+		randombytes_buf(plain, sizeof(plain));
+		memset(m, 0, 16);
+		m[0] = 4;
+		memcpy(m + 4, &kp.local_index, 4);
+		m[8] = 3, nonce[4] = 3;
+		if (crypto_aead_chacha20poly1305_ietf_encrypt(
+			    m + 16, NULL, plain, 32, NULL, 0, NULL, nonce,
+			    rsp.send_key))
+			abort();
+		n = noise_open_transport(&kp, m, sizeof(m), got, &ctr);
+		CHECK("transport_open",
+		      n == 32 && ctr == 3 && !memcmp(got, plain, 32), "got %d",
+		      n);
+		m[20] ^= 1;
+		CHECK("transport_open_forged",
+		      noise_open_transport(&kp, m, sizeof(m), got, &ctr) ==
+			      -EBADMSG,
+		      "forged data accepted");
+	}
+	noise_keypair_wipe(&kp);
+
+	/* Rejections: one row per way a response can be wrong. */
+	{
+		static const struct {
+			const char *name;
+			int off;      /* byte flipped, -1 none */
+			int fix_mac1; /* recompute mac1 after the flip */
+			int len;
+			int wrong_psk;
+			int want;
+		} rows[] = {
+			/* shape */
+			{ "response_short", -1, 0, 91, 0, -EINVAL },
+			{ "response_type", 0, 1, 92, 0, -EINVAL },
+			{ "response_reserved", 2, 1, 92, 0, -EINVAL },
+			/* answers another initiation */
+			{ "response_receiver_index", 9, 1, 92, 0, -EINVAL },
+			/* mac1 */
+			{ "response_mac1", 61, 0, 92, 0, -EINVAL },
+			/* a changed ephemeral: DHs differ, empty does not open */
+			{ "response_ephemeral", 20, 1, 92, 0, -EBADMSG },
+			{ "response_empty_tag", 50, 1, 92, 0, -EBADMSG },
+			/* the peer holds a psk we do not */
+			{ "response_wrong_psk", -1, 0, 92, 1, -EBADMSG },
+		};
+		unsigned int r;
+
+		for (r = 0; r < ARRAY_SIZE(rows); r++) {
+			uint8_t mk[32];
+
+			if (noise_initiator_begin(p.in, &hs, 7, p.ts, p.msg) ||
+			    respond(&rsp, p.r_priv, p.r_pub, p.i_pub, p.msg,
+				    rows[r].wrong_psk ? psk : zero))
+				abort();
+			if (rows[r].off >= 0)
+				rsp.msg[rows[r].off] ^= 0x01;
+			if (rows[r].fix_mac1) {
+				noise_hash2(mk, "mac1----", 8, p.i_pub, 32);
+				if (noise_blake2s(rsp.msg + 60, 16, rsp.msg, 60,
+						  mk, 32))
+					abort();
+			}
+			n = noise_initiator_finish(p.in, &hs, rsp.msg,
+						   (size_t)rows[r].len, NULL,
+						   &kp);
+			CHECK(rows[r].name,
+			      n == rows[r].want &&
+				      sodium_is_zero((uint8_t *)&kp,
+						     sizeof(kp)) &&
+				      sodium_is_zero((uint8_t *)&hs,
+						     sizeof(hs)),
+			      "got %d, want %d", n, rows[r].want);
+		}
+	}
+	pair_free(&p);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0) {
@@ -750,5 +970,6 @@ int main(void)
 	test_rejections();
 	test_timestamps_and_names();
 	test_parse_input();
+	test_initiator_finish();
 	CHECK_EXIT();
 }

@@ -117,3 +117,47 @@ test_noise_cli() {
 			fail "defect ${row%%:*}: expected ${row#*:}, got: $out"
 	done
 }
+
+# test_noise_interop_clients: wireguard-go gateway in "a" knows two
+# synthetic clients (jitwg-loadgen keys); `jitwg-loadgen clients` in "b" runs
+# them for 4 s with a 1 s rekey. Each must complete handshakes the gateway
+# accepts: the gateway's latest-handshake is set and it received the
+# keepalives (transfer rx > 0), and every response opened (bad=0).
+test_noise_interop_clients() {
+	local out gw_pub keys pub rx hs line
+	setup_common
+	[ -x "$BUILD/jitwg-loadgen" ] || fail "jitwg-loadgen not built (make)"
+	topo
+	wggo "$A" "jw${RUNID}nc"
+	wg genkey >"$TMP/gw.key"
+	gw_pub=$(wg pubkey <"$TMP/gw.key")
+	keys=$("$BUILD/jitwg-loadgen" keys --seed interop --count 2)
+	check "wg set on the gateway" ip netns exec "$A" wg set "jw${RUNID}nc" \
+		private-key "$TMP/gw.key" listen-port 51820
+	while read -r pub line; do
+		check "peer $pub" ip netns exec "$A" wg set "jw${RUNID}nc" \
+			peer "$pub" allowed-ips "$line"
+	done <<<"$keys"
+	ip -n "$A" link set "jw${RUNID}nc" up
+	printf '0 0 4\n1 0.5 4\n' >"$TMP/schedule"
+	out=$(ip netns exec "$B" "$BUILD/jitwg-loadgen" clients --seed interop \
+		--to 192.0.2.1:51820 --responder "$gw_pub" \
+		--schedule "$TMP/schedule" --rekey-ms 1000 --keepalive-ms 500 \
+		--retry-ms 1000 --events "$TMP/events" --samples "$TMP/samples") ||
+		fail "loadgen clients failed: $out"
+	echo "  $out"
+	echo "$out" | grep -q ' bad=0 errors=0' || fail "bad responses: $out"
+	while read -r pub line; do
+		hs=$(ip netns exec "$A" wg show "jw${RUNID}nc" latest-handshakes |
+			awk -v k="$pub" '$1 == k {print $2}')
+		rx=$(ip netns exec "$A" wg show "jw${RUNID}nc" transfer |
+			awk -v k="$pub" '$1 == k {print $2}')
+		[ "${hs:-0}" -gt 0 ] || fail "no handshake completed for $pub"
+		[ "${rx:-0}" -gt 0 ] || fail "no data received from $pub"
+	done <<<"$keys"
+	expect_eq "$(grep -c ' first_contact ' "$TMP/events")" 2 \
+		"first contacts (one per client)"
+	[ "$(grep -c ' rekey ' "$TMP/events")" -ge 2 ] ||
+		fail "no rekeys: $(cat "$TMP/events")"
+	[ -s "$TMP/samples" ] || fail "no samples written"
+}

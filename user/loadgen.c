@@ -16,6 +16,13 @@
  *       XDP program rate-limits per source address)
  *   jitwg-loadgen resend --to ADDR:PORT --file FILE
  *       send the bytes of a saved initiation again (a replay)
+ *   jitwg-loadgen clients --to ADDR:PORT --responder PUB_B64 --schedule FILE
+ *       [--seed S] [--bind ADDR] [--retry-ms 5000] [--rekey-ms 120000]
+ *       [--keepalive-ms 10000] [--active-window-ms 300000]
+ *       [--sample-ms 1000] [--events FILE] [--samples FILE]
+ *       [--sources N --src-base A.B.C.D]
+ *       clients that complete handshakes and send data, one session per
+ *       schedule line "index start_s end_s" (user/loadgen_clients.c)
  *
  * Client i's private key = BLAKE2b-256("jitwg-loadgen" ‖ seed ‖ i): the
  * control plane's list and the sender agree without sharing files.
@@ -35,6 +42,7 @@
 
 #include "hostport.h"
 #include "keys.h"
+#include "loadgen.h"
 #include "noise.h"
 #include "synth.h"
 
@@ -46,7 +54,11 @@ static void usage(void)
 		"                     [--first I] [--duration-ms MS] [--private-key-file F]\n"
 		"                     [--forge VICTIM_PUB_B64] [--repeat K] [--interval-ms MS]\n"
 		"                     [--save FILE] [--bind ADDR:PORT] [--sources N --src-base A.B.C.D]\n"
-		"       jitwg-loadgen resend --to ADDR:PORT --file FILE [--bind ADDR:PORT]\n");
+		"       jitwg-loadgen resend --to ADDR:PORT --file FILE [--bind ADDR:PORT]\n"
+		"       jitwg-loadgen clients --to ADDR:PORT --responder PUB_B64 --schedule FILE\n"
+		"                     [--seed S] [--bind ADDR:PORT] [--retry-ms MS] [--rekey-ms MS]\n"
+		"                     [--keepalive-ms MS] [--active-window-ms MS] [--sample-ms MS]\n"
+		"                     [--events FILE] [--samples FILE] [--sources N --src-base A.B.C.D]\n");
 }
 
 static double now_s(void)
@@ -76,6 +88,14 @@ int main(int argc, char **argv)
 		{ "file", required_argument, NULL, 'l' },
 		{ "sources", required_argument, NULL, 'm' },
 		{ "src-base", required_argument, NULL, 'B' },
+		{ "schedule", required_argument, NULL, 1000 },
+		{ "retry-ms", required_argument, NULL, 1001 },
+		{ "rekey-ms", required_argument, NULL, 1002 },
+		{ "keepalive-ms", required_argument, NULL, 1003 },
+		{ "active-window-ms", required_argument, NULL, 1004 },
+		{ "sample-ms", required_argument, NULL, 1005 },
+		{ "events", required_argument, NULL, 1006 },
+		{ "samples", required_argument, NULL, 1007 },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -88,6 +108,10 @@ int main(int argc, char **argv)
 	struct sockaddr_storage dst, src;
 	socklen_t dlen = 0, slen = 0;
 	uint8_t responder[32], victim[32], file_priv[32], (*msgs)[NOISE_INITIATION_LEN] = NULL;
+	struct loadgen_clients_opts co = {
+		.retry_ms = 5000, .rekey_ms = 120000, .keepalive_ms = 10000,
+		.sample_ms = 1000, .active_window_ms = 300000,
+	};
 	const char *cmd;
 	unsigned long i, r, sent = 0, errs = 0;
 	int c, fd = -1, ret = 1;
@@ -117,6 +141,14 @@ int main(int argc, char **argv)
 		case 'l': file = optarg; break;
 		case 'm': n_src = strtoul(optarg, NULL, 10); break;
 		case 'B': src_base = optarg; break;
+		case 1000: co.schedule = optarg; break;
+		case 1001: co.retry_ms = strtoul(optarg, NULL, 10); break;
+		case 1002: co.rekey_ms = strtoul(optarg, NULL, 10); break;
+		case 1003: co.keepalive_ms = strtoul(optarg, NULL, 10); break;
+		case 1004: co.active_window_ms = strtoul(optarg, NULL, 10); break;
+		case 1005: co.sample_ms = strtoul(optarg, NULL, 10); break;
+		case 1006: co.events = optarg; break;
+		case 1007: co.samples = optarg; break;
 		case 'h': usage(); return 0;
 		default: usage(); return 2;
 		}
@@ -143,6 +175,27 @@ int main(int argc, char **argv)
 			printf("%s %s/32\n", b64, ip);
 		}
 		return 0;
+	}
+	if (!strcmp(cmd, "clients")) {
+		co.seed = seed;
+		if (src_base) {
+			co.n_src = n_src ? n_src : 1;
+			if (inet_pton(AF_INET, src_base, &co.src_base) != 1) {
+				fprintf(stderr, "loadgen: bad --src-base %s\n",
+					src_base);
+				return 2;
+			}
+		}
+		if (!to || hostport_parse(to, &co.dst, &co.dst_len) ||
+		    !co.schedule || !resp_b64 ||
+		    key_from_base64(co.responder, resp_b64) ||
+		    (bind_to && hostport_parse(bind_to, &co.bind, &co.bind_len)) ||
+		    !co.sample_ms) {
+			fprintf(stderr, "loadgen: clients needs --to ADDR:PORT, "
+				"--responder PUB_B64 and --schedule FILE\n");
+			return 2;
+		}
+		return loadgen_clients(&co) ? 1 : 0;
 	}
 	if (strcmp(cmd, "send") && strcmp(cmd, "resend")) {
 		usage();

@@ -12,6 +12,15 @@
  *                                      Hi = HASH(Hi ‖ static)
  *   (Ci, k) = KDF2(Ci, DH(Si, Sr))     timestamp = AEAD(k, 0, TAI64N, Hi)
  *   mac1 = MAC(HASH(LABEL_MAC1 ‖ Sr_pub), msg[0..116))
+ *                                      Hi = HASH(Hi ‖ timestamp)
+ *
+ * Responder -> initiator (§5.4.3), as the initiator consumes it:
+ *   Ci = KDF1(Ci, Er_pub)              Hi = HASH(Hi ‖ Er_pub)
+ *   Ci = KDF1(Ci, DH(E, Er_pub))
+ *   Ci = KDF1(Ci, DH(Si, Er_pub))
+ *   (Ci, t, k) = KDF3(Ci, psk)         Hi = HASH(Hi ‖ t)
+ *   empty = AEAD(k, 0, "", Hi)
+ *   (T_send, T_recv) = KDF2(Ci, "")    (§5.4.5)
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -48,6 +57,27 @@ _Static_assert(OFF_TIMESTAMP == OFF_STATIC + STATIC_SEALED_LEN, "layout");
 _Static_assert(OFF_MAC1 == OFF_TIMESTAMP + TIMESTAMP_SEALED_LEN, "layout");
 _Static_assert(OFF_MAC2 + NOISE_MAC_LEN == NOISE_INITIATION_LEN, "layout");
 
+/* Message 2 layout (paper §5.4.3), byte offsets. */
+enum {
+	R_OFF_SENDER = 4,
+	R_OFF_RECEIVER = 8,
+	R_OFF_EPHEMERAL = 12,
+	R_OFF_EMPTY = 44,
+	R_OFF_MAC1 = 60,
+	R_OFF_MAC2 = 76,
+};
+_Static_assert(R_OFF_EMPTY == R_OFF_EPHEMERAL + NOISE_KEY_LEN, "layout");
+_Static_assert(R_OFF_MAC1 == R_OFF_EMPTY + NOISE_AEAD_TAG_LEN, "layout");
+_Static_assert(R_OFF_MAC2 + NOISE_MAC_LEN == NOISE_RESPONSE_LEN, "layout");
+
+/* Message 4 layout (paper §5.4.6): type, receiver, 64-bit counter, data. */
+enum {
+	T_OFF_RECEIVER = 4,
+	T_OFF_COUNTER = 8,
+	T_OFF_DATA = 16,
+};
+_Static_assert(T_OFF_DATA == NOISE_TRANSPORT_HEADER_LEN, "layout");
+
 /* TAI64N label of the Unix epoch: 2^62 + 10 s, as WireGuard writes it. */
 #define TAI64_EPOCH 0x400000000000000aULL
 
@@ -79,6 +109,7 @@ struct noise_responder {
  */
 struct noise_initiator {
 	uint8_t static_private[NOISE_KEY_LEN];
+	uint8_t static_public[NOISE_KEY_LEN];
 	/* The key placed in encrypted_static: our own, or a forged victim's. */
 	uint8_t claimed_public[NOISE_KEY_LEN];
 	uint8_t responder_public[NOISE_KEY_LEN];
@@ -369,8 +400,9 @@ int noise_initiator_new(struct noise_initiator **out,
 	memcpy(in->static_private, static_private, NOISE_KEY_LEN);
 	memcpy(in->responder_public, responder_public, NOISE_KEY_LEN);
 	ret = -EINVAL;
-	if (crypto_scalarmult_base(in->claimed_public, in->static_private))
+	if (crypto_scalarmult_base(in->static_public, in->static_private))
 		goto err;
+	memcpy(in->claimed_public, in->static_public, NOISE_KEY_LEN);
 	/* A low-order responder key makes DH(Si, Sr) zero: refuse it. */
 	if (crypto_scalarmult(in->static_static, in->static_private,
 			      responder_public))
@@ -404,10 +436,11 @@ static const uint8_t low_order_point[NOISE_KEY_LEN] = {
 	0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00,
 };
 
-int noise_build_initiation(struct noise_initiator *in, uint32_t sender_index,
-			   const uint8_t timestamp[static NOISE_TIMESTAMP_LEN],
-			   unsigned int defects,
-			   uint8_t out[static NOISE_INITIATION_LEN])
+/* Builds message 1; with hs, keeps what the response needs in it. */
+static int build(struct noise_initiator *in, struct noise_handshake *hs,
+		 uint32_t sender_index,
+		 const uint8_t timestamp[static NOISE_TIMESTAMP_LEN],
+		 unsigned int defects, uint8_t out[static NOISE_INITIATION_LEN])
 {
 	struct {
 		uint8_t e_priv[NOISE_KEY_LEN];
@@ -460,10 +493,179 @@ int noise_build_initiation(struct noise_initiator *in, uint32_t sender_index,
 	if (defects & NOISE_DEFECT_MAC1)
 		out[OFF_MAC1] ^= 0x01;
 	/* mac2 stays zero: no cookie was received (paper §5.4.7). */
+	if (hs) {
+		memcpy(hs->ephemeral_private, s.e_priv, NOISE_KEY_LEN);
+		memcpy(hs->chaining_key, s.chaining_key, NOISE_HASH_LEN);
+		noise_hash2(hs->hash, s.hash, NOISE_HASH_LEN,
+			    out + OFF_TIMESTAMP, TIMESTAMP_SEALED_LEN);
+		hs->sender_index = sender_index;
+	}
 	ret = 0;
 out:
 	sodium_memzero(&s, sizeof(s));
 	if (ret)
 		sodium_memzero(out, NOISE_INITIATION_LEN);
 	return ret;
+}
+
+int noise_build_initiation(struct noise_initiator *in, uint32_t sender_index,
+			   const uint8_t timestamp[static NOISE_TIMESTAMP_LEN],
+			   unsigned int defects,
+			   uint8_t out[static NOISE_INITIATION_LEN])
+{
+	return build(in, NULL, sender_index, timestamp, defects, out);
+}
+
+void noise_handshake_wipe(struct noise_handshake *hs)
+{
+	sodium_memzero(hs, sizeof(*hs));
+}
+
+void noise_keypair_wipe(struct noise_keypair *kp)
+{
+	sodium_memzero(kp, sizeof(*kp));
+}
+
+int noise_initiator_begin(struct noise_initiator *in,
+			  struct noise_handshake *hs, uint32_t sender_index,
+			  const uint8_t timestamp[static NOISE_TIMESTAMP_LEN],
+			  uint8_t out[static NOISE_INITIATION_LEN])
+{
+	int ret = build(in, hs, sender_index, timestamp, 0, out);
+
+	if (ret)
+		noise_handshake_wipe(hs);
+	return ret;
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	int i;
+
+	for (i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static const uint8_t zero_psk[NOISE_KEY_LEN];
+
+int noise_initiator_finish(struct noise_initiator *in,
+			   struct noise_handshake *hs, const uint8_t *msg,
+			   size_t len, const uint8_t *psk,
+			   struct noise_keypair *kp)
+{
+	struct {
+		uint8_t dh[NOISE_KEY_LEN];
+		uint8_t key[NOISE_KEY_LEN];
+		uint8_t tau[NOISE_HASH_LEN];
+		uint8_t chaining_key[NOISE_HASH_LEN];
+		uint8_t hash[NOISE_HASH_LEN];
+		uint8_t mac_key[NOISE_HASH_LEN];
+		uint8_t mac[NOISE_MAC_LEN];
+	} s;
+	const uint8_t *e = msg + R_OFF_EPHEMERAL;
+	uint8_t empty[1];
+	int ret = -EINVAL;
+
+	memset(kp, 0, sizeof(*kp));
+	if (!msg || len != NOISE_RESPONSE_LEN || msg[0] != WG_MSG_RESPONSE ||
+	    msg[1] || msg[2] || msg[3] ||
+	    get_le32(msg + R_OFF_RECEIVER) != hs->sender_index)
+		goto out;
+	/* The responder keys mac1 with our public key (§5.4.4). */
+	noise_hash2(s.mac_key, LABEL_MAC1, sizeof(LABEL_MAC1) - 1,
+		    in->static_public, NOISE_KEY_LEN);
+	if (noise_blake2s(s.mac, NOISE_MAC_LEN, msg, R_OFF_MAC1, s.mac_key,
+			  NOISE_HASH_LEN) ||
+	    crypto_verify_16(s.mac, msg + R_OFF_MAC1))
+		goto out;
+
+	ret = -EBADMSG;
+	noise_hash2(s.hash, hs->hash, NOISE_HASH_LEN, e, NOISE_KEY_LEN);
+	if (noise_kdf(s.chaining_key, NULL, NULL, hs->chaining_key, e,
+		      NOISE_KEY_LEN))
+		goto out;
+	/* A low-order Er gives a zero DH: refuse it, as for the initiation. */
+	if (crypto_scalarmult(s.dh, hs->ephemeral_private, e) ||
+	    noise_kdf(s.chaining_key, NULL, NULL, s.chaining_key, s.dh,
+		      NOISE_KEY_LEN))
+		goto out;
+	if (crypto_scalarmult(s.dh, in->static_private, e) ||
+	    noise_kdf(s.chaining_key, NULL, NULL, s.chaining_key, s.dh,
+		      NOISE_KEY_LEN))
+		goto out;
+	if (noise_kdf(s.chaining_key, s.tau, s.key, s.chaining_key,
+		      psk ? psk : zero_psk, NOISE_KEY_LEN))
+		goto out;
+	noise_hash2(s.hash, s.hash, NOISE_HASH_LEN, s.tau, NOISE_HASH_LEN);
+	/* The empty AEAD proves the responder derived the same keys. */
+	if (noise_aead_open(empty, s.key, 0, msg + R_OFF_EMPTY, 0, s.hash,
+			    NOISE_HASH_LEN))
+		goto out;
+	/* The initiator sends with T1 and receives with T2 (§5.4.5). */
+	if (noise_kdf(kp->send_key, kp->receive_key, NULL, s.chaining_key,
+		      empty, 0))
+		goto out;
+	kp->local_index = hs->sender_index;
+	kp->remote_index = get_le32(msg + R_OFF_SENDER);
+	kp->send_counter = 0;
+	ret = 0;
+out:
+	sodium_memzero(&s, sizeof(s));
+	noise_handshake_wipe(hs);
+	if (ret)
+		noise_keypair_wipe(kp);
+	return ret;
+}
+
+int noise_seal_transport(struct noise_keypair *kp, const uint8_t *plain,
+			 size_t len, uint8_t *out, size_t outlen)
+{
+	size_t total = NOISE_TRANSPORT_HEADER_LEN + len + NOISE_AEAD_TAG_LEN;
+	uint8_t dummy[1] = { 0 };
+	int i;
+
+	if (len % 16 || outlen < total)
+		return -EINVAL;
+	/* REJECT_AFTER_MESSAGES is far below this; never wrap the nonce. */
+	if (kp->send_counter == UINT64_MAX)
+		return -ERANGE;
+	memset(out, 0, NOISE_TRANSPORT_HEADER_LEN);
+	out[0] = WG_MSG_DATA;
+	put_le32(out + T_OFF_RECEIVER, kp->remote_index);
+	for (i = 0; i < 8; i++)
+		out[T_OFF_COUNTER + i] = (uint8_t)(kp->send_counter >> (8 * i));
+	if (noise_aead_seal(out + T_OFF_DATA, kp->send_key, kp->send_counter,
+			    len ? plain : dummy, len, NULL, 0))
+		return -EIO;
+	kp->send_counter++;
+	return (int)total;
+}
+
+int noise_open_transport(const struct noise_keypair *kp, const uint8_t *msg,
+			 size_t len, uint8_t *out, uint64_t *counter)
+{
+	uint64_t ctr = 0;
+	uint8_t dummy[1];
+	size_t plain;
+	int i;
+
+	if (!msg || len < NOISE_KEEPALIVE_LEN || msg[0] != WG_MSG_DATA ||
+	    msg[1] || msg[2] || msg[3] ||
+	    get_le32(msg + T_OFF_RECEIVER) != kp->local_index)
+		return -EINVAL;
+	for (i = 7; i >= 0; i--)
+		ctr = ctr << 8 | msg[T_OFF_COUNTER + i];
+	plain = len - NOISE_KEEPALIVE_LEN;
+	if (noise_aead_open(plain ? out : dummy, kp->receive_key, ctr,
+			    msg + T_OFF_DATA, plain, NULL, 0))
+		return -EBADMSG;
+	if (counter)
+		*counter = ctr;
+	return (int)plain;
 }
