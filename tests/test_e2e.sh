@@ -785,3 +785,26 @@ test_e2e_removed_by_hand_noticed() {
 	grep -q "peer=$(fp "$A_PUB") outcome=forgotten reason=gone" "$JW_LOG" || fail "not noticed"
 	expect_eq "$(jwlog_count "peer=$(fp "$A_PUB") outcome=installed")" 2 "installs"
 }
+
+# metric NAME: its value in jitwgd's /metrics (first series), or 0.
+metric() {
+	ip netns exec "$G" curl -s --max-time 2 http://127.0.0.1:9089/metrics |
+		awk -v m="$1" '$1 == m || index($1, m "{") == 1 { print $2; f = 1; exit } END { if (!f) print 0 }'
+}
+
+# A client whose handshake completed gets its source marked verified in the
+# XDP program: its next initiations spend a budget of their own, which a
+# spoofed flood can neither evict nor spend (README, Floods).
+test_e2e_verified_source() {
+	e2e_start
+	e2e_client A 10.77.0.2
+	cp_add "$A_PUB" 10.77.0.2/32
+	e2e_jitwgd --metrics-listen 127.0.0.1:9089
+	check "ping" cping A 1 5
+	wait_for 10 eval '[ "$(metric jitwg_handshakes_total)" -ge 1 ]' || fail "no handshake counted"
+	expect_eq "$(metric jitwg_xdp_verified_initiations_total)" 0 "verified initiations before"
+	client_restart A
+	check "ping again" cping A 1 5
+	wait_for 5 eval '[ "$(metric jitwg_xdp_verified_initiations_total)" -ge 1 ]' ||
+		fail "the returning client's initiation was not on the verified budget"
+}

@@ -168,6 +168,10 @@ void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 			/* Installed, not still being installed. */
 			if (mps[i].installed_ns != UINT64_MAX)
 				memcpy(kept[n_kept++], mps[i].key, 32);
+			/* A returning client's source keeps its own XDP budget
+			 * while its handshakes are recent. */
+			if (hs && now > hs && now - hs < JITWG_VERIFIED_TTL_NS / 1000000000ull)
+				mark_verified(d, &p->endpoint);
 			continue;
 		}
 		memcpy(victims[n_v], mps[i].key, 32);

@@ -286,6 +286,7 @@ const struct wgdev_peer *find_peer(const struct wgdev_peer *v, size_t n,
 				   const uint8_t key[static 32]);
 void restore_keepalive(struct daemon *d, const uint8_t key[static 32],
 		       uint16_t keepalive);
+void mark_verified(struct daemon *d, const union wgdev_endpoint *ep);
 
 /* ---- eviction (daemon_evict.c) ---- */
 

@@ -107,6 +107,32 @@ static uint64_t handshake_mono(const struct timespec *lh, uint64_t t_event, uint
 	return now - (wall - hs);
 }
 
+/*
+ * A handshake completed from ep: the XDP program gives its source a budget
+ * of its own for an hour (renewed at each sweep while the peer's handshakes
+ * are that recent), so a spoofed flood can neither evict it from the
+ * per-source table nor spend the global budget it would otherwise need
+ * (README, Floods).
+ */
+void mark_verified(struct daemon *d, const union wgdev_endpoint *ep)
+{
+	uint8_t a[16] = { 0 };
+	struct capture *cap = d->env.capture;
+
+	if (!cap)
+		return;
+	if (ep->addr.sa_family == AF_INET) {
+		a[10] = a[11] = 0xff;
+		memcpy(a + 12, &ep->addr4.sin_addr, 4);
+	} else if (ep->addr.sa_family == AF_INET6) {
+		memcpy(a, &ep->addr6.sin6_addr, 16);
+	} else {
+		return;
+	}
+	/* The program's clock, whatever a test's daemon clock says. */
+	capture_mark_verified(cap, a, now_mono_ns() + JITWG_VERIFIED_TTL_NS);
+}
+
 /* Watched peers whose handshake completed: log the timeline's last step. */
 static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 			  uint64_t t_list)
@@ -138,6 +164,7 @@ static void check_watches(struct daemon *d, const struct wgdev_peer *peers, size
 
 			if (w.initiated)
 				restore_keepalive(d, w.key, w.keepalive);
+			mark_verified(d, &p->endpoint);
 			INC(d, handshakes);
 			metrics_hist_observe_ns(&d->hists.first_contact,
 						hs > w.t_event ? hs - w.t_event : 0);

@@ -67,10 +67,16 @@ static const struct {
      "reason=\"rate_limit_global\"", NULL},
     {JITWG_CTR_RINGBUF_FULL, "jitwg_xdp_lost_total", "reason=\"ringbuf_full\"",
      NULL},
+    {JITWG_CTR_LIMITED_VERIFIED, "jitwg_xdp_lost_total",
+     "reason=\"rate_limit_verified\"", NULL},
     {JITWG_CTR_MALFORMED, "jitwg_xdp_malformed_total", NULL,
      "Packets with truncated or inconsistent headers"},
     {JITWG_CTR_CONSUMED, "jitwg_xdp_consumed_total", NULL,
      "Initiations dropped by XDP under the --consume lease"},
+    {JITWG_CTR_VERIFIED, "jitwg_xdp_verified_initiations_total", NULL,
+     "Initiations from a verified source (a recent handshake), on its own budget"},
+    {JITWG_CTR_SRC_NEW, "jitwg_xdp_new_sources_total", NULL,
+     "Unseen sources admitted into the per-source table"},
 };
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
