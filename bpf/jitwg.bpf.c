@@ -159,6 +159,7 @@ struct flow {
 	__u16 l4_len;  /* bytes after the IP header, from the IP header */
 	__u8 family;
 	__u8 vlan_depth;
+	__be16 udp_check;
 };
 
 static __always_inline void count(__u32 ctr)
@@ -495,6 +496,8 @@ static __always_inline int emit(struct xdp_md *ctx, const struct flow *f,
 	ev->family = f->family;
 	ev->vlan_depth = f->vlan_depth;
 	ev->flags = flags;
+	ev->udp_check = f->udp_check;
+	__builtin_memset(ev->pad, 0, sizeof(ev->pad));
 	copy_msg(ev->msg, msg);
 	bpf_ringbuf_submit(ev, 0);
 	count(JITWG_CTR_EVENTS);
@@ -570,6 +573,7 @@ int jitwg_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	count(JITWG_CTR_WG_UDP);
 	f.sport = bpf_ntohs(udp->source);
+	f.udp_check = udp->check;
 
 	/* Exactly 148 bytes, type 1, three reserved zero bytes (paper §5.4.2). */
 	msg = (void *)(udp + 1);

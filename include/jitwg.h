@@ -39,9 +39,12 @@ struct jitwg_event {
 	__u8 vlan_depth;      /* 0, 1 or 2 VLAN tags seen */
 	__u16 flags;          /* JITWG_EV_* */
 	__u8 msg[WG_INITIATION_LEN]; /* the initiation, byte for byte */
+	__be16 udp_check;     /* the datagram's UDP checksum, as received:
+			       * XDP never checks it, re-delivery must */
+	__u8 pad[6];
 };
 
-_Static_assert(sizeof(struct jitwg_event) == 200, "jitwg_event layout is ABI");
+_Static_assert(sizeof(struct jitwg_event) == 208, "jitwg_event layout is ABI");
 
 enum jitwg_event_flags {
 	/* Dropped by XDP under the consumer's lease: WireGuard has not seen
@@ -92,8 +95,8 @@ enum {
 	JITWG_DEFAULT_VERIFIED_BURST = JITWG_DEFAULT_SRC_BURST,
 	JITWG_VERIFIED_MAP_ENTRIES = 65536,
 	/*
-	 * Room for the whole default global burst (40,000 events of 208
-	 * bytes with the ring's header, 8.3 MB) so a burst the limiter lets
+	 * Room for the whole default global burst (40,000 events of 216
+	 * bytes with the ring's header, 8.6 MB) so a burst the limiter lets
 	 * through is not then lost to a full ring. A larger ring is also
 	 * cheaper per event (bench-xdp: 4 MiB 103-109 ns, 16 MiB 81-86 ns):
 	 * its lines have left the consumer's cache by the time the producer

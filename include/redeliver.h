@@ -36,7 +36,8 @@ struct redeliver;
 int redeliver_open(struct redeliver **out, char *err, size_t errlen);
 void redeliver_close(struct redeliver *r);
 /* Send ev->msg from ev->saddr:sport to ev->daddr:dport; -EADDRNOTAVAIL
- * for a source no client can have. */
+ * for a source no client can have, -EBADMSG when ev->udp_check is not the
+ * datagram's checksum (the kernel would have dropped it). */
 int redeliver_event(struct redeliver *r, const struct jitwg_event *ev);
 
 #endif
