@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -1063,6 +1064,70 @@ static void test_lease_age(void)
 	rig_free(r);
 }
 
+/* A replay flood: byte-identical copies are refused before any DH. */
+static void test_duplicates(void)
+{
+	struct rig *r = rig_new(true);
+	struct client a;
+	struct jitwg_event ev;
+	int i;
+
+	client_new(r, &a, 0);
+	cache_set(r, a.pub, CACHE_NEGATIVE, 0);
+	make_event(r, &a, 100, 1, &ev);
+	for (i = 0; i < 50; i++) {
+		ev.saddr[15] = (uint8_t)i; /* from anywhere */
+		send_event(r, &ev);
+	}
+	rig_drain(r);
+	CHECK("pipeline: 50 copies of one initiation, one decision",
+	      r->st.unknown == 1 && r->st.replays == 49 && r->cache.n_ts == 1,
+	      "unknown %lu replays %lu timestamps %zu", (unsigned long)r->st.unknown,
+	      (unsigned long)r->st.replays, r->cache.n_ts);
+	client_free(&a);
+	rig_free(r);
+}
+
+/* Rejections cannot flood the log: 20 lines a second, then a summary. */
+static void test_reject_log_limit(void)
+{
+	struct rig *r = rig_new(true);
+	struct client victim, attacker;
+	char path[] = "/tmp/jitwg-rejlog-XXXXXX", line[512];
+	int fd = mkstemp(path), saved = dup(2), lines = 0, summary = 0, i;
+	FILE *f;
+
+	client_new(r, &victim, 0);
+	client_new(r, &attacker, 0);
+	noise_initiator_forge_identity(attacker.in, victim.pub);
+	log_level_current = LOG_INFO;
+	dup2(fd, 2);
+	for (i = 0; i < 100; i++)
+		send_initiation(r, &attacker, 100 + i, 9);
+	rig_drain(r);
+	r->mono += 1100000000ull;
+	reject_log_flush(r->d);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	log_level_current = LOG_ERROR;
+	f = fdopen(fd, "r");
+	rewind(f);
+	while (f && fgets(line, sizeof(line), f)) {
+		lines += !!strstr(line, "stage=authenticate");
+		summary += !!strstr(line, "outcome=suppressed lines=80 authenticate=80");
+	}
+	if (f)
+		fclose(f);
+	unlink(path);
+	CHECK("pipeline: 100 rejections, 20 lines and one summary",
+	      r->d && lines == REJECT_LOG_PER_S && summary == 1, "lines %d summary %d", lines,
+	      summary);
+	client_free(&victim);
+	client_free(&attacker);
+	rig_free(r);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -1085,5 +1150,7 @@ int main(void)
 	test_revalidate_decide();
 	test_revalidate();
 	test_lease_age();
+	test_duplicates();
+	test_reject_log_limit();
 	CHECK_EXIT();
 }

@@ -77,6 +77,15 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 	}
 	pthread_mutex_init(&d->intake.lock, NULL);
 	pthread_cond_init(&d->intake.cond, NULL);
+	pthread_mutex_init(&d->rejlog.lock, NULL);
+	pthread_mutex_init(&d->dups.lock, NULL);
+	randombytes_buf(d->dups.hash_key, sizeof(d->dups.hash_key));
+	d->dups.slots = calloc(DUP_SLOTS, sizeof(*d->dups.slots));
+	if (!d->dups.slots) {
+		ptab_free(d->peers);
+		free(d);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&d->cwriter.lock, NULL);
 	pthread_cond_init(&d->cwriter.cond, NULL);
 	pthread_mutex_init(&d->pending.lock, NULL);
@@ -270,6 +279,7 @@ void daemon_free(struct daemon *d)
 		job_free(j);
 	}
 	pending_free_all(d);
+	free(d->dups.slots);
 	revalidate_free_all(d);
 	cwriter_free_all(d);
 	installer_release(d);

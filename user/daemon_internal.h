@@ -70,6 +70,9 @@ enum {
 	 * most one such check per CHECK_MIN_GAP_MS. */
 	RETRY_GAP_MS = 15000,
 	CHECK_MIN_GAP_MS = 1000,
+	/* Rejection lines (authentication, replays) logged per second at
+	 * most; the rest are counted in one summary line. */
+	REJECT_LOG_PER_S = 20,
 	/* --consume: the lease is renewed only while the oldest queued job
 	 * waited less than this: slow progress is not keeping up. */
 	LEASE_MAX_QUEUE_AGE_MS = 250,
@@ -347,6 +350,31 @@ enum pidx_result pidx_overlap(const struct prefix_index *x,
 void pidx_clear(struct prefix_index *x);
 void pidx_free(struct prefix_index *x);
 
+/* ---- recent initiations, for byte-identical copies (daemon_provision.c) ---- */
+
+enum { DUP_SLOTS = 1 << 16, DUP_WINDOW_S = 180, WG_MAC1_OFFSET = 116 };
+
+struct dup_slot {
+	uint8_t mac1[16];
+	uint64_t at;            /* mono ns; 0: empty */
+};
+
+struct dup_filter {
+	pthread_mutex_t lock;   /* slots */
+	uint8_t hash_key[crypto_shorthash_KEYBYTES];
+	struct dup_slot *slots; /* DUP_SLOTS, direct-mapped by a keyed hash */
+};
+
+/* ---- the rejection log's limit (daemon_provision.c) ---- */
+
+struct reject_log {
+	pthread_mutex_t lock;   /* all below */
+	uint64_t window;        /* start of the current second (mono) */
+	uint64_t lines, suppressed, by_auth, by_fresh;
+};
+
+void reject_log_flush(struct daemon *d);
+
 /* ---- the daemon (daemon.c) ---- */
 
 /* Counters, from the one list in daemon.h; bumped without a lock. */
@@ -389,6 +417,8 @@ struct daemon {
 	struct installer inst;
 	struct monitor mon;
 	struct cache_writer cwriter;
+	struct reject_log rejlog;
+	struct dup_filter dups;
 	struct daemon_counters counters;
 	struct daemon_hists hists;
 	uint64_t started_at;          /* wall s */

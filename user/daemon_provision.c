@@ -95,13 +95,64 @@ void log_outcome(struct daemon *d, struct pending *p, const char *outcome,
 	     ms(p->t_event, now), extra && *extra ? " " : "", extra ? extra : "");
 }
 
-static void reject(struct jitwg_event *ev, const char *stage, enum noise_status st,
-		   const uint8_t *key, enum log_level lvl)
+/*
+ * The log cannot be flooded: beyond REJECT_LOG_PER_S lines a second,
+ * rejections are counted, and said in one summary line per second that had
+ * any (and at the next sweep after a flood stops). Debug lines (the
+ * operator asked for them) are not limited. Returns whether to log.
+ */
+static bool reject_log_ok(struct daemon *d, const char *stage)
+{
+	struct reject_log *r = &d->rejlog;
+	uint64_t now = mono(d);
+	bool ok;
+
+	pthread_mutex_lock(&r->lock);
+	if (now - r->window >= 1000000000ull) {
+		if (r->suppressed)
+			dlog(LOG_WARN, "reject", "outcome=suppressed lines=%lu authenticate=%lu freshness=%lu window_s=1",
+			     (unsigned long)r->suppressed, (unsigned long)r->by_auth,
+			     (unsigned long)r->by_fresh);
+		r->window = now;
+		r->lines = r->suppressed = r->by_auth = r->by_fresh = 0;
+	}
+	ok = r->lines < REJECT_LOG_PER_S;
+	if (ok) {
+		r->lines++;
+	} else {
+		r->suppressed++;
+		if (!strcmp(stage, "authenticate"))
+			r->by_auth++;
+		else
+			r->by_fresh++;
+	}
+	pthread_mutex_unlock(&r->lock);
+	return ok;
+}
+
+void reject_log_flush(struct daemon *d)
+{
+	struct reject_log *r = &d->rejlog;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->suppressed && mono(d) - r->window >= 1000000000ull) {
+		dlog(LOG_WARN, "reject", "outcome=suppressed lines=%lu authenticate=%lu freshness=%lu window_s=1",
+		     (unsigned long)r->suppressed, (unsigned long)r->by_auth,
+		     (unsigned long)r->by_fresh);
+		r->lines = r->suppressed = r->by_auth = r->by_fresh = 0;
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void reject(struct daemon *d, struct jitwg_event *ev, const char *stage,
+		   enum noise_status st, const uint8_t *key, enum log_level lvl)
 {
 	char fp[9] = "-", ep[64];
 	union wgdev_endpoint e;
 
 	if (!LOG_ENABLED(lvl))
+		return;
+	if (lvl < LOG_DEBUG && !reject_log_ok(d, stage))
 		return;
 	if (key)
 		log_fingerprint(fp, key);
@@ -109,6 +160,29 @@ static void reject(struct jitwg_event *ev, const char *stage, enum noise_status 
 	fmt_endpoint(ep, sizeof(ep), &e);
 	dlog(lvl, "reject", "peer=%s stage=%s reason=%s endpoint=%s", fp, stage,
 	     noise_status_str(st), ep);
+}
+
+/* Whether these mac1 bytes were seen within DUP_WINDOW_S (and note them). */
+static bool dup_seen(struct daemon *d, const uint8_t mac1[static 16])
+{
+	struct dup_filter *f = &d->dups;
+	uint8_t h[crypto_shorthash_BYTES];
+	uint64_t v, now = mono(d);
+	struct dup_slot *s;
+	bool seen;
+
+	crypto_shorthash(h, mac1, 16, f->hash_key);
+	memcpy(&v, h, sizeof(v));
+	s = &f->slots[v % DUP_SLOTS];
+	pthread_mutex_lock(&f->lock);
+	seen = s->at && now - s->at < DUP_WINDOW_S * 1000000000ull &&
+	       !memcmp(s->mac1, mac1, 16);
+	if (!seen) {
+		memcpy(s->mac1, mac1, 16);
+		s->at = now ? now : 1;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return seen;
 }
 
 /*
@@ -126,13 +200,25 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 	st = noise_check_shape(ev->msg, sizeof(ev->msg));
 	if (st) {
 		INC(d, bad_shape);
-		reject(ev, "shape", st, NULL, LOG_DEBUG);
+		reject(d, ev, "shape", st, NULL, LOG_DEBUG);
 		return false;
 	}
 	st = noise_check_mac1(d->env.responder, ev->msg);
 	if (st) {
 		INC(d, bad_mac1);
-		reject(ev, "mac1", st, NULL, LOG_DEBUG);
+		reject(d, ev, "mac1", st, NULL, LOG_DEBUG);
+		return false;
+	}
+	/*
+	 * A byte-identical copy of an initiation seen in the last minutes is
+	 * a replay, whatever its source: refused before any Diffie-Hellman
+	 * (a replay flood costs a hash lookup per copy). A client's own retry
+	 * is never identical: a new ephemeral key, a new timestamp. mac1 is a
+	 * MAC over everything before it, so it stands for the bytes.
+	 */
+	if (dup_seen(d, ev->msg + WG_MAC1_OFFSET)) {
+		INC(d, replays);
+		reject(d, ev, "duplicate", NOISE_ERR_REPLAY, NULL, LOG_DEBUG);
 		return false;
 	}
 	st = noise_identify(d->env.responder, ev->msg, &ns, a->key);
@@ -142,7 +228,7 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 			INC(d, low_order);
 		else
 			INC(d, bad_identity);
-		reject(ev, "identify", st, NULL, LOG_DEBUG);
+		reject(d, ev, "identify", st, NULL, LOG_DEBUG);
 		return false;
 	}
 	a->t_ident = mono(d);
@@ -163,7 +249,7 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 			INC(d, low_order);
 		else
 			INC(d, bad_auth);
-		reject(ev, "authenticate", st, a->key, LOG_INFO);
+		reject(d, ev, "authenticate", st, a->key, LOG_INFO);
 		return false;
 	}
 	return true;
@@ -210,7 +296,7 @@ static void sighting(struct daemon *d, const struct authed *a, int fresh)
 {
 	if (fresh == -ESTALE) {
 		INC(d, replays);
-		reject(a->ev, "freshness", NOISE_ERR_REPLAY, a->key, LOG_INFO);
+		reject(d, a->ev, "freshness", NOISE_ERR_REPLAY, a->key, LOG_INFO);
 		return;
 	}
 	if (fresh)
@@ -248,7 +334,7 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 	}
 	if (fresh == -ESTALE) {
 		INC(d, replays);
-		reject(ev, "freshness", NOISE_ERR_REPLAY, key, LOG_INFO);
+		reject(d, ev, "freshness", NOISE_ERR_REPLAY, key, LOG_INFO);
 		return;
 	}
 	if (fresh) {
