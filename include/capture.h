@@ -65,13 +65,17 @@ typedef int (*capture_event_fn)(void *ctx, const struct jitwg_event *ev);
 
 struct capture;
 
+/*
+ * Load (or open the pinned maps), set, attach. The project's convention
+ * (docs/daemon.md): 0 or -errno, and on failure one line saying what to fix
+ * in errbuf (may be NULL).
+ */
 int capture_open(struct capture **out, const struct capture_opts *opts,
-		 capture_event_fn fn, void *ctx);
+		 capture_event_fn fn, void *ctx, char *errbuf, size_t errlen);
 /* Detaches (unless pinned/bpftool-owned) and frees. */
 void capture_close(struct capture *c);
+/* The last failure of an open capture's other calls. */
 const char *capture_error(const struct capture *c);
-/* Fill a message for errors capture_open() returned before c existed. */
-const char *capture_open_error(void);
 
 /* The ring buffer's epoll fd, readable when events wait. */
 int capture_fd(const struct capture *c);

@@ -6,6 +6,7 @@
  * wireguard-go (user/wgdev_uapi.c).
  *
  * All functions return 0 or -errno; after a failure wgdev_error() holds a
+ * (wgdev_open(): its errbuf holds)
  * one-line message saying what failed (never a key).
  *   -ENODEV      no such device
  *   -EPERM       not allowed (needs CAP_NET_ADMIN / socket permissions)
@@ -76,7 +77,12 @@ struct wgdev_info {
 
 struct wgdev;
 
-int wgdev_open(struct wgdev **out, const char *name, enum wgdev_backend backend);
+/*
+ * Open the device (the project's convention, docs/daemon.md): 0 or -errno,
+ * and on failure one line saying what to fix in errbuf (may be NULL).
+ */
+int wgdev_open(struct wgdev **out, const char *name, enum wgdev_backend backend,
+	       char *errbuf, size_t errlen);
 void wgdev_close(struct wgdev *dev);
 enum wgdev_backend wgdev_backend(const struct wgdev *dev);
 const char *wgdev_error(const struct wgdev *dev);

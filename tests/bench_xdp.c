@@ -19,6 +19,9 @@
 #include "capture.h"
 #include "frames.h"
 
+/* capture_open()'s message (the caller's buffer). */
+static char cap_err[256];
+
 static struct capture *cap;
 static volatile int draining;
 static unsigned long long drained;
@@ -151,8 +154,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: bench_xdp [REPEAT] [ROUNDS<=16]\n");
 		return 2;
 	}
-	if (capture_open(&cap, &opts, on_event, NULL)) {
-		fprintf(stderr, "bench_xdp: %s\n", capture_open_error());
+	if (capture_open(&cap, &opts, on_event, NULL, cap_err, sizeof(cap_err))) {
+		fprintf(stderr, "bench_xdp: %s\n", cap_err);
 		return 1;
 	}
 	bare = bare_prog();

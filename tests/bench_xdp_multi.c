@@ -25,6 +25,9 @@
 #include "capture.h"
 #include "frames.h"
 
+/* capture_open()'s message (the caller's buffer). */
+static char cap_err[256];
+
 static int bare_prog(void)
 {
 	/* r0 = XDP_PASS; exit */
@@ -95,8 +98,8 @@ int main(int argc, char **argv)
 	}
 	printf("libxdp dispatcher (--xdp-mode multi), BPF_PROG_TEST_RUN, "
 	       "%d packets x %d rounds (median)\n", repeat, rounds);
-	if (capture_open(&multi, &multi_opts, NULL, NULL)) {
-		printf("dispatcher: not measured: %s\n\n", capture_open_error());
+	if (capture_open(&multi, &multi_opts, NULL, NULL, cap_err, sizeof(cap_err))) {
+		printf("dispatcher: not measured: %s\n\n", cap_err);
 		return 0;
 	}
 	mp = xdp_multiprog__get_from_ifindex((int)if_nametoindex("lo"));
@@ -106,8 +109,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	disp = xdp_program__fd(xdp_multiprog__main_prog(mp));
-	if (capture_open(&direct, &direct_opts, NULL, NULL)) {
-		fprintf(stderr, "bench_xdp_multi: %s\n", capture_open_error());
+	if (capture_open(&direct, &direct_opts, NULL, NULL, cap_err, sizeof(cap_err))) {
+		fprintf(stderr, "bench_xdp_multi: %s\n", cap_err);
 		goto out;
 	}
 	bare = bare_prog();

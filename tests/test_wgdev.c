@@ -38,6 +38,9 @@
 #include "keys.h"
 #include "wgdev.h"
 
+/* wgdev_open()'s message (the caller's buffer). */
+static char open_msg[256];
+
 static enum wgdev_backend backend;
 static const char *devname;
 
@@ -275,8 +278,8 @@ static void test_fake_uapi(void)
 		close(lfd);
 
 		/* AUTO must pick UAPI: the socket exists. */
-		ret = wgdev_open(&dev, "fake0", WGDEV_AUTO);
-		ok &= EXPECT(ret == 0, "open: %d %s", ret, wgdev_error(NULL));
+		ret = wgdev_open(&dev, "fake0", WGDEV_AUTO, open_msg, sizeof(open_msg));
+		ok &= EXPECT(ret == 0, "open: %d %s", ret, open_msg);
 		if (ret == 0) {
 			ok &= EXPECT(wgdev_backend(dev) == WGDEV_UAPI, "auto picked %d",
 				     wgdev_backend(dev));
@@ -620,11 +623,11 @@ static void test_missing(void)
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct wgdev *dev = NULL;
-		int ret = wgdev_open(&dev, cases[i].dev, cases[i].b);
+		int ret = wgdev_open(&dev, cases[i].dev, cases[i].b, open_msg, sizeof(open_msg));
 
 		CHECK(cases[i].name, ret == cases[i].want && !dev &&
-				 strlen(wgdev_error(NULL)) > 8,
-		      "got %d (%s), want %d", ret, wgdev_error(NULL),
+				 strlen(open_msg) > 8,
+		      "got %d (%s), want %d", ret, open_msg,
 		      cases[i].want);
 		wgdev_close(dev);
 	}
@@ -921,7 +924,7 @@ static void test_list_under_churn(struct wgdev *dev)
 		struct wgdev_peer extra[CHURN] = { 0 };
 		uint8_t ekeys[CHURN][32];
 
-		if (wgdev_open(&other, devname, backend))
+		if (wgdev_open(&other, devname, backend, open_msg, sizeof(open_msg)))
 			_exit(1);
 		for (i = 0; i < CHURN; i++) {
 			key_of(extra[i].public_key, (uint32_t)i, 8);
@@ -1149,11 +1152,11 @@ static void test_eperm(void)
 
 		if (setgid(65534) || setuid(65534))
 			_exit(100);
-		ret = wgdev_open(&dev, devname, backend);
+		ret = wgdev_open(&dev, devname, backend, open_msg, sizeof(open_msg));
 		if (!ret)
 			ret = wgdev_get_info(dev, &info);
 		printf("  unprivileged: %d %s\n", ret,
-		       dev ? wgdev_error(dev) : wgdev_error(NULL));
+		       dev ? wgdev_error(dev) : open_msg);
 		_exit(ret == -EPERM ? 0 : 1);
 	}
 	waitpid(pid, &status, 0);
@@ -1168,7 +1171,7 @@ static void test_other_backend(void)
 	const char *notwg = getenv("WGDEV_NOT_WG");
 	int ret;
 
-	ret = wgdev_open(&dev, devname, WGDEV_AUTO);
+	ret = wgdev_open(&dev, devname, WGDEV_AUTO, open_msg, sizeof(open_msg));
 	CHECK("device: auto picks the backend",
 	      ret == 0 && wgdev_backend(dev) == backend, "ret %d backend %d",
 	      ret, dev ? (int)wgdev_backend(dev) : -1);
@@ -1176,9 +1179,9 @@ static void test_other_backend(void)
 	dev = NULL;
 	if (backend == WGDEV_UAPI) {
 		/* wireguard-go's tun link is not kernel WireGuard. */
-		ret = wgdev_open(&dev, devname, WGDEV_NETLINK);
+		ret = wgdev_open(&dev, devname, WGDEV_NETLINK, open_msg, sizeof(open_msg));
 		CHECK("not wireguard: userspace tun over netlink",
-		      ret == -EMEDIUMTYPE, "got %d (%s)", ret, wgdev_error(NULL));
+		      ret == -EMEDIUMTYPE, "got %d (%s)", ret, open_msg);
 		wgdev_close(dev);
 		dev = NULL;
 	}
@@ -1186,9 +1189,9 @@ static void test_other_backend(void)
 		char name[80];
 
 		snprintf(name, sizeof(name), "not wireguard: %s link", notwg);
-		ret = wgdev_open(&dev, notwg, backend);
+		ret = wgdev_open(&dev, notwg, backend, open_msg, sizeof(open_msg));
 		CHECK(name, ret == (backend == WGDEV_NETLINK ? -EMEDIUMTYPE : -ENODEV),
-		      "got %d (%s)", ret, wgdev_error(NULL));
+		      "got %d (%s)", ret, open_msg);
 		wgdev_close(dev);
 	}
 }
@@ -1211,8 +1214,8 @@ int main(void)
 		CHECK_EXIT();
 	}
 	backend = b && !strcmp(b, "netlink") ? WGDEV_NETLINK : WGDEV_UAPI;
-	ret = wgdev_open(&dev, devname, backend);
-	CHECK("device: open", ret == 0, "%s", wgdev_error(NULL));
+	ret = wgdev_open(&dev, devname, backend, open_msg, sizeof(open_msg));
+	CHECK("device: open", ret == 0, "%s", open_msg);
 	if (ret)
 		CHECK_EXIT();
 	test_info(dev);

@@ -18,6 +18,9 @@
 #include "check.h"
 #include "frames.h"
 
+/* capture_open()'s message (the caller's buffer). */
+static char cap_err[256];
+
 enum { MAX_EVENTS = 64 };
 
 static struct capture *cap;
@@ -765,8 +768,8 @@ int main(void)
 	struct jitwg_config wide = { .src_rate = 0, .global_rate = 0 };
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (capture_open(&cap, &opts, on_event, NULL)) {
-		printf("FAIL: load xdp program: %s\n", capture_open_error());
+	if (capture_open(&cap, &opts, on_event, NULL, cap_err, sizeof(cap_err))) {
+		printf("FAIL: load xdp program: %s\n", cap_err);
 		return 1;
 	}
 	CHECK("load and configure", 1, "%s", "-");

@@ -54,7 +54,6 @@ struct capture {
 	char err[ERR_LEN];
 };
 
-static char open_err[ERR_LEN];
 
 /*
  * libbpf's messages, kept so that a verifier rejection can be reported
@@ -153,10 +152,6 @@ const char *capture_error(const struct capture *c)
 	return c->err;
 }
 
-const char *capture_open_error(void)
-{
-	return open_err;
-}
 
 const char *capture_mode_str(enum capture_mode mode)
 {
@@ -539,7 +534,7 @@ static int verified_seed(struct capture *c)
 }
 
 int capture_open(struct capture **out, const struct capture_opts *opts,
-		 capture_event_fn fn, void *ctx)
+		 capture_event_fn fn, void *ctx, char *errbuf, size_t errlen)
 {
 	static const uint16_t default_port = WG_DEFAULT_PORT;
 	static const struct jitwg_config defaults = JITWG_CONFIG_DEFAULTS;
@@ -547,9 +542,12 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	int err;
 
 	*out = NULL;
+	if (errbuf && errlen)
+		errbuf[0] = 0;
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		snprintf(open_err, sizeof(open_err), "out of memory");
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	c->fn = fn;
@@ -614,7 +612,8 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	*out = c;
 	return 0;
 err:
-	snprintf(open_err, sizeof(open_err), "%s", c->err);
+	if (errbuf && errlen)
+		snprintf(errbuf, errlen, "%s", c->err);
 	capture_close(c);
 	return err;
 }

@@ -60,14 +60,13 @@ void *daemon_capture_thread(void *arg)
 {
 	struct capture_job *j = arg;
 
-	j->ret = capture_open(&j->cap, &j->co, daemon_on_event, j->d);
+	j->ret = capture_open(&j->cap, &j->co, daemon_on_event, j->d, j->err, sizeof(j->err));
 	if ((j->ret == -EBUSY || j->ret == -EEXIST) && !j->o->pin_dir &&
 	    j->o->xdp_mode != CAPTURE_PINNED && !detach_stale_program(j->o->xdp_dev))
-		j->ret = capture_open(&j->cap, &j->co, daemon_on_event, j->d);
-	if (j->ret) {
-		snprintf(j->err, sizeof(j->err), "%s", capture_open_error());
+		j->ret = capture_open(&j->cap, &j->co, daemon_on_event, j->d, j->err,
+				      sizeof(j->err));
+	if (j->ret)
 		j->cap = NULL;
-	}
 	j->t_done = now_mono_ns();
 	return NULL;
 }

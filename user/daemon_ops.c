@@ -465,7 +465,7 @@ int daemon_ops_start(struct daemon_ops **out, struct daemon *d, char *err,
 {
 	const struct daemon_opts *o = d->env.opts;
 	struct daemon_ops *ops;
-	char path[108];
+	char path[108], q[256];
 	int ret;
 
 	*out = NULL;
@@ -484,10 +484,9 @@ int daemon_ops_start(struct daemon_ops **out, struct daemon *d, char *err,
 	}
 	if (o->control_socket && !strcmp(o->control_socket, "none"))
 		goto done;
-	ret = wgdev_open(&ops->dev, o->wg_dev, o->backend);
+	ret = wgdev_open(&ops->dev, o->wg_dev, o->backend, q, sizeof(q));
 	if (ret) {
-		snprintf(err, errlen, "control socket's device handle: %s",
-			 wgdev_error(ops->dev));
+		snprintf(err, errlen, "control socket's device handle: %s", q);
 		goto err;
 	}
 	if (o->control_socket)

@@ -20,6 +20,9 @@
 #include "capture.h"
 #include "version.h"
 
+/* capture_open()'s message (the caller's buffer). */
+static char cap_err[256];
+
 /* getopt values of the long options without a short form. */
 enum {
 	OPT_SRC_RATE = 256,
@@ -367,9 +370,9 @@ int main(int argc, char **argv)
 		}
 		opts.mode = CAPTURE_PINNED;
 		opts.keep_settings = true;
-		err = capture_open(&c, &opts, NULL, NULL);
+		err = capture_open(&c, &opts, NULL, NULL, cap_err, sizeof(cap_err));
 		if (err) {
-			fprintf(stderr, "jitwg-xdp: %s\n", capture_open_error());
+			fprintf(stderr, "jitwg-xdp: %s\n", cap_err);
 			return 1;
 		}
 		err = pinned_settings(c, &opts, &limits, set_src_rate, set_src_burst,
@@ -382,9 +385,9 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
-	err = capture_open(&c, &opts, on_event, &cli);
+	err = capture_open(&c, &opts, on_event, &cli, cap_err, sizeof(cap_err));
 	if (err) {
-		fprintf(stderr, "jitwg-xdp: %s\n", capture_open_error());
+		fprintf(stderr, "jitwg-xdp: %s\n", cap_err);
 		return 1;
 	}
 	fprintf(stderr, "jitwg-xdp: attached to %s (%s%s)\n", opts.ifname,

@@ -150,16 +150,12 @@ static int open_device(struct jitwgd *j)
 	struct wgdev_info info;
 	int ret;
 
-	ret = wgdev_open(&j->dev, o->wg_dev, o->backend);
+	ret = wgdev_open(&j->dev, o->wg_dev, o->backend, j->err, sizeof(j->err));
+	if (!ret)
+		ret = wgdev_open(&j->mon_dev, o->wg_dev, o->backend, j->err, sizeof(j->err));
 	if (ret) {
 		dlog(LOG_ERROR, "start", "stage=device device=%s error=%s", o->wg_dev,
-		     log_quote(j->q, sizeof(j->q), wgdev_error(j->dev)));
-		return ret;
-	}
-	ret = wgdev_open(&j->mon_dev, o->wg_dev, o->backend);
-	if (ret) {
-		dlog(LOG_ERROR, "start", "stage=device device=%s error=%s", o->wg_dev,
-		     log_quote(j->q, sizeof(j->q), wgdev_error(j->mon_dev)));
+		     log_quote(j->q, sizeof(j->q), j->err));
 		return ret;
 	}
 	/* The monitor lists the device at every sweep and watch poll: it

@@ -18,12 +18,6 @@
 #include "wgdev.h"
 #include "wgdev_internal.h"
 
-/*
- * wgdev_open() has no device to hold its error when it fails: the message
- * is kept per thread and returned by wgdev_error(NULL).
- */
-static __thread char open_err[256];
-
 const char *wgdev_uapi_dir(void)
 {
 	const char *d = getenv("JITWG_UAPI_DIR");
@@ -33,13 +27,26 @@ const char *wgdev_uapi_dir(void)
 
 int wgdev_fail(struct wgdev *dev, int err, const char *fmt, ...)
 {
-	char *buf = dev ? dev->err : open_err;
-	size_t len = dev ? sizeof(dev->err) : sizeof(open_err);
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, len, fmt, ap);
+	vsnprintf(dev->err, sizeof(dev->err), fmt, ap);
 	va_end(ap);
+	return err;
+}
+
+/* wgdev_open()'s failures: the message goes to the caller's buffer. */
+static int open_fail(char *errbuf, size_t errlen, int err, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int open_fail(char *errbuf, size_t errlen, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errbuf && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(errbuf, errlen, fmt, ap);
+		va_end(ap);
+	}
 	return err;
 }
 
@@ -138,7 +145,7 @@ static int valid_name(const char *name)
 }
 
 int wgdev_open(struct wgdev **out, const char *name,
-	       enum wgdev_backend backend)
+	       enum wgdev_backend backend, char *errbuf, size_t errlen)
 {
 	struct wgdev *dev;
 	char path[256];
@@ -146,11 +153,12 @@ int wgdev_open(struct wgdev **out, const char *name,
 	int ret;
 
 	*out = NULL;
-	open_err[0] = 0;
+	if (errbuf && errlen)
+		errbuf[0] = 0;
 	if (!valid_name(name))
-		return wgdev_fail(NULL, -ENODEV,
-				  "invalid device name '%s' (1 to %d characters, no '/')",
-				  name ? name : "", IFNAMSIZ - 1);
+		return open_fail(errbuf, errlen, -ENODEV,
+				 "invalid device name '%s' (1 to %d characters, no '/')",
+				 name ? name : "", IFNAMSIZ - 1);
 	if (backend == WGDEV_AUTO) {
 		snprintf(path, sizeof(path), "%s/%s.sock", wgdev_uapi_dir(),
 			 name);
@@ -159,18 +167,18 @@ int wgdev_open(struct wgdev **out, const char *name,
 				  WGDEV_NETLINK;
 	}
 	if (backend != WGDEV_NETLINK && backend != WGDEV_UAPI)
-		return wgdev_fail(NULL, -EINVAL, "unknown backend %d", backend);
+		return open_fail(errbuf, errlen, -EINVAL, "unknown backend %d", backend);
 
 	dev = calloc(1, sizeof(*dev));
 	if (!dev)
-		return wgdev_fail(NULL, -ENOMEM, "out of memory");
+		return open_fail(errbuf, errlen, -ENOMEM, "out of memory");
 	dev->backend = backend;
 	snprintf(dev->name, sizeof(dev->name), "%s", name);
 	dev->ops = backend == WGDEV_NETLINK ? &wgdev_netlink_ops :
 					      &wgdev_uapi_ops;
 	ret = dev->ops->open(dev);
 	if (ret) {
-		snprintf(open_err, sizeof(open_err), "%s", dev->err);
+		open_fail(errbuf, errlen, ret, "%s", dev->err);
 		free(dev);
 		return ret;
 	}
@@ -193,9 +201,7 @@ enum wgdev_backend wgdev_backend(const struct wgdev *dev)
 
 const char *wgdev_error(const struct wgdev *dev)
 {
-	const char *e = dev ? dev->err : open_err;
-
-	return *e ? e : "no error";
+	return dev->err[0] ? dev->err : "no error";
 }
 
 int wgdev_get_info(struct wgdev *dev, struct wgdev_info *info)

@@ -356,6 +356,7 @@ int main(int argc, char **argv)
 	struct wgdev_peer p;
 	struct wgdev *dev = NULL;
 	const char *cmd;
+	char err[256];
 	int ret = 0, i;
 
 	if (sodium_init() < 0)
@@ -379,9 +380,9 @@ int main(int argc, char **argv)
 	if (argc < 3)
 		usage();
 	cmd = argv[2];
-	ret = wgdev_open(&dev, argv[1], backend);
+	ret = wgdev_open(&dev, argv[1], backend, err, sizeof(err));
 	if (ret) {
-		fprintf(stderr, "wgdevctl: %s\n", wgdev_error(NULL));
+		fprintf(stderr, "wgdevctl: %s\n", err);
 		return 1;
 	}
 	memset(&p, 0, sizeof(p));
