@@ -72,6 +72,8 @@ struct capture;
  */
 int capture_open(struct capture **out, const struct capture_opts *opts,
 		 capture_event_fn fn, void *ctx, char *errbuf, size_t errlen);
+/* Room for capture_open()'s longest message (a verifier log's end). */
+#define CAPTURE_ERR_LEN 512
 /* Detaches (unless pinned/bpftool-owned) and frees. */
 void capture_close(struct capture *c);
 /* The last failure of an open capture's other calls. */

@@ -20,7 +20,7 @@
 #include "frames.h"
 
 /* capture_open()'s message (the caller's buffer). */
-static char cap_err[256];
+static char cap_err[CAPTURE_ERR_LEN];
 
 static struct capture *cap;
 static volatile int draining;

@@ -26,7 +26,7 @@
 #include "frames.h"
 
 /* capture_open()'s message (the caller's buffer). */
-static char cap_err[256];
+static char cap_err[CAPTURE_ERR_LEN];
 
 static int bare_prog(void)
 {

@@ -26,7 +26,7 @@
 #include "capture.h"
 #include "jitwg.skel.h"
 
-enum { ERR_LEN = 512, LOG_KEEP = 4096, PORT_WORDS = 65536 / 64 };
+enum { ERR_LEN = CAPTURE_ERR_LEN, LOG_KEEP = 4096, PORT_WORDS = 65536 / 64 };
 
 struct capture {
 	struct jitwg_bpf *skel; /* NULL when using pinned maps */

@@ -463,7 +463,7 @@ struct capture_job {
 	struct daemon *d;
 	struct capture *cap;  /* out */
 	int ret;              /* out: 0 or -errno, with err */
-	char err[400];
+	char err[CAPTURE_ERR_LEN];
 	uint64_t t_done;      /* CLOCK_MONOTONIC */
 };
 

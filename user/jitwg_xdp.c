@@ -21,7 +21,7 @@
 #include "version.h"
 
 /* capture_open()'s message (the caller's buffer). */
-static char cap_err[256];
+static char cap_err[CAPTURE_ERR_LEN];
 
 /* getopt values of the long options without a short form. */
 enum {
