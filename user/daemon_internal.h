@@ -357,6 +357,8 @@ enum { DUP_SLOTS = 1 << 16, DUP_WINDOW_S = 180, WG_MAC1_OFFSET = 116 };
 struct dup_slot {
 	uint8_t mac1[16];
 	uint64_t at;            /* mono ns; 0: empty */
+	uint8_t key[32];        /* who sent it, once identified (for the log) */
+	bool has_key;
 };
 
 struct dup_filter {

@@ -162,27 +162,54 @@ static void reject(struct daemon *d, struct jitwg_event *ev, const char *stage,
 	     noise_status_str(st), ep);
 }
 
-/* Whether these mac1 bytes were seen within DUP_WINDOW_S (and note them). */
-static bool dup_seen(struct daemon *d, const uint8_t mac1[static 16])
+static struct dup_slot *dup_slot(struct daemon *d, const uint8_t mac1[static 16])
 {
-	struct dup_filter *f = &d->dups;
 	uint8_t h[crypto_shorthash_BYTES];
-	uint64_t v, now = mono(d);
-	struct dup_slot *s;
+	uint64_t v;
+
+	crypto_shorthash(h, mac1, 16, d->dups.hash_key);
+	memcpy(&v, h, sizeof(v));
+	return &d->dups.slots[v % DUP_SLOTS];
+}
+
+/*
+ * Whether these mac1 bytes were seen within DUP_WINDOW_S (and note them);
+ * key gets the sender's key if the first copy was identified.
+ */
+static bool dup_seen(struct daemon *d, const uint8_t mac1[static 16], uint8_t key[static 32],
+		     bool *has_key)
+{
+	struct dup_slot *s = dup_slot(d, mac1);
+	uint64_t now = mono(d);
 	bool seen;
 
-	crypto_shorthash(h, mac1, 16, f->hash_key);
-	memcpy(&v, h, sizeof(v));
-	s = &f->slots[v % DUP_SLOTS];
-	pthread_mutex_lock(&f->lock);
+	pthread_mutex_lock(&d->dups.lock);
 	seen = s->at && now - s->at < DUP_WINDOW_S * 1000000000ull &&
 	       !memcmp(s->mac1, mac1, 16);
-	if (!seen) {
+	if (seen) {
+		*has_key = s->has_key;
+		memcpy(key, s->key, 32);
+	} else {
 		memcpy(s->mac1, mac1, 16);
 		s->at = now ? now : 1;
+		s->has_key = false;
 	}
-	pthread_mutex_unlock(&f->lock);
+	pthread_mutex_unlock(&d->dups.lock);
 	return seen;
+}
+
+/* The initiation with these mac1 bytes came from key. */
+static void dup_identified(struct daemon *d, const uint8_t mac1[static 16],
+			   const uint8_t key[static 32])
+{
+	struct dup_slot *s = dup_slot(d, mac1);
+
+	pthread_mutex_lock(&d->dups.lock);
+	if (!memcmp(s->mac1, mac1, 16)) {
+		memcpy(s->key, key, 32);
+		s->has_key = true;
+	}
+	pthread_mutex_unlock(&d->dups.lock);
 }
 
 /*
@@ -193,6 +220,7 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 {
 	struct noise_state ns;
 	enum noise_status st;
+	bool known_key = false;
 
 	a->ev = ev;
 	a->rekey = false;
@@ -216,9 +244,11 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 	 * is never identical: a new ephemeral key, a new timestamp. mac1 is a
 	 * MAC over everything before it, so it stands for the bytes.
 	 */
-	if (dup_seen(d, ev->msg + WG_MAC1_OFFSET)) {
+	if (dup_seen(d, ev->msg + WG_MAC1_OFFSET, a->key, &known_key)) {
+		/* Logged as the replay it is (rate-limited), with its sender
+		 * if the first copy was identified. */
 		INC(d, replays);
-		reject(d, ev, "duplicate", NOISE_ERR_REPLAY, NULL, LOG_DEBUG);
+		reject(d, ev, "freshness", NOISE_ERR_REPLAY, known_key ? a->key : NULL, LOG_INFO);
 		return false;
 	}
 	st = noise_identify(d->env.responder, ev->msg, &ns, a->key);
@@ -232,6 +262,7 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 		return false;
 	}
 	a->t_ident = mono(d);
+	dup_identified(d, ev->msg + WG_MAC1_OFFSET, a->key);
 	/*
 	 * Authenticated even when installed already (a rekey, every two
 	 * minutes while the client is active): its timestamp is recorded, so
