@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of jitwgd's pure logic: the eviction policy, allowed-IP
- * overlap, the peer table (never evicting unmanaged peers), the options and
- * config file, logfmt quoting.
+ * Unit tests of jitwgd's pure logic: the eviction policy, the installer's
+ * turn, allowed-IP overlap, the peer table (never evicting unmanaged
+ * peers), the options and config file, logfmt quoting, the counter list.
  */
 #include <arpa/inet.h>
 #include <errno.h>
