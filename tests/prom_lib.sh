@@ -10,6 +10,7 @@
 #   prom_series EXPR            how many series the query returns
 #   prom_wait_scrapes N         until every target was scraped N times
 #   prom_targets_healthy        every target up, with no scrape error
+#   prom_wait_value S EXPR V    until EXPR's value is V, for at most S seconds
 
 PROM_PORT=9090
 
@@ -74,10 +75,26 @@ elif r:
 prom_value() { prom_field value "$1"; }
 prom_series() { prom_field series "$1"; }
 
+# A query costs a curl and a python (~0.2 s): bounded by the clock, not by
+# a count of tries as wait_for is.
+prom_wait_value() {
+	local end=$((SECONDS + $1)) v
+	while [ $SECONDS -lt $end ]; do
+		v=$(prom_value "$2")
+		[ "$v" = "$3" ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
 prom_wait_scrapes() {
-	local n=$1
-	wait_for 30 eval '[ "$(prom_value "min(count_over_time(up{job=\"jitwg\"}[5m]))")" -ge '"$n"' ]' ||
-		fail "prometheus did not scrape $n times: $(prom_query 'up')"
+	local n=$1 end=$((SECONDS + 30)) v
+	while [ $SECONDS -lt $end ]; do
+		v=$(prom_value 'min(count_over_time(up{job="jitwg"}[5m]))')
+		[ "${v:-0}" -ge "$n" ] && return 0
+		sleep 0.2
+	done
+	fail "prometheus did not scrape $n times: $(prom_query 'up')"
 }
 
 prom_targets_healthy() {

@@ -54,7 +54,7 @@ test_e2e_metrics_prometheus() {
 	check "ping through the tunnel" cping A 1 5
 	wait_for 5 grep -q "msg=handshake peer=$(fp "$A_PUB") outcome=done" "$JW_LOG" ||
 		fail "no handshake: $(cat "$JW_LOG")"
-	wait_for 10 eval '[ "$(prom_value jitwg_device_peers)" = 1 ]' ||
+	prom_wait_value 10 jitwg_device_peers 1 ||
 		fail "jitwg_device_peers: $(prom_query jitwg_device_peers)"
 	expect_eq "$(prom_value 'jitwg_managed_peers')" 1 "managed peers"
 	expect_eq "$(prom_value 'jitwg_provisions_total{outcome="installed"}')" 1 "installed"
