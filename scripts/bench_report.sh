@@ -175,6 +175,12 @@ plot '$f' using 1:2 with lines lw 2 dt 2 title 'registered (push model)', \
      '' using 1:3 with lines lw 2 title 'on the device (jitwgd)', \
      '' using 1:4 with lines lw 1 title 'active (handshake or data within the idle timeout)', \
      '' using 1:5 with lines lw 1 dt 3 title 'present (in a session)'"
+	# The same samples as a ratio: the log scale above hides the gap.
+	plot "churn-$reg-ratio" "Churn, $reg registered: device peers / active peers (target <= 1.1 after warm-up)" "
+set xlabel 's (one compressed day)'; set ylabel 'device / active'; set yrange [0.8:1.3]
+set key right top opaque box
+plot '$f' using 1:(\$4 > 0 ? \$3 / \$4 : 1/0) with lines lw 1 title 'device / active', \
+     1.1 with lines lw 2 dt 2 title 'target 1.1'"
 	if [ -s "$IN/churn-$reg-first-contact.txt" ]; then
 		cdf "$IN/churn-$reg-first-contact.txt" "$WORK/cfc-$reg"
 		fcs+=("'$WORK/cfc-$reg' using 1:2 with steps lw 2 title '$reg registered'")
