@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 OUT=$PWD/build/bench
 TARGETS=${BENCH_TARGETS:-bench-xdp bench-noise bench-cache bench-api bench-wg bench-e2e bench-flood bench-churn}
 mkdir -p "$OUT"
-rm -f "$OUT"/*.png "$OUT"/report.md "$OUT"/status.txt
+# Every figure in the report is from this run: earlier results go.
+rm -f "$OUT"/*.png "$OUT"/report.md "$OUT"/status.txt "$OUT"/bench-*.txt \
+	"$OUT"/e2e-* "$OUT"/churn*
 export BENCH_OUT=$OUT
 {
 	echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"

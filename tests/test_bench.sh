@@ -44,14 +44,14 @@ test_bench_report() {
 	out=$(scripts/bench_report.sh "$TMP/in" "$TMP/out" 2>&1) || fail "report failed: $out"
 	echo "  $out"
 	[ -s "$TMP/out/report.md" ] || fail "no report.md"
-	# One plot per kind of input: first contact, burst, churn, churn first
-	# contact, start-up, XDP.
-	for png in first-contact burst churn-1000 churn-first-contact startup xdp; do
+	# One plot per kind of input: first contact, burst, churn (counts and
+	# ratio), churn first contact, start-up, XDP.
+	for png in first-contact burst churn-1000 churn-1000-ratio churn-first-contact startup xdp; do
 		grep -qF "]($png.png)" "$TMP/out/report.md" || fail "report does not link $png.png"
 		png_ok "$TMP/out/$png.png" || fail "$png.png is not a PNG plot"
 	done
 	n=$(grep -c '^!\[' "$TMP/out/report.md")
-	expect_eq "$n" 6 "plots in the report"
+	expect_eq "$n" 7 "plots in the report"
 	grep -q 'Machine: fixture (not a measurement). Date: 2000-01-01' "$TMP/out/report.md" ||
 		fail "the machine and date are not in the report"
 	grep -q '^### bench-xdp' "$TMP/out/report.md" || fail "bench-xdp's own table missing"
