@@ -135,6 +135,14 @@ struct {
 	__type(value, __u64);
 } verified_seed SEC(".maps");
 
+/* Initiations handed to userspace lately, by mac1 (see jitwg_recent). Written here only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, JITWG_RECENT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct jitwg_recent);
+} recent SEC(".maps");
+
 /* The global bucket, one entry. Written here only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -415,6 +423,48 @@ static __always_inline bool maybe_verified(const struct jitwg_src_key *key)
 	return !word || (*word & (1ull << (h & 63)));
 }
 
+/* The slot of the recent table for the message's mac1. */
+static __always_inline struct jitwg_recent *recent_slot(const __u8 *msg)
+{
+	__u32 idx = *(const __u64 *)(msg + WG_MAC1_OFF) & (JITWG_RECENT_SLOTS - 1);
+
+	return bpf_map_lookup_elem(&recent, &idx);
+}
+
+/* A copy of an initiation handed to userspace within JITWG_RECENT_NS. */
+static __always_inline bool duplicate(const __u8 *msg, __u64 now)
+{
+	struct jitwg_recent *r = recent_slot(msg);
+
+	return r && r->mac1[0] == *(const __u64 *)(msg + WG_MAC1_OFF) &&
+	       r->mac1[1] == *(const __u64 *)(msg + WG_MAC1_OFF + 8) &&
+	       now - r->ts_ns < JITWG_RECENT_NS;
+}
+
+static __always_inline void remember(const __u8 *msg, __u64 now)
+{
+	struct jitwg_recent *r = recent_slot(msg);
+
+	if (!r)
+		return;
+	/* Racing CPUs may tear it: a torn slot matches nothing. */
+	r->mac1[0] = *(const __u64 *)(msg + WG_MAC1_OFF);
+	r->mac1[1] = *(const __u64 *)(msg + WG_MAC1_OFF + 8);
+	r->ts_ns = now;
+}
+
+/* More than half of the global burst spent: a flood is on. */
+static __always_inline bool under_load(const struct jitwg_bucket *g,
+				       const struct jitwg_config *cfg, __u64 now)
+{
+	__u64 tat = *(volatile const __u64 *)&g->tokens, interval;
+
+	if (!cfg->global_rate)
+		return false;
+	interval = 1000000000ULL / cfg->global_rate;
+	return tat > now && tat - now > (cfg->global_burst / 2) * interval;
+}
+
 /*
  * The limits, cheapest refusal first; returns the counter of the limit hit,
  * or 0 to admit.
@@ -429,6 +479,7 @@ static __always_inline bool maybe_verified(const struct jitwg_src_key *key)
  * insert that evicts a real source's bucket.
  */
 static __always_inline __u32 admit(const struct flow *f, void *end,
+				   const __u8 *msg,
 				   const struct jitwg_config *cfg, __u64 now)
 {
 	/* aligned: the verifier wants the word stores to the stack aligned */
@@ -449,6 +500,9 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 			       cfg->verified_burst, now) ?
 			       JITWG_CTR_LIMITED_VERIFIED : 0;
 	}
+	/* Under load, copies of what userspace already has spend nothing. */
+	if (under_load(g, cfg, now) && duplicate(msg, now))
+		return JITWG_CTR_DUPLICATE;
 	/*
 	 * Under a flood the global budget is spent: then nothing but a
 	 * verified source can pass, and the per-source LRU is not even
@@ -595,7 +649,7 @@ int jitwg_xdp(struct xdp_md *ctx)
 	 * receive time is read precisely, in emit().
 	 */
 	now = bpf_ktime_get_coarse_ns();
-	ctr = admit(&f, c.end, cfg, now);
+	ctr = admit(&f, c.end, msg, cfg, now);
 	if (ctr) {
 		count(ctr);
 		goto limit;
@@ -603,7 +657,10 @@ int jitwg_xdp(struct xdp_md *ctx)
 	/* Decided before the event leaves, which says whether it was taken:
 	 * the consumer gives back only what WireGuard has not seen. */
 	consume = leased(now) && to_this_host(&f, c.end);
-	if (emit(ctx, &f, c.end, msg, consume ? JITWG_EV_CONSUMED : 0) == 0 && consume) {
+	if (emit(ctx, &f, c.end, msg, consume ? JITWG_EV_CONSUMED : 0))
+		return XDP_PASS;
+	remember(msg, now);
+	if (consume) {
 		count(JITWG_CTR_CONSUMED);
 		return XDP_DROP;
 	}

@@ -96,8 +96,8 @@ int capture_mark_verified(struct capture *c, const uint8_t saddr[static 16],
 			  uint64_t until_ns);
 /* Unmark every verified source. */
 int capture_forget_verified(struct capture *c);
-/* Forget all bucket state (every source and the global bucket start full;
- * verified sources stay verified). */
+/* Forget all bucket state (every source and the global bucket start full,
+ * no initiation is recent; verified sources stay verified). */
 int capture_reset_limits(struct capture *c);
 /* Counters summed over CPUs, indexed by enum jitwg_counter. */
 int capture_read_counters(struct capture *c, uint64_t out[static JITWG_CTR_MAX]);

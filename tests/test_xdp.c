@@ -247,9 +247,12 @@ static int knock_type(int family, const uint8_t *saddr, uint8_t type, int *verdi
 				   .payload_len = 148 };
 	uint8_t frame[FRAME_MAX], msg[148];
 	struct frame_layout l;
+	static uint8_t seq;
 	size_t len;
 
-	frame_initiation(msg, 9);
+	/* A new message each time, as a client's retries are (copies are
+	 * refused under load: test_duplicates). */
+	frame_initiation(msg, seq++);
 	msg[0] = type;
 	spec.payload = msg;
 	len = frame_build(frame, &spec, &l);
@@ -486,6 +489,56 @@ static void test_verified(void)
 		     "another /64 is not");
 	CHECK("verified budget separate from the global one", ok, "see above");
 	set_limits(0, 0, 0, 0, 0);
+}
+
+/* One initiation built from seed (the same seed: the same bytes) from saddr. */
+static int knock_seed(const uint8_t *saddr, uint8_t seed, uint64_t d[JITWG_CTR_MAX])
+{
+	struct frame_spec spec = { .family = 4, .saddr = saddr, .sport = 12345,
+				   .dport = 51820, .payload_len = 148 };
+	uint8_t frame[FRAME_MAX], msg[148];
+	struct frame_layout l;
+	size_t len;
+
+	frame_initiation(msg, seed);
+	spec.payload = msg;
+	len = frame_build(frame, &spec, &l);
+	run(frame, len, d);
+	return n_events;
+}
+
+/*
+ * Copies of an initiation userspace already has are refused once more than
+ * half the global burst is spent, before they take a token; without load
+ * they pass (the daemon sees and logs replays).
+ */
+static void test_duplicates(void)
+{
+	uint8_t a[4] = { 10, 11, 0, 1 }, b[4] = { 10, 11, 0, 2 },
+		c[4] = { 10, 11, 0, 3 }, e[4] = { 10, 11, 0, 4 };
+	uint64_t d[JITWG_CTR_MAX];
+	int ok;
+
+	/* global 1/s, burst 3: after two admissions over half is spent */
+	set_limits(100, 100, 1, 3, 0);
+	ok = EXPECT(knock_seed(a, 200, d) == 1, "first copy passes");
+	ok &= EXPECT(knock_seed(b, 200, d) == 1 && d[JITWG_CTR_DUPLICATE] == 0,
+		     "a copy without load passes");
+	ok &= EXPECT(knock_seed(c, 200, d) == 0 && d[JITWG_CTR_DUPLICATE] == 1,
+		     "a copy under load refused as duplicate");
+	ok &= EXPECT(d[JITWG_CTR_LIMITED_GLOBAL] == 0, "before the global bucket");
+	ok &= EXPECT(knock_seed(e, 201, d) == 1,
+		     "another message takes the token the copy left");
+	ok &= EXPECT(knock_seed(e, 202, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "then the global budget is spent");
+	CHECK("copies of a recent initiation refused under load", ok, "see above");
+
+	/* reset forgets recent initiations; no global limit, no load */
+	set_limits(0, 0, 0, 0, 0);
+	ok = EXPECT(knock_seed(a, 200, d) == 1 && knock_seed(b, 200, d) == 1 &&
+			    knock_seed(c, 200, d) == 1,
+		    "copies pass without a global limit");
+	CHECK("copies pass without load", ok, "see above");
 }
 
 /*
@@ -776,6 +829,7 @@ int main(void)
 	test_mutations();
 	test_limits();
 	test_verified();
+	test_duplicates();
 	test_lease();
 	test_settings();
 	capture_close(cap);
