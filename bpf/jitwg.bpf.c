@@ -143,6 +143,14 @@ struct {
 	__type(value, struct jitwg_recent);
 } recent SEC(".maps");
 
+/* The bucket of copies (see jitwg_recent), one entry. Written here only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct jitwg_bucket);
+} dup_bucket SEC(".maps");
+
 /* The global bucket, one entry. Written here only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -453,16 +461,18 @@ static __always_inline void remember(const __u8 *msg, __u64 now)
 	r->ts_ns = now;
 }
 
-/* More than half of the global burst spent: a flood is on. */
-static __always_inline bool under_load(const struct jitwg_bucket *g,
-				       const struct jitwg_config *cfg, __u64 now)
+/* Whether a copy may go on (1), is refused (0), or the message is new (-1). */
+static __always_inline int copy_admitted(const struct jitwg_bucket *g,
+					 const __u8 *msg, __u64 now)
 {
-	__u64 tat = *(volatile const __u64 *)&g->tokens, interval;
+	struct jitwg_bucket *b;
+	__u32 zero = 0;
 
-	if (!cfg->global_rate)
-		return false;
-	interval = 1000000000ULL / cfg->global_rate;
-	return tat > now && tat - now > (cfg->global_burst / 2) * interval;
+	/* A full global bucket: no flood on, nothing to look up. */
+	if (*(volatile const __u64 *)&g->tokens <= now || !duplicate(msg, now))
+		return -1;
+	b = bpf_map_lookup_elem(&dup_bucket, &zero);
+	return b && !limited(&b->tokens, JITWG_DUP_RATE, JITWG_DUP_BURST, now);
 }
 
 /*
@@ -500,9 +510,13 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 			       cfg->verified_burst, now) ?
 			       JITWG_CTR_LIMITED_VERIFIED : 0;
 	}
-	/* Under load, copies of what userspace already has spend nothing. */
-	if (under_load(g, cfg, now) && duplicate(msg, now))
+	/* Copies of what userspace has spend their own small budget. */
+	switch (copy_admitted(g, msg, now)) {
+	case 1:
+		return 0;
+	case 0:
 		return JITWG_CTR_DUPLICATE;
+	}
 	/*
 	 * Under a flood the global budget is spent: then nothing but a
 	 * verified source can pass, and the per-source LRU is not even

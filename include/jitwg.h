@@ -151,13 +151,15 @@ struct jitwg_verified {
 /*
  * Recent initiations, by mac1 (a MAC over the first 116 bytes, so it tells
  * messages apart), in a direct-mapped table of JITWG_RECENT_SLOTS slots
- * (recent map, slot = mac1's first 64 bits mod slots). A client's retry is
- * always a new message (new ephemeral key and timestamp), so a byte-for-byte
- * copy seen within JITWG_RECENT_NS is a replay or a network duplicate.
- * Under load (the global bucket more than half spent) such a copy is
- * refused before it can spend a token: a replay flood then costs nothing
- * after its first copy, and leaves the budget to everybody else. Without
- * load the daemon still sees copies (and logs them as replays).
+ * (recent map, slot = mac1's first 64 bits mod slots), 32 KiB so that it
+ * stays in the cache. A client's retry is always a new message (new
+ * ephemeral key and timestamp), so a byte-for-byte copy of one handed to
+ * userspace within JITWG_RECENT_NS is a replay or a network duplicate: it
+ * spends a small bucket of its own (JITWG_DUP_RATE/s, JITWG_DUP_BURST),
+ * never a source's or the global one. A replay flood then costs one event
+ * plus that trickle, and the daemon still sees (and logs) a few replays.
+ * Checked only while the global bucket is not full: when it is, there is
+ * no flood to refuse.
  */
 struct jitwg_recent {
 	__u64 mac1[2];        /* the initiation's mac1, as in the packet */
@@ -166,7 +168,9 @@ struct jitwg_recent {
 };
 
 enum {
-	JITWG_RECENT_SLOTS = 4096,
+	JITWG_RECENT_SLOTS = 1024,
+	JITWG_DUP_RATE = 100,
+	JITWG_DUP_BURST = 100,
 };
 #define JITWG_RECENT_NS (10ull * 1000000000ull)
 
@@ -205,7 +209,7 @@ enum jitwg_counter {
 	JITWG_CTR_VERIFIED,       /* initiations from a verified source */
 	JITWG_CTR_LIMITED_VERIFIED, /* over a verified source's own limit */
 	JITWG_CTR_SRC_NEW,        /* unseen sources admitted into the LRU */
-	JITWG_CTR_DUPLICATE,      /* copies of a recent initiation, under load */
+	JITWG_CTR_DUPLICATE,      /* copies of a recent initiation over their budget */
 	JITWG_CTR_MAX,
 };
 

@@ -52,12 +52,15 @@ struct pktgen_kind {
 	__u32 msg_first;     /* first table entry of this kind */
 	__u32 msg_count;     /* entries: msg_first + seq % msg_count; 0 = none */
 	__u32 msg_len;       /* 148 or 128 bytes copied from the table */
+	__u32 stamp;         /* nonzero: write seq over payload bytes 4-11 (zero
+			      * in the table), so every packet differs */
+	__u32 reserved;
 	__u16 ip_csum;       /* the template's IPv4 header checksum, as in memory */
 	__u16 hdr_sum;       /* sum of the pseudo-header and UDP header (checksum
 			      * 0), template source, as loaded from memory */
 	__u64 seq;           /* packets of this kind so far (the program's) */
 };
 
-_Static_assert(sizeof(struct pktgen_kind) == 48, "pktgen_kind layout");
+_Static_assert(sizeof(struct pktgen_kind) == 56, "pktgen_kind layout");
 
 #endif
