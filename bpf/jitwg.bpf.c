@@ -431,30 +431,42 @@ static __always_inline bool maybe_verified(const struct jitwg_src_key *key)
 	return !word || (*word & (1ull << (h & 63)));
 }
 
-/* The slot of the recent table for the message's mac1. */
-static __always_inline struct jitwg_recent *recent_slot(const __u8 *msg)
+/*
+ * The recent table is 2-way set-associative: a set is two neighbouring
+ * slots (one cache line), so two messages that hash alike do not push each
+ * other out and pass as new each time.
+ */
+static __always_inline struct jitwg_recent *recent_slot(const __u8 *msg, __u32 way)
 {
-	__u32 idx = *(const __u64 *)(msg + WG_MAC1_OFF) & (JITWG_RECENT_SLOTS - 1);
+	__u32 idx = (*(const __u64 *)(msg + WG_MAC1_OFF) & (JITWG_RECENT_SLOTS - 2)) | way;
 
 	return bpf_map_lookup_elem(&recent, &idx);
 }
 
-/* A copy of an initiation handed to userspace within JITWG_RECENT_NS. */
-static __always_inline bool duplicate(const __u8 *msg, __u64 now)
+static __always_inline bool holds(const struct jitwg_recent *r, const __u8 *msg,
+				  __u64 now)
 {
-	struct jitwg_recent *r = recent_slot(msg);
-
 	return r && r->mac1[0] == *(const __u64 *)(msg + WG_MAC1_OFF) &&
 	       r->mac1[1] == *(const __u64 *)(msg + WG_MAC1_OFF + 8) &&
 	       now - r->ts_ns < JITWG_RECENT_NS;
 }
 
+/* A copy of an initiation handed to userspace within JITWG_RECENT_NS. */
+static __always_inline bool duplicate(const __u8 *msg, __u64 now)
+{
+	return holds(recent_slot(msg, 0), msg, now) ||
+	       holds(recent_slot(msg, 1), msg, now);
+}
+
+/* Into the older way of its set. */
 static __always_inline void remember(const __u8 *msg, __u64 now)
 {
-	struct jitwg_recent *r = recent_slot(msg);
+	struct jitwg_recent *r0 = recent_slot(msg, 0), *r1 = recent_slot(msg, 1);
+	struct jitwg_recent *r;
 
-	if (!r)
+	if (!r0 || !r1)
 		return;
+	r = r1->ts_ns < r0->ts_ns ? r1 : r0;
 	/* Racing CPUs may tear it: a torn slot matches nothing. */
 	r->mac1[0] = *(const __u64 *)(msg + WG_MAC1_OFF);
 	r->mac1[1] = *(const __u64 *)(msg + WG_MAC1_OFF + 8);

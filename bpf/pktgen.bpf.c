@@ -112,7 +112,7 @@ int pktgen_xdp(struct xdp_md *ctx)
 		sum += m->sum;
 		if (k->stamp) {
 			/* over zeros: the sum gains the counter's words */
-			*(__u64 *)(p + 4) = n;
+			*(__u64 *)(p + PKTGEN_STAMP_OFF) = n;
 			sum += (n & 0xffff) + ((n >> 16) & 0xffff) +
 			       ((n >> 32) & 0xffff) + (n >> 48);
 		}

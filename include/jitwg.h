@@ -150,9 +150,10 @@ struct jitwg_verified {
 
 /*
  * Recent initiations, by mac1 (a MAC over the first 116 bytes, so it tells
- * messages apart), in a direct-mapped table of JITWG_RECENT_SLOTS slots
- * (recent map, slot = mac1's first 64 bits mod slots), 32 KiB so that it
- * stays in the cache. A client's retry is always a new message (new
+ * messages apart; messages that differ with the same mac1 fail its check
+ * anyway), in a 2-way set-associative table of JITWG_RECENT_SLOTS slots
+ * (recent map, set = mac1's first 64 bits mod slots / 2), 32 KiB so that
+ * it stays in the cache. A client's retry is always a new message (new
  * ephemeral key and timestamp), so a byte-for-byte copy of one handed to
  * userspace within JITWG_RECENT_NS is a replay or a network duplicate: it
  * spends a small bucket of its own (JITWG_DUP_RATE/s, JITWG_DUP_BURST),

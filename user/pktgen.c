@@ -22,8 +22,8 @@
  *                --first's), each sealed with another random key
  *   random       --messages random type-1 payloads of 148 bytes, bad mac1
  *   random-mac1  the same with a valid mac1 for --responder
- *   unique       random type-1 payloads with the packet counter in bytes
- *                4-11: no two packets alike (bad mac1)
+ *   unique       random type-1 payloads with the packet counter over the
+ *                start of mac1: no two packets alike, mac1 included (bad)
  *   mac2         valid initiations with random bytes as mac2
  *   data         --messages type-4 (transport data) messages of 128 bytes
  *   udp          64 bytes of UDP to --udp-port, background
@@ -274,7 +274,7 @@ static int build_msgs(const struct opts *o, enum kind_id id,
 			m->data[1] = m->data[2] = m->data[3] = 0;
 			memset(m->data + OFF_MAC2, 0, 16);
 			if (id == K_UNIQUE) /* the program writes a counter here */
-				memset(m->data + 4, 0, 8);
+				memset(m->data + PKTGEN_STAMP_OFF, 0, 8);
 			if (id == K_RANDOM_MAC1)
 				err = noise_mac_with(m->data + OFF_MAC1, &mac1,
 						     m->data, OFF_MAC1);
