@@ -678,6 +678,14 @@ int jitwg_xdp(struct xdp_md *ctx)
 	ctr = admit(&f, c.end, msg, cfg, now);
 	if (ctr) {
 		count(ctr);
+		/*
+		 * A copy over its budget is of no use to WireGuard either:
+		 * it saw the original, and would refuse the copy as a replay
+		 * only after a Diffie-Hellman. Passed on, a replay flood
+		 * loads the device as much as it would have loaded us.
+		 */
+		if (ctr == JITWG_CTR_DUPLICATE)
+			return XDP_DROP;
 		goto limit;
 	}
 	/* Decided before the event leaves, which says whether it was taken:

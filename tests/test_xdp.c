@@ -491,7 +491,12 @@ static void test_verified(void)
 	set_limits(0, 0, 0, 0, 0);
 }
 
-/* One initiation built from seed (the same seed: the same bytes) from saddr. */
+static int seed_verdict;
+
+/*
+ * One initiation built from seed (the same seed: the same bytes) from
+ * saddr; the verdict in seed_verdict.
+ */
 static int knock_seed(const uint8_t *saddr, uint8_t seed, uint64_t d[JITWG_CTR_MAX])
 {
 	struct frame_spec spec = { .family = 4, .saddr = saddr, .sport = 12345,
@@ -503,7 +508,7 @@ static int knock_seed(const uint8_t *saddr, uint8_t seed, uint64_t d[JITWG_CTR_M
 	frame_initiation(msg, seed);
 	spec.payload = msg;
 	len = frame_build(frame, &spec, &l);
-	run(frame, len, d);
+	seed_verdict = run(frame, len, d);
 	return n_events;
 }
 
@@ -517,17 +522,18 @@ static void test_duplicates(void)
 	uint8_t a[4] = { 10, 11, 0, 1 }, s4[4] = { 10, 12, 0, 0 },
 		e[4] = { 10, 11, 0, 4 };
 	uint64_t d[JITWG_CTR_MAX], before[JITWG_CTR_MAX], after[JITWG_CTR_MAX];
-	int ok, i, got;
+	int ok, i, got, dropped;
 
 	/* global 1/s, burst 3 */
 	set_limits(100, 100, 1, 3, 0);
 	ok = EXPECT(knock_seed(a, 200, d) == 1, "first copy passes");
 	capture_read_counters(cap, before);
 	/* three bursts' worth: the refill while they run is far less */
-	for (got = 0, i = 0; i < 3 * JITWG_DUP_BURST; i++) {
+	for (dropped = got = 0, i = 0; i < 3 * JITWG_DUP_BURST; i++) {
 		s4[2] = i >> 8;
 		s4[3] = i;
 		got += knock_seed(s4, 200, d);
+		dropped += d[JITWG_CTR_DUPLICATE] && seed_verdict == XDP_DROP;
 	}
 	capture_read_counters(cap, after);
 	ok &= EXPECT(got >= JITWG_DUP_BURST && got < 3 * JITWG_DUP_BURST,
@@ -537,6 +543,9 @@ static void test_duplicates(void)
 			     (uint64_t)(3 * JITWG_DUP_BURST - got) &&
 			     after[JITWG_CTR_LIMITED_GLOBAL] == before[JITWG_CTR_LIMITED_GLOBAL],
 		     "the rest refused as duplicates, none by the global bucket");
+	ok &= EXPECT(dropped == 3 * JITWG_DUP_BURST - got,
+		     "refused copies dropped (%d of %d): WireGuard has the original",
+		     dropped, 3 * JITWG_DUP_BURST - got);
 	ok &= EXPECT(knock_seed(e, 201, d) == 1 && knock_seed(e, 202, d) == 1,
 		     "the global budget is intact: two new messages pass");
 	ok &= EXPECT(knock_seed(e, 203, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
