@@ -474,14 +474,19 @@ static __always_inline void remember(const __u8 *msg, __u64 now)
 }
 
 /* Whether a copy may go on (1), is refused (0), or the message is new (-1). */
-static __always_inline int copy_admitted(const struct jitwg_bucket *g,
+static __always_inline int copy_admitted(const struct jitwg_config *cfg,
 					 const __u8 *msg, __u64 now)
 {
 	struct jitwg_bucket *b;
 	__u32 zero = 0;
 
-	/* A full global bucket: no flood on, nothing to look up. */
-	if (*(volatile const __u64 *)&g->tokens <= now || !duplicate(msg, now))
+	/*
+	 * No global budget, nothing to protect. (Asking only while the
+	 * global bucket is below full was not enough: each copy let through
+	 * put it back to full within one refill interval, so most copies
+	 * went the ordinary way.)
+	 */
+	if (!cfg->global_rate || !duplicate(msg, now))
 		return -1;
 	b = bpf_map_lookup_elem(&dup_bucket, &zero);
 	return b && !limited(&b->tokens, JITWG_DUP_RATE, JITWG_DUP_BURST, now);
@@ -523,7 +528,7 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 			       JITWG_CTR_LIMITED_VERIFIED : 0;
 	}
 	/* Copies of what userspace has spend their own small budget. */
-	switch (copy_admitted(g, msg, now)) {
+	switch (copy_admitted(cfg, msg, now)) {
 	case 1:
 		return 0;
 	case 0:

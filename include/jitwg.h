@@ -157,10 +157,9 @@ struct jitwg_verified {
  * ephemeral key and timestamp), so a byte-for-byte copy of one handed to
  * userspace within JITWG_RECENT_NS is a replay or a network duplicate: it
  * spends a small bucket of its own (JITWG_DUP_RATE/s, JITWG_DUP_BURST),
- * never a source's or the global one. A replay flood then costs one event
- * plus that trickle, and the daemon still sees (and logs) a few replays.
- * Checked only while the global bucket is not full: when it is, there is
- * no flood to refuse.
+ * never a source's or the global one; over it a copy is dropped. A replay
+ * flood then costs one event plus that trickle, and the daemon still sees
+ * (and logs) a few replays. Checked whenever a global limit is set.
  */
 struct jitwg_recent {
 	__u64 mac1[2];        /* the initiation's mac1, as in the packet */
