@@ -135,6 +135,22 @@ struct {
 	__type(value, __u64);
 } verified_seed SEC(".maps");
 
+/* Initiations handed to userspace lately, by mac1 (see jitwg_recent). Written here only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, JITWG_RECENT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct jitwg_recent);
+} recent SEC(".maps");
+
+/* The bucket of copies (see jitwg_recent), one entry. Written here only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct jitwg_bucket);
+} dup_bucket SEC(".maps");
+
 /* The global bucket, one entry. Written here only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -417,6 +433,67 @@ static __always_inline bool maybe_verified(const struct jitwg_src_key *key)
 }
 
 /*
+ * The recent table is 2-way set-associative: a set is two neighbouring
+ * slots (one cache line), so two messages that hash alike do not push each
+ * other out and pass as new each time.
+ */
+static __always_inline struct jitwg_recent *recent_slot(const __u8 *msg, __u32 way)
+{
+	__u32 idx = (*(const __u64 *)(msg + WG_MAC1_OFF) & (JITWG_RECENT_SLOTS - 2)) | way;
+
+	return bpf_map_lookup_elem(&recent, &idx);
+}
+
+static __always_inline bool holds(const struct jitwg_recent *r, const __u8 *msg,
+				  __u64 now)
+{
+	return r && r->mac1[0] == *(const __u64 *)(msg + WG_MAC1_OFF) &&
+	       r->mac1[1] == *(const __u64 *)(msg + WG_MAC1_OFF + 8) &&
+	       now - r->ts_ns < JITWG_RECENT_NS;
+}
+
+/* A copy of an initiation handed to userspace within JITWG_RECENT_NS. */
+static __always_inline bool duplicate(const __u8 *msg, __u64 now)
+{
+	return holds(recent_slot(msg, 0), msg, now) ||
+	       holds(recent_slot(msg, 1), msg, now);
+}
+
+/* Into the older way of its set. */
+static __always_inline void remember(const __u8 *msg, __u64 now)
+{
+	struct jitwg_recent *r0 = recent_slot(msg, 0), *r1 = recent_slot(msg, 1);
+	struct jitwg_recent *r;
+
+	if (!r0 || !r1)
+		return;
+	r = r1->ts_ns < r0->ts_ns ? r1 : r0;
+	/* Racing CPUs may tear it: a torn slot matches nothing. */
+	r->mac1[0] = *(const __u64 *)(msg + WG_MAC1_OFF);
+	r->mac1[1] = *(const __u64 *)(msg + WG_MAC1_OFF + 8);
+	r->ts_ns = now;
+}
+
+/* Whether a copy may go on (1), is refused (0), or the message is new (-1). */
+static __always_inline int copy_admitted(const struct jitwg_config *cfg,
+					 const __u8 *msg, __u64 now)
+{
+	struct jitwg_bucket *b;
+	__u32 zero = 0;
+
+	/*
+	 * No global budget, nothing to protect. (Asking only while the
+	 * global bucket is below full was not enough: each copy let through
+	 * put it back to full within one refill interval, so most copies
+	 * went the ordinary way.)
+	 */
+	if (!cfg->global_rate || !duplicate(msg, now))
+		return -1;
+	b = bpf_map_lookup_elem(&dup_bucket, &zero);
+	return b && !limited(&b->tokens, JITWG_DUP_RATE, JITWG_DUP_BURST, now);
+}
+
+/*
  * The limits, cheapest refusal first; returns the counter of the limit hit,
  * or 0 to admit.
  *
@@ -430,6 +507,7 @@ static __always_inline bool maybe_verified(const struct jitwg_src_key *key)
  * insert that evicts a real source's bucket.
  */
 static __always_inline __u32 admit(const struct flow *f, void *end,
+				   const __u8 *msg,
 				   const struct jitwg_config *cfg, __u64 now)
 {
 	/* aligned: the verifier wants the word stores to the stack aligned */
@@ -449,6 +527,13 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 		return limited(&v->tokens, cfg->verified_rate,
 			       cfg->verified_burst, now) ?
 			       JITWG_CTR_LIMITED_VERIFIED : 0;
+	}
+	/* Copies of what userspace has spend their own small budget. */
+	switch (copy_admitted(cfg, msg, now)) {
+	case 1:
+		return 0;
+	case 0:
+		return JITWG_CTR_DUPLICATE;
 	}
 	/*
 	 * Under a flood the global budget is spent: then nothing but a
@@ -599,15 +684,26 @@ int jitwg_xdp(struct xdp_md *ctx)
 	 * receive time is read precisely, in emit().
 	 */
 	now = bpf_ktime_get_coarse_ns();
-	ctr = admit(&f, c.end, cfg, now);
+	ctr = admit(&f, c.end, msg, cfg, now);
 	if (ctr) {
 		count(ctr);
+		/*
+		 * A copy over its budget is of no use to WireGuard either:
+		 * it saw the original, and would refuse the copy as a replay
+		 * only after a Diffie-Hellman. Passed on, a replay flood
+		 * loads the device as much as it would have loaded us.
+		 */
+		if (ctr == JITWG_CTR_DUPLICATE)
+			return XDP_DROP;
 		goto limit;
 	}
 	/* Decided before the event leaves, which says whether it was taken:
 	 * the consumer gives back only what WireGuard has not seen. */
 	consume = leased(now) && to_this_host(&f, c.end);
-	if (emit(ctx, &f, c.end, msg, consume ? JITWG_EV_CONSUMED : 0) == 0 && consume) {
+	if (emit(ctx, &f, c.end, msg, consume ? JITWG_EV_CONSUMED : 0))
+		return XDP_PASS;
+	remember(msg, now);
+	if (consume) {
 		count(JITWG_CTR_CONSUMED);
 		return XDP_DROP;
 	}

@@ -110,6 +110,12 @@ int pktgen_xdp(struct xdp_md *ctx)
 			COPY_WORDS(p, m->data, 0, 16);
 		}
 		sum += m->sum;
+		if (k->stamp) {
+			/* over zeros: the sum gains the counter's words */
+			*(__u64 *)(p + PKTGEN_STAMP_OFF) = n;
+			sum += (n & 0xffff) + ((n >> 16) & 0xffff) +
+			       ((n >> 32) & 0xffff) + (n >> 48);
+		}
 	}
 	off = k->udp_csum_off;
 	if (off > PKTGEN_PAYLOAD_OFF_MAX)

@@ -121,8 +121,8 @@ int capture_mark_verified(struct capture *c, const uint8_t saddr[static 16],
 			  uint64_t until_ns);
 /* Unmark every verified source. */
 int capture_forget_verified(struct capture *c);
-/* Forget all bucket state (every source and the global bucket start full;
- * verified sources stay verified). */
+/* Forget all bucket state (every source and the global bucket start full,
+ * no initiation is recent; verified sources stay verified). */
 int capture_reset_limits(struct capture *c);
 /* The limits and up to max ports (*n: how many there are) now in the maps. */
 int capture_read_settings(struct capture *c, struct jitwg_config *cfg,

@@ -19,6 +19,7 @@ enum {
 	WG_MSG_COOKIE = 3,
 	WG_MSG_DATA = 4,
 	WG_INITIATION_LEN = 148,
+	WG_MAC1_OFF = 116,    /* mac1 in an initiation; mac2 follows */
 	WG_RESPONSE_LEN = 92,
 	WG_DEFAULT_PORT = 51820,
 };
@@ -150,6 +151,32 @@ struct jitwg_verified {
 	__u64 until_ns;       /* CLOCK_MONOTONIC ns; verified until then */
 };
 
+/*
+ * Recent initiations, by mac1 (a MAC over the first 116 bytes, so it tells
+ * messages apart; messages that differ with the same mac1 fail its check
+ * anyway), in a 2-way set-associative table of JITWG_RECENT_SLOTS slots
+ * (recent map, set = mac1's first 64 bits mod slots / 2), 32 KiB so that
+ * it stays in the cache. A client's retry is always a new message (new
+ * ephemeral key and timestamp), so a byte-for-byte copy of one handed to
+ * userspace within JITWG_RECENT_NS is a replay or a network duplicate: it
+ * spends a small bucket of its own (JITWG_DUP_RATE/s, JITWG_DUP_BURST),
+ * never a source's or the global one; over it a copy is dropped. A replay
+ * flood then costs one event plus that trickle, and the daemon still sees
+ * (and logs) a few replays. Checked whenever a global limit is set.
+ */
+struct jitwg_recent {
+	__u64 mac1[2];        /* the initiation's mac1, as in the packet */
+	__u64 ts_ns;          /* coarse clock when it was handed to userspace */
+	__u64 reserved;
+};
+
+enum {
+	JITWG_RECENT_SLOTS = 1024,
+	JITWG_DUP_RATE = 100,
+	JITWG_DUP_BURST = 100,
+};
+#define JITWG_RECENT_NS (10ull * 1000000000ull)
+
 /* How long a handshake keeps its source verified (clients rekey every 2 min). */
 #define JITWG_VERIFIED_TTL_NS (3600ull * 1000000000ull)
 
@@ -185,6 +212,7 @@ enum jitwg_counter {
 	JITWG_CTR_VERIFIED,       /* initiations from a verified source */
 	JITWG_CTR_LIMITED_VERIFIED, /* over a verified source's own limit */
 	JITWG_CTR_SRC_NEW,        /* unseen sources admitted into the LRU */
+	JITWG_CTR_DUPLICATE,      /* copies of a recent initiation over their budget */
 	JITWG_CTR_MAX,
 };
 

@@ -152,6 +152,7 @@ echo "sources: $SOURCES unless KIND@N; jitwg with its default limits" \
 	"(src $(sed -n 's/.*JITWG_DEFAULT_SRC_RATE = \([0-9]*\).*/\1/p' include/jitwg.h)/s," \
 	"global $(sed -n 's/.*JITWG_DEFAULT_GLOBAL_RATE = \([0-9]*\).*/\1/p' include/jitwg.h)/s)"
 : >"$TMP/rows"
+: >"$TMP/counters"
 for spec in $KINDS; do
 	kind=${spec%%[@:]*}
 	src=$SOURCES rate=max

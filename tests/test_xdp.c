@@ -250,9 +250,12 @@ static int knock_type(int family, const uint8_t *saddr, uint8_t type, int *verdi
 				   .payload_len = 148 };
 	uint8_t frame[FRAME_MAX], msg[148];
 	struct frame_layout l;
+	static uint8_t seq;
 	size_t len;
 
-	frame_initiation(msg, 9);
+	/* A new message each time, as a client's retries are (copies are
+	 * refused under load: test_duplicates). */
+	frame_initiation(msg, seq++);
 	msg[0] = type;
 	spec.payload = msg;
 	len = frame_build(frame, &spec, &l);
@@ -489,6 +492,75 @@ static void test_verified(void)
 		     "another /64 is not");
 	CHECK("verified budget separate from the global one", ok, "see above");
 	set_limits(0, 0, 0, 0, 0);
+}
+
+static int seed_verdict;
+
+/*
+ * One initiation built from seed (the same seed: the same bytes) from
+ * saddr; the verdict in seed_verdict.
+ */
+static int knock_seed(const uint8_t *saddr, uint8_t seed, uint64_t d[JITWG_CTR_MAX])
+{
+	struct frame_spec spec = { .family = 4, .saddr = saddr, .sport = 12345,
+				   .dport = 51820, .payload_len = 148 };
+	uint8_t frame[FRAME_MAX], msg[148];
+	struct frame_layout l;
+	size_t len;
+
+	frame_initiation(msg, seed);
+	spec.payload = msg;
+	len = frame_build(frame, &spec, &l);
+	seed_verdict = run(frame, len, d);
+	return n_events;
+}
+
+/*
+ * Copies of an initiation userspace already has spend a budget of their own
+ * (JITWG_DUP_BURST, then JITWG_DUP_RATE/s) while the global bucket is not
+ * full: never the global one, so a replay flood leaves it to others.
+ */
+static void test_duplicates(void)
+{
+	uint8_t a[4] = { 10, 11, 0, 1 }, s4[4] = { 10, 12, 0, 0 },
+		e[4] = { 10, 11, 0, 4 };
+	uint64_t d[JITWG_CTR_MAX], before[JITWG_CTR_MAX], after[JITWG_CTR_MAX];
+	int ok, i, got, dropped;
+
+	/* global 1/s, burst 3 */
+	set_limits(100, 100, 1, 3, 0);
+	ok = EXPECT(knock_seed(a, 200, d) == 1, "first copy passes");
+	capture_read_counters(cap, before);
+	/* three bursts' worth: the refill while they run is far less */
+	for (dropped = got = 0, i = 0; i < 3 * JITWG_DUP_BURST; i++) {
+		s4[2] = i >> 8;
+		s4[3] = i;
+		got += knock_seed(s4, 200, d);
+		dropped += d[JITWG_CTR_DUPLICATE] && seed_verdict == XDP_DROP;
+	}
+	capture_read_counters(cap, after);
+	ok &= EXPECT(got >= JITWG_DUP_BURST && got < 3 * JITWG_DUP_BURST,
+		     "%d copies passed, want their burst (%d) and a little refill",
+		     got, JITWG_DUP_BURST);
+	ok &= EXPECT(after[JITWG_CTR_DUPLICATE] - before[JITWG_CTR_DUPLICATE] ==
+			     (uint64_t)(3 * JITWG_DUP_BURST - got) &&
+			     after[JITWG_CTR_LIMITED_GLOBAL] == before[JITWG_CTR_LIMITED_GLOBAL],
+		     "the rest refused as duplicates, none by the global bucket");
+	ok &= EXPECT(dropped == 3 * JITWG_DUP_BURST - got,
+		     "refused copies dropped (%d of %d): WireGuard has the original",
+		     dropped, 3 * JITWG_DUP_BURST - got);
+	ok &= EXPECT(knock_seed(e, 201, d) == 1 && knock_seed(e, 202, d) == 1,
+		     "the global budget is intact: two new messages pass");
+	ok &= EXPECT(knock_seed(e, 203, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "then it is spent");
+	CHECK("copies of a recent initiation spend their own budget", ok, "see above");
+
+	/* reset forgets recent initiations; no global limit, never checked */
+	set_limits(0, 0, 0, 0, 0);
+	for (got = 0, i = 0; i < JITWG_DUP_BURST + 10; i++)
+		got += knock_seed(a, 200, d);
+	CHECK("copies pass without a global limit", got == JITWG_DUP_BURST + 10,
+	      "%d passed", got);
 }
 
 /*
@@ -779,6 +851,7 @@ int main(void)
 	test_mutations();
 	test_limits();
 	test_verified();
+	test_duplicates();
 	test_lease();
 	test_settings();
 	capture_close(cap);

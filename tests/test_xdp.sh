@@ -262,7 +262,7 @@ decode_port() {
 test_xdp_pktgen_kinds() {
 	tmp_dir
 	pktgen_topo
-	local kinds=(valid replay forged random random-mac1 mac2 data udp) i n
+	local kinds=(valid replay forged random random-mac1 mac2 data udp unique) i n
 	local keys
 	keys=$("$LOADGEN" keys --seed flood --count 4 | awk '{print $1}')
 	for i in "${!kinds[@]}"; do
@@ -272,15 +272,15 @@ test_xdp_pktgen_kinds() {
 		grep -q "^kind=${kinds[i]} sent=20 " "$TMP/pg.out" ||
 			fail "pktgen ${kinds[i]}: $(cat "$TMP/pg.out")"
 	done
-	# 7 kinds × 20 datagrams to :51820 (all but udp), checksums intact
-	wait_for 5 eval "[ \$(wc -l <$TMP/received) -ge 140 ]" ||
-		fail "recorder got $(wc -l <"$TMP/received") of 140 datagrams"
+	# 8 kinds × 20 datagrams to :51820 (all but udp), checksums intact
+	wait_for 5 eval "[ \$(wc -l <$TMP/received) -ge 160 ]" ||
+		fail "recorder got $(wc -l <"$TMP/received") of 160 datagrams"
 	kill -INT "$XDP_PID"
 	wait "$XDP_PID"
 	tail -1 "$TMP/events"
-	grep -q "^counters .* wg_udp=140 initiations=120 events=120 " "$TMP/events" ||
+	grep -q "^counters .* wg_udp=160 initiations=140 events=140 " "$TMP/events" ||
 		fail "counters: $(tail -1 "$TMP/events")"
-	for i in 0 1 2 3 4 5; do
+	for i in 0 1 2 3 4 5 8; do
 		n=$(grep -c ":$((41000 + i)) dst=" "$TMP/events")
 		expect_eq "$n" 20 "events of ${kinds[i]}"
 		n=$(grep ":$((41000 + i)) dst=" "$TMP/events" | sed 's/.* src=\([^:]*\):.*/\1/' |
@@ -310,6 +310,11 @@ test_xdp_pktgen_kinds() {
 	[ "$(awk '$1 == "ok"' "$TMP/decoded" | wc -l)" = 4 ] || fail "mac2: $(cat "$TMP/decoded")"
 	grep ":41005 dst=" "$TMP/events" | sed 's/.*msg=//' | cut -c265-296 |
 		grep -qx '0\{32\}' && fail "mac2: a zero mac2"
+	# unique: no two alike
+	n=$(grep ":41008 dst=" "$TMP/events" | sed 's/.*msg=//' | sort -u | wc -l)
+	expect_eq "$n" 20 "distinct unique messages"
+	decode_port 41008 2
+	expect_eq "$(sort -u "$TMP/decoded")" "bad_mac1 " "unique"
 	return 0
 }
 

@@ -45,6 +45,7 @@ struct capture {
 	int fd_local; /* local_addrs; -1 as fd_lease */
 	int fd_verified; /* verified sources; -1 as fd_lease */
 	int fd_vbits, fd_vseed; /* verified_bits, verified_seed; -1 as fd_lease */
+	int fd_recent, fd_dup; /* recent, dup_bucket; -1 as fd_lease */
 	__u64 vseed;
 	pthread_mutex_t vlock; /* one writer of verified_bits at a time */
 	bool leased;  /* we wrote a lease: give it back on close */
@@ -202,6 +203,7 @@ static const char *const counter_names[JITWG_CTR_MAX] = {
 	[JITWG_CTR_VERIFIED] = "verified",
 	[JITWG_CTR_LIMITED_VERIFIED] = "limited_verified",
 	[JITWG_CTR_SRC_NEW] = "src_new",
+	[JITWG_CTR_DUPLICATE] = "duplicate",
 };
 
 const char *capture_counter_name(enum jitwg_counter ctr)
@@ -278,6 +280,9 @@ static int open_pinned(struct capture *c, const char *dir)
 	    pinned_map(c, dir, "verified_bits", &c->fd_vbits) ||
 	    pinned_map(c, dir, "verified_seed", &c->fd_vseed))
 		c->err[0] = '\0';
+	if (pinned_map(c, dir, "recent", &c->fd_recent) ||
+	    pinned_map(c, dir, "dup_bucket", &c->fd_dup))
+		c->err[0] = '\0';
 	return 0;
 }
 
@@ -338,6 +343,8 @@ static void take_fds(struct capture *c, int prog_fd)
 	c->fd_verified = bpf_map__fd(c->skel->maps.verified);
 	c->fd_vbits = bpf_map__fd(c->skel->maps.verified_bits);
 	c->fd_vseed = bpf_map__fd(c->skel->maps.verified_seed);
+	c->fd_recent = bpf_map__fd(c->skel->maps.recent);
+	c->fd_dup = bpf_map__fd(c->skel->maps.dup_bucket);
 }
 
 /*
@@ -555,7 +562,8 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	c->prog_fd = c->fd_events = c->fd_counters = c->fd_settings = -1;
 	c->fd_ports = c->fd_src = c->fd_global = c->fd_lease = c->fd_local = -1;
 	c->link_fd = -1;
-	c->fd_verified = c->fd_vbits = c->fd_vseed = -1;
+	c->fd_verified = c->fd_vbits = c->fd_vseed = c->fd_recent = -1;
+	c->fd_dup = -1;
 	pthread_mutex_init(&c->vlock, NULL);
 	c->ncpus = libbpf_num_possible_cpus();
 	if (c->ncpus <= 0) {
@@ -623,7 +631,7 @@ void capture_close(struct capture *c)
 	int *fds[] = { &c->fd_events, &c->fd_counters, &c->fd_settings,
 		       &c->fd_ports, &c->fd_src, &c->fd_global, &c->fd_lease,
 		       &c->fd_local, &c->fd_verified, &c->fd_vbits,
-		       &c->fd_vseed };
+		       &c->fd_vseed, &c->fd_recent, &c->fd_dup };
 	size_t i;
 
 	if (!c)
@@ -984,6 +992,21 @@ int capture_reset_limits(struct capture *c)
 	if (bpf_map_update_elem(c->fd_global, &zero, &full, BPF_ANY))
 		return fail(c, -errno, "cannot reset the global bucket: %s",
 			    strerror(errno));
+	/* And the recent initiations, so that copies count as new again. */
+	if (c->fd_dup >= 0 &&
+	    bpf_map_update_elem(c->fd_dup, &zero, &full, BPF_ANY))
+		return fail(c, -errno, "cannot reset the bucket of copies: %s",
+			    strerror(errno));
+	if (c->fd_recent >= 0) {
+		static const struct jitwg_recent none[JITWG_RECENT_SLOTS];
+		__u32 keys[JITWG_RECENT_SLOTS], i, n = JITWG_RECENT_SLOTS;
+
+		for (i = 0; i < n; i++)
+			keys[i] = i;
+		if (bpf_map_update_batch(c->fd_recent, keys, none, &n, NULL))
+			return fail(c, -errno, "cannot reset recent initiations: %s",
+				    strerror(errno));
+	}
 	return 0;
 }
 

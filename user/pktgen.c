@@ -22,6 +22,8 @@
  *                --first's), each sealed with another random key
  *   random       --messages random type-1 payloads of 148 bytes, bad mac1
  *   random-mac1  the same with a valid mac1 for --responder
+ *   unique       random type-1 payloads with the packet counter over the
+ *                start of mac1: no two packets alike, mac1 included (bad)
  *   mac2         valid initiations with random bytes as mac2
  *   data         --messages type-4 (transport data) messages of 128 bytes
  *   udp          64 bytes of UDP to --udp-port, background
@@ -66,6 +68,7 @@ enum kind_id {
 	K_FORGED,
 	K_RANDOM,
 	K_RANDOM_MAC1,
+	K_UNIQUE,
 	K_MAC2,
 	K_DATA,
 	K_UDP,
@@ -75,7 +78,8 @@ enum kind_id {
 static const char *const kind_names[K_NUM] = {
 	[K_VALID] = "valid",   [K_REPLAY] = "replay",
 	[K_FORGED] = "forged", [K_RANDOM] = "random",
-	[K_RANDOM_MAC1] = "random-mac1", [K_MAC2] = "mac2",
+	[K_RANDOM_MAC1] = "random-mac1", [K_UNIQUE] = "unique",
+	[K_MAC2] = "mac2",
 	[K_DATA] = "data",     [K_UDP] = "udp",
 };
 
@@ -167,8 +171,8 @@ static void usage(FILE *f)
 		"  --dev DEV           sending device (a veth whose peer has XDP or GRO)\n"
 		"  --dst ADDR          destination IPv4 or IPv6 address\n"
 		"  --dst-mac MAC       destination MAC (default ff:ff:ff:ff:ff:ff)\n"
-		"  --kind KIND[:RATE]  valid, replay, forged, random, random-mac1, mac2,\n"
-		"                      data, udp; RATE packets/s or max (repeatable)\n"
+		"  --kind KIND[:RATE]  valid, replay, forged, random, random-mac1, unique,\n"
+		"                      mac2, data, udp; RATE packets/s or max (repeatable)\n"
 		"  --responder PUB     the gateway's public key (initiation kinds)\n"
 		"  --duration S        stop after S seconds (default 5)\n"
 		"  --count N           stop each kind after N packets\n"
@@ -264,10 +268,13 @@ static int build_msgs(const struct opts *o, enum kind_id id,
 			break;
 		case K_RANDOM:
 		case K_RANDOM_MAC1:
+		case K_UNIQUE:
 			randombytes_buf(m->data, PKTGEN_MSG_LEN);
 			m->data[0] = 1; /* type 1, reserved zero (paper §5.4.2) */
 			m->data[1] = m->data[2] = m->data[3] = 0;
 			memset(m->data + OFF_MAC2, 0, 16);
+			if (id == K_UNIQUE) /* the program writes a counter here */
+				memset(m->data + PKTGEN_STAMP_OFF, 0, 8);
 			if (id == K_RANDOM_MAC1)
 				err = noise_mac_with(m->data + OFF_MAC1, &mac1,
 						     m->data, OFF_MAC1);
@@ -565,10 +572,11 @@ int main(int argc, char **argv)
 		case K_VALID: case K_FORGED: case K_MAC2: n = o.identities; break;
 		case K_REPLAY: n = 1; break;
 		case K_RANDOM: case K_RANDOM_MAC1: case K_DATA: n = o.messages; break;
+		case K_UNIQUE: n = 1; break;
 		default: break;
 		}
 		if (k->id != K_UDP && k->id != K_DATA && k->id != K_RANDOM &&
-		    !o.resp_b64) {
+		    k->id != K_UNIQUE && !o.resp_b64) {
 			fprintf(stderr, "pktgen: --kind %s needs --responder\n",
 				kind_names[k->id]);
 			goto out;
@@ -586,6 +594,7 @@ int main(int argc, char **argv)
 		build_frame(&o, k, n ? &table[used] : NULL, pk);
 		pk->msg_first = used;
 		pk->msg_count = n;
+		pk->stamp = k->id == K_UNIQUE;
 		used += n;
 	}
 	{
