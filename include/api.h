@@ -194,6 +194,24 @@ void api_stats(struct api_client *c, struct api_stats *out);
  * maximum stale age).
  */
 bool api_result_failing(const struct api_result *res);
+
+/* What a start-up probe found (api_probe()). */
+struct api_probe {
+	int err;                 /* 0: an HTTP answer came; else -errno (transport) */
+	long http_status;
+	bool json;               /* its Content-Type was application/json */
+	char content_type[64];
+	char reason[API_REASON_LEN]; /* the transport's failure, for logs */
+};
+
+/*
+ * One synchronous request, as the daemon makes them (same headers, TLS,
+ * timeouts), for a key nobody holds (all zero): is the control plane there,
+ * does it take the token, does the base URL answer as the contract says (a
+ * 404 or 200 in JSON)? Blocks up to the timeouts: call it off the packet
+ * path (jitwgd: its own thread at start-up). Returns 0, or -ENOMEM.
+ */
+int api_probe(struct api_client *c, struct api_probe *out);
 /*
  * Whether a result is a final answer that the key is not (or no longer)
  * allowed: 404, 410 and the other 4xx but 429 (and 401/403, which are

@@ -808,3 +808,39 @@ test_e2e_verified_source() {
 	wait_for 5 eval '[ "$(metric jitwg_xdp_verified_initiations_total)" -ge 1 ]' ||
 		fail "the returning client's initiation was not on the verified budget"
 }
+
+# The start-up probe says at once what would otherwise show only as every
+# key "unknown" or every request failing: a control plane that answers as
+# the contract says, a base URL that is some other web server, a token the
+# control plane refuses.
+test_e2e_control_plane_probe() {
+	local port
+	e2e_start
+	e2e_jitwgd
+	wait_log 1 "msg=probe .*outcome=ok http_status=404" 10 || fail "no ok probe: $(cat "$JW_LOG")"
+	e2e_jitwgd_stop
+	# Some other web server (HTML 404s) where the control plane should be.
+	mkdir -p "$TMP/www"
+	port=$((CP_PORT + 1))
+	ip netns exec "$G" $PY -m http.server "$port" --bind 127.0.0.1 --directory "$TMP/www" \
+		>"$TMP/www.log" 2>&1 &
+	on_exit "kill $! 2>/dev/null"
+	wait_for 5 ip netns exec "$G" curl -s -o /dev/null "http://127.0.0.1:$port/" || fail "web server"
+	JW_LOG=$TMP/jitwgd2.log
+	CP_URL_SAVED=$CP_URL CP_URL=http://127.0.0.1:$port/v1
+	e2e_jitwgd
+	wait_log 1 "msg=probe .*outcome=unexpected http_status=404 content_type=\"?text/html" 10 ||
+		fail "wrong base not said: $(cat "$JW_LOG")"
+	e2e_jitwgd_stop
+	CP_URL=$CP_URL_SAVED
+	# A token the control plane refuses.
+	e2e_cp_stop
+	printf 'right\n' >"$TMP/token.ok"
+	printf 'wrong\n' >"$TMP/token.bad"
+	e2e_cp --token-file "$TMP/token.ok"
+	JW_LOG=$TMP/jitwgd3.log
+	e2e_jitwgd --api-token-file "$TMP/token.bad"
+	wait_log 1 "level=error msg=probe .*outcome=token_refused http_status=401" 10 ||
+		fail "refused token not said: $(cat "$JW_LOG")"
+	jw_alive || fail "jitwgd stopped over a probe"
+}

@@ -919,3 +919,64 @@ bool api_result_revokes(const struct api_result *res)
 	       res->http_status >= 400 && res->http_status < 500 &&
 	       res->http_status != 429;
 }
+
+/* The probe's body is not kept, only its size bounded. */
+static size_t probe_sink(char *p, size_t size, size_t nmemb, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return size * nmemb;
+}
+
+int api_probe(struct api_client *c, struct api_probe *out)
+{
+	uint8_t zero[32] = { 0 };
+	char url[4096], k[KEY_B64URL_LEN], *ct = NULL;
+	struct hdrs *h;
+	CURLcode rc;
+	CURL *e;
+
+	memset(out, 0, sizeof(*out));
+	e = curl_easy_init();
+	if (!e)
+		return -ENOMEM;
+	/* A key nobody holds: the contract answers 404 (or 200) in JSON. */
+	key_to_base64url(k, zero);
+	snprintf(url, sizeof(url), "%s/peers/%s", c->base, k);
+	pthread_mutex_lock(&c->mu);
+	h = c->hdrs;
+	h->refs++;
+	pthread_mutex_unlock(&c->mu);
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->list);
+	curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "jitwgd");
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->cfg.connect_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->cfg.total_timeout_ms);
+	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->cfg.max_body);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, probe_sink);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (c->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+	rc = curl_easy_perform(e);
+	if (rc != CURLE_OK) {
+		out->err = rc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT :
+			   rc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED :
+			   rc == CURLE_COULDNT_RESOLVE_HOST ? -EHOSTUNREACH : -EPROTO;
+		snprintf(out->reason, sizeof(out->reason), "%s", curl_easy_strerror(rc));
+	} else {
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &out->http_status);
+		curl_easy_getinfo(e, CURLINFO_CONTENT_TYPE, &ct);
+		out->json = ct && !strncasecmp(ct, "application/json", 16);
+		snprintf(out->content_type, sizeof(out->content_type), "%s", ct ? ct : "none");
+	}
+	curl_easy_cleanup(e);
+	pthread_mutex_lock(&c->mu);
+	hdrs_put(h);
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}

@@ -92,6 +92,8 @@ struct jitwgd {
 	struct capture_job cj;              /* the capture, opened on its thread */
 	pthread_t cap_thread;
 	bool cap_started;
+	pthread_t probe_thread;         /* the control plane's start-up probe */
+	bool probe_started;
 	struct capture *cap;
 	struct api_client *api;
 	struct daemon_ops *ops;          /* /metrics, control socket */
@@ -251,6 +253,40 @@ static int start_capture(struct jitwgd *j)
 	return 0;
 }
 
+/*
+ * The start-up probe, on its own thread (it may wait for the timeouts):
+ * say at once, loudly, what would otherwise show only as every key
+ * "unknown" or every request failing. It never stops jitwgd: a control
+ * plane that is down now may be up in a minute, and cached answers serve
+ * meanwhile.
+ */
+static void *probe_thread(void *arg)
+{
+	struct jitwgd *j = arg;
+	struct api_probe p;
+	char q[API_REASON_LEN + 8], url[300];
+
+	if (api_probe(j->api, &p))
+		return NULL;
+	log_quote(url, sizeof(url), j->o.api_url);
+	if (p.err)
+		dlog(LOG_WARN, "probe", "api=%s outcome=unreachable error=%s reason=%s", url,
+		     strerrorname_np(-p.err) ? strerrorname_np(-p.err) : "?",
+		     log_quote(q, sizeof(q), p.reason));
+	else if (p.http_status == 401 || p.http_status == 403)
+		dlog(LOG_ERROR, "probe",
+		     "api=%s outcome=token_refused http_status=%ld hint=\"check --api-token-file: "
+		     "every request will fail\"", url, p.http_status);
+	else if ((p.http_status == 404 || p.http_status == 200) && p.json)
+		dlog(LOG_INFO, "probe", "api=%s outcome=ok http_status=%ld", url, p.http_status);
+	else
+		dlog(LOG_WARN, "probe",
+		     "api=%s outcome=unexpected http_status=%ld content_type=%s hint=\"check "
+		     "--api: GET <api>/peers/<key> should answer 200 or 404 in JSON\"",
+		     url, p.http_status, log_quote(q, sizeof(q), p.content_type));
+	return NULL;
+}
+
 static int open_control_plane(struct jitwgd *j)
 {
 	struct api_config ac;
@@ -270,6 +306,7 @@ static int open_control_plane(struct jitwgd *j)
 	}
 	daemon_set_api(j->d, j->api);
 	j->t_api = now_mono_ns();
+	j->probe_started = !pthread_create(&j->probe_thread, NULL, probe_thread, j);
 	return 0;
 }
 
@@ -478,6 +515,8 @@ static void stop(struct jitwgd *j, int status)
 		daemon_stop(j->d);
 	if (j->cap)
 		capture_close(j->cap);
+	if (j->probe_started)
+		pthread_join(j->probe_thread, NULL);
 	if (j->api)
 		api_destroy(j->api);
 	if (j->d) {
