@@ -395,6 +395,16 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 		}
 		return;
 	}
+	/*
+	 * Installed since this initiation was identified (the client's own
+	 * initiation crossing ours, or a retry in a burst): WireGuard answers
+	 * it now. Provisioning it again installed the peer twice.
+	 */
+	if (ptab_on_device(d->peers, key)) {
+		INC(d, sightings);
+		pending_end(d, p);
+		return;
+	}
 	p->t_event = ev->ts_ns ? ev->ts_ns : a->t_seen;
 	p->t_seen = a->t_seen;
 	p->t_ident = a->t_ident;
