@@ -444,12 +444,16 @@ static __always_inline struct jitwg_recent *recent_slot(const __u8 *msg, __u32 w
 	return bpf_map_lookup_elem(&recent, &idx);
 }
 
+static __always_inline bool same(const struct jitwg_recent *r, const __u8 *msg)
+{
+	return r->mac1[0] == *(const __u64 *)(msg + WG_MAC1_OFF) &&
+	       r->mac1[1] == *(const __u64 *)(msg + WG_MAC1_OFF + 8);
+}
+
 static __always_inline bool holds(const struct jitwg_recent *r, const __u8 *msg,
 				  __u64 now)
 {
-	return r && r->mac1[0] == *(const __u64 *)(msg + WG_MAC1_OFF) &&
-	       r->mac1[1] == *(const __u64 *)(msg + WG_MAC1_OFF + 8) &&
-	       now - r->ts_ns < JITWG_RECENT_NS;
+	return r && same(r, msg) && now - r->ts_ns < JITWG_RECENT_NS;
 }
 
 /* A copy of an initiation handed to userspace within JITWG_RECENT_NS. */
@@ -459,7 +463,10 @@ static __always_inline bool duplicate(const __u8 *msg, __u64 now)
 	       holds(recent_slot(msg, 1), msg, now);
 }
 
-/* Into the older way of its set. */
+/*
+ * Into the way that holds it already (a copy let through on its budget
+ * must not push another message out), else the older way of its set.
+ */
 static __always_inline void remember(const __u8 *msg, __u64 now)
 {
 	struct jitwg_recent *r0 = recent_slot(msg, 0), *r1 = recent_slot(msg, 1);
@@ -467,7 +474,12 @@ static __always_inline void remember(const __u8 *msg, __u64 now)
 
 	if (!r0 || !r1)
 		return;
-	r = r1->ts_ns < r0->ts_ns ? r1 : r0;
+	if (same(r0, msg))
+		r = r0;
+	else if (same(r1, msg))
+		r = r1;
+	else
+		r = r1->ts_ns < r0->ts_ns ? r1 : r0;
 	/* Racing CPUs may tear it: a torn slot matches nothing. */
 	r->mac1[0] = *(const __u64 *)(msg + WG_MAC1_OFF);
 	r->mac1[1] = *(const __u64 *)(msg + WG_MAC1_OFF + 8);
