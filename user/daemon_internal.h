@@ -352,7 +352,7 @@ void pidx_free(struct prefix_index *x);
 
 /* ---- recent initiations, for byte-identical copies (daemon_provision.c) ---- */
 
-enum { DUP_SLOTS = 1 << 16, DUP_WINDOW_S = 180, WG_MAC1_OFFSET = 116 };
+enum { DUP_SLOTS = 1 << 16, DUP_WINDOW_S = 180 };
 
 struct dup_slot {
 	uint8_t mac1[16];

@@ -244,7 +244,7 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 	 * is never identical: a new ephemeral key, a new timestamp. mac1 is a
 	 * MAC over everything before it, so it stands for the bytes.
 	 */
-	if (dup_seen(d, ev->msg + WG_MAC1_OFFSET, a->key, &known_key)) {
+	if (dup_seen(d, ev->msg + WG_MAC1_OFF, a->key, &known_key)) {
 		/* Logged as the replay it is (rate-limited), with its sender
 		 * if the first copy was identified. */
 		INC(d, replays);
@@ -262,7 +262,7 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 		return false;
 	}
 	a->t_ident = mono(d);
-	dup_identified(d, ev->msg + WG_MAC1_OFFSET, a->key);
+	dup_identified(d, ev->msg + WG_MAC1_OFF, a->key);
 	/*
 	 * Authenticated even when installed already (a rekey, every two
 	 * minutes while the client is active): its timestamp is recorded, so
