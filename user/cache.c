@@ -201,26 +201,33 @@ static int commit_or_abort(MDB_txn *txn, int ret)
 	return err(mdb_txn_commit(txn));
 }
 
+/*
+ * A background thread's sleep: interval_ms, or until cache_close() (c->mu
+ * held, as on return). Returns false when stopping.
+ */
+static bool sleep_interval(struct cache *c, uint32_t interval_ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	t.tv_sec += interval_ms / 1000;
+	t.tv_nsec += (long)(interval_ms % 1000) * 1000000;
+	if (t.tv_nsec >= 1000000000) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000;
+	}
+	while (!c->stop && pthread_cond_timedwait(&c->cv, &c->mu, &t) != ETIMEDOUT)
+		;
+	return !c->stop;
+}
+
 /* CACHE_SYNC_PERIODIC: flush committed pages every interval. */
 static void *syncer(void *arg)
 {
 	struct cache *c = arg;
-	struct timespec t;
 
 	pthread_mutex_lock(&c->mu);
-	while (!c->stop) {
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		t.tv_sec += c->sync_interval_ms / 1000;
-		t.tv_nsec += (long)(c->sync_interval_ms % 1000) * 1000000;
-		if (t.tv_nsec >= 1000000000) {
-			t.tv_sec++;
-			t.tv_nsec -= 1000000000;
-		}
-		while (!c->stop &&
-		       pthread_cond_timedwait(&c->cv, &c->mu, &t) != ETIMEDOUT)
-			;
-		if (c->stop)
-			break;
+	while (sleep_interval(c, c->sync_interval_ms)) {
 		pthread_mutex_unlock(&c->mu);
 		mdb_env_sync(c->env, 1);
 		pthread_mutex_lock(&c->mu);
@@ -1308,22 +1315,9 @@ long cache_expire(struct cache *c, uint64_t now, size_t max, bool force)
 static void *janitor(void *arg)
 {
 	struct cache *c = arg;
-	struct timespec t;
 
 	pthread_mutex_lock(&c->mu);
-	while (!c->stop) {
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		t.tv_sec += c->expire_interval_ms / 1000;
-		t.tv_nsec += (long)(c->expire_interval_ms % 1000) * 1000000;
-		if (t.tv_nsec >= 1000000000) {
-			t.tv_sec++;
-			t.tv_nsec -= 1000000000;
-		}
-		while (!c->stop &&
-		       pthread_cond_timedwait(&c->cv, &c->mu, &t) != ETIMEDOUT)
-			;
-		if (c->stop)
-			break;
+	while (sleep_interval(c, c->expire_interval_ms)) {
 		pthread_mutex_unlock(&c->mu);
 		/* Until a pass finds nothing more to do (a backlog after a
 		 * flood goes in bounded transactions). */

@@ -100,6 +100,8 @@ void dlog(enum log_level lvl, const char *msg, const char *fmt, ...)
 void log_fingerprint(char out[static 9], const uint8_t key[static 32]);
 /* A logfmt value: quoted and escaped when needed. Returns out. */
 const char *log_quote(char *out, size_t outlen, const char *s);
+/* "addr:port" or "[addr6]:port"; none when there is no endpoint. */
+void log_endpoint(char *buf, size_t len, const union wgdev_endpoint *ep, const char *none);
 
 /* ---- the installer's turn (user/daemon_sched.c) ---- */
 

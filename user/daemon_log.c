@@ -4,6 +4,7 @@
  * in a buffer and written with one write(2) so that lines from worker
  * threads never interleave.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -122,4 +123,19 @@ const char *log_quote(char *out, size_t outlen, const char *s)
 	out[o++] = '"';
 	out[o] = '\0';
 	return out;
+}
+
+void log_endpoint(char *buf, size_t len, const union wgdev_endpoint *ep, const char *none)
+{
+	char a[INET6_ADDRSTRLEN];
+
+	if (ep->addr.sa_family == AF_INET) {
+		inet_ntop(AF_INET, &ep->addr4.sin_addr, a, sizeof(a));
+		snprintf(buf, len, "%s:%u", a, ntohs(ep->addr4.sin_port));
+	} else if (ep->addr.sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &ep->addr6.sin6_addr, a, sizeof(a));
+		snprintf(buf, len, "[%s]:%u", a, ntohs(ep->addr6.sin6_port));
+	} else {
+		snprintf(buf, len, "%s", none);
+	}
 }

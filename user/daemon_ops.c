@@ -281,20 +281,6 @@ static int cmp_peer(const void *a, const void *b)
 		      ((const struct wgdev_peer *)b)->public_key, 32);
 }
 
-static void fmt_ep(char *buf, size_t len, const union wgdev_endpoint *ep)
-{
-	char a[INET6_ADDRSTRLEN];
-
-	if (ep->addr.sa_family == AF_INET) {
-		inet_ntop(AF_INET, &ep->addr4.sin_addr, a, sizeof(a));
-		snprintf(buf, len, "%s:%u", a, ntohs(ep->addr4.sin_port));
-	} else if (ep->addr.sa_family == AF_INET6) {
-		inet_ntop(AF_INET6, &ep->addr6.sin6_addr, a, sizeof(a));
-		snprintf(buf, len, "[%s]:%u", a, ntohs(ep->addr6.sin6_port));
-	} else {
-		buf[0] = '\0';
-	}
-}
 
 static struct json_object *ips_json(const struct wgdev_allowed_ip *ips,
 				    size_t n)
@@ -343,7 +329,7 @@ static int ctl_peers(void *ctx, struct json_object *r)
 		add_str(o, "public_key", b64);
 		ep[0] = '\0';
 		if (p)
-			fmt_ep(ep, sizeof(ep), &p->endpoint);
+			log_endpoint(ep, sizeof(ep), &p->endpoint, "");
 		json_object_object_add(o, "endpoint",
 				       *ep ? json_object_new_string(ep) : NULL);
 		json_object_object_add(

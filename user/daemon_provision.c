@@ -28,20 +28,6 @@
 static void reserve(struct daemon *d, struct pending *p,
 		    const struct api_peer *ap, const char *source);
 
-static void fmt_endpoint(char *buf, size_t len, const union wgdev_endpoint *ep)
-{
-	char a[INET6_ADDRSTRLEN];
-
-	if (ep->addr.sa_family == AF_INET) {
-		inet_ntop(AF_INET, &ep->addr4.sin_addr, a, sizeof(a));
-		snprintf(buf, len, "%s:%u", a, ntohs(ep->addr4.sin_port));
-	} else if (ep->addr.sa_family == AF_INET6) {
-		inet_ntop(AF_INET6, &ep->addr6.sin6_addr, a, sizeof(a));
-		snprintf(buf, len, "[%s]:%u", a, ntohs(ep->addr6.sin6_port));
-	} else {
-		snprintf(buf, len, "none");
-	}
-}
 
 static void event_endpoint(const struct jitwg_event *ev, union wgdev_endpoint *ep)
 {
@@ -85,7 +71,7 @@ void log_outcome(struct daemon *d, struct pending *p, const char *outcome,
 	observe_stages(d, p);
 	log_fingerprint(fp, p->key);
 	pending_ep(d, p, &e);
-	fmt_endpoint(ep, sizeof(ep), &e);
+	log_endpoint(ep, sizeof(ep), &e, "none");
 	dlog(lvl, "provision",
 	     "peer=%s outcome=%s source=%s endpoint=%s queue_ms=%.3f identify_ms=%.3f "
 	     "auth_ms=%.3f fetch_ms=%.3f total_ms=%.3f%s%s",
@@ -157,7 +143,7 @@ static void reject(struct daemon *d, struct jitwg_event *ev, const char *stage,
 	if (key)
 		log_fingerprint(fp, key);
 	event_endpoint(ev, &e);
-	fmt_endpoint(ep, sizeof(ep), &e);
+	log_endpoint(ep, sizeof(ep), &e, "none");
 	dlog(lvl, "reject", "peer=%s stage=%s reason=%s endpoint=%s", fp, stage,
 	     noise_status_str(st), ep);
 }
