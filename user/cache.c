@@ -570,8 +570,6 @@ static int expire_peers(MDB_txn *txn, struct cache *c, uint64_t now, size_t *bud
 		(*done)++;
 		if (d.kind == REC_POSITIVE && !ts_read(txn, c, key, &row))
 			ret = tsage_put(txn, c, row.ts, key);
-		if (ret)
-			break;
 next:
 		if (ret)
 			break;
@@ -832,19 +830,10 @@ static size_t encode_peer(struct cache *c, uint8_t buf[PEER_REC_MAX],
 
 int cache_put_peer(struct cache *c, const struct api_peer *p, uint64_t now)
 {
-	uint8_t buf[PEER_REC_MAX];
-	int ret;
+	struct cache_answer a = { .peer = p };
 
-	if (p->n_allowed_ips > API_MAX_ALLOWED_IPS)
-		return -EINVAL;
-	MDB_txn *txn;
-
-	ret = err(mdb_txn_begin(c->env, NULL, 0, &txn));
-	if (!ret)
-		ret = commit_or_abort(txn, peer_put(txn, c, p->public_key, buf,
-						    encode_peer(c, buf, p, now)));
-	sodium_memzero(buf, sizeof(buf));
-	return ret;
+	memcpy(a.key, p->public_key, 32);
+	return cache_put_answers(c, &a, 1, now);
 }
 
 int cache_put_peers(struct cache *c, const struct api_peer *peers, size_t n,
