@@ -349,6 +349,11 @@ static void test_listen_parse(void)
 		{ "::1", 0, 0, 0 },		/* ambiguous: brackets needed */
 		{ "localhost:9089", 0, 0, 0 },	/* numeric only */
 		{ "127.0.0.1:99999", 0, 0, 0 },
+		{ "127.0.0.1:65535", 1, AF_INET, 65535 },
+		{ "127.0.0.1:65536", 0, 0, 0 },
+		{ "[::1]:70000", 0, 0, 0 },	/* hostport_parse's own check */
+		{ "127.0.0.1:+80", 0, 0, 0 },
+		{ "127.0.0.1:80x", 0, 0, 0 },
 		{ "", 0, 0, 0 },
 	};
 	struct sockaddr_storage ss;

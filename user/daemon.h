@@ -237,6 +237,9 @@ int ptab_refresh_device(struct peer_table *t, const struct wgdev_peer *peers,
 /* Copies of the managed peers (ips not copied: NULL). Caller frees. */
 int ptab_snapshot_managed(struct peer_table *t, struct managed_peer **out,
 			  size_t *n);
+/* One managed peer without its allowed IPs; -ENOENT if it is not managed. */
+int ptab_get_managed(struct peer_table *t, const uint8_t key[static 32],
+		     struct managed_peer *out);
 size_t ptab_count_managed(struct peer_table *t);
 
 /* ---- counters ---- */

@@ -426,6 +426,24 @@ int ptab_snapshot_managed(struct peer_table *t, struct managed_peer **out,
 	return 0;
 }
 
+int ptab_get_managed(struct peer_table *t, const uint8_t key[static 32],
+		     struct managed_peer *out)
+{
+	struct pentry *e;
+	int ret = -ENOENT;
+
+	pthread_mutex_lock(&t->lock);
+	e = find(t, key);
+	if (e && e->managed) {
+		*out = e->mp;
+		out->ips = NULL; /* the table's; not valid once unlocked */
+		out->n_ips = 0;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return ret;
+}
+
 size_t ptab_count_managed(struct peer_table *t)
 {
 	size_t n;

@@ -172,24 +172,15 @@ static bool same_answer(const struct api_peer *a, const struct api_peer *b)
 /* A changed answer for an installed peer: overlap check, then the device. */
 static void update(struct daemon *d, const uint8_t key[32], const struct api_peer *ap)
 {
-	struct managed_peer *mps = NULL, mp;
+	struct managed_peer mp;
 	struct wgdev_peer wp;
 	uint8_t other[32];
 	char fp[9], ofp[9];
-	size_t n = 0, i;
 	int ret;
 
 	log_fingerprint(fp, key);
-	if (ptab_snapshot_managed(d->peers, &mps, &n))
-		return;
-	for (i = 0; i < n && memcmp(mps[i].key, key, 32); i++)
-		;
-	if (i == n) {
-		free(mps);
+	if (ptab_get_managed(d->peers, key, &mp))
 		return; /* evicted meanwhile */
-	}
-	mp = mps[i];
-	free(mps);
 	mp.keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ? ap->persistent_keepalive : 0;
 	mp.ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
 	mp.n_ips = ap->n_allowed_ips;

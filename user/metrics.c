@@ -285,8 +285,6 @@ int metrics_listen_parse(const char *s, struct sockaddr_storage *ss,
 	char buf[INET6_ADDRSTRLEN + 16];
 	size_t len = strlen(s);
 	const char *colon = strchr(s, ':');
-	unsigned long port;
-	char *end;
 
 	if (!len || len >= INET6_ADDRSTRLEN + 2)
 		return -EINVAL;
@@ -298,13 +296,7 @@ int metrics_listen_parse(const char *s, struct sockaddr_storage *ss,
 	/* A bare v6 address has colons but no brackets: ambiguous. */
 	if (s[0] != '[' && strchr(colon + 1, ':'))
 		return -EINVAL;
-	/* getaddrinfo takes port 99999 modulo 65536: check it here. */
-	colon = strrchr(s, ':');
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (!colon[1] || *end || errno || port > 65535)
-		return -EINVAL;
-	return hostport_parse(s, ss, sslen);
+	return hostport_parse(s, ss, sslen); /* which checks the port's range */
 }
 
 static enum MHD_Result respond_text(struct MHD_Connection *conn,
