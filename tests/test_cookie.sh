@@ -82,6 +82,11 @@ cookie_round() {
 	[ "$(cookie_metric 'jitwg_mac2_total{result="valid"}')" -ge 2 ] ||
 		fail "valid mac2 counted: $(cookie_metric 'jitwg_mac2_total{result="valid"}')"
 	expect_eq "$(cookie_metric jitwg_cookie_send_errors_total)" 0 "cookie send errors"
+	# The XDP program knew the retries' sources (jitwgd recorded them):
+	# they came on the cookie budget, not the global one.
+	[ "$(cookie_metric jitwg_xdp_cookie_retries_total)" -ge 2 ] ||
+		fail "retries on the XDP cookie budget: $(cookie_metric jitwg_xdp_cookie_retries_total)"
+	grep -q "msg=cookie op=mark_sources" "$JW_LOG" && fail "sources not recorded: $(cat "$JW_LOG")"
 	expect_eq "$(cookie_metric 'jitwg_mac2_total{result="invalid"}')" 0 "invalid mac2"
 	expect_eq "$(cp_requests "$A_PUB")" 1 "control plane requests for the IPv4 client"
 	# An installed client's next handshake needs no cookie (a verified

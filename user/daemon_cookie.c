@@ -80,6 +80,8 @@ struct cookie_stage {
 	struct daemon_cookie_ops ops;
 	int fd4, fd6;            /* raw sockets, opened at the first reply */
 	bool raw_failed;         /* said once */
+	bool mark_failed;        /* said once */
+	char q[256];             /* log_quote's room */
 	/* The main thread's (daemon_on_event, daemon_cookie_flush): */
 	struct cookie_out batch[COOKIE_BATCH];
 	size_t n;
@@ -290,6 +292,32 @@ enum cookie_verdict daemon_cookie_intake(struct daemon *d, const struct jitwg_ev
 	return COOKIE_ANSWERED;
 }
 
+/*
+ * The XDP program lets these sources' retries (non-zero mac2, same address
+ * and port) through on a budget of their own, which a flood from other
+ * sources cannot spend (include/jitwg.h, jitwg_cookie_key).
+ */
+static void mark_sent(struct daemon *d, struct cookie_stage *c)
+{
+	struct jitwg_cookie_key keys[COOKIE_BATCH];
+	size_t i;
+
+	if (!d->env.capture)
+		return;
+	memset(keys, 0, sizeof(keys));
+	for (i = 0; i < c->n; i++) {
+		memcpy(keys[i].addr, c->batch[i].daddr, 16);
+		keys[i].port = c->batch[i].dport;
+	}
+	/* The program's clock, whatever a test's daemon clock says. */
+	if (capture_cookie_sent(d->env.capture, keys, c->n, now_mono_ns() + JITWG_COOKIE_TTL_NS) &&
+	    !c->mark_failed) {
+		c->mark_failed = true;
+		dlog(LOG_WARN, "cookie", "op=mark_sources error=%s",
+		     log_quote(c->q, sizeof(c->q), capture_error(d->env.capture)));
+	}
+}
+
 void daemon_cookie_flush(struct daemon *d)
 {
 	struct cookie_stage *c = d->cookie;
@@ -300,6 +328,7 @@ void daemon_cookie_flush(struct daemon *d)
 	sent = c->ops.send(c->ops.arg, c->batch, c->n);
 	if (sent < 0)
 		sent = 0;
+	mark_sent(d, c);
 	atomic_fetch_add(&d->counters.cookie_replies, (uint64_t)sent);
 	if ((size_t)sent < c->n)
 		atomic_fetch_add(&d->counters.cookie_send_errors, c->n - (size_t)sent);
