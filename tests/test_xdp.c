@@ -901,6 +901,10 @@ static void test_cookie_sources(void)
 	ok &= EXPECT(knock_mac2(c, 41000, true, &v, d) == 0 &&
 			     d[JITWG_CTR_LIMITED_COOKIE] == 1,
 		     "over its own burst: limited_cookie");
+	ok &= EXPECT(!cookie_sent(c, 41000, mono_ns() + JITWG_COOKIE_TTL_NS), "recorded again");
+	ok &= EXPECT(knock_mac2(c, 41000, true, &v, d) == 0 &&
+			     d[JITWG_CTR_LIMITED_COOKIE] == 1,
+		     "another reply does not refill its bucket");
 	CHECK("cookie retries pass a spent global budget, on their own", ok, "see above");
 	set_limits(0, 0, 0, 0, 0);
 }

@@ -1071,26 +1071,24 @@ int capture_read_settings(struct capture *c, struct jitwg_config *cfg,
 int capture_cookie_sent(struct capture *c, const struct jitwg_cookie_key *keys, size_t n,
 			uint64_t until_ns)
 {
-	struct jitwg_cookie_src v[64];
-	__u32 count;
-	size_t i, k;
+	struct jitwg_cookie_src v;
+	size_t i;
 
 	if (c->fd_cookie < 0)
 		return fail(c, -ENOENT, "the pinned program has no cookie_sources map: "
 			    "load this version's jitwg.bpf.o");
-	for (i = 0; i < n; i += k) {
-		k = n - i < 64 ? n - i : 64;
-		memset(v, 0, sizeof(v[0]) * k);
-		for (size_t j = 0; j < k; j++)
-			v[j].until_ns = until_ns; /* a full bucket */
-		count = (__u32)k;
-		if (!bpf_map_update_batch(c->fd_cookie, keys + i, v, &count, NULL))
-			continue;
-		/* No batch operations (an older kernel): one at a time. */
-		for (size_t j = 0; j < k; j++)
-			if (bpf_map_update_elem(c->fd_cookie, keys + i + j, v + j, BPF_ANY))
-				return fail(c, -errno, "cannot record a cookie source: %s",
-					    strerror(errno));
+	for (i = 0; i < n; i++) {
+		/*
+		 * Renewing keeps the bucket: a source that draws reply after
+		 * reply (junk mac2 from an address that got a cookie) must
+		 * not get a fresh burst with each.
+		 */
+		memset(&v, 0, sizeof(v));
+		bpf_map_lookup_elem(c->fd_cookie, keys + i, &v);
+		v.until_ns = until_ns;
+		if (bpf_map_update_elem(c->fd_cookie, keys + i, &v, BPF_ANY))
+			return fail(c, -errno, "cannot record a cookie source: %s",
+				    strerror(errno));
 	}
 	return 0;
 }
