@@ -10,9 +10,9 @@
  *   under load, no valid mac2      cookie reply, no DH, nothing queued
  *   otherwise                      pass
  *
- * "Under load" (--cookie auto): the workers' queue held COOKIE_LOAD_QUEUE
- * jobs at some point in the last COOKIE_LOAD_HOLD_MS, i.e. DH work is
- * waiting; --cookie always: every time; never: never. A mac2 jitwgd cannot
+ * "Under load" (--cookie auto): at some point in the last
+ * COOKIE_LOAD_HOLD_MS the workers were a second behind (behind()), i.e. DH
+ * work is waiting; --cookie always: every time; never: never. A mac2 jitwgd cannot
  * verify (the device's cookie, a stale one, a forgery) counts as none: under
  * load it gets jitwgd's cookie, which the client keeps as its latest
  * (docs/security.md, "Cookies").
@@ -39,7 +39,11 @@
 
 enum {
 	COOKIE_BATCH = 64,            /* replies per sendmmsg() */
-	COOKIE_LOAD_QUEUE = 512,      /* queued jobs that mean DH work is waiting */
+	/* DH work waits: the oldest queued job this old, or this many jobs
+	 * (a second or more of two workers' DHs). */
+	COOKIE_LOAD_AGE_MS = 1000,
+	COOKIE_LOAD_QUEUE = 16384,
+	COOKIE_LOAD_CHECK_MS = 10,
 	COOKIE_LOAD_HOLD_MS = 1000,   /* load is remembered this long (as the kernel does) */
 	/* Valid mac2 proves a reachable source, not a registered key: the
 	 * budget keeps one real address from taking all the workers. */
@@ -86,6 +90,7 @@ struct cookie_stage {
 	struct cookie_out batch[COOKIE_BATCH];
 	size_t n;
 	uint64_t load_until;     /* mono ns */
+	uint64_t checked_at;     /* mono ns of the last look at the queue */
 	bool loaded;             /* for the engaged/released log lines */
 	double mac2_tokens;
 	uint64_t mac2_at;
@@ -192,12 +197,35 @@ static bool verified(struct daemon *d, struct cookie_stage *c, const struct jitw
 	return ok;
 }
 
+/*
+ * Whether the workers are behind: the oldest queued job has waited
+ * COOKIE_LOAD_AGE_MS, or COOKIE_LOAD_QUEUE jobs wait. A burst of real
+ * clients the workers clear within a second never engages it (the
+ * synthetic clients of the tests and benchmarks answer no cookie).
+ * Looked at every COOKIE_LOAD_CHECK_MS: it takes the queue's lock.
+ */
+static bool behind(struct daemon *d, struct cookie_stage *c, uint64_t now)
+{
+	uint64_t oldest = 0;
+	size_t len;
+
+	if (c->checked_at && now - c->checked_at < COOKIE_LOAD_CHECK_MS * 1000000ull)
+		return false;
+	c->checked_at = now;
+	pthread_mutex_lock(&d->intake.lock);
+	len = d->intake.len;
+	if (d->intake.head)
+		oldest = d->intake.head->t_queued;
+	pthread_mutex_unlock(&d->intake.lock);
+	return len >= COOKIE_LOAD_QUEUE ||
+	       (oldest && now > oldest && now - oldest >= COOKIE_LOAD_AGE_MS * 1000000ull);
+}
+
 static bool under_load(struct daemon *d, struct cookie_stage *c, uint64_t now)
 {
 	if (d->env.opts->cookie == COOKIE_ALWAYS)
 		return true;
-	/* Read without the lock, as daemon_on_event() does: a hint. */
-	if (d->intake.len >= COOKIE_LOAD_QUEUE)
+	if (behind(d, c, now))
 		c->load_until = now + COOKIE_LOAD_HOLD_MS * 1000000ull;
 	if (now < c->load_until) {
 		if (!c->loaded)
