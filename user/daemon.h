@@ -326,7 +326,7 @@ size_t ptab_count_managed(struct peer_table *t);
 	X(cookie_replies, "jitwg_cookie_replies_total", "",                   \
 	  "Cookie replies sent instead of a Diffie-Hellman (under load)", 0)  \
 	X(cookie_send_errors, "jitwg_cookie_send_errors_total", "",           \
-	  "Cookie replies that could not be sent", 0)                         \
+	  "Cookie replies not sent: a send failed, or the source is one no client can have", 0)                         \
 	X(mac2_valid, "jitwg_mac2_total", "result=\"valid\"",                  \
 	  "Initiations carrying a mac2, by whether it was one of jitwgd's cookies", 0) \
 	X(mac2_invalid, "jitwg_mac2_total", "result=\"invalid\"",              \

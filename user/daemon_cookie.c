@@ -33,6 +33,7 @@
 #include <netinet/ip6.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
+#include <ifaddrs.h>
 
 #include "cookie.h"
 #include "daemon_internal.h"
@@ -50,6 +51,7 @@ enum {
 	COOKIE_MAC2_RATE = 1000,      /* per second */
 	COOKIE_MAC2_BURST = 2000,
 	COOKIE_VSRC_SLOTS = 4096,     /* verified sources remembered */
+	COOKIE_HOST_ADDRS = 64,       /* this host's addresses looked at */
 };
 
 #define VSRC_TTL_NS (3600ull * 1000000000ull) /* JITWG_VERIFIED_TTL_NS's hour */
@@ -92,6 +94,9 @@ struct cookie_stage {
 	uint64_t load_until;     /* mono ns */
 	uint64_t checked_at;     /* mono ns of the last look at the queue */
 	bool loaded;             /* for the engaged/released log lines */
+	uint64_t hosts_at;       /* mono ns the list below was read */
+	size_t n_hosts;
+	uint8_t hosts[COOKIE_HOST_ADDRS][16];
 	double mac2_tokens;
 	uint64_t mac2_at;
 	/* The verified sources: written by the monitor, read by the main thread. */
@@ -269,10 +274,82 @@ static void log_ev(enum log_level lvl, const struct jitwg_event *ev, const char 
 	dlog(lvl, "cookie", "%s endpoint=%s", what, ep);
 }
 
+/*
+ * With the main thread only: whether addr (IPv4-mapped or IPv6) is one of
+ * this host's, from a list read at most once a second.
+ */
+static bool host_addr(struct cookie_stage *c, const uint8_t addr[static 16], uint64_t now)
+{
+	size_t i;
+
+	if (!c->hosts_at || now - c->hosts_at > 1000000000ull) {
+		struct ifaddrs *ifs, *it;
+
+		c->n_hosts = 0;
+		if (!getifaddrs(&ifs)) {
+			for (it = ifs; it && c->n_hosts < COOKIE_HOST_ADDRS; it = it->ifa_next) {
+				uint8_t *h = c->hosts[c->n_hosts];
+
+				if (!it->ifa_addr)
+					continue;
+				if (it->ifa_addr->sa_family == AF_INET) {
+					memset(h, 0, 10);
+					h[10] = h[11] = 0xff;
+					memcpy(h + 12, &((struct sockaddr_in *)it->ifa_addr)->sin_addr, 4);
+				} else if (it->ifa_addr->sa_family == AF_INET6) {
+					memcpy(h, &((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr, 16);
+				} else {
+					continue;
+				}
+				c->n_hosts++;
+			}
+			freeifaddrs(ifs);
+		}
+		c->hosts_at = now ? now : 1;
+	}
+	for (i = 0; i < c->n_hosts; i++)
+		if (!memcmp(c->hosts[i], addr, 16))
+			return true;
+	return false;
+}
+
+/*
+ * Sources no client can have, which the kernel drops as martians on the
+ * uplink but XDP sees first: unspecified, loopback, multicast, IPv4's
+ * class E and broadcast, IPv4-mapped inside IPv6, this host's own, port 0.
+ * A reply to one would go to a local socket or to many hosts.
+ */
+static bool bogus(struct cookie_stage *c, const struct jitwg_event *ev, uint64_t now)
+{
+	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
+	const uint8_t *a = ev->saddr;
+	size_t i;
+
+	if (!ev->sport)
+		return true;
+	if (ev->family == 4) {
+		if (a[12] == 0 || a[12] == 127 || a[12] >= 224)
+			return true;
+	} else {
+		if (a[0] == 0xff || !memcmp(a, mapped, 12))
+			return true;
+		for (i = 0; i < 15 && !a[i]; i++)
+			;
+		if (i == 15 && a[15] <= 1) /* :: and ::1 */
+			return true;
+	}
+	return host_addr(c, a, now);
+}
+
 static void reply(struct daemon *d, struct cookie_stage *c, const struct jitwg_event *ev,
 		  uint64_t now)
 {
 	struct cookie_out *o;
+
+	if (bogus(c, ev, now)) {
+		INC(d, cookie_send_errors);
+		return;
+	}
 
 	if (c->n == COOKIE_BATCH)
 		daemon_cookie_flush(d);
