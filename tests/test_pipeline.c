@@ -1317,6 +1317,24 @@ static void test_cookie_path(void)
 	CHECK("cookie: auto: no reply while the workers keep up",
 	      sent.n == 0 && r->st.installed == 1, "replies %zu installed %lu", sent.n,
 	      (unsigned long)r->st.installed);
+	/* A mac2 jitwgd cannot verify (the device's cookie, say): not under
+	 * load, decoded as usual, neither dropped nor put first. */
+	{
+		struct client x;
+
+		client_new(r, &x, 0);
+		cache_set(r, x.pub, CACHE_FRESH, 0x0a000009);
+		make_event(r, &x, 100, 209, &e1);
+		randombytes_buf(e1.msg + 132, 16);
+		send_event(r, &e1);
+		rig_drain(r);
+		CHECK("cookie: auto: a mac2 jitwgd cannot verify is decoded as usual",
+		      sent.n == 0 && r->st.mac2_invalid == 1 && r->st.mac2_valid == 0 &&
+			      r->st.installed == 2 && on_device(r, x.pub, 209),
+		      "replies %zu invalid %lu installed %lu", sent.n,
+		      (unsigned long)r->st.mac2_invalid, (unsigned long)r->st.installed);
+		client_free(&x);
+	}
 	{
 		int i;
 
