@@ -50,7 +50,7 @@ enum {
 	 * budget keeps one real address from taking all the workers. */
 	COOKIE_MAC2_RATE = 1000,      /* per second */
 	COOKIE_MAC2_BURST = 2000,
-	COOKIE_VSRC_SLOTS = 4096,     /* verified sources remembered */
+	COOKIE_VSRC_SLOTS = 65536,    /* verified sources remembered (direct-mapped) */
 	COOKIE_HOST_ADDRS = 64,       /* this host's addresses looked at */
 };
 
