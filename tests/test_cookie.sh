@@ -127,3 +127,27 @@ test_cookie_never() {
 	expect_eq "$(wg_lines "UDP, length 64")" 0 "cookie replies on the wire"
 	expect_eq "$(cookie_metric jitwg_cookie_replies_total)" 0 "cookie replies counted"
 }
+
+# jitwg-loadgen's synthetic clients answer cookies as stock clients do (so
+# benchmarks under load measure real behaviour): with --cookie always,
+# each gets a reply, keeps the cookie, and its retry with mac2 installs it.
+test_cookie_loadgen_clients() {
+	local out
+	cookie_start
+	[ -x "$LOADGEN" ] || skip "build/jitwg-loadgen not built"
+	"$LOADGEN" keys --seed cookieclients --count 3 --net 10.79.0.0 >"$TMP/keys"
+	cp_add_keys "$TMP/keys" k
+	e2e_jitwgd --cookie always --metrics-listen 127.0.0.1:9089 --handshake-window 600
+	printf '0 0 6\n1 0 6\n2 0 6\n' >"$TMP/schedule"
+	out=$(ip netns exec "$C" "$LOADGEN" clients --seed cookieclients \
+		--to $E2E_GW_IP:51820 --responder "$GW_PUB" --schedule "$TMP/schedule" \
+		--retry-ms 1000 --rekey-ms 60000 --keepalive-ms 1000 \
+		--events "$TMP/events") || fail "loadgen clients failed: $out"
+	echo "  $out"
+	echo "$out" | grep -qE ' cookies=[3-9]' || fail "fewer than 3 cookie replies: $out"
+	echo "$out" | grep -q ' bad=0 errors=0' || fail "bad responses: $out"
+	expect_eq "$(grep -c ' first_contact ' "$TMP/events")" 3 "first contacts (one per client)"
+	[ "$(cookie_metric 'jitwg_mac2_total{result="valid"}')" -ge 3 ] ||
+		fail "valid mac2 counted: $(cookie_metric 'jitwg_mac2_total{result="valid"}')"
+	expect_eq "$(jwlog_count "outcome=installed")" 3 "installs"
+}
