@@ -144,7 +144,8 @@ test_cookie_loadgen_clients() {
 		--retry-ms 1000 --rekey-ms 60000 --keepalive-ms 1000 \
 		--events "$TMP/events") || fail "loadgen clients failed: $out"
 	echo "  $out"
-	echo "$out" | grep -qE ' cookies=[3-9]' || fail "fewer than 3 cookie replies: $out"
+	[ "$(echo "$out" | sed -n 's/.* cookies=\([0-9]*\).*/\1/p')" -ge 3 ] ||
+		fail "fewer than 3 cookie replies: $out"
 	echo "$out" | grep -q ' bad=0 errors=0' || fail "bad responses: $out"
 	expect_eq "$(grep -c ' first_contact ' "$TMP/events")" 3 "first contacts (one per client)"
 	[ "$(cookie_metric 'jitwg_mac2_total{result="valid"}')" -ge 3 ] ||
