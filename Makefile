@@ -74,7 +74,7 @@ test:
 	@FUZZ_TIME=$(FUZZ_TIME) tests/run.sh $(TESTS)
 
 # Any user, no network: the tests tests/run.sh --unit lists.
-UNIT_TEST_BINS = $(addprefix $(BUILD)/tests/,test_daemon test_pipeline test_noise test_cache)
+UNIT_TEST_BINS = $(addprefix $(BUILD)/tests/,test_daemon test_pipeline test_noise test_cache test_cookie)
 check: $(UNIT_TEST_BINS)
 	@tests/run.sh --unit
 

@@ -151,6 +151,22 @@ struct {
 	__type(value, struct jitwg_bucket);
 } dup_bucket SEC(".maps");
 
+/* Sources sent a cookie (see jitwg_cookie_key). Added by userspace; the program writes the bucket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, JITWG_COOKIE_MAP_ENTRIES);
+	__type(key, struct jitwg_cookie_key);
+	__type(value, struct jitwg_cookie_src);
+} cookie_sources SEC(".maps");
+
+/* The bucket all cookie retries share, one entry. Written here only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct jitwg_bucket);
+} cookie_bucket SEC(".maps");
+
 /* The global bucket, one entry. Written here only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -572,6 +588,37 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 	return 0;
 }
 
+/*
+ * A retry that carries mac2 from a source jitwgd sent a cookie to (see
+ * jitwg_cookie_key): its own budgets, never the global one. Returns -1
+ * when it is no such retry (admit() decides), else the counter of the
+ * limit hit or 0 to admit. An initiation without mac2 costs two loads.
+ */
+static __always_inline int cookie_retry(const struct flow *f, void *end,
+					const __u8 *msg, __u64 now)
+{
+	struct jitwg_cookie_key key __attribute__((aligned(8))) = {};
+	struct jitwg_cookie_src *s;
+	struct jitwg_bucket *b;
+	__u32 zero = 0;
+
+	if (!(*(const __u64 *)(msg + WG_MAC1_OFF + 16) |
+	      *(const __u64 *)(msg + WG_MAC1_OFF + 24)))
+		return -1;
+	if (addrs(f, end, key.addr, NULL))
+		return -1;
+	key.port = f->sport;
+	s = bpf_map_lookup_elem(&cookie_sources, &key);
+	if (!s || now >= s->until_ns)
+		return -1;
+	count(JITWG_CTR_COOKIE_RETRY);
+	b = bpf_map_lookup_elem(&cookie_bucket, &zero);
+	if (!b || limited(&s->tokens, JITWG_COOKIE_SRC_RATE, JITWG_COOKIE_SRC_BURST, now) ||
+	    limited(&b->tokens, JITWG_COOKIE_RATE, JITWG_COOKIE_BURST, now))
+		return JITWG_CTR_LIMITED_COOKIE;
+	return 0;
+}
+
 static __always_inline int emit(struct xdp_md *ctx, const struct flow *f,
 				void *end, const __u8 *msg, __u16 flags)
 {
@@ -647,7 +694,7 @@ int jitwg_xdp(struct xdp_md *ctx)
 	__u32 zero = 0, ctr;
 	__u64 now;
 	bool consume;
-	int proto;
+	int proto, ret;
 
 	count(JITWG_CTR_PACKETS);
 	proto = parse_eth(&c, &f);
@@ -696,7 +743,8 @@ int jitwg_xdp(struct xdp_md *ctx)
 	 * receive time is read precisely, in emit().
 	 */
 	now = bpf_ktime_get_coarse_ns();
-	ctr = admit(&f, c.end, msg, cfg, now);
+	ret = cookie_retry(&f, c.end, msg, now);
+	ctr = ret >= 0 ? (__u32)ret : admit(&f, c.end, msg, cfg, now);
 	if (ctr) {
 		count(ctr);
 		/*

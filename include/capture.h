@@ -119,6 +119,14 @@ int capture_set_local_addrs(struct capture *c, const uint8_t (*addrs)[16],
  */
 int capture_mark_verified(struct capture *c, const uint8_t saddr[static 16],
 			  uint64_t until_ns);
+/*
+ * Sources jitwgd just sent a cookie reply to (see jitwg_cookie_key): their
+ * retries carrying mac2 get the program's cookie budget until until_ns
+ * (CLOCK_MONOTONIC); a source already there keeps its bucket. The LRU map
+ * recycles its oldest entries when full.
+ */
+int capture_cookie_sent(struct capture *c, const struct jitwg_cookie_key *keys, size_t n,
+			uint64_t until_ns);
 /* Unmark every verified source. */
 int capture_forget_verified(struct capture *c);
 /* Forget all bucket state (every source and the global bucket start full,

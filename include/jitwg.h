@@ -198,6 +198,42 @@ enum {
 	((__u32)(((((w0) ^ (seed)) * 0x9E3779B97F4A7C15ull ^ (w1)) *          \
 		  0xBF58476D1CE4E5B9ull) >> (64 - JITWG_VERIFIED_BITS_LOG)))
 
+/*
+ * Sources jitwgd sent a cookie reply to (cookie_sources map: address, IPv4
+ * mapped, and UDP port in host order → jitwg_cookie_src), written by
+ * userspace only (capture_cookie_sent()). A client's retry carries mac2
+ * from the same address and port, and the program cannot check mac2 at its
+ * cost budget (two BLAKE2s): an initiation with a non-zero mac2 from such a
+ * source spends a budget of its own, JITWG_COOKIE_SRC_* per source and
+ * JITWG_COOKIE_* for all, never the global one a flood spends. jitwgd then
+ * checks mac2. Spoofed sources never learn a cookie, and random mac2 from a
+ * source that got none finds no entry. An LRU: a flood of cookie replies
+ * recycles the oldest entries; JITWG_COOKIE_MAP_ENTRIES holds more than
+ * the replies of a client's retry interval at the global event rate.
+ */
+struct jitwg_cookie_key {
+	__u8 addr[16];
+	__u16 port;
+	__u8 pad[6];
+};
+
+_Static_assert(sizeof(struct jitwg_cookie_key) == 24, "jitwg_cookie_key layout is ABI");
+
+struct jitwg_cookie_src {
+	__u64 tokens;         /* GCRA state, as jitwg_bucket.tokens */
+	__u64 until_ns;       /* CLOCK_MONOTONIC ns; the cookie's life */
+};
+
+enum {
+	JITWG_COOKIE_MAP_ENTRIES = 262144,
+	JITWG_COOKIE_SRC_RATE = 1,   /* a client retries every 5 s */
+	JITWG_COOKIE_SRC_BURST = 4,
+	JITWG_COOKIE_RATE = 20000,
+	JITWG_COOKIE_BURST = 20000,
+};
+/* A cookie is good for two minutes at the client (paper §5.4.7). */
+#define JITWG_COOKIE_TTL_NS (120ull * 1000000000ull)
+
 /* Per-CPU counters, indexes into the counters array map. */
 enum jitwg_counter {
 	JITWG_CTR_PACKETS,        /* packets seen */
@@ -213,6 +249,8 @@ enum jitwg_counter {
 	JITWG_CTR_LIMITED_VERIFIED, /* over a verified source's own limit */
 	JITWG_CTR_SRC_NEW,        /* unseen sources admitted into the LRU */
 	JITWG_CTR_DUPLICATE,      /* copies of a recent initiation over their budget */
+	JITWG_CTR_COOKIE_RETRY,   /* initiations with mac2 from a source sent a cookie */
+	JITWG_CTR_LIMITED_COOKIE, /* ... over their own budget */
 	JITWG_CTR_MAX,
 };
 

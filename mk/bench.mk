@@ -5,7 +5,7 @@
 
 # jitwg-loadgen's "clients" mode (its rule is in mk/daemon.mk; a rule
 # without a recipe only adds this object to the link).
-$(BUILD)/jitwg-loadgen: $(OBJ)/user/loadgen_clients.o
+$(BUILD)/jitwg-loadgen: $(OBJ)/user/loadgen_clients.o $(OBJ)/user/cookie.o
 
 # The churn simulation: BENCH_CHURN_* knobs in scripts/bench_churn.sh.
 BENCHES += bench-churn

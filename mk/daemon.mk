@@ -4,13 +4,14 @@
 # The daemon's files; the stages in data-path order (user/daemon_internal.h).
 DAEMON_OBJS := $(patsubst %,$(OBJ)/user/daemon_%.o,opts log capture clock counters \
 	       peer_table prefix_index sched intake pending provision installer \
-	       monitor evict revalidate cache_writer) $(OBJ)/user/daemon.o
+	       monitor evict revalidate cache_writer cookie) $(OBJ)/user/daemon.o
 
 # The modules jitwgd links. Listed here by file because this fragment is
 # read before theirs (their *_OBJS variables are still empty at this point).
 JITWGD_DEP_SRCS := user/capture.c user/noise.c user/noise_crypto.c \
 		   user/noise_input.c user/wgdev.c user/wgdev_netlink.c \
-		   user/wgdev_uapi.c user/cache.c user/api.c user/api_json.c
+		   user/wgdev_uapi.c user/cache.c user/api.c user/api_json.c \
+		   user/cookie.c
 JITWGD_DEP_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(JITWGD_DEP_SRCS))
 
 TEST_BINS += $(BUILD)/tests/test_daemon

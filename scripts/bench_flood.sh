@@ -192,7 +192,8 @@ JSECS=${BENCH_FLOOD_JITWGD_SECONDS:-20}
 [ -x "$JITWGD" ] || { echo "bench-flood: no jitwgd built" >&2; exit 1; }
 e2e_topo
 e2e_cp
-e2e_jitwgd
+# shellcheck disable=SC2086 # words: BENCH_FLOOD_JITWGD_ARGS="--cookie never"
+e2e_jitwgd ${BENCH_FLOOD_JITWGD_ARGS:-}
 G_MAC=$(ip -n "$G" -br link show vg | awk '{print $3}')
 ip netns exec "$G" sh -c 'echo 1 >/sys/class/net/vg/threaded' 2>/dev/null
 VICTIM=$(wg genkey | wg pubkey)

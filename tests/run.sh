@@ -29,7 +29,7 @@ wanted() {
 	done
 	return 1
 }
-UNIT_TESTS="test_daemon test_pipeline test_noise test_cache"
+UNIT_TESTS="test_daemon test_pipeline test_noise test_cache test_cookie"
 unit=0
 FILTERS=()
 CHECKS=()   # PROGRAM:CHECK arguments

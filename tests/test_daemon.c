@@ -492,6 +492,20 @@ static void test_opts(void)
 	r = parse(&o, err, sizeof(err), "--backend", "kernel", NULL);
 	CHECK("opts: bad enum rejected", r == -EINVAL, "r=%d", r);
 	opts_free(&o);
+	/* --cookie: auto by default, the three words, nothing else. */
+	r = parse(&o, err, sizeof(err), NULL);
+	CHECK("opts: --cookie defaults to auto", r == 0 && o.cookie == COOKIE_AUTO, "r=%d", r);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--cookie", "always", NULL);
+	CHECK("opts: --cookie always", r == 0 && o.cookie == COOKIE_ALWAYS, "r=%d", r);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--cookie", "never", NULL);
+	CHECK("opts: --cookie never", r == 0 && o.cookie == COOKIE_NEVER, "r=%d", r);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--cookie", "sometimes", NULL);
+	CHECK("opts: --cookie sometimes rejected", r == -EINVAL && strstr(err, "cookie"),
+	      "r=%d err=%s", r, err);
+	opts_free(&o);
 	r = parse(&o, err, sizeof(err), "--wg-dev", NULL);
 	CHECK("opts: missing value rejected", r == -EINVAL, "r=%d err=%s", r, err);
 	opts_free(&o);

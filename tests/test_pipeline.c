@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "check.h"
+#include "cookie.h"
 #include "noise.h"
 #include "../user/daemon_internal.h"
 #include "../user/wgdev_internal.h"
@@ -325,6 +326,10 @@ static const struct wgdev_ops fake_dev_ops = {
 
 /* ---- the rig ---- */
 
+/* What the next rig_new() sets: --cookie, and where replies go. */
+static enum cookie_mode rig_cookie_mode = COOKIE_AUTO;
+static const struct daemon_cookie_ops *rig_cookie_ops;
+
 static struct rig *rig_new(bool initiate_back)
 {
 	struct rig *r = calloc(1, sizeof(*r));
@@ -342,6 +347,7 @@ static struct rig *rig_new(bool initiate_back)
 	r->dev.priv = &r->fd;
 	opts_init(&r->o);
 	r->o.initiate_back = initiate_back;
+	r->o.cookie = rig_cookie_mode;
 	randombytes_buf(gw_priv, 32);
 	if (noise_responder_new(&r->resp, gw_priv))
 		abort();
@@ -358,6 +364,7 @@ static struct rig *rig_new(bool initiate_back)
 	env.cache_ops = &fake_cache_ops;
 	env.api_ops = &fake_api_ops;
 	env.clock = &clk;
+	env.cookie_ops = rig_cookie_ops;
 	if (daemon_new(&r->d, &env))
 		abort();
 	daemon_set_api(r->d, &r->api);
@@ -1158,6 +1165,218 @@ static void test_installed_meanwhile(void)
 	rig_free(r);
 }
 
+/* ---- cookie replies and mac2 (daemon_cookie.c) ---- */
+
+struct sent_replies {
+	struct cookie_out out[1024];
+	size_t n;
+};
+
+static int f_cookie_send(void *arg, const struct cookie_out *out, size_t n)
+{
+	struct sent_replies *s = arg;
+	size_t i;
+
+	for (i = 0; i < n && s->n < 1024; i++)
+		s->out[s->n++] = out[i];
+	return (int)n;
+}
+
+/* The cookie of the last reply, opened as the client does; its initiation ev. */
+static bool last_cookie(struct rig *r, struct sent_replies *s, const struct jitwg_event *ev,
+			uint8_t cookie[16])
+{
+	return s->n && !cookie_open_reply(s->out[s->n - 1].msg, 64, r->gw_pub, ev->msg, cookie);
+}
+
+static void test_cookie_path(void)
+{
+	static struct sent_replies sent;
+	struct daemon_cookie_ops ops = { .send = f_cookie_send, .arg = &sent };
+	struct rig *r;
+	struct client a, b;
+	struct jitwg_event e1, e2;
+	uint8_t cookie[16];
+	const struct cookie_out *o;
+
+	rig_cookie_mode = COOKIE_ALWAYS;
+	rig_cookie_ops = &ops;
+	r = rig_new(true);
+	client_new(r, &a, 0);
+	client_new(r, &b, 0);
+	cache_set(r, a.pub, CACHE_FRESH, 0x0a000002);
+	cache_set(r, b.pub, CACHE_FRESH, 0x0a000003);
+
+	/* --cookie always: the first initiation gets a reply, no DH. */
+	make_event(r, &a, 100, 201, &e1);
+	send_event(r, &e1);
+	rig_drain(r);
+	o = &sent.out[0];
+	CHECK("cookie: a reply instead of a DH",
+	      sent.n == 1 && r->st.cookie_replies == 1 && r->st.installed == 0 &&
+		      r->st.bad_identity == 0 && r->st.sightings == 0 && r->fd.set_calls == 0,
+	      "sent %zu replies %lu installed %lu", sent.n, (unsigned long)r->st.cookie_replies,
+	      (unsigned long)r->st.installed);
+	CHECK("cookie: the reply goes from the WireGuard port back to the source",
+	      sent.n == 1 && o->family == 4 && o->sport == PORT && o->dport == 40201 &&
+		      !memcmp(o->daddr, e1.saddr, 16) && !memcmp(o->saddr, e1.daddr, 16),
+	      "family %d %u -> %u", o->family, o->sport, o->dport);
+	CHECK("cookie: the client opens the reply", last_cookie(r, &sent, &e1, cookie),
+	      "did not open");
+
+	/* Its retry carries mac2: authenticated and installed. */
+	make_event(r, &a, 105, 201, &e2);
+	if (cookie_add_mac2(e2.msg, cookie))
+		abort();
+	send_event(r, &e2);
+	rig_drain(r);
+	CHECK("cookie: the retry with mac2 is installed",
+	      r->st.mac2_valid == 1 && r->st.installed == 1 && on_device(r, a.pub, 201) &&
+		      sent.n == 1,
+	      "mac2 valid %lu installed %lu replies %zu", (unsigned long)r->st.mac2_valid,
+	      (unsigned long)r->st.installed, sent.n);
+
+	/* b's cookie, used from another address: invalid, another reply.
+	 * (Hosts far from .1-.2: a source that is this machine's own
+	 * address gets no reply, and CI hosts live in 192.0.2.0/24 too.) */
+	make_event(r, &b, 100, 202, &e1);
+	send_event(r, &e1);
+	rig_drain(r);
+	if (!last_cookie(r, &sent, &e1, cookie))
+		abort();
+	make_event(r, &b, 105, 203, &e2);
+	if (cookie_add_mac2(e2.msg, cookie))
+		abort();
+	send_event(r, &e2);
+	rig_drain(r);
+	CHECK("cookie: a mac2 from another source is invalid and gets a reply",
+	      r->st.mac2_invalid == 1 && r->st.mac2_valid == 1 && sent.n == 3 &&
+		      r->st.installed == 1 && !dev_find(&r->fd, b.pub),
+	      "invalid %lu replies %zu installed %lu", (unsigned long)r->st.mac2_invalid,
+	      sent.n, (unsigned long)r->st.installed);
+
+	/* Sources no client can have get no reply (a local socket would). */
+	{
+		size_t before = sent.n;
+
+		make_event(r, &b, 120, 207, &e1);
+		e1.saddr[12] = 127;
+		send_event(r, &e1);
+		make_event(r, &b, 121, 207, &e1);
+		e1.saddr[12] = 224;
+		send_event(r, &e1);
+		make_event(r, &b, 122, 207, &e1);
+		e1.sport = 0;
+		send_event(r, &e1);
+		rig_drain(r);
+		CHECK("cookie: no reply to loopback, multicast or port 0",
+		      sent.n == before && r->st.cookie_send_errors == 3 && r->st.installed == 1,
+		      "replies %zu refused %lu", sent.n - before,
+		      (unsigned long)r->st.cookie_send_errors);
+	}
+
+	/* A source that completed a handshake never needs one. */
+	{
+		uint8_t addr[16] = { [10] = 0xff, [11] = 0xff, 192, 0, 2, 204 };
+
+		daemon_cookie_verified(r->d, addr, 4);
+		send_initiation(r, &b, 110, 204);
+		rig_drain(r);
+		CHECK("cookie: a verified source passes without one",
+		      sent.n == 3 && r->st.installed == 2 && on_device(r, b.pub, 204),
+		      "replies %zu installed %lu", sent.n, (unsigned long)r->st.installed);
+	}
+	client_free(&a);
+	client_free(&b);
+	rig_free(r);
+
+	/* --cookie never: no replies, mac2 not even looked at. */
+	sent.n = 0;
+	rig_cookie_mode = COOKIE_NEVER;
+	r = rig_new(true);
+	client_new(r, &a, 0);
+	cache_set(r, a.pub, CACHE_FRESH, 0x0a000002);
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	CHECK("cookie: never: installed on the first initiation",
+	      sent.n == 0 && r->st.installed == 1, "replies %zu installed %lu", sent.n,
+	      (unsigned long)r->st.installed);
+	client_free(&a);
+	rig_free(r);
+
+	/* auto: none while the queue is short; under load, replies, and a
+	 * valid mac2 goes to the head of the queue. */
+	sent.n = 0;
+	rig_cookie_mode = COOKIE_AUTO;
+	r = rig_new(true);
+	client_new(r, &a, 0);
+	client_new(r, &b, 0);
+	cache_set(r, a.pub, CACHE_FRESH, 0x0a000002);
+	send_initiation(r, &a, 100, 1);
+	rig_drain(r);
+	CHECK("cookie: auto: no reply while the workers keep up",
+	      sent.n == 0 && r->st.installed == 1, "replies %zu installed %lu", sent.n,
+	      (unsigned long)r->st.installed);
+	/* A mac2 jitwgd cannot verify (the device's cookie, say): not under
+	 * load, decoded as usual, neither dropped nor put first. */
+	{
+		struct client x;
+
+		client_new(r, &x, 0);
+		cache_set(r, x.pub, CACHE_FRESH, 0x0a000009);
+		make_event(r, &x, 100, 209, &e1);
+		randombytes_buf(e1.msg + 132, 16);
+		send_event(r, &e1);
+		rig_drain(r);
+		CHECK("cookie: auto: a mac2 jitwgd cannot verify is decoded as usual",
+		      sent.n == 0 && r->st.mac2_invalid == 1 && r->st.mac2_valid == 0 &&
+			      r->st.installed == 2 && on_device(r, x.pub, 209),
+		      "replies %zu invalid %lu installed %lu", sent.n,
+		      (unsigned long)r->st.mac2_invalid, (unsigned long)r->st.installed);
+		client_free(&x);
+	}
+	{
+		int i;
+
+		/* Queued initiations of b (unknown: fetched once, the rest
+		 * wait): no reply while the workers are less than a second
+		 * behind, replies once the oldest has waited longer. */
+		for (i = 0; i < 5; i++)
+			send_initiation(r, &b, 200 + (uint64_t)i, 205);
+		daemon_cookie_flush(r->d);
+		CHECK("cookie: auto: none while the queue is young", sent.n == 0,
+		      "replies %zu", sent.n);
+		r->mono += 1500ull * 1000000ull;
+		for (i = 0; i < 5; i++)
+			send_initiation(r, &b, 300 + (uint64_t)i, 205);
+		daemon_cookie_flush(r->d);
+		daemon_get_stats(r->d, &r->st);
+		CHECK("cookie: auto: replies once the workers are a second behind",
+		      sent.n == 5 && r->st.cookie_replies == 5 && r->d->intake.len == 5,
+		      "replies %zu queued %zu", sent.n, r->d->intake.len);
+		make_event(r, &a, 400, 206, &e1);
+		send_event(r, &e1);
+		daemon_cookie_flush(r->d);
+		if (!last_cookie(r, &sent, &e1, cookie))
+			abort();
+		make_event(r, &a, 405, 206, &e2);
+		if (cookie_add_mac2(e2.msg, cookie))
+			abort();
+		send_event(r, &e2);
+		daemon_get_stats(r->d, &r->st);
+		CHECK("cookie: auto: a valid mac2 goes first, ahead of the flood",
+		      r->st.mac2_valid == 1 && r->d->intake.head &&
+			      !memcmp(r->d->intake.head->ev.msg, e2.msg, sizeof(e2.msg)),
+		      "mac2 valid %lu, head is %s", (unsigned long)r->st.mac2_valid,
+		      r->d->intake.head ? "another job" : "none");
+		rig_drain(r);
+	}
+	client_free(&a);
+	client_free(&b);
+	rig_free(r);
+	rig_cookie_ops = NULL;
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -1183,5 +1402,6 @@ int main(void)
 	test_duplicates();
 	test_reject_log_limit();
 	test_installed_meanwhile();
+	test_cookie_path();
 	CHECK_EXIT();
 }

@@ -832,6 +832,83 @@ static void test_settings(void)
 	CHECK("port 0 refused", capture_set_ports(cap, &none, 1) == -EINVAL, "accepted");
 }
 
+/* One initiation from saddr:sport (IPv4), with a non-zero mac2 or none. */
+static int knock_mac2(const uint8_t *saddr, uint16_t sport, bool mac2, int *verdict,
+		      uint64_t d[JITWG_CTR_MAX])
+{
+	struct frame_spec spec = { .family = 4, .saddr = saddr, .sport = sport,
+				   .dport = 51820, .payload_len = 148 };
+	uint8_t frame[FRAME_MAX], msg[148];
+	struct frame_layout l;
+	static uint8_t seq = 100;
+	size_t len;
+
+	frame_initiation(msg, seq++);
+	memset(msg + 132, 0, 16);
+	if (mac2)
+		memset(msg + 132, 0xa5, 16);
+	spec.payload = msg;
+	len = frame_build(frame, &spec, &l);
+	*verdict = run(frame, len, d);
+	return n_events;
+}
+
+static int cookie_sent(const uint8_t a[4], uint16_t port, uint64_t until_ns)
+{
+	struct jitwg_cookie_key k;
+	int err;
+
+	memset(&k, 0, sizeof(k));
+	mapped4(k.addr, a);
+	k.port = port;
+	err = capture_cookie_sent(cap, &k, 1, until_ns);
+	if (err)
+		printf("  cannot record a cookie source: %s\n", capture_error(cap));
+	return err;
+}
+
+/*
+ * With the global budget spent, a retry carrying mac2 from a source jitwgd
+ * sent a cookie to (same address and port) still reaches it, on budgets of
+ * its own (JITWG_COOKIE_SRC_BURST per source); mac2 from any other source
+ * or port, and the cookie source without mac2, spend the global budget as
+ * any initiation does.
+ */
+static void test_cookie_sources(void)
+{
+	uint8_t spender[4] = { 10, 5, 0, 9 }, c[4] = { 10, 5, 0, 1 }, o[4] = { 10, 5, 0, 2 };
+	uint64_t d[JITWG_CTR_MAX];
+	int v, i, ok;
+
+	set_limits(100, 100, 1, 1, 0);
+	ok = EXPECT(knock(4, spender, &v, d) == 1, "a source spends the global budget");
+	ok &= EXPECT(knock_mac2(c, 41000, true, &v, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1 &&
+			     d[JITWG_CTR_COOKIE_RETRY] == 0,
+		     "mac2 from a source sent no cookie: the global budget, refused");
+	ok &= EXPECT(!cookie_sent(c, 41000, mono_ns() + JITWG_COOKIE_TTL_NS), "recorded");
+	ok &= EXPECT(!cookie_sent(o, 41000, 1), "recorded, long expired");
+	ok &= EXPECT(knock_mac2(c, 41000, true, &v, d) == 1 && d[JITWG_CTR_COOKIE_RETRY] == 1 &&
+			     d[JITWG_CTR_LIMITED_GLOBAL] == 0,
+		     "its retry with mac2 reaches userspace");
+	ok &= EXPECT(knock_mac2(c, 41000, false, &v, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "without mac2 it is any initiation");
+	ok &= EXPECT(knock_mac2(c, 41001, true, &v, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "mac2 from another port is refused");
+	ok &= EXPECT(knock_mac2(o, 41000, true, &v, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "an expired cookie source is refused");
+	for (i = 1; i < JITWG_COOKIE_SRC_BURST; i++)
+		ok &= EXPECT(knock_mac2(c, 41000, true, &v, d) == 1, "retry %d within the burst", i);
+	ok &= EXPECT(knock_mac2(c, 41000, true, &v, d) == 0 &&
+			     d[JITWG_CTR_LIMITED_COOKIE] == 1,
+		     "over its own burst: limited_cookie");
+	ok &= EXPECT(!cookie_sent(c, 41000, mono_ns() + JITWG_COOKIE_TTL_NS), "recorded again");
+	ok &= EXPECT(knock_mac2(c, 41000, true, &v, d) == 0 &&
+			     d[JITWG_CTR_LIMITED_COOKIE] == 1,
+		     "another reply does not refill its bucket");
+	CHECK("cookie retries pass a spent global budget, on their own", ok, "see above");
+	set_limits(0, 0, 0, 0, 0);
+}
+
 int main(void)
 {
 	static const uint16_t ports[] = { 51820, 51821 };
@@ -852,6 +929,7 @@ int main(void)
 	test_limits();
 	test_verified();
 	test_duplicates();
+	test_cookie_sources();
 	test_lease();
 	test_settings();
 	capture_close(cap);

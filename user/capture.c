@@ -46,6 +46,7 @@ struct capture {
 	int fd_verified; /* verified sources; -1 as fd_lease */
 	int fd_vbits, fd_vseed; /* verified_bits, verified_seed; -1 as fd_lease */
 	int fd_recent, fd_dup; /* recent, dup_bucket; -1 as fd_lease */
+	int fd_cookie; /* cookie_sources; -1 as fd_lease */
 	__u64 vseed;
 	pthread_mutex_t vlock; /* one writer of verified_bits at a time */
 	bool leased;  /* we wrote a lease: give it back on close */
@@ -204,6 +205,8 @@ static const char *const counter_names[JITWG_CTR_MAX] = {
 	[JITWG_CTR_LIMITED_VERIFIED] = "limited_verified",
 	[JITWG_CTR_SRC_NEW] = "src_new",
 	[JITWG_CTR_DUPLICATE] = "duplicate",
+	[JITWG_CTR_COOKIE_RETRY] = "cookie_retry",
+	[JITWG_CTR_LIMITED_COOKIE] = "limited_cookie",
 };
 
 const char *capture_counter_name(enum jitwg_counter ctr)
@@ -283,6 +286,8 @@ static int open_pinned(struct capture *c, const char *dir)
 	if (pinned_map(c, dir, "recent", &c->fd_recent) ||
 	    pinned_map(c, dir, "dup_bucket", &c->fd_dup))
 		c->err[0] = '\0';
+	if (pinned_map(c, dir, "cookie_sources", &c->fd_cookie))
+		c->err[0] = '\0';
 	return 0;
 }
 
@@ -345,6 +350,7 @@ static void take_fds(struct capture *c, int prog_fd)
 	c->fd_vseed = bpf_map__fd(c->skel->maps.verified_seed);
 	c->fd_recent = bpf_map__fd(c->skel->maps.recent);
 	c->fd_dup = bpf_map__fd(c->skel->maps.dup_bucket);
+	c->fd_cookie = bpf_map__fd(c->skel->maps.cookie_sources);
 }
 
 /*
@@ -563,7 +569,7 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	c->fd_ports = c->fd_src = c->fd_global = c->fd_lease = c->fd_local = -1;
 	c->link_fd = -1;
 	c->fd_verified = c->fd_vbits = c->fd_vseed = c->fd_recent = -1;
-	c->fd_dup = -1;
+	c->fd_dup = c->fd_cookie = -1;
 	pthread_mutex_init(&c->vlock, NULL);
 	c->ncpus = libbpf_num_possible_cpus();
 	if (c->ncpus <= 0) {
@@ -631,7 +637,7 @@ void capture_close(struct capture *c)
 	int *fds[] = { &c->fd_events, &c->fd_counters, &c->fd_settings,
 		       &c->fd_ports, &c->fd_src, &c->fd_global, &c->fd_lease,
 		       &c->fd_local, &c->fd_verified, &c->fd_vbits,
-		       &c->fd_vseed, &c->fd_recent, &c->fd_dup };
+		       &c->fd_vseed, &c->fd_recent, &c->fd_dup, &c->fd_cookie };
 	size_t i;
 
 	if (!c)
@@ -1058,6 +1064,31 @@ int capture_read_settings(struct capture *c, struct jitwg_config *cfg,
 				ports[*n] = (uint16_t)(i * 64 + b);
 			++*n;
 		}
+	}
+	return 0;
+}
+
+int capture_cookie_sent(struct capture *c, const struct jitwg_cookie_key *keys, size_t n,
+			uint64_t until_ns)
+{
+	struct jitwg_cookie_src v;
+	size_t i;
+
+	if (c->fd_cookie < 0)
+		return fail(c, -ENOENT, "the pinned program has no cookie_sources map: "
+			    "load this version's jitwg.bpf.o");
+	for (i = 0; i < n; i++) {
+		/*
+		 * Renewing keeps the bucket: a source that draws reply after
+		 * reply (junk mac2 from an address that got a cookie) must
+		 * not get a fresh burst with each.
+		 */
+		memset(&v, 0, sizeof(v));
+		bpf_map_lookup_elem(c->fd_cookie, keys + i, &v);
+		v.until_ns = until_ns;
+		if (bpf_map_update_elem(c->fd_cookie, keys + i, &v, BPF_ANY))
+			return fail(c, -errno, "cannot record a cookie source: %s",
+				    strerror(errno));
 	}
 	return 0;
 }

@@ -97,6 +97,11 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 	pthread_cond_init(&d->inst.cond, &ca);
 	pthread_cond_init(&d->mon.cond, &ca);
 	pthread_condattr_destroy(&ca);
+	ret = daemon_cookie_new(d);
+	if (ret) {
+		daemon_free(d);
+		return ret;
+	}
 	*out = d;
 	return 0;
 }
@@ -206,6 +211,7 @@ size_t daemon_drain(struct daemon *d)
 {
 	size_t done = 0, n;
 
+	daemon_cookie_flush(d);
 	do {
 		n = 0;
 		while (intake_drain(d))
@@ -280,6 +286,7 @@ void daemon_free(struct daemon *d)
 	}
 	pending_free_all(d);
 	free(d->dups.slots);
+	daemon_cookie_free(d);
 	revalidate_free_all(d);
 	cwriter_free_all(d);
 	installer_release(d);

@@ -36,6 +36,9 @@ enum {
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
+/* --cookie: when new sources get a cookie reply instead of a DH (user/daemon_cookie.c). */
+enum cookie_mode { COOKIE_AUTO = 0, COOKIE_ALWAYS, COOKIE_NEVER };
+
 struct daemon_opts {
 	char *wg_dev;
 	char *xdp_dev;
@@ -59,6 +62,7 @@ struct daemon_opts {
 	bool initiate_back;
 	bool consume;                  /* XDP drops, jitwgd re-delivers */
 	bool adopt;                    /* reconcile: device peers become managed */
+	enum cookie_mode cookie;       /* default COOKIE_AUTO */
 	enum log_level log_level;
 };
 
@@ -321,7 +325,15 @@ size_t ptab_count_managed(struct peer_table *t);
 	X(revalidate_failed, "jitwg_revalidations_failed_total", "",          \
 	  "Revalidations of managed peers the control plane did not answer", 0) \
 	X(cache_write_dropped, "jitwg_cache_answers_dropped_total", "",       \
-	  "Control-plane answers not cached: the cache writer's queue was full", 0)
+	  "Control-plane answers not cached: the cache writer's queue was full", 0) \
+	X(cookie_replies, "jitwg_cookie_replies_total", "",                   \
+	  "Cookie replies sent instead of a Diffie-Hellman (under load)", 0)  \
+	X(cookie_send_errors, "jitwg_cookie_send_errors_total", "",           \
+	  "Cookie replies not sent: a send failed, or the source is one no client can have", 0)                         \
+	X(mac2_valid, "jitwg_mac2_total", "result=\"valid\"",                  \
+	  "Initiations carrying a mac2, by whether it was one of jitwgd's cookies", 0) \
+	X(mac2_invalid, "jitwg_mac2_total", "result=\"invalid\"",              \
+	  "Initiations carrying a mac2, by whether it was one of jitwgd's cookies", 0)
 
 struct daemon_stats {
 #define X(name, metric, labels, help, stop) uint64_t name;
@@ -401,6 +413,24 @@ struct daemon_clock {
  * Everything the daemon runs on; the objects are opened by main and owned
  * by it, the daemon only uses them.
  */
+/*
+ * Where cookie replies go (user/daemon_cookie.c): one datagram from
+ * saddr:sport (the WireGuard port) to daddr:dport (the client). send returns
+ * how many of the n were sent, or -errno. NULL ops: raw sockets.
+ */
+struct cookie_out {
+	uint8_t saddr[16], daddr[16]; /* IPv4-mapped for IPv4 */
+	uint16_t sport, dport;        /* host order */
+	uint32_t ifindex;
+	uint8_t family;               /* 4 or 6 */
+	uint8_t msg[64];              /* the type-3 reply */
+};
+
+struct daemon_cookie_ops {
+	int (*send)(void *arg, const struct cookie_out *out, size_t n);
+	void *arg;
+};
+
 struct daemon_env {
 	const struct daemon_opts *opts;
 	struct wgdev *dev;        /* installs: the installer thread only, unlocked */
@@ -416,6 +446,7 @@ struct daemon_env {
 	const struct daemon_cache_ops *cache_ops; /* NULL: daemon_cache_lmdb */
 	const struct daemon_api_ops *api_ops;     /* NULL: daemon_api_http */
 	const struct daemon_clock *clock;         /* NULL: the system's */
+	const struct daemon_cookie_ops *cookie_ops; /* NULL: raw sockets */
 };
 
 int daemon_new(struct daemon **out, const struct daemon_env *env);
@@ -429,6 +460,8 @@ void daemon_set_capture(struct daemon *d, struct capture *c);
 int daemon_start(struct daemon *d);
 /* capture_event_fn: queue one event for the workers (never blocks). */
 int daemon_on_event(void *ctx, const struct jitwg_event *ev);
+/* Send the cookie replies daemon_on_event() decided on (after each poll). */
+void daemon_cookie_flush(struct daemon *d);
 /*
  * Whether the workers keep up: their queue is empty, or they finished a job
  * since the last call. --consume renews its lease only then, so that stuck

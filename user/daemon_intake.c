@@ -34,15 +34,37 @@ void intake_push(struct daemon *d, struct job *j)
 	pthread_mutex_unlock(&q->lock);
 }
 
+/* A job to the queue's head: it goes before everything waiting. */
+static void intake_push_first(struct daemon *d, struct job *j)
+{
+	struct intake *q = &d->intake;
+
+	j->t_queued = mono(d);
+	pthread_mutex_lock(&q->lock);
+	j->next = q->head;
+	q->head = j;
+	if (!q->tail)
+		q->tail = j;
+	q->len++;
+	pthread_cond_signal(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
 int daemon_on_event(void *ctx, const struct jitwg_event *ev)
 {
 	struct daemon *d = ctx;
+	enum cookie_verdict cv;
 	struct job *j;
 
 	INC(d, events);
+	/* Under load, a cookie reply instead of a DH; a valid mac2 goes
+	 * first, even past a full queue (its budget bounds it). */
+	cv = daemon_cookie_intake(d, ev);
+	if (cv == COOKIE_ANSWERED)
+		return 0;
 	/* Bounded: a flood beyond the workers' pace is dropped here, the
 	 * clients retry in 5 s (XDP rate limits per source before this). */
-	if (d->intake.len >= QUEUE_MAX) {
+	if (d->intake.len >= QUEUE_MAX && cv != COOKIE_FIRST) {
 		INC(d, queue_full);
 		return 0;
 	}
@@ -53,7 +75,10 @@ int daemon_on_event(void *ctx, const struct jitwg_event *ev)
 	}
 	j->type = JOB_EVENT;
 	memcpy(&j->ev, ev, sizeof(*ev));
-	intake_push(d, j);
+	if (cv == COOKIE_FIRST)
+		intake_push_first(d, j);
+	else
+		intake_push(d, j);
 	return 0;
 }
 

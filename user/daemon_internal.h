@@ -421,10 +421,28 @@ struct daemon {
 	struct cache_writer cwriter;
 	struct reject_log rejlog;
 	struct dup_filter dups;
+	struct cookie_stage *cookie;  /* daemon_cookie.c; NULL with --cookie never */
 	struct daemon_counters counters;
 	struct daemon_hists hists;
 	uint64_t started_at;          /* wall s */
 };
+
+/* ---- cookie replies and mac2 (daemon_cookie.c) ---- */
+
+enum cookie_verdict {
+	COOKIE_PASS,     /* to the queue, as any initiation */
+	COOKIE_FIRST,    /* a valid jitwgd mac2: to the queue's head */
+	COOKIE_ANSWERED, /* a cookie reply instead: nothing queued */
+};
+
+struct cookie_stage;
+int daemon_cookie_new(struct daemon *d);
+void daemon_cookie_free(struct daemon *d);
+/* From the main thread only (daemon_on_event). */
+enum cookie_verdict daemon_cookie_intake(struct daemon *d, const struct jitwg_event *ev);
+/* A handshake completed from addr (IPv4-mapped for family 4): its source
+ * never needs a cookie for an hour, as in the XDP program's verified map. */
+void daemon_cookie_verified(struct daemon *d, const uint8_t addr[static 16], int family);
 
 static inline uint64_t mono(const struct daemon *d)
 {

@@ -69,6 +69,8 @@ static const struct {
      NULL},
     {JITWG_CTR_LIMITED_VERIFIED, "jitwg_xdp_lost_total",
      "reason=\"rate_limit_verified\"", NULL},
+    {JITWG_CTR_LIMITED_COOKIE, "jitwg_xdp_lost_total",
+     "reason=\"rate_limit_cookie\"", NULL},
     {JITWG_CTR_MALFORMED, "jitwg_xdp_malformed_total", NULL,
      "Packets with truncated or inconsistent headers"},
     {JITWG_CTR_CONSUMED, "jitwg_xdp_consumed_total", NULL,
@@ -77,6 +79,8 @@ static const struct {
      "Initiations from a verified source (a recent handshake), on its own budget"},
     {JITWG_CTR_SRC_NEW, "jitwg_xdp_new_sources_total", NULL,
      "Unseen sources admitted into the per-source table"},
+    {JITWG_CTR_COOKIE_RETRY, "jitwg_xdp_cookie_retries_total", NULL,
+     "Initiations carrying mac2 from a source jitwgd sent a cookie, on their own budget"},
 };
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))

@@ -15,7 +15,8 @@
 #include "daemon.h"
 
 /* K_FLAG sets its bool, K_NOT_FLAG clears it ("no-initiate-back"). */
-enum opt_kind { K_STR, K_UINT, K_FLAG, K_NOT_FLAG, K_BACKEND, K_XDP_MODE, K_LEVEL, K_SYNC };
+enum opt_kind { K_STR, K_UINT, K_FLAG, K_NOT_FLAG, K_BACKEND, K_XDP_MODE, K_LEVEL, K_SYNC,
+	       K_COOKIE };
 
 struct opt_def {
 	const char *name;
@@ -68,6 +69,10 @@ static const struct opt_def defs[] = {
 	{ "consume", K_FLAG, OFF(consume), 0, 0,
 	  "XDP drops captured initiations; jitwgd gives WireGuard those it can "
 	  "use, a new peer's once installed (answered, not initiated back)" },
+	{ "cookie", K_COOKIE, OFF(cookie), 0, 0,
+	  "auto|always|never: answer new sources with cookie replies instead of "
+	  "Diffie-Hellmans while the workers fall behind (auto, the default), "
+	  "always (tests), or never (docs/security.md)" },
 	{ "workers", K_UINT, OFF(workers), 1, OPT_MAX_WORKERS,
 	  "decoder threads (default: online CPUs)" },
 	{ "config", K_STR, OFF(config), 0, 0,
@@ -251,6 +256,19 @@ int opts_set(struct daemon_opts *o, const char *name, const char *value,
 		if (i < 0)
 			goto bad;
 		*(enum cache_sync *)p = (enum cache_sync)i;
+		return 0;
+	}
+	case K_COOKIE: {
+		static const char *const names[] = {
+			[COOKIE_AUTO] = "auto",
+			[COOKIE_ALWAYS] = "always",
+			[COOKIE_NEVER] = "never",
+		};
+		int i = name_index(value, names, ARRAY_LEN(names));
+
+		if (i < 0)
+			goto bad;
+		*(enum cookie_mode *)p = (enum cookie_mode)i;
 		return 0;
 	}
 	}

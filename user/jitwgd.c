@@ -481,6 +481,7 @@ static int run(struct jitwgd *j)
 			renew_lease(j);
 		if (pfd[0].revents) {
 			ret = capture_poll(j->cap, 0);
+			daemon_cookie_flush(j->d);
 			if (ret < 0 && ret != -EINTR) {
 				dlog(LOG_ERROR, "loop", "error=capture_poll:%s",
 				     strerror(-ret));

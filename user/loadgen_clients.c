@@ -17,7 +17,10 @@
  *     --rekey-ms, as a real client's timers would (compressed);
  *   - on an initiation from the gateway (jitwgd initiating back once the
  *     peer is installed) sends its own initiation at once rather than
- *     answering: the gateway now knows the key, so it will answer ours.
+ *     answering: the gateway now knows the key, so it will answer ours;
+ *   - on a cookie reply to its last initiation keeps the cookie and puts
+ *     mac2 into its initiations for two minutes, as WireGuard clients do
+ *     (paper §5.4.7); the retry timer still decides when to send.
  * Leaving is silence: the socket closes and nothing says goodbye.
  *
  * Output: --events FILE gets "t_s index kind ms" lines (first_contact: the
@@ -41,6 +44,7 @@
 
 #include <sodium.h>
 
+#include "cookie.h"
 #include "jitwg.h"
 #include "loadgen.h"
 #include "noise.h"
@@ -66,6 +70,9 @@ struct client {
 	double hs_sent;	      /* the initiation in flight */
 	double last_hs, last_data;
 	int contacted;
+	uint8_t last_init[NOISE_INITIATION_LEN]; /* a cookie reply's mac1 is its */
+	uint8_t cookie[COOKIE_LEN];
+	double cookie_at; /* 0: none */
 };
 
 static double now_s(void)
@@ -155,6 +162,11 @@ static int send_initiation(struct run *r, struct client *c, double now)
 	    noise_initiator_begin(c->in, &c->hs, randombytes_random(), ts, msg);
 	if (ret)
 		return ret;
+	/* A cookie younger than its two minutes: mac2 (paper §5.4.7). */
+	if (c->cookie_at && now - c->cookie_at < COOKIE_SECRET_LIFE_S &&
+	    cookie_add_mac2(msg, c->cookie))
+		return -EIO;
+	memcpy(c->last_init, msg, sizeof(msg));
 	c->hs_pending = 1;
 	c->hs_sent = now;
 	if (sendto(c->fd, msg, sizeof(msg), 0, (struct sockaddr *)&r->dst,
@@ -224,6 +236,8 @@ static void leave(struct client *c)
 	c->in = NULL;
 	noise_handshake_wipe(&c->hs);
 	noise_keypair_wipe(&c->kp);
+	sodium_memzero(c->cookie, sizeof(c->cookie));
+	c->cookie_at = 0;
 	c->state = C_GONE;
 }
 
@@ -282,8 +296,12 @@ static int receive(struct run *r, struct client *c, double now)
 			}
 			break;
 		case WG_MSG_COOKIE:
-			/* Under load: our retry timer tries again. */
+			/* Under load: kept for the retry, which the timer sends. */
 			r->cookies++;
+			if (c->hs_pending &&
+			    !cookie_open_reply(buf, (size_t)n, r->o->responder, c->last_init,
+					       c->cookie))
+				c->cookie_at = now;
 			break;
 		default:
 			break; /* the gateway's own keepalives */

@@ -172,10 +172,43 @@ case_kernel_consume() {
 	return 0
 }
 
+# Cookie replies against the kernel's WireGuard client (--cookie always
+# standing in for "under load"): its first initiation gets jitwgd's cookie
+# reply from the gateway's port, its retry (REKEY_TIMEOUT, 5 s) carries a
+# mac2 jitwgd verifies, and only then is it installed; the XDP program
+# counted that retry on its cookie budget. With and without --consume.
+case_kernel_cookie() {
+	local mode
+	ktopo
+	for mode in plain consume; do
+		if [ $mode = consume ]; then
+			# A new client again: off the gateway, no cache, no session.
+			ip netns exec "$G" wg set "$WGG" peer "$A_PUB" remove
+			rm -rf "$TMP/cache"
+			client_restart A
+			kjitwgd --cookie always --log-level debug --consume --handshake-window 600
+		else
+			kjitwgd --cookie always --log-level debug --handshake-window 600
+		fi
+		check "$mode: ping through the tunnel after a cookie round" kping
+		grep -q "msg=cookie action=reply endpoint=192.168.77.2:41001" "$JW_LOG" ||
+			fail "$mode: no cookie reply logged: $(jwlog)"
+		grep -q "msg=cookie mac2=valid endpoint=192.168.77.2:41001" "$JW_LOG" ||
+			fail "$mode: the kernel's retry carried no valid mac2: $(jwlog)"
+		grep -q "msg=provision peer=$(fp "$A_PUB") outcome=installed" "$JW_LOG" ||
+			fail "$mode: not installed: $(jwlog)"
+		grep -q "level=error" "$JW_LOG" && fail "$mode: errors logged: $(jwlog)"
+		kill "$JW_PID"
+		wait_for 30 grep -q "msg=stop" "$JW_LOG" || fail "$mode: no clean stop: $(jwlog)"
+		mv "$JW_LOG" "$TMP/jitwgd-$mode.log"
+	done
+	return 0
+}
+
 # Sourced for one case (below), the script only defines functions.
 [ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 cases=("$@")
-[ ${#cases[@]} -gt 0 ] || cases=(kernel_provision kernel_evict_hand_peer_kept kernel_consume)
+[ ${#cases[@]} -gt 0 ] || cases=(kernel_provision kernel_evict_hand_peer_kept kernel_consume kernel_cookie)
 . tests/vm/guest-lib.sh
 guest_main tests/vm/guest-daemon.sh "${cases[@]}"

@@ -6,7 +6,9 @@
 
 # Provision on the first packet, ping through, initiate back; eviction of
 # an idle installed peer while a hand-added one stays; --consume (the kernel
-# answers a re-delivered initiation): one boot (tests/vm/guest-daemon.sh).
+# answers a re-delivered initiation); cookie replies to the kernel's client:
+# one boot (tests/vm/guest-daemon.sh).
 test_vm_daemon_kernel() {
-	vm_cases tests/vm/guest-daemon.sh kernel_provision kernel_evict_hand_peer_kept kernel_consume
+	vm_cases tests/vm/guest-daemon.sh kernel_provision kernel_evict_hand_peer_kept kernel_consume \
+		kernel_cookie
 }
