@@ -95,20 +95,23 @@ struct {
 } ports SEC(".maps");
 
 /*
- * Per-source bucket: IPv4 address or IPv6 /64 → GCRA state (see limit()).
- * LRU so that a flood of spoofed sources recycles entries instead of
- * filling the map. Written here only.
+ * Per-source buckets: GCRA state (see limited()) in a fixed array, slot
+ * JITWG_SRC_SLOT(key) of the source's key (IPv4 address or IPv6 /64). No
+ * entry is ever inserted or evicted, so a flood of spoofed sources costs no
+ * allocation and cannot push a real source's state out; two sources whose
+ * keys hash alike share a bucket (the hash is keyed, see jitwg.h, so a flood
+ * cannot pick whose). Written here only.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, JITWG_SRC_MAP_ENTRIES);
-	__type(key, struct jitwg_src_key);
-	__type(value, struct jitwg_bucket);
+	__type(key, __u32);
+	__type(value, __u64);
 } src_buckets SEC(".maps");
 
 /*
- * Verified sources (same keys as src_buckets) → their own bucket and expiry.
- * A plain hash, never an LRU: only userspace adds entries
+ * Verified sources (IPv4 address or IPv6 /64, as source_key()) → their own
+ * bucket and expiry. A plain hash, never an LRU: only userspace adds entries
  * (capture_mark_verified), so no flood can push one out. The program writes
  * only the bucket.
  */
@@ -416,20 +419,41 @@ static __always_inline bool spent(const __u64 *tat_p, __u32 rate, __u32 burst,
 	return tat > now && tat - now > (burst ? burst - 1 : 0) * interval;
 }
 
+/* The seed of the keyed hashes (verified_seed), or NULL. */
+static __always_inline __u64 *hash_seed(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&verified_seed, &zero);
+}
+
 /* Whether key may be verified: its bit in verified_bits (see jitwg.h). */
-static __always_inline bool maybe_verified(const struct jitwg_src_key *key)
+static __always_inline bool maybe_verified(const struct jitwg_src_key *key,
+					   const __u64 *seed)
 {
 	const __u64 *w = (const __u64 *)key->addr;
-	__u64 *seed, *word;
-	__u32 zero = 0, h;
+	__u64 *word;
+	__u32 idx, h;
 
-	seed = bpf_map_lookup_elem(&verified_seed, &zero);
 	if (!seed)
 		return true;
 	h = JITWG_VERIFIED_HASH(w[0], w[1], *seed);
-	zero = h >> 6;
-	word = bpf_map_lookup_elem(&verified_bits, &zero);
+	idx = h >> 6;
+	word = bpf_map_lookup_elem(&verified_bits, &idx);
 	return !word || (*word & (1ull << (h & 63)));
+}
+
+/* The source's bucket in src_buckets (see JITWG_SRC_SLOT), or NULL. */
+static __always_inline __u64 *source_bucket(const struct jitwg_src_key *key,
+					    const __u64 *seed)
+{
+	const __u64 *w = (const __u64 *)key->addr;
+	__u32 idx;
+
+	if (!seed)
+		return NULL;
+	idx = JITWG_SRC_SLOT(w[0], w[1], *seed);
+	return bpf_map_lookup_elem(&src_buckets, &idx);
 }
 
 /*
@@ -510,13 +534,13 @@ static __always_inline int copy_admitted(const struct jitwg_config *cfg,
  * or 0 to admit.
  *
  * A verified source spends only its own bucket: a flood from other sources
- * can take neither its state nor its budget. Any other source known to the
- * LRU spends its own tokens first, so that one flooding source never drains
- * the global ones everybody shares; then the global bucket caps what many
- * (spoofed) sources push together. An unseen source asks the global bucket
- * before it gets an LRU entry: under a spoofed flood the global budget is
- * spent, and each further unseen source then costs two lookups instead of an
- * insert that evicts a real source's bucket.
+ * can take neither its state nor its budget. Any other source first asks
+ * whether the global budget is spent (a read of one shared word): under a
+ * flood it is, and the packet is refused without touching any per-source
+ * state. Otherwise its own bucket must have a token (a read), so that one
+ * flooding source never drains the global tokens everybody shares; then the
+ * global bucket is charged, and last its own. A source's bucket is a slot of
+ * a fixed array: no insert, no eviction, nothing a flood can churn.
  */
 static __always_inline __u32 admit(const struct flow *f, void *end,
 				   const __u8 *msg,
@@ -525,15 +549,18 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 	/* aligned: the verifier wants the word stores to the stack aligned */
 	struct jitwg_src_key key __attribute__((aligned(8))) = {};
 	struct jitwg_verified *v;
-	struct jitwg_bucket *b = NULL, *g, fresh = {};
+	struct jitwg_bucket *g;
+	__u64 *b = NULL, *seed;
 	__u32 zero = 0;
+	bool idle;
 
 	g = bpf_map_lookup_elem(&global_bucket, &zero);
 	if (!g)
 		return 0;
 	if (source_key(f, end, &key))
 		return 0;
-	v = maybe_verified(&key) ? bpf_map_lookup_elem(&verified, &key) : NULL;
+	seed = hash_seed();
+	v = maybe_verified(&key, seed) ? bpf_map_lookup_elem(&verified, &key) : NULL;
 	if (v && now < v->until_ns) {
 		count(JITWG_CTR_VERIFIED);
 		return limited(&v->tokens, cfg->verified_rate,
@@ -549,26 +576,28 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 	}
 	/*
 	 * Under a flood the global budget is spent: then nothing but a
-	 * verified source can pass, and the per-source LRU is not even
-	 * looked at (a lookup of a random source is a cache miss).
+	 * verified source can pass, and no source bucket is even read (a
+	 * random slot is a cache miss).
 	 */
 	if (spent(&g->tokens, cfg->global_rate, cfg->global_burst, now))
 		return JITWG_CTR_LIMITED_GLOBAL;
 	if (cfg->src_rate) {
-		b = bpf_map_lookup_elem(&src_buckets, &key);
-		if (b && limited(&b->tokens, cfg->src_rate, cfg->src_burst, now))
+		b = source_bucket(&key, seed);
+		if (b && spent(b, cfg->src_rate, cfg->src_burst, now))
 			return JITWG_CTR_LIMITED_SRC;
 	}
 	if (limited(&g->tokens, cfg->global_rate, cfg->global_burst, now))
 		return JITWG_CTR_LIMITED_GLOBAL;
-	if (cfg->src_rate && !b) {
-		/* Its first token taken: the state limited() leaves in a
-		 * full bucket. Another CPU may have inserted it meanwhile;
-		 * then this one initiation went free. */
-		fresh.tokens = now + 1000000000ULL / cfg->src_rate;
-		if (!bpf_map_update_elem(&src_buckets, &key, &fresh, BPF_NOEXIST))
-			count(JITWG_CTR_SRC_NEW);
-	}
+	if (!b)
+		return 0;
+	/* Full since it was last charged: a source not seen lately. */
+	idle = *(volatile __u64 *)b <= now;
+	/* Another CPU may have taken its last token meanwhile: then the
+	 * global token was spent for nothing, as before a refusal. */
+	if (limited(b, cfg->src_rate, cfg->src_burst, now))
+		return JITWG_CTR_LIMITED_SRC;
+	if (idle)
+		count(JITWG_CTR_SRC_NEW);
 	return 0;
 }
 

@@ -198,6 +198,20 @@ enum {
 	((__u32)(((((w0) ^ (seed)) * 0x9E3779B97F4A7C15ull ^ (w1)) *          \
 		  0xBF58476D1CE4E5B9ull) >> (64 - JITWG_VERIFIED_BITS_LOG)))
 
+/*
+ * A source's slot in the per-source bucket array (src_buckets, an array of
+ * JITWG_SRC_MAP_ENTRIES GCRA words): the same kind of keyed hash as the
+ * verified bitmap's, on the complement of the same seed. Sources that hash
+ * alike share a bucket; without the seed a flood cannot choose which real
+ * source it shares one with.
+ */
+#define JITWG_SRC_SLOTS_LOG 16
+#define JITWG_SRC_SLOT(w0, w1, seed)                                          \
+	((__u32)(((((w0) ^ ~(seed)) * 0x9E3779B97F4A7C15ull ^ (w1)) *         \
+		  0xBF58476D1CE4E5B9ull) >> (64 - JITWG_SRC_SLOTS_LOG)))
+_Static_assert(JITWG_SRC_MAP_ENTRIES == 1 << JITWG_SRC_SLOTS_LOG,
+	       "one slot per hash value");
+
 /* Per-CPU counters, indexes into the counters array map. */
 enum jitwg_counter {
 	JITWG_CTR_PACKETS,        /* packets seen */
@@ -211,7 +225,7 @@ enum jitwg_counter {
 	JITWG_CTR_CONSUMED,       /* events dropped here under the lease */
 	JITWG_CTR_VERIFIED,       /* initiations from a verified source */
 	JITWG_CTR_LIMITED_VERIFIED, /* over a verified source's own limit */
-	JITWG_CTR_SRC_NEW,        /* unseen sources admitted into the LRU */
+	JITWG_CTR_SRC_NEW,        /* admitted with an idle (full) source bucket */
 	JITWG_CTR_DUPLICATE,      /* copies of a recent initiation over their budget */
 	JITWG_CTR_MAX,
 };

@@ -981,11 +981,33 @@ int capture_forget_verified(struct capture *c)
 	return 0;
 }
 
+/*
+ * Every source bucket full again. They are the slots of an array now; a
+ * program pinned from an older build keeps them in an LRU hash, emptied.
+ */
+static int reset_src_buckets(int fd)
+{
+	static const __u64 full[JITWG_SRC_MAP_ENTRIES];
+	static __u32 keys[JITWG_SRC_MAP_ENTRIES];
+	struct bpf_map_info info = {};
+	__u32 i, n = JITWG_SRC_MAP_ENTRIES, len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -errno;
+	if (info.type != BPF_MAP_TYPE_ARRAY)
+		return prune_addrs(fd, NULL, 0);
+	if (info.max_entries != n || info.value_size != sizeof(full[0]))
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		keys[i] = i;
+	return bpf_map_update_batch(fd, keys, full, &n, NULL) ? -errno : 0;
+}
+
 int capture_reset_limits(struct capture *c)
 {
 	struct jitwg_bucket full = {};
 	__u32 zero = 0;
-	int err = prune_addrs(c->fd_src, NULL, 0);
+	int err = reset_src_buckets(c->fd_src);
 
 	if (err)
 		return fail(c, err, "cannot reset source buckets: %s", strerror(-err));
