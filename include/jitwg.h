@@ -212,6 +212,31 @@ enum {
 _Static_assert(JITWG_SRC_MAP_ENTRIES == 1 << JITWG_SRC_SLOTS_LOG,
 	       "one slot per hash value");
 
+/*
+ * The prefix reserve: a share of the global budget kept for source prefixes
+ * that have not used theirs lately, so that a flood from one range cannot
+ * take all of it from clients elsewhere. Prefixes (IPv4 /24, IPv6 /48) hash
+ * (keyed, as above) to one of JITWG_PREFIX_SLOTS GCRA words (prefix_reserve
+ * map, 32 KiB: it stays in the cache). A slot refills at a
+ * 1/JITWG_PREFIX_SHARE share of the global rate divided by the slots (with
+ * the defaults 20,000/s / 4 / 4,096 = 1.2/s), bucket the same share of the
+ * global burst (at least 1). Every initiation the global bucket admits is
+ * charged to its prefix's slot as well (its debt capped at
+ * JITWG_PREFIX_DEBT_NS), so a prefix that floods empties its own slot. Only
+ * when the global budget is spent does a slot admit on its own; such an
+ * admission is then charged to the global bucket as debt, which the
+ * global's refill repays before the global bucket admits again: the long-run
+ * total stays the global rate. Prefixes that hash alike share a slot.
+ */
+#define JITWG_PREFIX_SLOTS_LOG 12
+#define JITWG_PREFIX_SLOTS (1u << JITWG_PREFIX_SLOTS_LOG)
+#define JITWG_PREFIX_SHARE 4
+#define JITWG_PREFIX_DEBT_NS (10ull * 1000000000ull)
+#define JITWG_PREFIX_SLOT(w0, w1, seed)                                       \
+	((__u32)(((((w0) ^ (seed) ^ 0x5bd1e9955bd1e995ull) *                  \
+		   0x9E3779B97F4A7C15ull ^ (w1)) * 0xBF58476D1CE4E5B9ull) >>   \
+		 (64 - JITWG_PREFIX_SLOTS_LOG)))
+
 /* Per-CPU counters, indexes into the counters array map. */
 enum jitwg_counter {
 	JITWG_CTR_PACKETS,        /* packets seen */
@@ -227,6 +252,7 @@ enum jitwg_counter {
 	JITWG_CTR_LIMITED_VERIFIED, /* over a verified source's own limit */
 	JITWG_CTR_SRC_NEW,        /* admitted with an idle (full) source bucket */
 	JITWG_CTR_DUPLICATE,      /* copies of a recent initiation over their budget */
+	JITWG_CTR_PREFIX_RESERVE, /* admitted from the prefix reserve, global budget spent */
 	JITWG_CTR_MAX,
 };
 

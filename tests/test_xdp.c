@@ -438,10 +438,11 @@ static int mark(const uint8_t addr16[16], uint64_t until_ns)
 }
 
 /*
- * n initiations from IPv4 sources 100.64.0.0 + i, one test run each: a
- * spoofed flood of unseen sources. Events are drained as they come.
+ * n initiations from IPv4 sources base + i * step (host order), one test run
+ * each, every one a new message: a spoofed flood. Events are drained as
+ * they come.
  */
-static int flood_sources(uint32_t n)
+static int flood_from(uint32_t base, uint32_t n, uint32_t step)
 {
 	struct frame_spec spec = { .family = 4, .sport = 12345, .dport = 51820,
 				   .payload_len = 148 };
@@ -458,8 +459,10 @@ static int flood_sources(uint32_t n)
 		LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame,
 			    .data_size_in = len, .repeat = 1);
 
-		a = htonl(0x64400000u + i);
+		a = htonl(base + i * step);
 		memcpy(frame + l.l3 + 12, &a, 4); /* the program ignores the IP checksum */
+		/* a new message each time (its mac1), not copies of one */
+		memcpy(frame + l.payload + WG_MAC1_OFF, &i, 4);
 		if (bpf_prog_test_run_opts(capture_prog_fd(cap), &o))
 			return -errno;
 		if (!(i & 4095))
@@ -469,9 +472,15 @@ static int flood_sources(uint32_t n)
 	return 0;
 }
 
+/* n initiations from the unseen sources 100.64.0.0 + i. */
+static int flood_sources(uint32_t n)
+{
+	return flood_from(0x64400000u, n, 1);
+}
+
 static void test_verified(void)
 {
-	uint8_t v[4] = { 10, 7, 0, 1 }, w[4] = { 10, 7, 0, 3 };
+	uint8_t v[4] = { 10, 7, 0, 1 }, w[4] = { 10, 8, 0, 3 };
 	uint8_t s1[4] = { 10, 8, 0, 1 }, s2[4] = { 10, 8, 0, 2 }, r[4] = { 10, 7, 0, 9 };
 	uint8_t v16[16], w16[16];
 	uint64_t tat0 = 0, tat1 = 0;
@@ -543,7 +552,10 @@ static void test_verified(void)
 	/*
 	 * With the global budget spent by other sources, a verified source
 	 * still passes on its own budget, which caps it too (NAT: a budget,
-	 * not a free pass). Expired and unmarked sources are ordinary ones.
+	 * not a free pass). Expired and unmarked sources are ordinary ones:
+	 * refused globally once their prefix's reserve is spent (w is in
+	 * s1's /24, whose reserve s1's admission spent; v's /24 has its
+	 * reserve until v, unmarked, spends it).
 	 */
 	set_limits_v(100, 100, 1, 1, 1, 2, 0);
 	ok = EXPECT(!mark(v16, mono_ns() + JITWG_VERIFIED_TTL_NS), "marked");
@@ -560,8 +572,11 @@ static void test_verified(void)
 			     d[JITWG_CTR_VERIFIED] == 0,
 		     "expired mark: an ordinary source");
 	ok &= EXPECT(!mark(v16, 0), "unmarked");
+	ok &= EXPECT(knock(4, v, &vd, d) == 1 && d[JITWG_CTR_PREFIX_RESERVE] == 1 &&
+			     d[JITWG_CTR_VERIFIED] == 0,
+		     "unmarked: an ordinary source, on its prefix's reserve");
 	ok &= EXPECT(knock(4, v, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
-		     "unmarked: an ordinary source");
+		     "then refused globally");
 	/* IPv6: the mark covers the source's /64 */
 	ok &= EXPECT(!mark(v6, mono_ns() + JITWG_VERIFIED_TTL_NS), "marked v6");
 	v6[15] = 2;
@@ -569,9 +584,80 @@ static void test_verified(void)
 	ok &= EXPECT(knock(6, v6, &vd, d) == 1 && d[JITWG_CTR_VERIFIED] == 1,
 		     "another address of the /64 is verified");
 	v6[7] = 2;
-	ok &= EXPECT(knock(6, v6, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+	knock(6, v6, &vd, d);
+	ok &= EXPECT(d[JITWG_CTR_VERIFIED] == 0 && d[JITWG_CTR_MATCHED] == 1,
 		     "another /64 is not");
 	CHECK("verified budget separate from the global one", ok, "see above");
+	set_limits(0, 0, 0, 0, 0);
+}
+
+/* The prefix_reserve slot of IPv4 source a's /24 (JITWG_PREFIX_SLOT). */
+static uint32_t prefix_slot4(const uint8_t a[4])
+{
+	uint8_t p[4] = { a[0], a[1], a[2], 0 };
+	uint64_t w[2];
+	uint8_t k[16];
+
+	mapped4(k, p);
+	memcpy(w, k, 16);
+	return JITWG_PREFIX_SLOT(w[0], w[1], hash_seed());
+}
+
+/*
+ * The prefix reserve: a flood from one /16 spends the global budget and
+ * its own prefixes' reserve, and a client from another prefix still gets
+ * in; a flood over all prefixes is held by the global budget (plus, once,
+ * what the reserve held).
+ */
+static void test_prefix_reserve(void)
+{
+	uint8_t in16[4] = { 100, 64, 7, 9 }, other[4] = { 198, 51, 0, 7 };
+	uint64_t d[JITWG_CTR_MAX], before[JITWG_CTR_MAX], after[JITWG_CTR_MAX];
+	static uint8_t hit[JITWG_PREFIX_SLOTS];
+	uint64_t admitted;
+	uint32_t i;
+	int vd, ok;
+
+	/* another prefix whose slot none of the flood's 256 /24s share */
+	memset(hit, 0, sizeof(hit));
+	for (i = 0; i < 256; i++) {
+		uint8_t a[4] = { 100, 64, (uint8_t)i, 0 };
+
+		hit[prefix_slot4(a)] = 1;
+	}
+	while (hit[prefix_slot4(other)])
+		other[2]++;
+
+	set_limits(100, 100, 1, 1, 0);
+	capture_read_counters(cap, before);
+	ok = EXPECT(flood_from(0x64400000u, 65536, 1) == 0, "flood from 100.64/16 ran");
+	capture_read_counters(cap, after);
+	admitted = after[JITWG_CTR_EVENTS] - before[JITWG_CTR_EVENTS];
+	ok &= EXPECT(admitted >= 1 && admitted <= 1 + 256,
+		     "the flood got the global token and at most its 256 prefixes' "
+		     "reserve: %llu", (unsigned long long)admitted);
+	ok &= EXPECT(knock(4, in16, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "another source of the flooded /16 is refused");
+	ok &= EXPECT(knock(4, other, &vd, d) == 1 && d[JITWG_CTR_PREFIX_RESERVE] == 1,
+		     "a client of another prefix gets in on its prefix's reserve");
+	ok &= EXPECT(knock(4, other, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "once: its prefix's share is small");
+	CHECK("a flood from one range leaves other prefixes their reserve", ok,
+	      "see above");
+
+	/* 65,536 sources, each in a /24 of its own: all the slots */
+	set_limits(100, 100, 1, 1, 0);
+	capture_read_counters(cap, before);
+	ok = EXPECT(flood_from(0x0a000000u, 65536, 256) == 0, "flood over 10/8 ran");
+	capture_read_counters(cap, after);
+	admitted = after[JITWG_CTR_EVENTS] - before[JITWG_CTR_EVENTS];
+	ok &= EXPECT(admitted <= 1 + JITWG_PREFIX_SLOTS,
+		     "the global token and at most each slot's reserve: %llu",
+		     (unsigned long long)admitted);
+	ok &= EXPECT(knock(4, other, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "then nobody gets in: the reserve is spent everywhere");
+	CHECK("a flood over all prefixes is held by the global budget", ok,
+	      "see above");
 	set_limits(0, 0, 0, 0, 0);
 }
 
@@ -932,6 +1018,7 @@ int main(void)
 	test_mutations();
 	test_limits();
 	test_verified();
+	test_prefix_reserve();
 	test_duplicates();
 	test_lease();
 	test_settings();

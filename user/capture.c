@@ -46,6 +46,7 @@ struct capture {
 	int fd_verified; /* verified sources; -1 as fd_lease */
 	int fd_vbits, fd_vseed; /* verified_bits, verified_seed; -1 as fd_lease */
 	int fd_recent, fd_dup; /* recent, dup_bucket; -1 as fd_lease */
+	int fd_prefix;         /* prefix_reserve; -1 as fd_lease */
 	__u64 vseed;
 	pthread_mutex_t vlock; /* one writer of verified_bits at a time */
 	bool leased;  /* we wrote a lease: give it back on close */
@@ -204,6 +205,7 @@ static const char *const counter_names[JITWG_CTR_MAX] = {
 	[JITWG_CTR_LIMITED_VERIFIED] = "limited_verified",
 	[JITWG_CTR_SRC_NEW] = "src_new",
 	[JITWG_CTR_DUPLICATE] = "duplicate",
+	[JITWG_CTR_PREFIX_RESERVE] = "prefix_reserve",
 };
 
 const char *capture_counter_name(enum jitwg_counter ctr)
@@ -283,6 +285,8 @@ static int open_pinned(struct capture *c, const char *dir)
 	if (pinned_map(c, dir, "recent", &c->fd_recent) ||
 	    pinned_map(c, dir, "dup_bucket", &c->fd_dup))
 		c->err[0] = '\0';
+	if (pinned_map(c, dir, "prefix_reserve", &c->fd_prefix))
+		c->err[0] = '\0';
 	return 0;
 }
 
@@ -345,6 +349,7 @@ static void take_fds(struct capture *c, int prog_fd)
 	c->fd_vseed = bpf_map__fd(c->skel->maps.verified_seed);
 	c->fd_recent = bpf_map__fd(c->skel->maps.recent);
 	c->fd_dup = bpf_map__fd(c->skel->maps.dup_bucket);
+	c->fd_prefix = bpf_map__fd(c->skel->maps.prefix_reserve);
 }
 
 /*
@@ -563,7 +568,7 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	c->fd_ports = c->fd_src = c->fd_global = c->fd_lease = c->fd_local = -1;
 	c->link_fd = -1;
 	c->fd_verified = c->fd_vbits = c->fd_vseed = c->fd_recent = -1;
-	c->fd_dup = -1;
+	c->fd_dup = c->fd_prefix = -1;
 	pthread_mutex_init(&c->vlock, NULL);
 	c->ncpus = libbpf_num_possible_cpus();
 	if (c->ncpus <= 0) {
@@ -631,7 +636,7 @@ void capture_close(struct capture *c)
 	int *fds[] = { &c->fd_events, &c->fd_counters, &c->fd_settings,
 		       &c->fd_ports, &c->fd_src, &c->fd_global, &c->fd_lease,
 		       &c->fd_local, &c->fd_verified, &c->fd_vbits,
-		       &c->fd_vseed, &c->fd_recent, &c->fd_dup };
+		       &c->fd_vseed, &c->fd_recent, &c->fd_dup, &c->fd_prefix };
 	size_t i;
 
 	if (!c)
@@ -1019,6 +1024,16 @@ int capture_reset_limits(struct capture *c)
 	    bpf_map_update_elem(c->fd_dup, &zero, &full, BPF_ANY))
 		return fail(c, -errno, "cannot reset the bucket of copies: %s",
 			    strerror(errno));
+	if (c->fd_prefix >= 0) {
+		static const __u64 full[JITWG_PREFIX_SLOTS];
+		__u32 keys[JITWG_PREFIX_SLOTS], i, n = JITWG_PREFIX_SLOTS;
+
+		for (i = 0; i < n; i++)
+			keys[i] = i;
+		if (bpf_map_update_batch(c->fd_prefix, keys, full, &n, NULL))
+			return fail(c, -errno, "cannot reset the prefix reserve: %s",
+				    strerror(errno));
+	}
 	if (c->fd_recent >= 0) {
 		static const struct jitwg_recent none[JITWG_RECENT_SLOTS];
 		__u32 keys[JITWG_RECENT_SLOTS], i, n = JITWG_RECENT_SLOTS;
