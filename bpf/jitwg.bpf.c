@@ -138,7 +138,7 @@ struct {
 	__type(value, __u64);
 } verified_seed SEC(".maps");
 
-/* Initiations handed to userspace lately, by mac1 (see jitwg_recent). Written here only. */
+/* Initiations handed to userspace lately, by head and mac1 (see jitwg_recent). Written here only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, JITWG_RECENT_SLOTS);
@@ -529,18 +529,33 @@ static __always_inline void charge_prefix(__u64 *p, const struct jitwg_config *c
 /*
  * The recent table is 2-way set-associative: a set is two neighbouring
  * slots (one cache line), so two messages that hash alike do not push each
- * other out and pass as new each time.
+ * other out and pass as new each time. A message is found by its head (see
+ * jitwg_recent), the set by the head's low bits: the sender index, random
+ * per handshake.
  */
+static __always_inline __u64 head(const __u8 *msg)
+{
+	return *(const __u64 *)(msg + JITWG_RECENT_HEAD_OFF);
+}
+
 static __always_inline struct jitwg_recent *recent_slot(const __u8 *msg, __u32 way)
 {
-	__u32 idx = (*(const __u64 *)(msg + WG_MAC1_OFF) & (JITWG_RECENT_SLOTS - 2)) | way;
+	__u32 idx = (head(msg) & (JITWG_RECENT_SLOTS - 2)) | way;
 
 	return bpf_map_lookup_elem(&recent, &idx);
 }
 
+/*
+ * The head first: it sits in the packet's first cache line with the
+ * headers, where mac1 is two lines further on. A flood of messages that
+ * differ there (fresh ephemeral keys) is told from copies without reading
+ * that line, a read that cost about half of a refused packet (bench-flood,
+ * README Floods); only a message whose head matches has its mac1 read.
+ */
 static __always_inline bool same(const struct jitwg_recent *r, const __u8 *msg)
 {
-	return r->mac1[0] == *(const __u64 *)(msg + WG_MAC1_OFF) &&
+	return r->head == head(msg) &&
+	       r->mac1[0] == *(const __u64 *)(msg + WG_MAC1_OFF) &&
 	       r->mac1[1] == *(const __u64 *)(msg + WG_MAC1_OFF + 8);
 }
 
@@ -575,6 +590,7 @@ static __always_inline void remember(const __u8 *msg, __u64 now)
 	else
 		r = r1->ts_ns < r0->ts_ns ? r1 : r0;
 	/* Racing CPUs may tear it: a torn slot matches nothing. */
+	r->head = head(msg);
 	r->mac1[0] = *(const __u64 *)(msg + WG_MAC1_OFF);
 	r->mac1[1] = *(const __u64 *)(msg + WG_MAC1_OFF + 8);
 	r->ts_ns = now;

@@ -152,25 +152,29 @@ struct jitwg_verified {
 };
 
 /*
- * Recent initiations, by mac1 (a MAC over the first 116 bytes, so it tells
- * messages apart; messages that differ with the same mac1 fail its check
- * anyway), in a 2-way set-associative table of JITWG_RECENT_SLOTS slots
- * (recent map, set = mac1's first 64 bits mod slots / 2), 32 KiB so that
- * it stays in the cache. A client's retry is always a new message (new
- * ephemeral key and timestamp), so a byte-for-byte copy of one handed to
- * userspace within JITWG_RECENT_NS is a replay or a network duplicate: it
- * spends a small bucket of its own (JITWG_DUP_RATE/s, JITWG_DUP_BURST),
- * never a source's or the global one; over it a copy is dropped. A replay
- * flood then costs one event plus that trickle, and the daemon still sees
- * (and logs) a few replays. Checked whenever a global limit is set.
+ * Recent initiations, by head and mac1: the head is the message's bytes
+ * JITWG_RECENT_HEAD_OFF..+8 (the sender index and the start of the
+ * ephemeral key, both fresh in every initiation a client sends), mac1 a MAC
+ * over the first 116 bytes, so together they tell messages apart (messages
+ * that differ with the same mac1 fail its check anyway). A 2-way
+ * set-associative table of JITWG_RECENT_SLOTS slots (recent map, set = the
+ * head's low bits mod slots / 2), 32 KiB so that it stays in the cache.
+ * A client's retry is always a new message (new ephemeral key and
+ * timestamp), so a byte-for-byte copy of one handed to userspace within
+ * JITWG_RECENT_NS is a replay or a network duplicate: it spends a small
+ * bucket of its own (JITWG_DUP_RATE/s, JITWG_DUP_BURST), never a source's or
+ * the global one; over it a copy is dropped. A replay flood then costs one
+ * event plus that trickle, and the daemon still sees (and logs) a few
+ * replays. Checked whenever a global limit is set.
  */
 struct jitwg_recent {
 	__u64 mac1[2];        /* the initiation's mac1, as in the packet */
 	__u64 ts_ns;          /* coarse clock when it was handed to userspace */
-	__u64 reserved;
+	__u64 head;           /* its bytes JITWG_RECENT_HEAD_OFF..+8, as in the packet */
 };
 
 enum {
+	JITWG_RECENT_HEAD_OFF = 4,
 	JITWG_RECENT_SLOTS = 1024,
 	JITWG_DUP_RATE = 100,
 	JITWG_DUP_BURST = 100,

@@ -682,6 +682,21 @@ static int knock_seed(const uint8_t *saddr, uint8_t seed, uint64_t d[JITWG_CTR_M
 	return n_events;
 }
 
+/* The initiation msg from saddr; the verdict in seed_verdict. */
+static int knock_msg(const uint8_t *saddr, const uint8_t msg[148],
+		     uint64_t d[JITWG_CTR_MAX])
+{
+	struct frame_spec spec = { .family = 4, .saddr = saddr, .sport = 12345,
+				   .dport = 51820, .payload = msg, .payload_len = 148 };
+	uint8_t frame[FRAME_MAX];
+	struct frame_layout l;
+	size_t len;
+
+	len = frame_build(frame, &spec, &l);
+	seed_verdict = run(frame, len, d);
+	return n_events;
+}
+
 /*
  * Copies of an initiation userspace already has spend a budget of their own
  * (JITWG_DUP_BURST, then JITWG_DUP_RATE/s) while the global bucket is not
@@ -692,6 +707,7 @@ static void test_duplicates(void)
 	uint8_t a[4] = { 10, 11, 0, 1 }, s4[4] = { 10, 12, 0, 0 },
 		e[4] = { 10, 11, 0, 4 };
 	uint64_t d[JITWG_CTR_MAX], before[JITWG_CTR_MAX], after[JITWG_CTR_MAX];
+	uint8_t m[148];
 	int ok, i, got, dropped;
 
 	/* global 1/s, burst 3 */
@@ -721,6 +737,28 @@ static void test_duplicates(void)
 	ok &= EXPECT(knock_seed(e, 203, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
 		     "then it is spent");
 	CHECK("copies of a recent initiation spend their own budget", ok, "see above");
+
+	/*
+	 * A copy has the same head (sender index, start of the ephemeral
+	 * key) and the same mac1: a message that differs in either is new,
+	 * even with the copies' budget spent.
+	 */
+	set_limits(100, 100, 1, 1000, 0);
+	frame_initiation(m, 220);
+	ok = EXPECT(knock_msg(a, m, d) == 1, "the original passes");
+	for (i = 0; i < 2 * JITWG_DUP_BURST; i++)
+		knock_msg(a, m, d);
+	ok &= EXPECT(knock_msg(a, m, d) == 0 && d[JITWG_CTR_DUPLICATE] == 1 &&
+			     seed_verdict == XDP_DROP,
+		     "copies' budget spent: a copy is dropped");
+	m[WG_MAC1_OFF + 15] ^= 1;
+	ok &= EXPECT(knock_msg(a, m, d) == 1 && d[JITWG_CTR_DUPLICATE] == 0,
+		     "same head, another mac1: new");
+	m[WG_MAC1_OFF + 15] ^= 1;
+	m[JITWG_RECENT_HEAD_OFF + 7] ^= 1;
+	ok &= EXPECT(knock_msg(a, m, d) == 1 && d[JITWG_CTR_DUPLICATE] == 0,
+		     "same mac1, another head: new");
+	CHECK("a copy is the same head and mac1", ok, "see above");
 
 	/* reset forgets recent initiations; no global limit, never checked */
 	set_limits(0, 0, 0, 0, 0);
