@@ -34,6 +34,8 @@
 # measure, BENCH_FLOOD_XDP_ARGS options for it; BENCH_FLOOD_BASE another
 # jitwg-xdp build (an older commit's, say) run as a fifth receiver "base" in
 # the same rounds, with the same options, for a before/after in one run.
+# BENCH_FLOOD_PKTGEN_ARGS: more jitwg-pktgen options for the receiver rounds
+# (--messages 65536: random kinds that seldom repeat).
 SCRIPT=bench-flood
 . "$(dirname "$0")/e2e_script.sh"
 trap 'echo "interrupted"; exit 130' INT TERM
@@ -114,7 +116,8 @@ run() {
 	rx0=$(rx_stat rx_packets)
 	out=$(ip netns exec "$C" taskset -c $GEN_CPU "$PKTGEN" --dev jfs --dst 192.0.2.1 \
 		--dst-mac "$G_MAC" --responder "$GW_PUB" --seed flood \
-		--kind "$kind:$rate" --sources "$src" --duration "$SECS" 2>&1) ||
+		--kind "$kind:$rate" --sources "$src" --duration "$SECS" \
+		${BENCH_FLOOD_PKTGEN_ARGS:-} 2>&1) ||
 		fail "jitwg-pktgen: $out"
 	rx1=$(rx_stat rx_packets)
 	if [ -n "$id" ]; then
