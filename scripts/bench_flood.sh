@@ -36,6 +36,8 @@
 # the same rounds, with the same options, for a before/after in one run.
 # BENCH_FLOOD_PKTGEN_ARGS: more jitwg-pktgen options for the receiver rounds
 # (--messages 65536: random kinds that seldom repeat).
+# BENCH_FLOOD_READER_CPU: the CPU for jitwg-xdp, the ring buffer's reader
+# (a line per event); left to the scheduler it shares the receiver's.
 SCRIPT=bench-flood
 . "$(dirname "$0")/e2e_script.sh"
 trap 'echo "interrupted"; exit 130' INT TERM
@@ -97,7 +99,8 @@ receiver() {
 		local args= xdp=$XDP
 		[ "$1" = spent ] && args="--global-rate 1 --global-burst 1"
 		[ "$1" = base ] && xdp=$BASE
-		ip netns exec "$G" "$xdp" --dev jfr --mode native $args ${BENCH_FLOOD_XDP_ARGS:-} \
+		ip netns exec "$G" ${BENCH_FLOOD_READER_CPU:+taskset -c "$BENCH_FLOOD_READER_CPU"} \
+			"$xdp" --dev jfr --mode native $args ${BENCH_FLOOD_XDP_ARGS:-} \
 			>"$TMP/xdp.out" 2>"$TMP/xdp.err" &
 		XDP_PID=$!
 		wait_for 5 grep -q attached "$TMP/xdp.err" || fail "jitwg-xdp: $(cat "$TMP/xdp.err")"
