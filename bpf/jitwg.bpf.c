@@ -95,20 +95,23 @@ struct {
 } ports SEC(".maps");
 
 /*
- * Per-source bucket: IPv4 address or IPv6 /64 → GCRA state (see limit()).
- * LRU so that a flood of spoofed sources recycles entries instead of
- * filling the map. Written here only.
+ * Per-source buckets: GCRA state (see limited()) in a fixed array, slot
+ * JITWG_SRC_SLOT(key) of the source's key (IPv4 address or IPv6 /64). No
+ * entry is ever inserted or evicted, so a flood of spoofed sources costs no
+ * allocation and cannot push a real source's state out; two sources whose
+ * keys hash alike share a bucket (the hash is keyed, see jitwg.h, so a flood
+ * cannot pick whose). Written here only.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, JITWG_SRC_MAP_ENTRIES);
-	__type(key, struct jitwg_src_key);
-	__type(value, struct jitwg_bucket);
+	__type(key, __u32);
+	__type(value, __u64);
 } src_buckets SEC(".maps");
 
 /*
- * Verified sources (same keys as src_buckets) → their own bucket and expiry.
- * A plain hash, never an LRU: only userspace adds entries
+ * Verified sources (IPv4 address or IPv6 /64, as source_key()) → their own
+ * bucket and expiry. A plain hash, never an LRU: only userspace adds entries
  * (capture_mark_verified), so no flood can push one out. The program writes
  * only the bucket.
  */
@@ -135,7 +138,7 @@ struct {
 	__type(value, __u64);
 } verified_seed SEC(".maps");
 
-/* Initiations handed to userspace lately, by mac1 (see jitwg_recent). Written here only. */
+/* Initiations handed to userspace lately, by head and mac1 (see jitwg_recent). Written here only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, JITWG_RECENT_SLOTS);
@@ -166,6 +169,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct jitwg_bucket);
 } cookie_bucket SEC(".maps");
+/* The prefix reserve's slots, GCRA words (see JITWG_PREFIX_SLOT). Written here only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, JITWG_PREFIX_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} prefix_reserve SEC(".maps");
 
 /* The global bucket, one entry. Written here only. */
 struct {
@@ -381,16 +391,12 @@ static __always_inline bool is_wg_port(__u16 port)
  * per second, and updatable with one compare-and-swap, so concurrent CPUs
  * never admit more than the bucket allows. Returns true when limited.
  */
-static __always_inline bool limited(__u64 *tat_p, __u32 rate, __u32 burst,
-				    __u64 now)
+static __always_inline bool limited_iv(__u64 *tat_p, __u64 interval, __u64 tol,
+				       __u64 now)
 {
-	__u64 interval, tol, tat, start;
+	__u64 tat, start;
 	int i;
 
-	if (!rate)
-		return false;
-	interval = 1000000000ULL / rate;
-	tol = (burst ? burst - 1 : 0) * interval;
 	tat = *tat_p;
 	/* Two tries; losing twice to other CPUs counts as limited. */
 #pragma unroll
@@ -406,6 +412,18 @@ static __always_inline bool limited(__u64 *tat_p, __u32 rate, __u32 burst,
 		tat = old;
 	}
 	return true;
+}
+
+/* A bucket of burst tokens refilled at rate per second (0: no limit). */
+static __always_inline bool limited(__u64 *tat_p, __u32 rate, __u32 burst,
+				    __u64 now)
+{
+	__u64 interval;
+
+	if (!rate)
+		return false;
+	interval = 1000000000ULL / rate;
+	return limited_iv(tat_p, interval, (burst ? burst - 1 : 0) * interval, now);
 }
 
 /* The source's bucket key: its IPv4 address, or its IPv6 /64. */
@@ -432,37 +450,127 @@ static __always_inline bool spent(const __u64 *tat_p, __u32 rate, __u32 burst,
 	return tat > now && tat - now > (burst ? burst - 1 : 0) * interval;
 }
 
+/* The seed of the keyed hashes (verified_seed), or NULL. */
+static __always_inline __u64 *hash_seed(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&verified_seed, &zero);
+}
+
 /* Whether key may be verified: its bit in verified_bits (see jitwg.h). */
-static __always_inline bool maybe_verified(const struct jitwg_src_key *key)
+static __always_inline bool maybe_verified(const struct jitwg_src_key *key,
+					   const __u64 *seed)
 {
 	const __u64 *w = (const __u64 *)key->addr;
-	__u64 *seed, *word;
-	__u32 zero = 0, h;
+	__u64 *word;
+	__u32 idx, h;
 
-	seed = bpf_map_lookup_elem(&verified_seed, &zero);
 	if (!seed)
 		return true;
 	h = JITWG_VERIFIED_HASH(w[0], w[1], *seed);
-	zero = h >> 6;
-	word = bpf_map_lookup_elem(&verified_bits, &zero);
+	idx = h >> 6;
+	word = bpf_map_lookup_elem(&verified_bits, &idx);
 	return !word || (*word & (1ull << (h & 63)));
+}
+
+/* The source's bucket in src_buckets (see JITWG_SRC_SLOT), or NULL. */
+static __always_inline __u64 *source_bucket(const struct jitwg_src_key *key,
+					    const __u64 *seed)
+{
+	const __u64 *w = (const __u64 *)key->addr;
+	__u32 idx;
+
+	if (!seed)
+		return NULL;
+	idx = JITWG_SRC_SLOT(w[0], w[1], *seed);
+	return bpf_map_lookup_elem(&src_buckets, &idx);
+}
+
+/*
+ * The slot of the source's prefix in prefix_reserve: IPv4 /24, IPv6 /48
+ * (a site; a /64 is one host's), from the source's key.
+ */
+static __always_inline __u64 *prefix_slot(const struct flow *f,
+					  const struct jitwg_src_key *key,
+					  const __u64 *seed)
+{
+	__u64 w0 = ((const __u64 *)key->addr)[0], w1 = ((const __u64 *)key->addr)[1];
+	__u32 idx;
+
+	if (!seed)
+		return NULL;
+	if (f->family == 4) {
+		((__u8 *)&w1)[7] = 0;     /* address byte 15 */
+	} else {
+		w1 = 0;
+		((__u8 *)&w0)[6] = 0;     /* address bytes 6 and 7 */
+		((__u8 *)&w0)[7] = 0;
+	}
+	idx = JITWG_PREFIX_SLOT(w0, w1, *seed);
+	return bpf_map_lookup_elem(&prefix_reserve, &idx);
+}
+
+/* A prefix slot's refill interval and tolerance (see JITWG_PREFIX_SLOT). */
+static __always_inline __u64 prefix_interval(const struct jitwg_config *cfg)
+{
+	return 1000000000ULL * JITWG_PREFIX_SHARE * JITWG_PREFIX_SLOTS /
+	       cfg->global_rate;
+}
+
+static __always_inline __u64 prefix_tol(const struct jitwg_config *cfg, __u64 iv)
+{
+	__u32 burst = cfg->global_burst / JITWG_PREFIX_SHARE / JITWG_PREFIX_SLOTS;
+
+	return burst > 1 ? (burst - 1) * iv : 0;
+}
+
+/*
+ * An initiation the global bucket admitted, charged to its prefix's slot
+ * too: what the prefix used of its share. The debt is capped, so a prefix
+ * that stops flooding has its reserve back within JITWG_PREFIX_DEBT_NS.
+ * Racing CPUs may lose a charge: it is a meter, not a limit.
+ */
+static __always_inline void charge_prefix(__u64 *p, const struct jitwg_config *cfg,
+					  __u64 now)
+{
+	__u64 iv = prefix_interval(cfg), tol = prefix_tol(cfg, iv);
+	__u64 tat = *p, cap = now + tol + JITWG_PREFIX_DEBT_NS;
+
+	tat = (tat > now ? tat : now) + iv;
+	*p = tat < cap ? tat : cap;
 }
 
 /*
  * The recent table is 2-way set-associative: a set is two neighbouring
  * slots (one cache line), so two messages that hash alike do not push each
- * other out and pass as new each time.
+ * other out and pass as new each time. A message is found by its head (see
+ * jitwg_recent), the set by the head's low bits: the sender index, random
+ * per handshake.
  */
+static __always_inline __u64 head(const __u8 *msg)
+{
+	return *(const __u64 *)(msg + JITWG_RECENT_HEAD_OFF);
+}
+
 static __always_inline struct jitwg_recent *recent_slot(const __u8 *msg, __u32 way)
 {
-	__u32 idx = (*(const __u64 *)(msg + WG_MAC1_OFF) & (JITWG_RECENT_SLOTS - 2)) | way;
+	__u32 idx = (head(msg) & (JITWG_RECENT_SLOTS - 2)) | way;
 
 	return bpf_map_lookup_elem(&recent, &idx);
 }
 
+/*
+ * The head first: it sits in the packet's first cache line with the
+ * headers, where mac1 is two lines further on. A flood of messages that
+ * differ there (fresh ephemeral keys) is told from copies without reading
+ * that line, a read that cost about half of a refused packet (bench-flood,
+ * README Floods); only a message whose head matches has its mac1 read.
+ */
 static __always_inline bool same(const struct jitwg_recent *r, const __u8 *msg)
 {
-	return r->mac1[0] == *(const __u64 *)(msg + WG_MAC1_OFF) &&
+	return r->head == head(msg) &&
+	       r->mac1[0] == *(const __u64 *)(msg + WG_MAC1_OFF) &&
 	       r->mac1[1] == *(const __u64 *)(msg + WG_MAC1_OFF + 8);
 }
 
@@ -497,6 +605,7 @@ static __always_inline void remember(const __u8 *msg, __u64 now)
 	else
 		r = r1->ts_ns < r0->ts_ns ? r1 : r0;
 	/* Racing CPUs may tear it: a torn slot matches nothing. */
+	r->head = head(msg);
 	r->mac1[0] = *(const __u64 *)(msg + WG_MAC1_OFF);
 	r->mac1[1] = *(const __u64 *)(msg + WG_MAC1_OFF + 8);
 	r->ts_ns = now;
@@ -521,18 +630,74 @@ static __always_inline int copy_admitted(const struct jitwg_config *cfg,
 	return b && !limited(&b->tokens, JITWG_DUP_RATE, JITWG_DUP_BURST, now);
 }
 
+/* Whether tat's bucket has no token now, without taking one (no write). */
+static __always_inline bool spent_iv(const __u64 *tat_p, __u64 tol, __u64 now)
+{
+	__u64 tat = *(volatile const __u64 *)tat_p;
+
+	return tat > now && tat - now > tol;
+}
+
+/*
+ * The source's bucket (*b, NULL without a per-source limit): LIMITED_SRC if
+ * it has no token, else 0. Only reads it.
+ */
+static __always_inline __u32 source_spent(const struct jitwg_src_key *key,
+					  const __u64 *seed,
+					  const struct jitwg_config *cfg,
+					  __u64 now, __u64 **b)
+{
+	*b = cfg->src_rate ? source_bucket(key, seed) : NULL;
+	return *b && spent(*b, cfg->src_rate, cfg->src_burst, now) ?
+		       JITWG_CTR_LIMITED_SRC : 0;
+}
+
+/* Take the source's token (b from source_spent()): 0, or LIMITED_SRC. */
+static __always_inline __u32 source_take(__u64 *b, const struct jitwg_config *cfg,
+					 __u64 now)
+{
+	/* Full since it was last charged: a source not seen lately. */
+	bool idle;
+
+	if (!b)
+		return 0;
+	idle = *(volatile __u64 *)b <= now;
+	/* Another CPU may have taken its last token meanwhile: then the
+	 * global token was spent for nothing, as before a refusal. */
+	if (limited(b, cfg->src_rate, cfg->src_burst, now))
+		return JITWG_CTR_LIMITED_SRC;
+	if (idle)
+		count(JITWG_CTR_SRC_NEW);
+	return 0;
+}
+
+/* Without a global limit: the source's own bucket alone. */
+static __always_inline __u32 source_admits(const struct jitwg_src_key *key,
+					   const __u64 *seed,
+					   const struct jitwg_config *cfg,
+					   __u64 now)
+{
+	__u64 *b;
+	__u32 ctr = source_spent(key, seed, cfg, now, &b);
+
+	return ctr ? ctr : source_take(b, cfg, now);
+}
+
 /*
  * The limits, cheapest refusal first; returns the counter of the limit hit,
  * or 0 to admit.
  *
  * A verified source spends only its own bucket: a flood from other sources
- * can take neither its state nor its budget. Any other source known to the
- * LRU spends its own tokens first, so that one flooding source never drains
- * the global ones everybody shares; then the global bucket caps what many
- * (spoofed) sources push together. An unseen source asks the global bucket
- * before it gets an LRU entry: under a spoofed flood the global budget is
- * spent, and each further unseen source then costs two lookups instead of an
- * insert that evicts a real source's bucket.
+ * can take neither its state nor its budget. Any other source first asks
+ * whether the global budget is spent (a read of one shared word). If not,
+ * its own bucket must have a token (a read), so that one flooding source
+ * never drains the global tokens everybody shares; then the global bucket
+ * is charged, the prefix's reserve slot metered, and last the source's own
+ * token taken. If it is spent (under a flood), only the source's prefix
+ * reserve can still admit it (see JITWG_PREFIX_SLOT): a prefix that did not
+ * flood has its share left, the flood's own prefixes have spent theirs and
+ * are refused there, before any source bucket is read. A source's bucket is
+ * a slot of a fixed array: no insert, no eviction, nothing a flood can churn.
  */
 static __always_inline __u32 admit(const struct flow *f, void *end,
 				   const __u8 *msg,
@@ -541,15 +706,17 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 	/* aligned: the verifier wants the word stores to the stack aligned */
 	struct jitwg_src_key key __attribute__((aligned(8))) = {};
 	struct jitwg_verified *v;
-	struct jitwg_bucket *b = NULL, *g, fresh = {};
-	__u32 zero = 0;
+	struct jitwg_bucket *g;
+	__u64 *b = NULL, *p, *seed, iv, tol;
+	__u32 zero = 0, ctr;
 
 	g = bpf_map_lookup_elem(&global_bucket, &zero);
 	if (!g)
 		return 0;
 	if (source_key(f, end, &key))
 		return 0;
-	v = maybe_verified(&key) ? bpf_map_lookup_elem(&verified, &key) : NULL;
+	seed = hash_seed();
+	v = maybe_verified(&key, seed) ? bpf_map_lookup_elem(&verified, &key) : NULL;
 	if (v && now < v->until_ns) {
 		count(JITWG_CTR_VERIFIED);
 		return limited(&v->tokens, cfg->verified_rate,
@@ -563,29 +730,43 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 	case 0:
 		return JITWG_CTR_DUPLICATE;
 	}
+	if (!cfg->global_rate)
+		return source_admits(&key, seed, cfg, now);
+	p = prefix_slot(f, &key, seed);
+	if (!p)
+		return 0;
 	/*
-	 * Under a flood the global budget is spent: then nothing but a
-	 * verified source can pass, and the per-source LRU is not even
-	 * looked at (a lookup of a random source is a cache miss).
+	 * Under a flood the global budget is spent: then only a prefix with
+	 * its reserve left (a small array in the cache, see
+	 * JITWG_PREFIX_SLOT) can pass, and for the flood's own prefixes,
+	 * whose reserve it spent, no source bucket is even read (a random
+	 * slot is a cache miss).
 	 */
-	if (spent(&g->tokens, cfg->global_rate, cfg->global_burst, now))
-		return JITWG_CTR_LIMITED_GLOBAL;
-	if (cfg->src_rate) {
-		b = bpf_map_lookup_elem(&src_buckets, &key);
-		if (b && limited(&b->tokens, cfg->src_rate, cfg->src_burst, now))
-			return JITWG_CTR_LIMITED_SRC;
+	if (spent(&g->tokens, cfg->global_rate, cfg->global_burst, now)) {
+		iv = prefix_interval(cfg);
+		tol = prefix_tol(cfg, iv);
+		if (spent_iv(p, tol, now))
+			return JITWG_CTR_LIMITED_GLOBAL;
+		ctr = source_spent(&key, seed, cfg, now, &b);
+		if (ctr)
+			return ctr;
+		if (limited_iv(p, iv, tol, now))
+			return JITWG_CTR_LIMITED_GLOBAL;
+		ctr = source_take(b, cfg, now);
+		if (ctr)
+			return ctr;
+		/* The global bucket's debt: repaid before it admits again. */
+		__sync_fetch_and_add(&g->tokens, 1000000000ULL / cfg->global_rate);
+		count(JITWG_CTR_PREFIX_RESERVE);
+		return 0;
 	}
+	ctr = source_spent(&key, seed, cfg, now, &b);
+	if (ctr)
+		return ctr;
 	if (limited(&g->tokens, cfg->global_rate, cfg->global_burst, now))
 		return JITWG_CTR_LIMITED_GLOBAL;
-	if (cfg->src_rate && !b) {
-		/* Its first token taken: the state limited() leaves in a
-		 * full bucket. Another CPU may have inserted it meanwhile;
-		 * then this one initiation went free. */
-		fresh.tokens = now + 1000000000ULL / cfg->src_rate;
-		if (!bpf_map_update_elem(&src_buckets, &key, &fresh, BPF_NOEXIST))
-			count(JITWG_CTR_SRC_NEW);
-	}
-	return 0;
+	charge_prefix(p, cfg, now);
+	return source_take(b, cfg, now);
 }
 
 /*

@@ -110,9 +110,9 @@ int capture_set_local_addrs(struct capture *c, const uint8_t (*addrs)[16],
  * now + JITWG_VERIFIED_TTL_NS once an initiation from it completed a
  * handshake; 0 unmarks it). saddr is an event's source address (16 bytes,
  * IPv4-mapped for IPv4); an IPv6 source marks its /64. Until then its
- * initiations skip the per-source LRU and the global bucket and spend only
- * a bucket of their own (verified_rate, verified_burst in struct
- * jitwg_config): a flood of spoofed sources can neither evict it nor spend
+ * initiations skip the per-source buckets, the prefix reserve and the
+ * global bucket and spend only a bucket of their own (verified_rate,
+ * verified_burst in struct jitwg_config): a flood of spoofed sources can neither evict it nor spend
  * its budget. Renewing keeps its bucket. A full map (JITWG_VERIFIED_MAP_ENTRIES)
  * first loses the sources whose time ran out; -E2BIG if none did.
  * Thread-safe as far as the kernel's map calls are.

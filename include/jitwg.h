@@ -152,25 +152,29 @@ struct jitwg_verified {
 };
 
 /*
- * Recent initiations, by mac1 (a MAC over the first 116 bytes, so it tells
- * messages apart; messages that differ with the same mac1 fail its check
- * anyway), in a 2-way set-associative table of JITWG_RECENT_SLOTS slots
- * (recent map, set = mac1's first 64 bits mod slots / 2), 32 KiB so that
- * it stays in the cache. A client's retry is always a new message (new
- * ephemeral key and timestamp), so a byte-for-byte copy of one handed to
- * userspace within JITWG_RECENT_NS is a replay or a network duplicate: it
- * spends a small bucket of its own (JITWG_DUP_RATE/s, JITWG_DUP_BURST),
- * never a source's or the global one; over it a copy is dropped. A replay
- * flood then costs one event plus that trickle, and the daemon still sees
- * (and logs) a few replays. Checked whenever a global limit is set.
+ * Recent initiations, by head and mac1: the head is the message's bytes
+ * JITWG_RECENT_HEAD_OFF..+8 (the sender index and the start of the
+ * ephemeral key, both fresh in every initiation a client sends), mac1 a MAC
+ * over the first 116 bytes, so together they tell messages apart (messages
+ * that differ with the same mac1 fail its check anyway). A 2-way
+ * set-associative table of JITWG_RECENT_SLOTS slots (recent map, set = the
+ * head's low bits mod slots / 2), 32 KiB so that it stays in the cache.
+ * A client's retry is always a new message (new ephemeral key and
+ * timestamp), so a byte-for-byte copy of one handed to userspace within
+ * JITWG_RECENT_NS is a replay or a network duplicate: it spends a small
+ * bucket of its own (JITWG_DUP_RATE/s, JITWG_DUP_BURST), never a source's or
+ * the global one; over it a copy is dropped. A replay flood then costs one
+ * event plus that trickle, and the daemon still sees (and logs) a few
+ * replays. Checked whenever a global limit is set.
  */
 struct jitwg_recent {
 	__u64 mac1[2];        /* the initiation's mac1, as in the packet */
 	__u64 ts_ns;          /* coarse clock when it was handed to userspace */
-	__u64 reserved;
+	__u64 head;           /* its bytes JITWG_RECENT_HEAD_OFF..+8, as in the packet */
 };
 
 enum {
+	JITWG_RECENT_HEAD_OFF = 4,
 	JITWG_RECENT_SLOTS = 1024,
 	JITWG_DUP_RATE = 100,
 	JITWG_DUP_BURST = 100,
@@ -234,6 +238,45 @@ enum {
 /* A cookie is good for two minutes at the client (paper §5.4.7). */
 #define JITWG_COOKIE_TTL_NS (120ull * 1000000000ull)
 
+/*
+ * A source's slot in the per-source bucket array (src_buckets, an array of
+ * JITWG_SRC_MAP_ENTRIES GCRA words): the same kind of keyed hash as the
+ * verified bitmap's, on the complement of the same seed. Sources that hash
+ * alike share a bucket; without the seed a flood cannot choose which real
+ * source it shares one with.
+ */
+#define JITWG_SRC_SLOTS_LOG 16
+#define JITWG_SRC_SLOT(w0, w1, seed)                                          \
+	((__u32)(((((w0) ^ ~(seed)) * 0x9E3779B97F4A7C15ull ^ (w1)) *         \
+		  0xBF58476D1CE4E5B9ull) >> (64 - JITWG_SRC_SLOTS_LOG)))
+_Static_assert(JITWG_SRC_MAP_ENTRIES == 1 << JITWG_SRC_SLOTS_LOG,
+	       "one slot per hash value");
+
+/*
+ * The prefix reserve: a share of the global budget kept for source prefixes
+ * that have not used theirs lately, so that a flood from one range cannot
+ * take all of it from clients elsewhere. Prefixes (IPv4 /24, IPv6 /48) hash
+ * (keyed, as above) to one of JITWG_PREFIX_SLOTS GCRA words (prefix_reserve
+ * map, 32 KiB: it stays in the cache). A slot refills at a
+ * 1/JITWG_PREFIX_SHARE share of the global rate divided by the slots (with
+ * the defaults 20,000/s / 4 / 4,096 = 1.2/s), bucket the same share of the
+ * global burst (at least 1). Every initiation the global bucket admits is
+ * charged to its prefix's slot as well (its debt capped at
+ * JITWG_PREFIX_DEBT_NS), so a prefix that floods empties its own slot. Only
+ * when the global budget is spent does a slot admit on its own; such an
+ * admission is then charged to the global bucket as debt, which the
+ * global's refill repays before the global bucket admits again: the long-run
+ * total stays the global rate. Prefixes that hash alike share a slot.
+ */
+#define JITWG_PREFIX_SLOTS_LOG 12
+#define JITWG_PREFIX_SLOTS (1u << JITWG_PREFIX_SLOTS_LOG)
+#define JITWG_PREFIX_SHARE 4
+#define JITWG_PREFIX_DEBT_NS (10ull * 1000000000ull)
+#define JITWG_PREFIX_SLOT(w0, w1, seed)                                       \
+	((__u32)(((((w0) ^ (seed) ^ 0x5bd1e9955bd1e995ull) *                  \
+		   0x9E3779B97F4A7C15ull ^ (w1)) * 0xBF58476D1CE4E5B9ull) >>   \
+		 (64 - JITWG_PREFIX_SLOTS_LOG)))
+
 /* Per-CPU counters, indexes into the counters array map. */
 enum jitwg_counter {
 	JITWG_CTR_PACKETS,        /* packets seen */
@@ -247,10 +290,11 @@ enum jitwg_counter {
 	JITWG_CTR_CONSUMED,       /* events dropped here under the lease */
 	JITWG_CTR_VERIFIED,       /* initiations from a verified source */
 	JITWG_CTR_LIMITED_VERIFIED, /* over a verified source's own limit */
-	JITWG_CTR_SRC_NEW,        /* unseen sources admitted into the LRU */
+	JITWG_CTR_SRC_NEW,        /* admitted with an idle (full) source bucket */
 	JITWG_CTR_DUPLICATE,      /* copies of a recent initiation over their budget */
 	JITWG_CTR_COOKIE_RETRY,   /* initiations with mac2 from a source sent a cookie */
 	JITWG_CTR_LIMITED_COOKIE, /* ... over their own budget */
+	JITWG_CTR_PREFIX_RESERVE, /* admitted from the prefix reserve, global budget spent */
 	JITWG_CTR_MAX,
 };
 

@@ -31,13 +31,21 @@
 # BENCH_FLOOD_KINDS: KIND[@SOURCES][:RATE] words (default below; SOURCES
 # defaults to BENCH_FLOOD_SOURCES, RATE to max), BENCH_FLOOD_ROUNDS (3),
 # BENCH_FLOOD_SECONDS (3); BENCH_FLOOD_XDP another jitwg-xdp build to
-# measure, BENCH_FLOOD_XDP_ARGS options for it.
+# measure, BENCH_FLOOD_XDP_ARGS options for it; BENCH_FLOOD_BASE another
+# jitwg-xdp build (an older commit's, say) run as a fifth receiver "base" in
+# the same rounds, with the same options, for a before/after in one run.
+# BENCH_FLOOD_PKTGEN_ARGS: more jitwg-pktgen options for the receiver rounds
+# (--messages 65536: random kinds that seldom repeat).
+# BENCH_FLOOD_READER_CPU: the CPU for jitwg-xdp, the ring buffer's reader
+# (a line per event); left to the scheduler it shares the receiver's.
 SCRIPT=bench-flood
 . "$(dirname "$0")/e2e_script.sh"
 trap 'echo "interrupted"; exit 130' INT TERM
 
 PKTGEN=$BUILD/jitwg-pktgen
 XDP=${BENCH_FLOOD_XDP:-$BUILD/jitwg-xdp} # another build to compare
+BASE=${BENCH_FLOOD_BASE:-}               # and one to compare it with
+MODES="none pass jitwg spent${BASE:+ base}"
 PASS_OBJ=$BUILD/xdp_pass.bpf.o
 SOURCES=${BENCH_FLOOD_SOURCES:-1000000}
 KINDS=${BENCH_FLOOD_KINDS:-"udp data replay@1 replay valid forged random random-mac1 mac2"}
@@ -46,7 +54,7 @@ SECS=${BENCH_FLOOD_SECONDS:-3}
 GEN_CPU=0
 RX_CPU=$(($(nproc) - 1))
 
-[ -x "$PKTGEN" ] && [ -x "$XDP" ] && [ -f "$PASS_OBJ" ] ||
+[ -x "$PKTGEN" ] && [ -x "$XDP" ] && [ -f "$PASS_OBJ" ] && [ -x "${BASE:-$XDP}" ] ||
 	{ echo "bench-flood: run make first" >&2; exit 1; }
 
 tmp_dir
@@ -87,10 +95,12 @@ receiver() {
 		ip -n "$G" link set dev jfr xdpdrv obj "$PASS_OBJ" sec xdp ||
 			fail "cannot attach $PASS_OBJ"
 		;;
-	jitwg | spent)
-		local args=
+	jitwg | spent | base)
+		local args= xdp=$XDP
 		[ "$1" = spent ] && args="--global-rate 1 --global-burst 1"
-		ip netns exec "$G" "$XDP" --dev jfr --mode native $args ${BENCH_FLOOD_XDP_ARGS:-} \
+		[ "$1" = base ] && xdp=$BASE
+		ip netns exec "$G" ${BENCH_FLOOD_READER_CPU:+taskset -c "$BENCH_FLOOD_READER_CPU"} \
+			"$xdp" --dev jfr --mode native $args ${BENCH_FLOOD_XDP_ARGS:-} \
 			>"$TMP/xdp.out" 2>"$TMP/xdp.err" &
 		XDP_PID=$!
 		wait_for 5 grep -q attached "$TMP/xdp.err" || fail "jitwg-xdp: $(cat "$TMP/xdp.err")"
@@ -109,7 +119,8 @@ run() {
 	rx0=$(rx_stat rx_packets)
 	out=$(ip netns exec "$C" taskset -c $GEN_CPU "$PKTGEN" --dev jfs --dst 192.0.2.1 \
 		--dst-mac "$G_MAC" --responder "$GW_PUB" --seed flood \
-		--kind "$kind:$rate" --sources "$src" --duration "$SECS" 2>&1) ||
+		--kind "$kind:$rate" --sources "$src" --duration "$SECS" \
+		${BENCH_FLOOD_PKTGEN_ARGS:-} 2>&1) ||
 		fail "jitwg-pktgen: $out"
 	rx1=$(rx_stat rx_packets)
 	if [ -n "$id" ]; then
@@ -120,12 +131,12 @@ run() {
 	if [ "$mode" = spent ]; then
 		kill -INT "$XDP_PID"
 		wait "$XDP_PID"
-	elif [ "$mode" = jitwg ]; then
+	elif [ "$mode" = jitwg ] || [ "$mode" = base ]; then
 		kill -INT "$XDP_PID"
 		wait "$XDP_PID"
 		events=$(sed -n 's/^counters .* events=\([0-9]*\).*/\1/p' "$TMP/xdp.out")
 		events=$(awk -v e="$events" -v s="$SECS" 'BEGIN { printf "%.0f", e / s }')
-		sed -n 's/^counters //p' "$TMP/xdp.out" >>"$TMP/counters"
+		[ "$mode" = jitwg ] && sed -n 's/^counters //p' "$TMP/xdp.out" >>"$TMP/counters"
 	fi
 	offered=$(echo "$out" | sed -n 's/^total sent=.* pps=\([0-9]*\)$/\1/p')
 	echo "$kind@$src:$rate $mode $round $offered $(((rx1 - rx0) / SECS)) $ns $events" >>"$TMP/rows"
@@ -159,7 +170,7 @@ for spec in $KINDS; do
 	[[ $spec == *@* ]] && { src=${spec#*@}; src=${src%%:*}; }
 	[[ $spec == *:* ]] && rate=${spec##*:}
 	for ((r = 1; r <= ROUNDS; r++)); do
-		for mode in none pass jitwg spent; do
+		for mode in $MODES; do
 			run "$kind" "$src" "$rate" "$mode" "$r"
 		done
 	done
@@ -181,6 +192,21 @@ for spec in $(awk '{print $1}' "$TMP/rows" | awk '!seen[$0]++'); do
 		"$(summary "$spec" spent 6)" \
 		"$(summary "$spec" jitwg 7)"
 done
+if [ -n "$BASE" ]; then
+	echo
+	echo "base ($BASE), the same rounds:"
+	printf '%-23s %-17s %6s %-17s %6s %-20s %-15s\n' "kind@sources:rate" \
+		"rx base" "b/pass" "rx jitwg" "j/pass" "ns base" "events/s base"
+	for spec in $(awk '{print $1}' "$TMP/rows" | awk '!seen[$0]++'); do
+		p=$(median "$spec" pass 5) b=$(median "$spec" base 5) j=$(median "$spec" jitwg 5)
+		printf '%-23s %-17s %5s%% %-17s %5s%% %-20s %-15s\n' "$spec" \
+			"$(summary "$spec" base 5)" \
+			"$(awk -v p="$p" -v j="$b" 'BEGIN { if (p > 0) printf "%.0f", 100 * j / p; else print "-" }')" \
+			"$(summary "$spec" jitwg 5)" \
+			"$(awk -v p="$p" -v j="$j" 'BEGIN { if (p > 0) printf "%.0f", 100 * j / p; else print "-" }')" \
+			"$(summary "$spec" base 6)" "$(summary "$spec" base 7)"
+	done
+fi
 echo
 echo "jitwg counters per round (last round of each kind):"
 awk '{print "  " $0}' "$TMP/counters" | awk -v r="$ROUNDS" 'NR % r == 0'

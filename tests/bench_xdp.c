@@ -5,12 +5,17 @@
  * the same run (the floor). Median of several rounds of REPEAT runs each.
  *
  *   build/bench_xdp [REPEAT] [ROUNDS]
+ *
+ * Then a new client's chance under a range flood (range_flood()); alone
+ * with BENCH_XDP_RANGE_ONLY=1.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -120,6 +125,89 @@ static void measure(int prog, int bare, const uint8_t *frame, size_t len,
 	*over = d[rounds / 2];
 }
 
+/*
+ * A new client under a range flood: initiations from 100.64.0.0/16 (a new
+ * message each, sources counted through the /16) as fast as test runs go,
+ * with the default limits and --drop (so the verdict says admitted or
+ * refused), and every FLOOD_PER_PROBE packets one initiation from a random
+ * /24 elsewhere and one from a random source inside the /16: the share of
+ * each that the program admits, over seconds s.
+ */
+enum { FLOOD_PER_PROBE = 200 };
+
+static uint32_t xorshift(uint32_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x;
+}
+
+/* One initiation from saddr (host order) with message number n; 1 if admitted. */
+static int send_one(uint8_t *frame, size_t len, const struct frame_layout *l,
+		    uint32_t saddr, uint32_t n)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame, .data_size_in = len,
+		    .repeat = 1);
+	uint32_t a = htonl(saddr);
+
+	memcpy(frame + l->l3 + 12, &a, 4);
+	memcpy(frame + l->payload + WG_MAC1_OFF, &n, 4);
+	if (bpf_prog_test_run_opts(capture_prog_fd(cap), &o)) {
+		fprintf(stderr, "bench_xdp: test run: %s\n", strerror(errno));
+		exit(1);
+	}
+	return o.retval == XDP_PASS;
+}
+
+static void range_flood(double seconds)
+{
+	struct jitwg_config cfg = JITWG_CONFIG_DEFAULTS;
+	struct frame_spec spec = { .family = 4, .sport = 40000, .dport = 51820,
+				   .payload_len = 148 };
+	uint8_t frame[FRAME_MAX], msg[148], s4[4] = { 100, 64, 0, 0 };
+	unsigned long long flood = 0, flood_in = 0, probes = 0, out_in = 0, in_in = 0;
+	struct frame_layout l;
+	struct timespec t0, t;
+	uint32_t n = 0, rnd = 2463534242u, a;
+	double el = 0;
+	pthread_t th;
+	size_t len;
+	int i;
+
+	frame_initiation(msg, 3);
+	spec.payload = msg;
+	spec.saddr = s4;
+	len = frame_build(frame, &spec, &l);
+	cfg.flags = JITWG_F_DROP_LIMITED;
+	capture_set_limits(cap, &cfg);
+	capture_reset_limits(cap);
+	draining = 1;
+	pthread_create(&th, NULL, drain, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (el < seconds) {
+		for (i = 0; i < FLOOD_PER_PROBE; i++, flood++, n++)
+			flood_in += send_one(frame, len, &l, 0x64400000u + (n & 0xffff), n);
+		/* elsewhere: a random /24 outside 100.64/16 (and 0/8, 127/8) */
+		do
+			a = xorshift(&rnd);
+		while ((a >> 16) == 0x6440 || (a >> 24) == 0 || (a >> 24) == 127);
+		out_in += send_one(frame, len, &l, a, n++);
+		in_in += send_one(frame, len, &l, 0x64400000u + (xorshift(&rnd) & 0xffff), n++);
+		probes++;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		el = (t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9;
+	}
+	draining = 0;
+	pthread_join(th, NULL);
+	printf("\nnew client under a range flood (default limits, %.1f s): flood from "
+	       "100.64.0.0/16 at %.0f initiations/s, %.0f/s admitted;\n"
+	       "  %llu probes each: from a random /24 elsewhere %.1f %% admitted, "
+	       "from inside the /16 %.1f %%\n",
+	       el, flood / el, flood_in / el, probes, 100.0 * out_in / probes,
+	       100.0 * in_in / probes);
+}
+
 struct bcase {
 	const char *name;
 	struct frame_spec spec;
@@ -173,6 +261,10 @@ int main(int argc, char **argv)
 		floor_len = frame_build(floor_frame, &floor_spec, &l);
 	}
 
+	if (getenv("BENCH_XDP_RANGE_ONLY")) { /* the range flood alone */
+		range_flood(4);
+		goto out;
+	}
 	printf("XDP per-packet cost, BPF_PROG_TEST_RUN, %d packets x %d rounds (median)\n\n",
 	       repeat, rounds);
 	printf("%-28s %10s %10s %10s %12s  %s\n", "case", "ns/pkt", "floor",
@@ -217,6 +309,8 @@ int main(int argc, char **argv)
 	}
 	printf("\nring buffer events drained by userspace during the run: %llu\n",
 	       drained);
+	range_flood(4);
+out:
 	close(bare);
 	capture_close(cap);
 	return 0;

@@ -287,6 +287,81 @@ static void set_limits(uint32_t sr, uint32_t sb, uint32_t gr, uint32_t gb, uint3
 	set_limits_v(sr, sb, gr, gb, 0, 0, flags);
 }
 
+/* IPv4-mapped form of a.b.c.d, as events carry it. */
+static void mapped4(uint8_t out[16], const uint8_t a[4])
+{
+	memset(out, 0, 16);
+	out[10] = out[11] = 0xff;
+	memcpy(out + 12, a, 4);
+}
+
+/*
+ * The fd of the program's map called name (a new fd, the caller closes it),
+ * or -1: tests read maps the capture API does not expose.
+ */
+static int prog_map(const char *name)
+{
+	__u32 ids[32], n = 32, i, len;
+	struct bpf_prog_info pi = { .nr_map_ids = n,
+				    .map_ids = (__u64)(unsigned long)ids };
+	struct bpf_map_info mi;
+	int fd;
+
+	len = sizeof(pi);
+	if (bpf_obj_get_info_by_fd(capture_prog_fd(cap), &pi, &len))
+		return -1;
+	for (i = 0; i < pi.nr_map_ids && i < n; i++) {
+		fd = bpf_map_get_fd_by_id(ids[i]);
+		if (fd < 0)
+			continue;
+		memset(&mi, 0, sizeof(mi));
+		len = sizeof(mi);
+		if (!bpf_obj_get_info_by_fd(fd, &mi, &len) && !strcmp(mi.name, name))
+			return fd;
+		close(fd);
+	}
+	return -1;
+}
+
+/* The program's hash seed (verified_seed), 0 if it cannot be read. */
+static uint64_t hash_seed(void)
+{
+	uint64_t seed = 0;
+	__u32 zero = 0;
+	int fd = prog_map("verified_seed");
+
+	if (fd >= 0) {
+		bpf_map_lookup_elem(fd, &zero, &seed);
+		close(fd);
+	}
+	return seed;
+}
+
+/* The slot of IPv4 source a in src_buckets (JITWG_SRC_SLOT). */
+static uint32_t src_slot4(const uint8_t a[4])
+{
+	uint64_t w[2];
+	uint8_t k[16];
+
+	mapped4(k, a);
+	memcpy(w, k, 16);
+	return JITWG_SRC_SLOT(w[0], w[1], hash_seed());
+}
+
+/* IPv4 source a's bucket word in src_buckets; -errno if unreadable. */
+static int src_bucket4(const uint8_t a[4], uint64_t *tat)
+{
+	__u32 slot = src_slot4(a);
+	int fd = prog_map("src_buckets"), err = 0;
+
+	if (fd < 0)
+		return -ENOENT;
+	if (bpf_map_lookup_elem(fd, &slot, tat))
+		err = -errno;
+	close(fd);
+	return err;
+}
+
 static void test_limits(void)
 {
 	uint8_t a[4] = { 10, 9, 0, 1 }, b[4] = { 10, 9, 0, 2 };
@@ -294,7 +369,10 @@ static void test_limits(void)
 	uint64_t d[JITWG_CTR_MAX];
 	int i, v, got, ok;
 
-	/* per-source burst: 3 pass, the 4th is limited, another source is not */
+	/* per-source burst: 3 pass, the 4th is limited, another source is
+	 * not (one that does not share a's bucket: see JITWG_SRC_SLOT) */
+	while (src_slot4(b) == src_slot4(a))
+		b[3]++;
 	set_limits(1, 3, 0, 0, 0);
 	for (ok = 1, i = 0; i < 3; i++)
 		ok &= EXPECT(knock(4, a, &v, d) == 1, "knock %d passed", i);
@@ -350,14 +428,6 @@ static void test_limits(void)
 	CHECK("rate 0 disables limits", got == 50, "%d of 50 passed", got);
 }
 
-/* IPv4-mapped form of a.b.c.d, as events carry it. */
-static void mapped4(uint8_t out[16], const uint8_t a[4])
-{
-	memset(out, 0, 16);
-	out[10] = out[11] = 0xff;
-	memcpy(out + 12, a, 4);
-}
-
 static int mark(const uint8_t addr16[16], uint64_t until_ns)
 {
 	int err = capture_mark_verified(cap, addr16, until_ns);
@@ -368,10 +438,11 @@ static int mark(const uint8_t addr16[16], uint64_t until_ns)
 }
 
 /*
- * n initiations from IPv4 sources 100.64.0.0 + i, one test run each: a
- * spoofed flood of unseen sources. Events are drained as they come.
+ * n initiations from IPv4 sources base + i * step (host order), one test run
+ * each, every one a new message: a spoofed flood. Events are drained as
+ * they come.
  */
-static int flood_sources(uint32_t n)
+static int flood_from(uint32_t base, uint32_t n, uint32_t step)
 {
 	struct frame_spec spec = { .family = 4, .sport = 12345, .dport = 51820,
 				   .payload_len = 148 };
@@ -388,8 +459,10 @@ static int flood_sources(uint32_t n)
 		LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = frame,
 			    .data_size_in = len, .repeat = 1);
 
-		a = htonl(0x64400000u + i);
+		a = htonl(base + i * step);
 		memcpy(frame + l.l3 + 12, &a, 4); /* the program ignores the IP checksum */
+		/* a new message each time (its mac1), not copies of one */
+		memcpy(frame + l.payload + WG_MAC1_OFF, &i, 4);
 		if (bpf_prog_test_run_opts(capture_prog_fd(cap), &o))
 			return -errno;
 		if (!(i & 4095))
@@ -399,11 +472,18 @@ static int flood_sources(uint32_t n)
 	return 0;
 }
 
+/* n initiations from the unseen sources 100.64.0.0 + i. */
+static int flood_sources(uint32_t n)
+{
+	return flood_from(0x64400000u, n, 1);
+}
+
 static void test_verified(void)
 {
-	uint8_t v[4] = { 10, 7, 0, 1 }, w[4] = { 10, 7, 0, 3 }, f0[4] = { 100, 64, 0, 0 };
-	uint8_t s1[4] = { 10, 8, 0, 1 }, s2[4] = { 10, 8, 0, 2 };
+	uint8_t v[4] = { 10, 7, 0, 1 }, w[4] = { 10, 8, 0, 3 };
+	uint8_t s1[4] = { 10, 8, 0, 1 }, s2[4] = { 10, 8, 0, 2 }, r[4] = { 10, 7, 0, 9 };
 	uint8_t v16[16], w16[16];
+	uint64_t tat0 = 0, tat1 = 0;
 	uint8_t v6[16] = { 0x20, 0x01, 0x0d, 0xb8, 0, 9, 0, 1, [15] = 1 };
 	uint64_t d[JITWG_CTR_MAX], before[JITWG_CTR_MAX], after[JITWG_CTR_MAX];
 	struct jitwg_config raised = { .src_rate = 1, .src_burst = 1,
@@ -415,54 +495,67 @@ static void test_verified(void)
 	mapped4(w16, w);
 
 	/*
-	 * A flood of unseen sources twice the LRU's size, global limit off so
-	 * that every one of them gets an entry and entries are evicted (the
-	 * flood's first source is new again afterwards). The verified source
-	 * is still verified: it never was in the LRU.
+	 * A flood of unseen sources twice the number of source buckets, global
+	 * limit off so that every one of them is admitted where its bucket has
+	 * a token. The verified source is still verified (it has no source
+	 * bucket), and the bucket a real source spent is still spent: nothing
+	 * is evicted. (With the LRU the flood pushed it out, and the source
+	 * came back with a full bucket.)
 	 */
 	set_limits_v(1, 1, 0, 0, 1, 2, 0);
 	ok = EXPECT(!mark(v16, mono_ns() + JITWG_VERIFIED_TTL_NS), "marked");
 	ok &= EXPECT(knock(4, v, &vd, d) == 1 && d[JITWG_CTR_VERIFIED] == 1,
 		     "verified source passes, counted verified");
-	ok &= EXPECT(d[JITWG_CTR_SRC_NEW] == 0, "verified source not in the LRU");
+	ok &= EXPECT(d[JITWG_CTR_SRC_NEW] == 0, "verified source: no source bucket");
+	ok &= EXPECT(knock(4, r, &vd, d) == 1 && d[JITWG_CTR_SRC_NEW] == 1,
+		     "a real source takes its token");
+	ok &= EXPECT(knock(4, r, &vd, d) == 0 && d[JITWG_CTR_LIMITED_SRC] == 1,
+		     "and is limited");
+	ok &= EXPECT(!src_bucket4(r, &tat0) && tat0, "its bucket is in its slot");
 	capture_read_counters(cap, before);
 	ok &= EXPECT(flood_sources(2 * JITWG_SRC_MAP_ENTRIES) == 0, "flood ran");
 	capture_read_counters(cap, after);
-	ok &= EXPECT(after[JITWG_CTR_SRC_NEW] - before[JITWG_CTR_SRC_NEW] ==
-			     2 * JITWG_SRC_MAP_ENTRIES,
-		     "flood sources inserted: %llu",
-		     (unsigned long long)(after[JITWG_CTR_SRC_NEW] - before[JITWG_CTR_SRC_NEW]));
-	ok &= EXPECT(knock(4, f0, &vd, d) == 1 && d[JITWG_CTR_SRC_NEW] == 1,
-		     "the flood evicted LRU entries (its first source is new again)");
+	ok &= EXPECT(after[JITWG_CTR_SRC_NEW] - before[JITWG_CTR_SRC_NEW] > 0,
+		     "flood sources admitted");
+	ok &= EXPECT(!src_bucket4(r, &tat1) && tat1 >= tat0,
+		     "the real source's bucket survived the flood (%llu, was %llu)",
+		     (unsigned long long)tat1, (unsigned long long)tat0);
 	ok &= EXPECT(knock(4, v, &vd, d) == 1 && d[JITWG_CTR_VERIFIED] == 1 &&
 			     d[JITWG_CTR_SRC_NEW] == 0,
 		     "verified source still verified after the flood");
-	CHECK("flood of unseen sources cannot evict a verified source", ok, "see above");
+	CHECK("flood of unseen sources evicts neither a verified nor a real source",
+	      ok, "see above");
 
 	/*
-	 * The global bucket is asked before an unseen source gets an entry:
-	 * refused globally, it is not inserted, so its own bucket is still
-	 * full when the global limit lets it through.
+	 * The global bucket is asked before a source's bucket is charged:
+	 * refused globally, the source keeps its token for when the global
+	 * limit lets it through. (s2 is chosen so that it does not share s1's
+	 * bucket.)
 	 */
+	while (src_slot4(s2) == src_slot4(s1))
+		s2[3]++;
 	set_limits(1, 1, 1, 1, 0);
 	ok = EXPECT(knock(4, s1, &vd, d) == 1 && d[JITWG_CTR_SRC_NEW] == 1,
 		    "first source takes the global token");
 	ok &= EXPECT(knock(4, s2, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
 		     "second source refused globally");
 	ok &= EXPECT(d[JITWG_CTR_SRC_NEW] == 0 && d[JITWG_CTR_LIMITED_SRC] == 0,
-		     "and given no LRU entry");
+		     "and its bucket not charged");
 	ok &= EXPECT(!capture_set_limits(cap, &raised), "raise the global limit");
 	ok &= EXPECT(knock(4, s2, &vd, d) == 1,
 		     "second source's own bucket untouched by the refusal");
 	ok &= EXPECT(knock(4, s1, &vd, d) == 0 && d[JITWG_CTR_LIMITED_SRC] == 1,
 		     "first source keeps its spent bucket");
-	CHECK("global budget consulted before an unseen source is inserted", ok,
+	CHECK("global budget consulted before a source's bucket is charged", ok,
 	      "see above");
 
 	/*
 	 * With the global budget spent by other sources, a verified source
 	 * still passes on its own budget, which caps it too (NAT: a budget,
-	 * not a free pass). Expired and unmarked sources are ordinary ones.
+	 * not a free pass). Expired and unmarked sources are ordinary ones:
+	 * refused globally once their prefix's reserve is spent (w is in
+	 * s1's /24, whose reserve s1's admission spent; v's /24 has its
+	 * reserve until v, unmarked, spends it).
 	 */
 	set_limits_v(100, 100, 1, 1, 1, 2, 0);
 	ok = EXPECT(!mark(v16, mono_ns() + JITWG_VERIFIED_TTL_NS), "marked");
@@ -479,8 +572,11 @@ static void test_verified(void)
 			     d[JITWG_CTR_VERIFIED] == 0,
 		     "expired mark: an ordinary source");
 	ok &= EXPECT(!mark(v16, 0), "unmarked");
+	ok &= EXPECT(knock(4, v, &vd, d) == 1 && d[JITWG_CTR_PREFIX_RESERVE] == 1 &&
+			     d[JITWG_CTR_VERIFIED] == 0,
+		     "unmarked: an ordinary source, on its prefix's reserve");
 	ok &= EXPECT(knock(4, v, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
-		     "unmarked: an ordinary source");
+		     "then refused globally");
 	/* IPv6: the mark covers the source's /64 */
 	ok &= EXPECT(!mark(v6, mono_ns() + JITWG_VERIFIED_TTL_NS), "marked v6");
 	v6[15] = 2;
@@ -488,9 +584,80 @@ static void test_verified(void)
 	ok &= EXPECT(knock(6, v6, &vd, d) == 1 && d[JITWG_CTR_VERIFIED] == 1,
 		     "another address of the /64 is verified");
 	v6[7] = 2;
-	ok &= EXPECT(knock(6, v6, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+	knock(6, v6, &vd, d);
+	ok &= EXPECT(d[JITWG_CTR_VERIFIED] == 0 && d[JITWG_CTR_MATCHED] == 1,
 		     "another /64 is not");
 	CHECK("verified budget separate from the global one", ok, "see above");
+	set_limits(0, 0, 0, 0, 0);
+}
+
+/* The prefix_reserve slot of IPv4 source a's /24 (JITWG_PREFIX_SLOT). */
+static uint32_t prefix_slot4(const uint8_t a[4])
+{
+	uint8_t p[4] = { a[0], a[1], a[2], 0 };
+	uint64_t w[2];
+	uint8_t k[16];
+
+	mapped4(k, p);
+	memcpy(w, k, 16);
+	return JITWG_PREFIX_SLOT(w[0], w[1], hash_seed());
+}
+
+/*
+ * The prefix reserve: a flood from one /16 spends the global budget and
+ * its own prefixes' reserve, and a client from another prefix still gets
+ * in; a flood over all prefixes is held by the global budget (plus, once,
+ * what the reserve held).
+ */
+static void test_prefix_reserve(void)
+{
+	uint8_t in16[4] = { 100, 64, 7, 9 }, other[4] = { 198, 51, 0, 7 };
+	uint64_t d[JITWG_CTR_MAX], before[JITWG_CTR_MAX], after[JITWG_CTR_MAX];
+	static uint8_t hit[JITWG_PREFIX_SLOTS];
+	uint64_t admitted;
+	uint32_t i;
+	int vd, ok;
+
+	/* another prefix whose slot none of the flood's 256 /24s share */
+	memset(hit, 0, sizeof(hit));
+	for (i = 0; i < 256; i++) {
+		uint8_t a[4] = { 100, 64, (uint8_t)i, 0 };
+
+		hit[prefix_slot4(a)] = 1;
+	}
+	while (hit[prefix_slot4(other)])
+		other[2]++;
+
+	set_limits(100, 100, 1, 1, 0);
+	capture_read_counters(cap, before);
+	ok = EXPECT(flood_from(0x64400000u, 65536, 1) == 0, "flood from 100.64/16 ran");
+	capture_read_counters(cap, after);
+	admitted = after[JITWG_CTR_EVENTS] - before[JITWG_CTR_EVENTS];
+	ok &= EXPECT(admitted >= 1 && admitted <= 1 + 256,
+		     "the flood got the global token and at most its 256 prefixes' "
+		     "reserve: %llu", (unsigned long long)admitted);
+	ok &= EXPECT(knock(4, in16, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "another source of the flooded /16 is refused");
+	ok &= EXPECT(knock(4, other, &vd, d) == 1 && d[JITWG_CTR_PREFIX_RESERVE] == 1,
+		     "a client of another prefix gets in on its prefix's reserve");
+	ok &= EXPECT(knock(4, other, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "once: its prefix's share is small");
+	CHECK("a flood from one range leaves other prefixes their reserve", ok,
+	      "see above");
+
+	/* 65,536 sources, each in a /24 of its own: all the slots */
+	set_limits(100, 100, 1, 1, 0);
+	capture_read_counters(cap, before);
+	ok = EXPECT(flood_from(0x0a000000u, 65536, 256) == 0, "flood over 10/8 ran");
+	capture_read_counters(cap, after);
+	admitted = after[JITWG_CTR_EVENTS] - before[JITWG_CTR_EVENTS];
+	ok &= EXPECT(admitted <= 1 + JITWG_PREFIX_SLOTS,
+		     "the global token and at most each slot's reserve: %llu",
+		     (unsigned long long)admitted);
+	ok &= EXPECT(knock(4, other, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
+		     "then nobody gets in: the reserve is spent everywhere");
+	CHECK("a flood over all prefixes is held by the global budget", ok,
+	      "see above");
 	set_limits(0, 0, 0, 0, 0);
 }
 
@@ -515,6 +682,21 @@ static int knock_seed(const uint8_t *saddr, uint8_t seed, uint64_t d[JITWG_CTR_M
 	return n_events;
 }
 
+/* The initiation msg from saddr; the verdict in seed_verdict. */
+static int knock_msg(const uint8_t *saddr, const uint8_t msg[148],
+		     uint64_t d[JITWG_CTR_MAX])
+{
+	struct frame_spec spec = { .family = 4, .saddr = saddr, .sport = 12345,
+				   .dport = 51820, .payload = msg, .payload_len = 148 };
+	uint8_t frame[FRAME_MAX];
+	struct frame_layout l;
+	size_t len;
+
+	len = frame_build(frame, &spec, &l);
+	seed_verdict = run(frame, len, d);
+	return n_events;
+}
+
 /*
  * Copies of an initiation userspace already has spend a budget of their own
  * (JITWG_DUP_BURST, then JITWG_DUP_RATE/s) while the global bucket is not
@@ -525,6 +707,7 @@ static void test_duplicates(void)
 	uint8_t a[4] = { 10, 11, 0, 1 }, s4[4] = { 10, 12, 0, 0 },
 		e[4] = { 10, 11, 0, 4 };
 	uint64_t d[JITWG_CTR_MAX], before[JITWG_CTR_MAX], after[JITWG_CTR_MAX];
+	uint8_t m[148];
 	int ok, i, got, dropped;
 
 	/* global 1/s, burst 3 */
@@ -554,6 +737,28 @@ static void test_duplicates(void)
 	ok &= EXPECT(knock_seed(e, 203, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
 		     "then it is spent");
 	CHECK("copies of a recent initiation spend their own budget", ok, "see above");
+
+	/*
+	 * A copy has the same head (sender index, start of the ephemeral
+	 * key) and the same mac1: a message that differs in either is new,
+	 * even with the copies' budget spent.
+	 */
+	set_limits(100, 100, 1, 1000, 0);
+	frame_initiation(m, 220);
+	ok = EXPECT(knock_msg(a, m, d) == 1, "the original passes");
+	for (i = 0; i < 2 * JITWG_DUP_BURST; i++)
+		knock_msg(a, m, d);
+	ok &= EXPECT(knock_msg(a, m, d) == 0 && d[JITWG_CTR_DUPLICATE] == 1 &&
+			     seed_verdict == XDP_DROP,
+		     "copies' budget spent: a copy is dropped");
+	m[WG_MAC1_OFF + 15] ^= 1;
+	ok &= EXPECT(knock_msg(a, m, d) == 1 && d[JITWG_CTR_DUPLICATE] == 0,
+		     "same head, another mac1: new");
+	m[WG_MAC1_OFF + 15] ^= 1;
+	m[JITWG_RECENT_HEAD_OFF + 7] ^= 1;
+	ok &= EXPECT(knock_msg(a, m, d) == 1 && d[JITWG_CTR_DUPLICATE] == 0,
+		     "same mac1, another head: new");
+	CHECK("a copy is the same head and mac1", ok, "see above");
 
 	/* reset forgets recent initiations; no global limit, never checked */
 	set_limits(0, 0, 0, 0, 0);
@@ -928,6 +1133,7 @@ int main(void)
 	test_mutations();
 	test_limits();
 	test_verified();
+	test_prefix_reserve();
 	test_duplicates();
 	test_cookie_sources();
 	test_lease();

@@ -47,6 +47,7 @@ struct capture {
 	int fd_vbits, fd_vseed; /* verified_bits, verified_seed; -1 as fd_lease */
 	int fd_recent, fd_dup; /* recent, dup_bucket; -1 as fd_lease */
 	int fd_cookie; /* cookie_sources; -1 as fd_lease */
+	int fd_prefix;         /* prefix_reserve; -1 as fd_lease */
 	__u64 vseed;
 	pthread_mutex_t vlock; /* one writer of verified_bits at a time */
 	bool leased;  /* we wrote a lease: give it back on close */
@@ -207,6 +208,7 @@ static const char *const counter_names[JITWG_CTR_MAX] = {
 	[JITWG_CTR_DUPLICATE] = "duplicate",
 	[JITWG_CTR_COOKIE_RETRY] = "cookie_retry",
 	[JITWG_CTR_LIMITED_COOKIE] = "limited_cookie",
+	[JITWG_CTR_PREFIX_RESERVE] = "prefix_reserve",
 };
 
 const char *capture_counter_name(enum jitwg_counter ctr)
@@ -288,6 +290,8 @@ static int open_pinned(struct capture *c, const char *dir)
 		c->err[0] = '\0';
 	if (pinned_map(c, dir, "cookie_sources", &c->fd_cookie))
 		c->err[0] = '\0';
+	if (pinned_map(c, dir, "prefix_reserve", &c->fd_prefix))
+		c->err[0] = '\0';
 	return 0;
 }
 
@@ -351,6 +355,7 @@ static void take_fds(struct capture *c, int prog_fd)
 	c->fd_recent = bpf_map__fd(c->skel->maps.recent);
 	c->fd_dup = bpf_map__fd(c->skel->maps.dup_bucket);
 	c->fd_cookie = bpf_map__fd(c->skel->maps.cookie_sources);
+	c->fd_prefix = bpf_map__fd(c->skel->maps.prefix_reserve);
 }
 
 /*
@@ -569,7 +574,7 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	c->fd_ports = c->fd_src = c->fd_global = c->fd_lease = c->fd_local = -1;
 	c->link_fd = -1;
 	c->fd_verified = c->fd_vbits = c->fd_vseed = c->fd_recent = -1;
-	c->fd_dup = c->fd_cookie = -1;
+	c->fd_dup = c->fd_cookie = c->fd_prefix = -1;
 	pthread_mutex_init(&c->vlock, NULL);
 	c->ncpus = libbpf_num_possible_cpus();
 	if (c->ncpus <= 0) {
@@ -637,7 +642,8 @@ void capture_close(struct capture *c)
 	int *fds[] = { &c->fd_events, &c->fd_counters, &c->fd_settings,
 		       &c->fd_ports, &c->fd_src, &c->fd_global, &c->fd_lease,
 		       &c->fd_local, &c->fd_verified, &c->fd_vbits,
-		       &c->fd_vseed, &c->fd_recent, &c->fd_dup, &c->fd_cookie };
+		       &c->fd_vseed, &c->fd_recent, &c->fd_dup, &c->fd_cookie,
+		       &c->fd_prefix };
 	size_t i;
 
 	if (!c)
@@ -987,11 +993,33 @@ int capture_forget_verified(struct capture *c)
 	return 0;
 }
 
+/*
+ * Every source bucket full again. They are the slots of an array now; a
+ * program pinned from an older build keeps them in an LRU hash, emptied.
+ */
+static int reset_src_buckets(int fd)
+{
+	static const __u64 full[JITWG_SRC_MAP_ENTRIES];
+	static __u32 keys[JITWG_SRC_MAP_ENTRIES];
+	struct bpf_map_info info = {};
+	__u32 i, n = JITWG_SRC_MAP_ENTRIES, len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -errno;
+	if (info.type != BPF_MAP_TYPE_ARRAY)
+		return prune_addrs(fd, NULL, 0);
+	if (info.max_entries != n || info.value_size != sizeof(full[0]))
+		return -EINVAL;
+	for (i = 0; i < n; i++)
+		keys[i] = i;
+	return bpf_map_update_batch(fd, keys, full, &n, NULL) ? -errno : 0;
+}
+
 int capture_reset_limits(struct capture *c)
 {
 	struct jitwg_bucket full = {};
 	__u32 zero = 0;
-	int err = prune_addrs(c->fd_src, NULL, 0);
+	int err = reset_src_buckets(c->fd_src);
 
 	if (err)
 		return fail(c, err, "cannot reset source buckets: %s", strerror(-err));
@@ -1003,6 +1031,16 @@ int capture_reset_limits(struct capture *c)
 	    bpf_map_update_elem(c->fd_dup, &zero, &full, BPF_ANY))
 		return fail(c, -errno, "cannot reset the bucket of copies: %s",
 			    strerror(errno));
+	if (c->fd_prefix >= 0) {
+		static const __u64 full[JITWG_PREFIX_SLOTS];
+		__u32 keys[JITWG_PREFIX_SLOTS], i, n = JITWG_PREFIX_SLOTS;
+
+		for (i = 0; i < n; i++)
+			keys[i] = i;
+		if (bpf_map_update_batch(c->fd_prefix, keys, full, &n, NULL))
+			return fail(c, -errno, "cannot reset the prefix reserve: %s",
+				    strerror(errno));
+	}
 	if (c->fd_recent >= 0) {
 		static const struct jitwg_recent none[JITWG_RECENT_SLOTS];
 		__u32 keys[JITWG_RECENT_SLOTS], i, n = JITWG_RECENT_SLOTS;
