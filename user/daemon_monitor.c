@@ -119,8 +119,6 @@ void mark_verified(struct daemon *d, const union wgdev_endpoint *ep)
 	uint8_t a[16] = { 0 };
 	struct capture *cap = d->env.capture;
 
-	if (!cap)
-		return;
 	if (ep->addr.sa_family == AF_INET) {
 		a[10] = a[11] = 0xff;
 		memcpy(a + 12, &ep->addr4.sin_addr, 4);
@@ -129,6 +127,10 @@ void mark_verified(struct daemon *d, const union wgdev_endpoint *ep)
 	} else {
 		return;
 	}
+	/* Its Diffie-Hellmans and lookups go first too (daemon_budget.c). */
+	budget_mark_verified(d, a);
+	if (!cap)
+		return;
 	/* The program's clock, whatever a test's daemon clock says. */
 	capture_mark_verified(cap, a, now_mono_ns() + JITWG_VERIFIED_TTL_NS);
 }
