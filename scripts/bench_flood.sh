@@ -35,7 +35,8 @@
 # authenticates and needs a lookup) and forged-unique (every initiation a
 # new forgery of the registered victim key: two DHs each, no duplicate).
 # BENCH_FLOOD_JITWGD_BIN runs another jitwgd build (an old one to compare);
-# BENCH_FLOOD_JITWGD_ARGS adds options to it.
+# BENCH_FLOOD_JITWGD_ARGS adds options to it; BENCH_FLOOD_CP_DELAY (s, default
+# 0) slows every control-plane answer, so that lookups queue up.
 #
 # BENCH_FLOOD_KINDS: KIND[@SOURCES][:RATE] words (default below; SOURCES
 # defaults to BENCH_FLOOD_SOURCES, RATE to max), BENCH_FLOOD_ROUNDS (3),
@@ -213,6 +214,7 @@ cp_add "$VICTIM" 10.77.9.9/32
 e2e_client R 10.77.1.1
 cp_add "$R_PUB" 10.77.1.1/32
 cping R 1 10 >/dev/null || fail "the returning client's first tunnel"
+cp_mode "{\"delay\": ${BENCH_FLOOD_CP_DELAY:-0}}"
 
 # contact PREFIX: seconds until a ping through the tunnel gets an answer,
 # one try a second, or "none" after 30 tries.
@@ -246,7 +248,8 @@ calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 
 echo
 echo "jitwgd ($JITWGD ${BENCH_FLOOD_JITWGD_ARGS:-defaults}) under each flood" \
-	"from CPU $GEN_CPU, $JSECS s each; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+	"from CPU $GEN_CPU, $JSECS s each, control plane delay ${BENCH_FLOOD_CP_DELAY:-0} s;" \
+	"load: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-14s %10s %12s %12s %9s %8s %9s %15s %10s\n' kind "offered" "new client s" \
 	"returning s" "jitwgd %" "RSS MB" "installs" "forged installs" "events/s"
 k=0

@@ -132,6 +132,19 @@ void reject_log_flush(struct daemon *d)
 	pthread_mutex_unlock(&r->lock);
 }
 
+/*
+ * An unknown key's decision: a flood of fresh keys is one each, so its
+ * lines share the rejections' limit (the stage times are observed anyway).
+ */
+static void log_unknown(struct daemon *d, struct pending *p, const char *source,
+			const char *extra)
+{
+	if (LOG_ENABLED(LOG_INFO) && reject_log_ok(d, "unknown"))
+		log_outcome(d, p, "unknown", source, extra, LOG_INFO);
+	else
+		observe_stages(d, p);
+}
+
 static void reject(struct daemon *d, struct jitwg_event *ev, const char *stage,
 		   enum noise_status st, const uint8_t *key, enum log_level lvl)
 {
@@ -463,7 +476,7 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 	if (state == CACHE_NEGATIVE) {
 		p->t_fetch = mono(d);
 		INC(d, unknown);
-		log_outcome(d, p, "unknown", "cache", NULL, LOG_INFO);
+		log_unknown(d, p, "cache", NULL);
 		pending_end(d, p);
 		return;
 	}
@@ -524,7 +537,7 @@ static void fetched(struct daemon *d, struct job *j)
 	case API_NOT_FOUND:
 		cwriter_put(d, p->key, NULL, now);
 		INC(d, unknown);
-		log_outcome(d, p, "unknown", "api", "http_status=404", LOG_INFO);
+		log_unknown(d, p, "api", "http_status=404");
 		break;
 	case API_ERROR:
 		/* Unreachable or failing control plane: a stale answer (within
