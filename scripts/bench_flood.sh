@@ -29,8 +29,10 @@
 # claims (registered, never used by a client: must stay 0). Beside them,
 # what reached jitwgd (events/s from the XDP program's counters) and what
 # jitwgd's own defences did with it (its stop-line counters, per kind).
-# Kinds pktgen cannot send at line rate, from jitwg-loadgen over 30
-# sources instead (BENCH_FLOOD_LG_RATE initiations/s, default 2000):
+# Kinds pktgen cannot send at line rate, from jitwg-loadgen instead
+# (BENCH_FLOOD_LG_RATE initiations/s, default 2000, over
+# BENCH_FLOOD_LG_SOURCES addresses, default 100: the XDP program lets each
+# source 100 a second):
 # fresh (valid initiations from fresh, unregistered keypairs: each one
 # authenticates and needs a lookup) and forged-unique (every initiation a
 # new forgery of the registered victim key: two DHs each, no duplicate).
@@ -201,10 +203,11 @@ JKINDS=${BENCH_FLOOD_JITWGD_KINDS:-"replay forged valid random-mac1 mac2 fresh f
 JSECS=${BENCH_FLOOD_JITWGD_SECONDS:-20}
 JITWGD=${BENCH_FLOOD_JITWGD_BIN:-$JITWGD}
 LG_RATE=${BENCH_FLOOD_LG_RATE:-2000}
+LG_SOURCES=${BENCH_FLOOD_LG_SOURCES:-100}
 [ -x "$JITWGD" ] || { echo "bench-flood: no jitwgd built" >&2; exit 1; }
 e2e_topo
 e2e_cp
-e2e_sources 30
+e2e_sources "$LG_SOURCES"
 # shellcheck disable=SC2086 # options, split on purpose
 e2e_jitwgd --metrics-listen 127.0.0.1:9089 ${BENCH_FLOOD_JITWGD_ARGS:-}
 G_MAC=$(ip -n "$G" -br link show vg | awk '{print $3}')
@@ -267,7 +270,7 @@ for kind in $JKINDS; do
 		ip netns exec "$C" taskset -c $GEN_CPU "$LOADGEN" send \
 			--to $E2E_GW_IP:51820 --responder "$GW_PUB" --seed "flood$k" \
 			--count $((LG_RATE * JSECS)) --duration-ms $((JSECS * 1000)) \
-			--sources 30 --src-base 192.168.78.1 "${lgargs[@]}" \
+			--sources "$LG_SOURCES" --src-base 192.168.78.1 "${lgargs[@]}" \
 			>"$TMP/pg-$kind.out" 2>&1 &
 		;;
 	*)
