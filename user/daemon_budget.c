@@ -8,11 +8,12 @@
  * the cheap checks (fresh keypairs, forgeries of a registered key, random
  * statics with a valid mac1). They are paid from a token bucket counted in
  * nanoseconds of CPU: it fills at --max-cpu percent of one core and holds
- * one second of that, and each DH takes the cost of one X25519 on this
- * machine, measured at start-up on the thread's own CPU clock
+ * one second of that. A stage is admitted at its expected cost and then
+ * charged what it took on the worker's own CPU clock
  * (CLOCK_THREAD_CPUTIME_ID: a busy neighbour stretches wall time, not
- * this). The bucket is shared by all workers, so the share is of one core
- * whatever their number.
+ * this), which also moves the expectation (a moving average, started from
+ * one X25519 measured at start-up). The bucket is shared by all workers,
+ * so the share is of one core whatever their number.
  *
  * Two classes of work (docs/security.md, "Floods"):
  *   priority  an initiation from a source that completed a handshake in
@@ -79,13 +80,16 @@ void budget_init(struct daemon *d, unsigned int max_cpu_pct)
 	randombytes_buf(b->vkey, sizeof(b->vkey));
 	b->pct = max_cpu_pct;
 	budget_set_cost(d, max_cpu_pct ? measure_dh_ns() : BUDGET_DH_FALLBACK_NS);
+	b->fixed = false;
 }
 
+/* A stage's cost, full bucket. Fixed (tests) until budget_init() again. */
 void budget_set_cost(struct daemon *d, uint64_t dh_ns)
 {
 	struct dh_budget *b = &d->budget;
 
 	pthread_mutex_lock(&b->lock);
+	b->fixed = true;
 	b->dh_ns = dh_ns;
 	b->cap = (uint64_t)b->pct * 1000000000ull / 100;
 	b->reserve = b->cap * BUDGET_RESERVE_PCT / 100;
@@ -140,6 +144,41 @@ bool budget_take(struct daemon *d, bool prio, unsigned int n)
 	return ok;
 }
 
+/* The calling thread's CPU clock, to time a stage for budget_spent(). */
+uint64_t budget_clock(void)
+{
+	return thread_cpu_ns();
+}
+
+/*
+ * A stage admitted by budget_take() ran from t0 (budget_clock()) to now:
+ * charge the difference from what was taken, and learn from it.
+ */
+void budget_spent(struct daemon *d, uint64_t t0)
+{
+	struct dh_budget *b = &d->budget;
+	uint64_t used;
+
+	if (!b->pct || b->fixed)
+		return;
+	used = thread_cpu_ns() - t0;
+	pthread_mutex_lock(&b->lock);
+	if (used > b->dh_ns) {
+		uint64_t more = used - b->dh_ns;
+
+		b->tokens = b->tokens > more ? b->tokens - more : 0;
+	} else {
+		b->tokens += b->dh_ns - used;
+		if (b->tokens > b->cap)
+			b->tokens = b->cap;
+	}
+	/* 1/16 of the way: a preempted stage moves it little. */
+	b->dh_ns = b->dh_ns - b->dh_ns / 16 + used / 16;
+	if (b->dh_ns < 1000)
+		b->dh_ns = 1000;
+	pthread_mutex_unlock(&b->lock);
+}
+
 /*
  * One summary line per second that refused anything (and at the next sweep
  * after a flood stops: force).
@@ -161,7 +200,7 @@ void budget_log(struct daemon *d, bool force)
 	pthread_mutex_unlock(&b->lock);
 	if (refused)
 		dlog(LOG_WARN, "budget",
-		     "outcome=refused initiations=%lu priority=%lu max_cpu_pct=%u dh_us=%.1f",
+		     "outcome=refused initiations=%lu priority=%lu max_cpu_pct=%u stage_us=%.1f",
 		     (unsigned long)refused, (unsigned long)prio, b->pct,
 		     (double)b->dh_ns / 1000.0);
 }

@@ -219,7 +219,8 @@ struct vslot {
 struct dh_budget {
 	pthread_mutex_t lock;    /* all but the verified set */
 	unsigned int pct;        /* --max-cpu; 0: no budget */
-	uint64_t dh_ns;          /* CPU time of one X25519, measured */
+	uint64_t dh_ns;          /* CPU time of a DH stage: a moving average */
+	bool fixed;              /* dh_ns set by a test: not learned */
 	uint64_t cap, reserve;   /* bucket size and priority reserve, CPU ns */
 	uint64_t tokens, last;   /* CPU ns available, at mono ns last */
 	uint64_t window;         /* start of the summary's second */
@@ -233,6 +234,8 @@ void budget_init(struct daemon *d, unsigned int max_cpu_pct);
 void budget_set_cost(struct daemon *d, uint64_t dh_ns);
 void budget_free(struct daemon *d);
 bool budget_take(struct daemon *d, bool prio, unsigned int n);
+uint64_t budget_clock(void);
+void budget_spent(struct daemon *d, uint64_t t0);
 void budget_log(struct daemon *d, bool force);
 void budget_mark_verified(struct daemon *d, const uint8_t saddr[static 16]);
 bool budget_verified(struct daemon *d, const uint8_t saddr[static 16]);

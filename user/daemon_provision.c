@@ -258,6 +258,7 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 	struct noise_state ns;
 	enum noise_status st;
 	bool known_key = false;
+	uint64_t t_cpu;
 
 	a->ev = ev;
 	a->rekey = false;
@@ -292,7 +293,9 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 	a->prio = budget_verified(d, ev->saddr);
 	if (!budget_take(d, a->prio, 1))
 		return false;
+	t_cpu = budget_clock();
 	st = noise_identify(d->env.responder, ev->msg, &ns, a->key);
+	budget_spent(d, t_cpu);
 	if (st) {
 		noise_state_wipe(&ns);
 		if (st == NOISE_ERR_LOW_ORDER)
@@ -330,7 +333,9 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 		noise_state_wipe(&ns);
 		return false;
 	}
+	t_cpu = budget_clock();
 	st = noise_authenticate(d->env.responder, ev->msg, &ns, NULL, a->ts);
+	budget_spent(d, t_cpu);
 	if (st) {
 		/* Someone encrypted this key without its private key. */
 		if (st == NOISE_ERR_LOW_ORDER)
