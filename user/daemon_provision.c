@@ -227,6 +227,9 @@ static void unknown_key(struct daemon *d, const struct authed *a)
 	union wgdev_endpoint e;
 
 	INC(d, unknown);
+	/* As any key that ends unknown (--consume): a peer added by hand
+	 * since the last listing is still answered. */
+	redeliver_one(d, a->ev);
 	if (!LOG_ENABLED(LOG_INFO) || !reject_log_ok(d, "unknown"))
 		return;
 	log_fingerprint(fp, a->key);
