@@ -26,7 +26,19 @@
 # registered wireguard-go client's and a returning one's first contact
 # (ping through the tunnel, retried every second for up to 30 s), jitwgd's
 # CPU share and resident memory, and installs of the key the forged flood
-# claims (registered, never used by a client: must stay 0).
+# claims (registered, never used by a client: must stay 0). Beside them,
+# what reached jitwgd (events/s from the XDP program's counters) and what
+# jitwgd's own defences did with it (its stop-line counters, per kind).
+# Kinds pktgen cannot send at line rate, from jitwg-loadgen instead
+# (BENCH_FLOOD_LG_RATE initiations/s, default 2000, over
+# BENCH_FLOOD_LG_SOURCES addresses, default 100: the XDP program lets each
+# source 100 a second):
+# fresh (valid initiations from fresh, unregistered keypairs: each one
+# authenticates and needs a lookup) and forged-unique (every initiation a
+# new forgery of the registered victim key: two DHs each, no duplicate).
+# BENCH_FLOOD_JITWGD_BIN runs another jitwgd build (an old one to compare);
+# BENCH_FLOOD_JITWGD_ARGS adds options to it; BENCH_FLOOD_CP_DELAY (s, default
+# 0) slows every control-plane answer, so that lookups queue up.
 #
 # BENCH_FLOOD_KINDS: KIND[@SOURCES][:RATE] words (default below; SOURCES
 # defaults to BENCH_FLOOD_SOURCES, RATE to max), BENCH_FLOOD_ROUNDS (3),
@@ -213,13 +225,17 @@ awk '{print "  " $0}' "$TMP/counters" | awk -v r="$ROUNDS" 'NR % r == 0'
 
 [ "${BENCH_FLOOD_JITWGD:-1}" = 0 ] && exit 0
 # ---- jitwgd under the floods ------------------------------------------------
-JKINDS=${BENCH_FLOOD_JITWGD_KINDS:-"replay forged valid random-mac1 mac2"}
+JKINDS=${BENCH_FLOOD_JITWGD_KINDS:-"replay forged valid random-mac1 mac2 fresh forged-unique"}
 JSECS=${BENCH_FLOOD_JITWGD_SECONDS:-20}
+JITWGD=${BENCH_FLOOD_JITWGD_BIN:-$JITWGD}
+LG_RATE=${BENCH_FLOOD_LG_RATE:-2000}
+LG_SOURCES=${BENCH_FLOOD_LG_SOURCES:-100}
 [ -x "$JITWGD" ] || { echo "bench-flood: no jitwgd built" >&2; exit 1; }
 e2e_topo
 e2e_cp
-# shellcheck disable=SC2086 # words: BENCH_FLOOD_JITWGD_ARGS="--cookie never"
-e2e_jitwgd ${BENCH_FLOOD_JITWGD_ARGS:-}
+e2e_sources "$LG_SOURCES"
+# shellcheck disable=SC2086 # options, split on purpose
+e2e_jitwgd --metrics-listen 127.0.0.1:9089 ${BENCH_FLOOD_JITWGD_ARGS:-}
 G_MAC=$(ip -n "$G" -br link show vg | awk '{print $3}')
 ip netns exec "$G" sh -c 'echo 1 >/sys/class/net/vg/threaded' 2>/dev/null
 VICTIM=$(wg genkey | wg pubkey)
@@ -227,6 +243,7 @@ cp_add "$VICTIM" 10.77.9.9/32
 e2e_client R 10.77.1.1
 cp_add "$R_PUB" 10.77.1.1/32
 cping R 1 10 >/dev/null || fail "the returning client's first tunnel"
+cp_mode "{\"delay\": ${BENCH_FLOOD_CP_DELAY:-0}}"
 
 # contact PREFIX: seconds until a ping through the tunnel gets an answer,
 # one try a second, or "none" after 30 tries.
@@ -241,38 +258,81 @@ contact() {
 	done
 	echo none
 }
+# metric NAME: the sum of NAME's series in jitwgd's /metrics.
+metric() {
+	ip netns exec "$G" curl -s --max-time 2 http://127.0.0.1:9089/metrics |
+		awk -v m="$1" '$1 == m || index($1, m "{") == 1 { v += $2 } END { printf "%d", v }'
+}
+# counters: jitwgd's provisioning counters, one "name=value" word each.
+counters() {
+	local m
+	for m in jitwg_initiations_total jitwg_budget_refused_total \
+		jitwg_fetch_shed_total jitwg_rejections_total jitwg_provisions_total; do
+		printf '%s=%s ' "${m#jitwg_}" "$(metric $m)"
+	done
+}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 
 echo
-echo "jitwgd (defaults) under each flood at max from CPU $GEN_CPU, $JSECS s each:"
-printf '%-14s %10s %12s %12s %9s %8s %9s %15s\n' kind "offered" "new client s" \
-	"returning s" "jitwgd %" "RSS MB" "installs" "forged installs"
+echo "jitwgd ($JITWGD ${BENCH_FLOOD_JITWGD_ARGS:-defaults}) under each flood" \
+	"from CPU $GEN_CPU, $JSECS s each, control plane delay ${BENCH_FLOOD_CP_DELAY:-0} s;" \
+	"load: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-14s %10s %12s %12s %9s %8s %9s %15s %10s\n' kind "offered" "new client s" \
+	"returning s" "jitwgd %" "RSS MB" "installs" "forged installs" "events/s"
 k=0
 for kind in $JKINDS; do
 	k=$((k + 1))
 	e2e_client N$k 10.77.2.$k
 	cp_add "$(eval echo "\$N${k}_PUB")" 10.77.2.$k/32
 	ticks0=$(cpu_ticks "$JW_PID")
-	ip netns exec "$C" taskset -c $GEN_CPU "$PKTGEN" --dev vc --dst $E2E_GW_IP \
-		--dst-mac "$G_MAC" --responder "$GW_PUB" --seed "flood$k" \
-		--victim "$VICTIM" --kind "$kind" --sources "$SOURCES" \
-		--duration "$JSECS" >"$TMP/pg-$kind.out" 2>&1 &
+	ev0=$(metric jitwg_xdp_events_total)
+	c0=$(counters)
+	case $kind in
+	fresh | forged-unique)
+		lgargs=()
+		[ "$kind" = forged-unique ] && lgargs=(--forge "$VICTIM")
+		ip netns exec "$C" taskset -c $GEN_CPU "$LOADGEN" send \
+			--to $E2E_GW_IP:51820 --responder "$GW_PUB" --seed "flood$k" \
+			--count $((LG_RATE * JSECS)) --duration-ms $((JSECS * 1000)) \
+			--sources "$LG_SOURCES" --src-base 192.168.78.1 "${lgargs[@]}" \
+			>"$TMP/pg-$kind.out" 2>&1 &
+		;;
+	*)
+		ip netns exec "$C" taskset -c $GEN_CPU "$PKTGEN" --dev vc --dst $E2E_GW_IP \
+			--dst-mac "$G_MAC" --responder "$GW_PUB" --seed "flood$k" \
+			--victim "$VICTIM" --kind "$kind" --sources "$SOURCES" \
+			--duration "$JSECS" >"$TMP/pg-$kind.out" 2>&1 &
+		;;
+	esac
 	pg=$!
 	sleep 2
+	# jitwg-loadgen builds its initiations first: contact once they flow.
+	case $kind in fresh | forged-unique)
+		wait_for 30 eval '[ $(($(metric jitwg_xdp_events_total) - ev0)) -ge $LG_RATE ]' ||
+			echo "bench-flood: the $kind flood did not reach jitwgd" >&2
+	esac
 	new=$(contact N$k)
 	client_restart R
 	ret=$(contact R)
 	wait "$pg"
 	ticks1=$(cpu_ticks "$JW_PID")
 	jw_alive || fail "jitwgd died under the $kind flood"
-	printf '%-14s %10s %12s %12s %9s %8s %9s %15s\n' "$kind" \
-		"$(sed -n 's/^total sent=.* pps=\([0-9]*\)$/\1/p' "$TMP/pg-$kind.out")" \
+	ev1=$(metric jitwg_xdp_events_total)
+	echo "$kind $c0 -> $(counters)" >>"$TMP/jcounters"
+	printf '%-14s %10s %12s %12s %9s %8s %9s %15s %10s\n' "$kind" \
+		"$(sed -n -e 's/^total sent=.* pps=\([0-9]*\)$/\1/p' \
+			-e 's/^loadgen: round 1: sent \([0-9]*\) initiations in \([0-9.]*\) s$/\1 \2/p' \
+			"$TMP/pg-$kind.out" | awk 'NF == 2 { printf "%d", $1 / $2; next } { print }')" \
 		"$new" "$ret" \
 		"$(calc "100 * ($ticks1 - $ticks0) / $(getconf CLK_TCK) / $JSECS")" \
 		"$(rss_mb "$JW_PID")" \
 		"$(jwlog_count "outcome=installed")" \
-		"$(jwlog_count "peer=$(fp "$VICTIM") outcome=installed")"
+		"$(jwlog_count "peer=$(fp "$VICTIM") outcome=installed")" \
+		"$(((ev1 - ev0) / JSECS))"
 	sleep 3 # the queue drains between kinds
 done
+echo
+echo "jitwgd's counters before -> after each kind (cumulative):"
+awk '{print "  " $0}' "$TMP/jcounters"

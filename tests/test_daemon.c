@@ -621,12 +621,15 @@ static void test_counters(void)
 	st.redelivered = 12;
 	st.redeliver_errors = 13;
 	st.answers_stale = 14;
+	st.budget_refused = 15;
+	st.fetch_shed = 16;
 	st.bad_shape = st.bad_mac1 = st.bad_identity = st.waiting = 99;
 	daemon_stats_format(&st, line, sizeof(line));
 	CHECK("counters: stop line", !strcmp(line,
 	      "events=1 installed=2 handshakes=3 evicted=4 unknown=5 refused=6 "
 	      "errors=7 bad_auth=8 replays=9 sightings=10 queue_full=11 "
-	      "redelivered=12 redeliver_errors=13 answers_stale=14"), "%s", line);
+	      "redelivered=12 redeliver_errors=13 answers_stale=14 "
+	      "budget_refused=15 fetch_shed=16"), "%s", line);
 	CHECK("counters: stop line cut short stays terminated",
 	      daemon_stats_format(&st, line, 10) > 10 && strlen(line) == 9, "%s", line);
 	CHECK("counters: every field listed",

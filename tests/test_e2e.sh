@@ -844,3 +844,79 @@ test_e2e_control_plane_probe() {
 		fail "refused token not said: $(cat "$JW_LOG")"
 	jw_alive || fail "jitwgd stopped over a probe"
 }
+
+# stop_counter NAME: NAME's value in jitwgd's stop line.
+stop_counter() { sed -n "s/.*msg=stop .* $1=\([0-9]*\).*/\1/p" "$JW_LOG"; }
+
+# A flood of valid initiations from fresh, unregistered keypairs (each one
+# authenticates: its sender has the private key) behind a slow control
+# plane (0.5 s a lookup, 64 at a time: 128 a second). A new registered
+# client from another prefix is looked up at the next free slot of the
+# fresh lane, not behind the flood (which took over 15 s in one FIFO): its
+# tunnel comes by its second initiation. The lane is bounded (the oldest
+# shed), no key is asked for twice, only the two real clients installed.
+#
+#   ns c: clients R, N (192.168.77.2), jitwg-loadgen from 192.168.78.1-30
+#   ns g: wireguard-go gateway, jitwgd, control plane (delay 0.5 s)
+test_e2e_flood_fresh_keys() {
+	local n=6000 lgpid
+	e2e_start
+	e2e_sources 30
+	e2e_client R 10.77.1.1
+	cp_add "$R_PUB" 10.77.1.1/32
+	e2e_client N 10.77.2.1
+	cp_add "$N_PUB" 10.77.2.1/32
+	e2e_jitwgd
+	check "the returning client's first tunnel" cping R 1 10
+	cp_mode '{"delay": 0.5}'
+	lg --seed freshflood --count $n --duration-ms 3000 --sources 30 \
+		--src-base 192.168.78.1 >/dev/null &
+	lgpid=$!
+	on_exit "kill $lgpid 2>/dev/null"
+	wait_for 20 eval '[ "$(cp_total)" -ge 64 ]' || fail "the flood's lookups did not start"
+	sleep 2 # thousands of lookups waiting by now
+	check "a new client during the flood, by its second initiation" cping N 1 9
+	client_restart R
+	check "the returning client during the flood" cping R 1 5
+	wait "$lgpid"
+	expect_eq "$(ip netns exec "$G" wg show "$WGG" peers | wc -l)" 2 "peers on the gateway"
+	cp_get /_stats | $PY -c 'import json,sys; s = json.load(sys.stdin); sys.exit(max(s["by_key"].values()) > 1)' ||
+		fail "a key was asked for twice"
+	e2e_jitwgd_stop
+	grep msg=stop "$JW_LOG"
+	[ "$(stop_counter fetch_shed)" -gt 0 ] ||
+		fail "the fresh lane never filled (the test did not flood it): $(grep msg=stop "$JW_LOG")"
+}
+
+# With --consume, a forged flood (a registered key claimed without its
+# private key: two Diffie-Hellmans each) that exhausts a small CPU share:
+# the share refuses most of it, in summary lines, not a line per event;
+# the returning client (a verified source, its peer installed) is served
+# from the reserve and reconnects at its first initiation; the forged key
+# is never installed.
+test_e2e_flood_budget() {
+	local victim lgpid
+	e2e_start
+	e2e_sources 30
+	victim=$(wg genkey | wg pubkey)
+	cp_add "$victim" 10.77.9.9/32
+	e2e_client R 10.77.1.1
+	cp_add "$R_PUB" 10.77.1.1/32
+	e2e_jitwgd --consume --max-cpu 2
+	check "the returning client's first tunnel" cping R 1 10
+	wait_log 1 "msg=handshake .*outcome=done" 10 || fail "no handshake logged"
+	lg --seed forged --count 6000 --duration-ms 4000 --forge "$victim" --sources 30 \
+		--src-base 192.168.78.1 >/dev/null &
+	lgpid=$!
+	on_exit "kill $lgpid 2>/dev/null"
+	wait_log 1 "msg=budget outcome=refused" 20 || fail "the budget never refused: the test did not load it"
+	client_restart R
+	check "the returning client during the flood, at its first initiation" cping R 1 4
+	wait "$lgpid"
+	gw_has "$victim" && fail "the forged key was installed"
+	e2e_jitwgd_stop
+	grep -E "msg=(stop|budget)" "$JW_LOG" | tail -3
+	[ "$(stop_counter budget_refused)" -gt 1000 ] ||
+		fail "few refusals: $(grep msg=stop "$JW_LOG")"
+	[ "$(jwlog_count "msg=budget ")" -lt 30 ] || fail "budget lines not summarised"
+}

@@ -42,11 +42,14 @@ struct cache {
 	int ts_fail;             /* ts_accept_many fails with it (map full, EIO) */
 };
 
+enum { MAX_SUBMITS = 256 };
+
 struct api_client {
 	uint8_t key[32];
 	void *ctx;               /* the last submit's */
 	size_t submits;
 	int ret;                 /* what submit returns */
+	void *ctxs[MAX_SUBMITS]; /* the first MAX_SUBMITS submits', in order */
 };
 
 struct devpeer {
@@ -218,6 +221,8 @@ static int f_submit(struct api_client *c, const uint8_t key[static 32], void *ct
 {
 	memcpy(c->key, key, 32);
 	c->ctx = ctx;
+	if (c->submits < MAX_SUBMITS)
+		c->ctxs[c->submits] = ctx;
 	c->submits++;
 	return c->ret;
 }
@@ -559,7 +564,8 @@ static void test_replay(void)
 	struct jitwg_event ev, old;
 
 	client_new(r, &a, 0);
-	cache_set(r, a.pub, CACHE_NEGATIVE, 0);
+	/* Known (an unknown key stops before its timestamp is read). */
+	cache_set(r, a.pub, CACHE_FRESH, 0x0a000002);
 	make_event(r, &a, 200, 1, &ev);
 	make_event(r, &a, 150, 1, &old);
 	send_event(r, &ev);
@@ -568,8 +574,8 @@ static void test_replay(void)
 	send_event(r, &old); /* an older timestamp */
 	rig_drain(r);
 	CHECK("pipeline: replayed and older initiations refused",
-	      r->st.unknown == 1 && r->st.replays == 2 && r->api.submits == 0,
-	      "unknown %lu replays %lu submits %zu", (unsigned long)r->st.unknown,
+	      r->st.installed == 1 && r->st.replays == 2 && r->api.submits == 0,
+	      "installed %lu replays %lu submits %zu", (unsigned long)r->st.installed,
 	      (unsigned long)r->st.replays, r->api.submits);
 	client_free(&a);
 	rig_free(r);
@@ -1080,7 +1086,7 @@ static void test_duplicates(void)
 	int i;
 
 	client_new(r, &a, 0);
-	cache_set(r, a.pub, CACHE_NEGATIVE, 0);
+	cache_set(r, a.pub, CACHE_FRESH, 0x0a000002);
 	make_event(r, &a, 100, 1, &ev);
 	for (i = 0; i < 50; i++) {
 		ev.saddr[15] = (uint8_t)i; /* from anywhere */
@@ -1088,8 +1094,8 @@ static void test_duplicates(void)
 	}
 	rig_drain(r);
 	CHECK("pipeline: 50 copies of one initiation, one decision",
-	      r->st.unknown == 1 && r->st.replays == 49 && r->cache.n_ts == 1,
-	      "unknown %lu replays %lu timestamps %zu", (unsigned long)r->st.unknown,
+	      r->st.installed == 1 && r->st.replays == 49 && r->cache.n_ts == 1,
+	      "installed %lu replays %lu timestamps %zu", (unsigned long)r->st.installed,
 	      (unsigned long)r->st.replays, r->cache.n_ts);
 	client_free(&a);
 	rig_free(r);
@@ -1377,6 +1383,180 @@ static void test_cookie_path(void)
 	rig_cookie_ops = NULL;
 }
 
+/*
+ * A key the control plane does not know (negative cache) stops right after
+ * identify: no second DH (no timestamp read or recorded), no pending, no
+ * lookup; its forgeries too. Rows: a genuine initiation, a forged one.
+ */
+static void test_unknown_after_identify(void)
+{
+	static const struct {
+		const char *name;
+		bool forged;
+	} rows[] = {
+		{ "pipeline: a negatively cached key stops after identify", false },
+		{ "pipeline: a forgery of a negatively cached key stops after identify", true },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct rig *r = rig_new(true);
+		struct client a, b;
+
+		client_new(r, &a, 0);
+		client_new(r, &b, 0);
+		cache_set(r, a.pub, CACHE_NEGATIVE, 0);
+		if (rows[i].forged)
+			noise_initiator_forge_identity(b.in, a.pub);
+		send_initiation(r, rows[i].forged ? &b : &a, 100, 1);
+		send_initiation(r, rows[i].forged ? &b : &a, 101, 1);
+		rig_drain(r);
+		CHECK(rows[i].name,
+		      r->st.unknown == 2 && r->st.bad_auth == 0 && r->cache.n_ts == 0 &&
+		      r->api.submits == 0 && r->st.waiting == 0 && r->fd.n == 0,
+		      "unknown %lu bad_auth %lu timestamps %zu submits %zu waiting %lu",
+		      (unsigned long)r->st.unknown, (unsigned long)r->st.bad_auth,
+		      r->cache.n_ts, r->api.submits, (unsigned long)r->st.waiting);
+		client_free(&a);
+		client_free(&b);
+		rig_free(r);
+	}
+}
+
+/* A pending provisioning of a random key from ip4:port, as a lookup needs. */
+static struct pending *lane_pending(struct rig *r, uint32_t ip4)
+{
+	struct jitwg_event ev;
+	union wgdev_endpoint ep;
+	uint8_t key[32];
+	struct pending *p;
+	bool busy;
+
+	memset(&ev, 0, sizeof(ev));
+	memset(&ep, 0, sizeof(ep));
+	ep.addr4.sin_family = AF_INET;
+	ep.addr4.sin_addr.s_addr = htonl(ip4);
+	ep.addr4.sin_port = htons(40000);
+	randombytes_buf(key, sizeof(key));
+	p = pending_claim(r->d, key, &ev, &ep, &busy);
+	if (!p)
+		abort();
+	return p;
+}
+
+/* The control plane answers the lookup of pending p: 404. */
+static void lane_answer(struct rig *r, struct pending *p)
+{
+	struct api_result res;
+
+	memset(&res, 0, sizeof(res));
+	res.status = API_NOT_FOUND;
+	res.http_status = 404;
+	res.attempts = 1;
+	daemon_api_done(p->key, &res, p, r->d);
+	rig_drain(r);
+}
+
+/*
+ * Control-plane fairness, the control plane holding every request: 10,000
+ * fresh keys from one /24 take the fresh lane's share of the transfers and
+ * its bounded queue (the oldest shed); a returning client's lookup (a
+ * stale cached answer: the priority lane) starts at once; a new client
+ * from another prefix starts at the first slot the flood frees.
+ */
+static void test_lanes(void)
+{
+	struct rig *r = rig_new(true);
+	struct pending *p, *ret, *fresh;
+	union wgdev_endpoint ep;
+	struct lanes_stats ls;
+	unsigned int flood_bucket;
+	uint32_t other = 0xcb007100u; /* 203.0.113.0 */
+	int i;
+
+	for (i = 0; i < 10000; i++) {
+		p = lane_pending(r, 0xc6336400u | (uint32_t)(i & 0xff)); /* 198.51.100.x */
+		lanes_submit(r->d, p, LANE_FRESH);
+	}
+	daemon_get_stats(r->d, &r->st);
+	lanes_stats(r->d, &ls);
+	CHECK("pipeline: a fresh-key flood takes the fresh lane's share, its queue bounded",
+	      r->api.submits == FETCH_FRESH_INFLIGHT && ls.fresh == FETCH_FRESH_MAX &&
+	      r->st.fetch_shed == 10000 - FETCH_FRESH_INFLIGHT - FETCH_FRESH_MAX,
+	      "submits %zu waiting %zu shed %lu", r->api.submits, ls.fresh,
+	      (unsigned long)r->st.fetch_shed);
+	ret = lane_pending(r, 0xc0000207u);
+	lanes_submit(r->d, ret, LANE_PRIO);
+	CHECK("pipeline: a returning client's lookup starts at once during the flood",
+	      r->api.submits == FETCH_FRESH_INFLIGHT + 1 && r->api.ctx == ret,
+	      "submits %zu, last is the returning client's: %d", r->api.submits,
+	      r->api.ctx == ret);
+	/* A new client from a prefix of its own (its own FIFO: the keyed
+	 * hash of the flood's /24 must not be its). */
+	memset(&ep, 0, sizeof(ep));
+	ep.addr4.sin_family = AF_INET;
+	ep.addr4.sin_addr.s_addr = htonl(0xc6336400u);
+	flood_bucket = lanes_bucket(r->d, &ep);
+	do {
+		other += 0x100;
+		ep.addr4.sin_addr.s_addr = htonl(other | 7);
+	} while (lanes_bucket(r->d, &ep) == flood_bucket);
+	fresh = lane_pending(r, other | 7);
+	lanes_submit(r->d, fresh, LANE_FRESH);
+	lane_answer(r, r->api.ctxs[0]);
+	CHECK("pipeline: a new client from another prefix starts at the flood's next freed slot",
+	      r->api.submits == FETCH_FRESH_INFLIGHT + 2 && r->api.ctx == fresh,
+	      "submits %zu, last is the new client's: %d", r->api.submits,
+	      r->api.ctx == fresh);
+	rig_free(r);
+}
+
+/*
+ * The CPU share, its DH cost set so that the bucket holds 10 DHs, a
+ * quarter of them kept for priority work, on a clock that stands still:
+ * fresh sources get 3 initiations and one identify, the rest is refused;
+ * a verified source's initiation still goes through; a second later the
+ * bucket is full again.
+ */
+static void test_budget(void)
+{
+	struct rig *r = rig_new(true);
+	struct client f[5], v;
+	int i;
+
+	budget_set_cost(r->d, (uint64_t)r->o.max_cpu * 10000000ull / 10);
+	for (i = 0; i < 5; i++) {
+		client_new(r, &f[i], 0);
+		send_initiation(r, &f[i], 100, (uint8_t)(10 + i));
+	}
+	rig_drain(r);
+	CHECK("pipeline: under the budget, fresh sources stop at the reserve",
+	      r->st.budget_refused == 2 && r->api.submits == 3,
+	      "refused %lu submits %zu", (unsigned long)r->st.budget_refused,
+	      r->api.submits);
+	client_new(r, &v, 0);
+	cache_set(r, v.pub, CACHE_FRESH, 0x0a000002);
+	budget_mark_verified(r->d, (const uint8_t[16]){ [10] = 0xff, [11] = 0xff,
+						      192, 0, 2, 9 });
+	send_initiation(r, &v, 100, 9);
+	rig_drain(r);
+	CHECK("pipeline: a verified source is served from the reserve",
+	      r->st.budget_refused == 2 && r->st.installed == 1 && on_device(r, v.pub, 9),
+	      "refused %lu installed %lu", (unsigned long)r->st.budget_refused,
+	      (unsigned long)r->st.installed);
+	r->mono += 1000000000ull;
+	send_initiation(r, &f[4], 101, 14);
+	rig_drain(r);
+	CHECK("pipeline: the budget refills with time",
+	      r->st.budget_refused == 2 && r->api.submits == 4,
+	      "refused %lu submits %zu", (unsigned long)r->st.budget_refused,
+	      r->api.submits);
+	for (i = 0; i < 5; i++)
+		client_free(&f[i]);
+	client_free(&v);
+	rig_free(r);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -1403,5 +1583,8 @@ int main(void)
 	test_reject_log_limit();
 	test_installed_meanwhile();
 	test_cookie_path();
+	test_unknown_after_identify();
+	test_lanes();
+	test_budget();
 	CHECK_EXIT();
 }

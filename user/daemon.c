@@ -86,6 +86,8 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 		free(d);
 		return -ENOMEM;
 	}
+	budget_init(d, env->opts->max_cpu);
+	lanes_init(d);
 	pthread_mutex_init(&d->cwriter.lock, NULL);
 	pthread_cond_init(&d->cwriter.cond, NULL);
 	pthread_mutex_init(&d->pending.lock, NULL);
@@ -284,7 +286,9 @@ void daemon_free(struct daemon *d)
 			pending_release(d, j->f->p);
 		job_free(j);
 	}
+	lanes_clear(d);
 	pending_free_all(d);
+	budget_free(d);
 	free(d->dups.slots);
 	daemon_cookie_free(d);
 	revalidate_free_all(d);

@@ -32,6 +32,8 @@ enum {
 	 * before that. */
 	OPT_DEFAULT_HANDSHAKE_WINDOW = 30,
 	OPT_MAX_WORKERS = 256,
+	/* --max-cpu: half a core for Diffie-Hellmans (docs/security.md). */
+	OPT_DEFAULT_MAX_CPU = 50,
 };
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -56,6 +58,7 @@ struct daemon_opts {
 	unsigned int cache_max_mib;    /* the cache's map size */
 	unsigned int max_stale;        /* s past an answer's ttl */
 	unsigned int workers;          /* 0 = number of online CPUs */
+	unsigned int max_cpu;          /* % of a core for DHs; 0: no limit */
 	enum wgdev_backend backend;
 	enum capture_mode xdp_mode;
 	enum cache_sync cache_sync;
@@ -333,7 +336,11 @@ size_t ptab_count_managed(struct peer_table *t);
 	X(mac2_valid, "jitwg_mac2_total", "result=\"valid\"",                  \
 	  "Initiations carrying a mac2, by whether it was one of jitwgd's cookies", 0) \
 	X(mac2_invalid, "jitwg_mac2_total", "result=\"invalid\"",              \
-	  "Initiations carrying a mac2, by whether it was one of jitwgd's cookies", 0)
+	  "Initiations carrying a mac2, by whether it was one of jitwgd's cookies", 0) \
+	X(budget_refused, "jitwg_budget_refused_total", "",                   \
+	  "Initiations refused for the CPU share (--max-cpu)", 1)             \
+	X(fetch_shed, "jitwg_fetch_shed_total", "",                           \
+	  "Control-plane lookups dropped: the fresh lane was full", 1)
 
 struct daemon_stats {
 #define X(name, metric, labels, help, stop) uint64_t name;

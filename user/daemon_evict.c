@@ -205,6 +205,7 @@ void evict_sweep(struct daemon *d, const struct wgdev_peer *peers, size_t n,
 	}
 	revalidate_ask(d, (const uint8_t(*)[32])kept, n_kept, revalidate_all);
 	reject_log_flush(d);
+	budget_log(d, true);
 	follow_listen_port(d);
 out:
 	free(victims);

@@ -119,6 +119,7 @@ void daemon_api_done(const uint8_t key[32], const struct api_result *res,
 		revalidate_done(d, key, res);
 		return;
 	}
+	lanes_done(d, p);
 	pthread_mutex_lock(&d->intake.lock);
 	if (d->intake.stopping) {
 		pthread_mutex_unlock(&d->intake.lock);

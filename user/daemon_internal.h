@@ -156,6 +156,8 @@ struct pending {
 	uint64_t t_event, t_seen, t_ident, t_auth, t_fetch;
 	struct api_peer *stale;   /* cached answer past its TTL, or NULL;
 				   * secret: wiped on free */
+	struct pending *lnext;    /* its lane's FIFO (daemon_lanes.c) */
+	uint8_t lane;             /* enum fetch_lane */
 };
 
 struct pending_table {
@@ -185,6 +187,7 @@ struct authed {
 	uint8_t ts[NOISE_TIMESTAMP_LEN];
 	uint64_t t_seen, t_ident;
 	bool rekey;      /* the key is on the device: record, give back */
+	bool prio;       /* a verified source or a cached answer (budget, lanes) */
 };
 
 bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a);
@@ -193,6 +196,91 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 void provision_fetched(struct daemon *d, struct job *j);
 void log_outcome(struct daemon *d, struct pending *p, const char *outcome,
 		 const char *source, const char *extra, enum log_level lvl);
+/* A lookup the control-plane client refused (ret): a stale answer, or the
+ * end of p's provisioning. */
+void fetch_failed(struct daemon *d, struct pending *p, int ret);
+
+/* ---- the CPU share (daemon_budget.c) ---- */
+
+enum {
+	/* The last quarter of the bucket is for priority work only. */
+	BUDGET_RESERVE_PCT = 25,
+	/* Sources that completed a handshake, direct-mapped. */
+	BUDGET_VSLOTS = 1 << 15,
+	/* One X25519 when it was not measured (the budget off). */
+	BUDGET_DH_FALLBACK_NS = 50000,
+};
+
+struct vslot {
+	uint8_t addr[16];        /* IPv4-mapped address, or an IPv6 /64 */
+	uint64_t until;          /* mono ns */
+};
+
+struct dh_budget {
+	pthread_mutex_t lock;    /* all but the verified set */
+	unsigned int pct;        /* --max-cpu; 0: no budget */
+	uint64_t dh_ns;          /* CPU time of a DH stage: a moving average */
+	bool fixed;              /* dh_ns set by a test: not learned */
+	uint64_t cap, reserve;   /* bucket size and priority reserve, CPU ns */
+	uint64_t tokens, last;   /* CPU ns available, at mono ns last */
+	uint64_t window;         /* start of the summary's second */
+	uint64_t refused, refused_prio; /* in that second */
+	pthread_mutex_t vlock;   /* vslots */
+	struct vslot *vslots;    /* BUDGET_VSLOTS, allocated at the first mark */
+	uint8_t vkey[crypto_shorthash_KEYBYTES];
+};
+
+void budget_init(struct daemon *d, unsigned int max_cpu_pct);
+void budget_set_cost(struct daemon *d, uint64_t dh_ns);
+void budget_free(struct daemon *d);
+bool budget_take(struct daemon *d, bool prio, unsigned int n);
+uint64_t budget_clock(void);
+void budget_spent(struct daemon *d, uint64_t t0);
+void budget_log(struct daemon *d, bool force);
+void budget_mark_verified(struct daemon *d, const uint8_t saddr[static 16]);
+bool budget_verified(struct daemon *d, const uint8_t saddr[static 16]);
+
+/* ---- control-plane lanes (daemon_lanes.c) ---- */
+
+enum fetch_lane { LANE_PRIO, LANE_FRESH };
+
+enum {
+	/* The HTTP client's transfers (api_config.max_inflight's default):
+	 * what is started is started at once, nothing waits in its FIFO. */
+	FETCH_INFLIGHT = 64,
+	FETCH_FRESH_INFLIGHT = 48,    /* the fresh lane's share of them */
+	FETCH_FRESH_MAX = 4096,       /* waiting in the fresh lane */
+	FETCH_FRESH_BUCKETS = 256,    /* its per-prefix FIFOs */
+	FETCH_PRIO_MAX = 65536,       /* waiting in the priority lane */
+};
+
+struct fetch_fifo {
+	struct pending *head, *tail;
+	unsigned int n;
+};
+
+struct fetch_lanes {
+	pthread_mutex_t lock;         /* all below */
+	struct pending *prio_head, *prio_tail;
+	struct fetch_fifo fresh[FETCH_FRESH_BUCKETS];
+	unsigned int cursor;          /* the next fresh FIFO's turn */
+	size_t n_prio, n_fresh;
+	unsigned int inflight, inflight_fresh;
+	uint8_t hash_key[crypto_shorthash_KEYBYTES];
+};
+
+struct lanes_stats {
+	size_t prio, fresh;
+	unsigned int inflight, inflight_fresh;
+};
+
+void lanes_init(struct daemon *d);
+unsigned int lanes_bucket(const struct daemon *d, const union wgdev_endpoint *ep);
+void lanes_submit(struct daemon *d, struct pending *p, enum fetch_lane lane);
+void lanes_pump(struct daemon *d);
+void lanes_done(struct daemon *d, const struct pending *p);
+void lanes_stats(struct daemon *d, struct lanes_stats *s);
+void lanes_clear(struct daemon *d);
 
 /* ---- installer (daemon_installer.c) ---- */
 
@@ -372,7 +460,7 @@ struct dup_filter {
 struct reject_log {
 	pthread_mutex_t lock;   /* all below */
 	uint64_t window;        /* start of the current second (mono) */
-	uint64_t lines, suppressed, by_auth, by_fresh;
+	uint64_t lines, suppressed, by_auth, by_fresh, by_unknown;
 };
 
 void reject_log_flush(struct daemon *d);
@@ -422,6 +510,8 @@ struct daemon {
 	struct reject_log rejlog;
 	struct dup_filter dups;
 	struct cookie_stage *cookie;  /* daemon_cookie.c; NULL with --cookie never */
+	struct dh_budget budget;
+	struct fetch_lanes lanes;
 	struct daemon_counters counters;
 	struct daemon_hists hists;
 	uint64_t started_at;          /* wall s */

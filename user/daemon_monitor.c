@@ -129,6 +129,8 @@ void mark_verified(struct daemon *d, const union wgdev_endpoint *ep)
 	}
 	/* Nor does it need a cookie (daemon_cookie.c). */
 	daemon_cookie_verified(d, a, ep->addr.sa_family == AF_INET ? 4 : 6);
+	/* Its Diffie-Hellmans and lookups go first too (daemon_budget.c). */
+	budget_mark_verified(d, a);
 	if (!cap)
 		return;
 	/* The program's clock, whatever a test's daemon clock says. */

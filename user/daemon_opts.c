@@ -75,6 +75,10 @@ static const struct opt_def defs[] = {
 	  "always (tests), or never (docs/security.md)" },
 	{ "workers", K_UINT, OFF(workers), 1, OPT_MAX_WORKERS,
 	  "decoder threads (default: online CPUs)" },
+	{ "max-cpu", K_UINT, OFF(max_cpu), 0, 100,
+	  "percent of one core that Diffie-Hellmans may use under a flood; "
+	  "handshakes from verified sources and rekeys first (default 50; "
+	  "0: no limit)" },
 	{ "config", K_STR, OFF(config), 0, 0,
 	  "config file of \"name = value\" lines, names as the long options" },
 	{ "metrics-listen", K_STR, OFF(metrics_listen), 0, 0,
@@ -95,6 +99,7 @@ void opts_init(struct daemon_opts *o)
 	o->cache_max_mib = (unsigned int)(CACHE_DEFAULT_MAP_SIZE >> 20);
 	o->max_stale = CACHE_DEFAULT_MAX_STALE;
 	o->handshake_window = OPT_DEFAULT_HANDSHAKE_WINDOW;
+	o->max_cpu = OPT_DEFAULT_MAX_CPU;
 	o->backend = WGDEV_AUTO;
 	o->xdp_mode = CAPTURE_AUTO;
 	o->initiate_back = true;

@@ -96,11 +96,11 @@ static bool reject_log_ok(struct daemon *d, const char *stage)
 	pthread_mutex_lock(&r->lock);
 	if (now - r->window >= 1000000000ull) {
 		if (r->suppressed)
-			dlog(LOG_WARN, "reject", "outcome=suppressed lines=%lu authenticate=%lu freshness=%lu window_s=1",
+			dlog(LOG_WARN, "reject", "outcome=suppressed lines=%lu authenticate=%lu freshness=%lu window_s=1 unknown=%lu",
 			     (unsigned long)r->suppressed, (unsigned long)r->by_auth,
-			     (unsigned long)r->by_fresh);
+			     (unsigned long)r->by_fresh, (unsigned long)r->by_unknown);
 		r->window = now;
-		r->lines = r->suppressed = r->by_auth = r->by_fresh = 0;
+		r->lines = r->suppressed = r->by_auth = r->by_fresh = r->by_unknown = 0;
 	}
 	ok = r->lines < REJECT_LOG_PER_S;
 	if (ok) {
@@ -109,6 +109,8 @@ static bool reject_log_ok(struct daemon *d, const char *stage)
 		r->suppressed++;
 		if (!strcmp(stage, "authenticate"))
 			r->by_auth++;
+		else if (!strcmp(stage, "unknown"))
+			r->by_unknown++;
 		else
 			r->by_fresh++;
 	}
@@ -122,12 +124,25 @@ void reject_log_flush(struct daemon *d)
 
 	pthread_mutex_lock(&r->lock);
 	if (r->suppressed && mono(d) - r->window >= 1000000000ull) {
-		dlog(LOG_WARN, "reject", "outcome=suppressed lines=%lu authenticate=%lu freshness=%lu window_s=1",
+		dlog(LOG_WARN, "reject", "outcome=suppressed lines=%lu authenticate=%lu freshness=%lu window_s=1 unknown=%lu",
 		     (unsigned long)r->suppressed, (unsigned long)r->by_auth,
-		     (unsigned long)r->by_fresh);
-		r->lines = r->suppressed = r->by_auth = r->by_fresh = 0;
+		     (unsigned long)r->by_fresh, (unsigned long)r->by_unknown);
+		r->lines = r->suppressed = r->by_auth = r->by_fresh = r->by_unknown = 0;
 	}
 	pthread_mutex_unlock(&r->lock);
+}
+
+/*
+ * An unknown key's decision: a flood of fresh keys is one each, so its
+ * lines share the rejections' limit (the stage times are observed anyway).
+ */
+static void log_unknown(struct daemon *d, struct pending *p, const char *source,
+			const char *extra)
+{
+	if (LOG_ENABLED(LOG_INFO) && reject_log_ok(d, "unknown"))
+		log_outcome(d, p, "unknown", source, extra, LOG_INFO);
+	else
+		observe_stages(d, p);
 }
 
 static void reject(struct daemon *d, struct jitwg_event *ev, const char *stage,
@@ -199,17 +214,58 @@ static void dup_identified(struct daemon *d, const uint8_t mac1[static 16],
 }
 
 /*
+ * A key the control plane said it does not know (a 404, cached for 30 s):
+ * stopped right after identify, before the second Diffie-Hellman, the
+ * freshness write and any pending or lookup work. Its timestamp is then
+ * not recorded (reading it takes that DH): docs/security.md says what that
+ * leaves open. Logged as the decision it was, within the rejection lines'
+ * limit.
+ */
+static void unknown_key(struct daemon *d, const struct authed *a)
+{
+	char fp[9], ep[64];
+	union wgdev_endpoint e;
+
+	INC(d, unknown);
+	/* As any key that ends unknown (--consume): a peer added by hand
+	 * since the last listing is still answered. */
+	redeliver_one(d, a->ev);
+	if (!LOG_ENABLED(LOG_INFO) || !reject_log_ok(d, "unknown"))
+		return;
+	log_fingerprint(fp, a->key);
+	event_endpoint(a->ev, &e);
+	log_endpoint(ep, sizeof(ep), &e, "none");
+	dlog(LOG_INFO, "provision", "peer=%s outcome=unknown source=cache stage=identify endpoint=%s",
+	     fp, ep);
+}
+
+/* The cache's state for key (enum cache_state or -errno), nothing kept. */
+static int cache_state(struct daemon *d, const uint8_t key[static 32])
+{
+	struct cache_entry ce;
+	int state = d->cache_ops.get_peer(d->env.cache, key, wall(d), &ce);
+
+	sodium_memzero(&ce, sizeof(ce));
+	return state;
+}
+
+/*
  * The first half of an event: shape, mac1, identity, authentication. True
  * when a has an initiation to check for freshness (provision_fresh() next).
+ * Each Diffie-Hellman is paid from the CPU share (daemon_budget.c):
+ * priority for a verified source, and after identify for a rekey or a key
+ * with a cached answer.
  */
 bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 {
 	struct noise_state ns;
 	enum noise_status st;
 	bool known_key = false;
+	uint64_t t_cpu;
 
 	a->ev = ev;
 	a->rekey = false;
+	a->prio = false;
 	a->t_seen = mono(d);
 	st = noise_check_shape(ev->msg, sizeof(ev->msg));
 	if (st) {
@@ -237,7 +293,12 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 		reject(d, ev, "freshness", NOISE_ERR_REPLAY, known_key ? a->key : NULL, LOG_INFO);
 		return false;
 	}
+	a->prio = budget_verified(d, ev->saddr);
+	if (!budget_take(d, a->prio, 1))
+		return false;
+	t_cpu = budget_clock();
 	st = noise_identify(d->env.responder, ev->msg, &ns, a->key);
+	budget_spent(d, t_cpu);
 	if (st) {
 		noise_state_wipe(&ns);
 		if (st == NOISE_ERR_LOW_ORDER)
@@ -259,7 +320,25 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 	 * only repeat (one LMDB transaction per client less in a burst).
 	 */
 	a->rekey = ptab_on_device(d->peers, a->key);
+	if (!a->rekey) {
+		int state = cache_state(d, a->key);
+
+		if (state == CACHE_NEGATIVE) {
+			noise_state_wipe(&ns);
+			unknown_key(d, a);
+			return false;
+		}
+		/* A returning client, from wherever it calls now. */
+		if (state == CACHE_FRESH || state == CACHE_STALE)
+			a->prio = true;
+	}
+	if (!budget_take(d, a->prio || a->rekey, 1)) {
+		noise_state_wipe(&ns);
+		return false;
+	}
+	t_cpu = budget_clock();
 	st = noise_authenticate(d->env.responder, ev->msg, &ns, NULL, a->ts);
+	budget_spent(d, t_cpu);
 	if (st) {
 		/* Someone encrypted this key without its private key. */
 		if (st == NOISE_ERR_LOW_ORDER)
@@ -343,7 +422,7 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 	struct cache_entry ce;
 	union wgdev_endpoint ep;
 	bool busy;
-	int ret, state;
+	int state;
 
 	if (a->rekey) {
 		sighting(d, a, fresh);
@@ -405,7 +484,7 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 	if (state == CACHE_NEGATIVE) {
 		p->t_fetch = mono(d);
 		INC(d, unknown);
-		log_outcome(d, p, "unknown", "cache", NULL, LOG_INFO);
+		log_unknown(d, p, "cache", NULL);
 		pending_end(d, p);
 		return;
 	}
@@ -420,9 +499,16 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 	} else if (state < 0) {
 		dlog(LOG_WARN, "cache", "op=get_peer error=%s", strerror(-state));
 	}
-	ret = d->api ? d->api_ops.submit(d->api, key, p) : -ESHUTDOWN;
-	if (ret == 0 || ret == API_ATTACHED)
-		return; /* daemon_api_done() continues */
+	if (!d->api) {
+		fetch_failed(d, p, -ESHUTDOWN);
+		return;
+	}
+	/* daemon_api_done() continues, once the lanes start it. */
+	lanes_submit(d, p, p->stale || a->prio ? LANE_PRIO : LANE_FRESH);
+}
+
+void fetch_failed(struct daemon *d, struct pending *p, int ret)
+{
 	if (p->stale) {
 		reserve(d, p, p->stale, "stale_cache");
 		return;
@@ -443,7 +529,7 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 }
 
 /* A control-plane answer, back through the intake queue. */
-void provision_fetched(struct daemon *d, struct job *j)
+static void fetched(struct daemon *d, struct job *j)
 {
 	struct pending *p = j->f->p;
 	char extra[API_REASON_LEN + 96], q[API_REASON_LEN + 8];
@@ -459,7 +545,7 @@ void provision_fetched(struct daemon *d, struct job *j)
 	case API_NOT_FOUND:
 		cwriter_put(d, p->key, NULL, now);
 		INC(d, unknown);
-		log_outcome(d, p, "unknown", "api", "http_status=404", LOG_INFO);
+		log_unknown(d, p, "api", "http_status=404");
 		break;
 	case API_ERROR:
 		/* Unreachable or failing control plane: a stale answer (within
@@ -484,6 +570,13 @@ void provision_fetched(struct daemon *d, struct job *j)
 		break;
 	}
 	pending_end(d, p);
+}
+
+/* ... whose slot (freed by daemon_api_done()) starts the next lookup. */
+void provision_fetched(struct daemon *d, struct job *j)
+{
+	fetched(d, j);
+	lanes_pump(d);
 }
 
 /*
