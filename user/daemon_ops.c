@@ -78,7 +78,9 @@ static const struct {
     {JITWG_CTR_VERIFIED, "jitwg_xdp_verified_initiations_total", NULL,
      "Initiations from a verified source (a recent handshake), on its own budget"},
     {JITWG_CTR_SRC_NEW, "jitwg_xdp_new_sources_total", NULL,
-     "Unseen sources admitted into the per-source table"},
+     "Initiations admitted with their source's bucket full (an idle or new source)"},
+    {JITWG_CTR_PREFIX_RESERVE, "jitwg_xdp_prefix_reserve_total", NULL,
+     "Initiations admitted from their prefix's reserve while the global budget was spent"},
     {JITWG_CTR_COOKIE_RETRY, "jitwg_xdp_cookie_retries_total", NULL,
      "Initiations carrying mac2 from a source jitwgd sent a cookie, on their own budget"},
 };
