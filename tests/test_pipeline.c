@@ -1285,7 +1285,7 @@ static void test_cookie_path(void)
 	{
 		uint8_t addr[16] = { [10] = 0xff, [11] = 0xff, 192, 0, 2, 204 };
 
-		daemon_cookie_verified(r->d, addr, 4);
+		budget_mark_verified(r->d, addr);
 		send_initiation(r, &b, 110, 204);
 		rig_drain(r);
 		CHECK("cookie: a verified source passes without one",

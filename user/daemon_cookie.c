@@ -50,16 +50,9 @@ enum {
 	 * budget keeps one real address from taking all the workers. */
 	COOKIE_MAC2_RATE = 1000,      /* per second */
 	COOKIE_MAC2_BURST = 2000,
-	COOKIE_VSRC_SLOTS = 65536,    /* verified sources remembered (direct-mapped) */
 	COOKIE_HOST_ADDRS = 64,       /* this host's addresses looked at */
 };
 
-#define VSRC_TTL_NS (3600ull * 1000000000ull) /* JITWG_VERIFIED_TTL_NS's hour */
-
-struct vsrc {
-	uint8_t key[16]; /* the address; an IPv6 one cut to its /64 */
-	uint64_t until;  /* mono ns, 0: empty */
-};
 
 struct raw_pkt {
 	union {
@@ -99,10 +92,6 @@ struct cookie_stage {
 	uint8_t hosts[COOKIE_HOST_ADDRS][16];
 	double mac2_tokens;
 	uint64_t mac2_at;
-	/* The verified sources: written by the monitor, read by the main thread. */
-	pthread_mutex_t vlock;
-	uint8_t vhash_key[crypto_shorthash_KEYBYTES];
-	struct vsrc *vsrc;
 };
 
 static int raw_send(void *arg, const struct cookie_out *out, size_t n);
@@ -119,11 +108,9 @@ int daemon_cookie_new(struct daemon *d)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->vsrc = calloc(COOKIE_VSRC_SLOTS, sizeof(*c->vsrc));
 	noise_responder_public_key(d->env.responder, pub);
-	ret = c->vsrc ? cookie_checker_new(&c->checker, pub) : -ENOMEM;
+	ret = cookie_checker_new(&c->checker, pub);
 	if (ret) {
-		free(c->vsrc);
 		free(c);
 		return ret;
 	}
@@ -131,8 +118,6 @@ int daemon_cookie_new(struct daemon *d)
 	c->ops = d->env.cookie_ops ? *d->env.cookie_ops :
 				     (struct daemon_cookie_ops){ .send = raw_send, .arg = c };
 	c->mac2_tokens = COOKIE_MAC2_BURST;
-	pthread_mutex_init(&c->vlock, NULL);
-	randombytes_buf(c->vhash_key, sizeof(c->vhash_key));
 	d->cookie = c;
 	return 0;
 }
@@ -148,60 +133,11 @@ void daemon_cookie_free(struct daemon *d)
 		close(c->fd4);
 	if (c->fd6 >= 0)
 		close(c->fd6);
-	pthread_mutex_destroy(&c->vlock);
-	free(c->vsrc);
 	free(c);
 	d->cookie = NULL;
 }
 
 /* The XDP program's source key: an IPv4 address, or an IPv6 /64. */
-static void src_key(uint8_t key[static 16], const uint8_t addr[static 16], int family)
-{
-	memcpy(key, addr, 16);
-	if (family == 6)
-		memset(key + 8, 0, 8);
-}
-
-static struct vsrc *vsrc_slot(struct cookie_stage *c, const uint8_t key[static 16])
-{
-	uint8_t h[crypto_shorthash_BYTES];
-	uint64_t v;
-
-	crypto_shorthash(h, key, 16, c->vhash_key);
-	memcpy(&v, h, sizeof(v));
-	return &c->vsrc[v % COOKIE_VSRC_SLOTS];
-}
-
-void daemon_cookie_verified(struct daemon *d, const uint8_t addr[static 16], int family)
-{
-	struct cookie_stage *c = d->cookie;
-	struct vsrc *s;
-	uint8_t key[16];
-
-	if (!c)
-		return;
-	src_key(key, addr, family);
-	pthread_mutex_lock(&c->vlock);
-	s = vsrc_slot(c, key);
-	memcpy(s->key, key, 16);
-	s->until = mono(d) + VSRC_TTL_NS;
-	pthread_mutex_unlock(&c->vlock);
-}
-
-static bool verified(struct daemon *d, struct cookie_stage *c, const struct jitwg_event *ev)
-{
-	struct vsrc *s;
-	uint8_t key[16];
-	bool ok;
-
-	src_key(key, ev->saddr, ev->family);
-	pthread_mutex_lock(&c->vlock);
-	s = vsrc_slot(c, key);
-	ok = s->until && mono(d) < s->until && !memcmp(s->key, key, 16);
-	pthread_mutex_unlock(&c->vlock);
-	return ok;
-}
-
 /*
  * Whether the workers are behind: the oldest queued job has waited
  * COOKIE_LOAD_AGE_MS, or COOKIE_LOAD_QUEUE jobs wait. A burst of real
@@ -391,7 +327,7 @@ enum cookie_verdict daemon_cookie_intake(struct daemon *d, const struct jitwg_ev
 	}
 	if (m == COOKIE_MAC2_INVALID)
 		INC(d, mac2_invalid);
-	if (verified(d, c, ev) || !under_load(d, c, now))
+	if (budget_verified(d, ev->saddr) || !under_load(d, c, now))
 		return COOKIE_PASS;
 	reply(d, c, ev, now);
 	return COOKIE_ANSWERED;

@@ -206,7 +206,7 @@ enum {
 	/* The last quarter of the bucket is for priority work only. */
 	BUDGET_RESERVE_PCT = 25,
 	/* Sources that completed a handshake, direct-mapped. */
-	BUDGET_VSLOTS = 1 << 15,
+	BUDGET_VSLOTS = 1 << 16,
 	/* One X25519 when it was not measured (the budget off). */
 	BUDGET_DH_FALLBACK_NS = 50000,
 };
@@ -532,7 +532,6 @@ void daemon_cookie_free(struct daemon *d);
 enum cookie_verdict daemon_cookie_intake(struct daemon *d, const struct jitwg_event *ev);
 /* A handshake completed from addr (IPv4-mapped for family 4): its source
  * never needs a cookie for an hour, as in the XDP program's verified map. */
-void daemon_cookie_verified(struct daemon *d, const uint8_t addr[static 16], int family);
 
 static inline uint64_t mono(const struct daemon *d)
 {

@@ -127,9 +127,10 @@ void mark_verified(struct daemon *d, const union wgdev_endpoint *ep)
 	} else {
 		return;
 	}
-	/* Nor does it need a cookie (daemon_cookie.c). */
-	daemon_cookie_verified(d, a, ep->addr.sa_family == AF_INET ? 4 : 6);
-	/* Its Diffie-Hellmans and lookups go first too (daemon_budget.c). */
+	/*
+	 * Its Diffie-Hellmans and lookups go first (daemon_budget.c), and it
+	 * needs no cookie (daemon_cookie.c): one table for both.
+	 */
 	budget_mark_verified(d, a);
 	if (!cap)
 		return;
