@@ -895,7 +895,7 @@ test_e2e_flood_fresh_keys() {
 # private key: two Diffie-Hellmans each) that exhausts a small CPU share:
 # the share refuses most of it, in summary lines, not a line per event;
 # the returning client (a verified source, its peer installed) is served
-# from the reserve and reconnects at its first initiation; the forged key
+# from the reserve and reconnects by its second initiation; the forged key
 # is never installed.
 test_e2e_flood_budget() {
 	local victim lgpid
@@ -914,7 +914,9 @@ test_e2e_flood_budget() {
 	on_exit "kill $lgpid 2>/dev/null"
 	wait_log 1 "msg=budget outcome=refused" 20 || fail "the budget never refused: the test did not load it"
 	client_restart R
-	check "the returning client during the flood, at its first initiation" cping R 1 4
+	# Fresh work is refused ~19 times in 20 here: without the reserve,
+	# two initiations in a row would hardly both get through.
+	check "the returning client during the flood, by its second initiation" cping R 1 9
 	wait "$lgpid"
 	gw_has "$victim" && fail "the forged key was installed"
 	e2e_jitwgd_stop
