@@ -908,7 +908,7 @@ test_e2e_flood_budget() {
 	e2e_jitwgd --consume --max-cpu 2
 	check "the returning client's first tunnel" cping R 1 10
 	wait_log 1 "msg=handshake .*outcome=done" 10 || fail "no handshake logged"
-	lg --seed forged --count 6000 --duration-ms 4000 --forge "$victim" --sources 30 \
+	lg --seed forged --count 16000 --duration-ms 10000 --forge "$victim" --sources 30 \
 		--src-base 192.168.78.1 >/dev/null &
 	lgpid=$!
 	on_exit "kill $lgpid 2>/dev/null"
