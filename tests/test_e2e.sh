@@ -876,8 +876,11 @@ test_e2e_flood_fresh_keys() {
 	wait_for 20 eval '[ "$(cp_total)" -ge 64 ]' || fail "the flood's lookups did not start"
 	sleep 2 # thousands of lookups waiting by now
 	check "a new client during the flood, by its second initiation" cping N 1 9
+	# Its peer is installed: WireGuard answers it, and the flood reaches
+	# WireGuard too (no --consume), which may answer with a cookie reply
+	# first: by its third initiation.
 	client_restart R
-	check "the returning client during the flood" cping R 1 5
+	check "the returning client during the flood" cping R 1 11
 	wait "$lgpid"
 	expect_eq "$(ip netns exec "$G" wg show "$WGG" peers | wc -l)" 2 "peers on the gateway"
 	cp_get /_stats | $PY -c 'import json,sys; s = json.load(sys.stdin); sys.exit(max(s["by_key"].values()) > 1)' ||
@@ -892,7 +895,7 @@ test_e2e_flood_fresh_keys() {
 # private key: two Diffie-Hellmans each) that exhausts a small CPU share:
 # the share refuses most of it, in summary lines, not a line per event;
 # the returning client (a verified source, its peer installed) is served
-# from the reserve and reconnects at its first initiation; the forged key
+# from the reserve and reconnects by its second initiation; the forged key
 # is never installed.
 test_e2e_flood_budget() {
 	local victim lgpid
@@ -905,13 +908,15 @@ test_e2e_flood_budget() {
 	e2e_jitwgd --consume --max-cpu 2
 	check "the returning client's first tunnel" cping R 1 10
 	wait_log 1 "msg=handshake .*outcome=done" 10 || fail "no handshake logged"
-	lg --seed forged --count 6000 --duration-ms 4000 --forge "$victim" --sources 30 \
+	lg --seed forged --count 16000 --duration-ms 10000 --forge "$victim" --sources 30 \
 		--src-base 192.168.78.1 >/dev/null &
 	lgpid=$!
 	on_exit "kill $lgpid 2>/dev/null"
 	wait_log 1 "msg=budget outcome=refused" 20 || fail "the budget never refused: the test did not load it"
 	client_restart R
-	check "the returning client during the flood, at its first initiation" cping R 1 4
+	# Fresh work is refused ~19 times in 20 here: without the reserve,
+	# two initiations in a row would hardly both get through.
+	check "the returning client during the flood, by its second initiation" cping R 1 9
 	wait "$lgpid"
 	gw_has "$victim" && fail "the forged key was installed"
 	e2e_jitwgd_stop
