@@ -54,7 +54,7 @@ static void test_evict_decide(void)
 /*
  * The installer's turn (user/daemon_sched.c). Times in ms of monotonic
  * clock; "quiet" = no install for 20 ms (initiating back) or 100 ms
- * (--consume); "overdue" = the oldest waited 2 s / 3 s; answers leave one
+ * (--consume); "overdue" = the oldest waited 1 s / 3 s; answers leave one
  * chunk per 10 ms. prev is the install before the last: 0 = long ago.
  */
 static void test_sched_turn(void)
@@ -76,7 +76,7 @@ static void test_sched_turn(void)
 		{ "sched: quiet, initiate starts", 10000, 9979, 9970, 0, 9900, 300, false, false, false, false, SCHED_START, 0 },
 		{ "sched: idle 50 ms, answers still wait", 10000, 9950, 9940, 0, 9900, 300, false, false, true, false, SCHED_WAIT, 10050 },
 		{ "sched: quiet, answers start", 10000, 9900, 9890, 0, 9800, 300, false, false, true, false, SCHED_START, 0 },
-		{ "sched: quiet wait ends when overdue", 10000, 9995, 9990, 0, 8010, 300, false, false, false, false, SCHED_WAIT, 10010 },
+		{ "sched: quiet wait ends when overdue", 10000, 9995, 9990, 0, 9010, 300, false, false, false, false, SCHED_WAIT, 10010 },
 		/* Two clients at once after a quiet spell: no burst, no wait. */
 		{ "sched: a few after a quiet spell, initiate at once", 10000, 9999, 0, 0, 9999, 2, false, false, false, false, SCHED_START, 0 },
 		{ "sched: a few after a quiet spell, answers at once", 10000, 9999, 5000, 0, 9999, 8, false, false, true, false, SCHED_START, 0 },
@@ -89,15 +89,12 @@ static void test_sched_turn(void)
 		{ "sched: overdue answers within their gap, installs go", 10000, 9999, 9990, 9995, 6000, 50, true, false, true, false, SCHED_INSTALL, 0 },
 		{ "sched: initiate has no gap", 10000, 9800, 9700, 9999, 9000, 500, false, false, false, true, SCHED_START, 0 },
 		/* Overdue under a steady stream of installs: take turns. */
-		{ "sched: overdue, handshakes' turn", 10000, 9999, 9990, 0, 8000, 5000, true, false, false, false, SCHED_START, 0 },
-		/* A burst's installs still running after 1.9 s: they go first
-		 * (each switch is an initiation wireguard-go computes). */
-		{ "sched: initiate not overdue at 1.9 s, installs go", 10000, 9999, 9990, 0, 8100, 5000, true, false, false, false, SCHED_INSTALL, 0 },
-		{ "sched: overdue, installs' turn after a chunk", 10000, 9999, 9990, 0, 8000, 5000, true, false, false, true, SCHED_INSTALL, 0 },
+		{ "sched: overdue, handshakes' turn", 10000, 9999, 9990, 0, 9000, 5000, true, false, false, false, SCHED_START, 0 },
+		{ "sched: overdue, installs' turn after a chunk", 10000, 9999, 9990, 0, 9000, 5000, true, false, false, true, SCHED_INSTALL, 0 },
 		{ "sched: overdue answers, installs' turn after a chunk", 10000, 9999, 9990, 0, 7000, 50, true, false, true, true, SCHED_INSTALL, 0 },
 		{ "sched: answers not overdue at 2.9 s", 10000, 9999, 9990, 0, 7100, 50, true, false, true, false, SCHED_INSTALL, 0 },
 		{ "sched: not overdue, installs after a chunk too", 10000, 9999, 9990, 0, 9900, 50, true, false, false, true, SCHED_INSTALL, 0 },
-		{ "sched: overdue, nothing queued", 10000, 9999, 9990, 0, 8000, 50, false, false, false, true, SCHED_START, 0 },
+		{ "sched: overdue, nothing queued", 10000, 9999, 9990, 0, 9000, 50, false, false, false, true, SCHED_START, 0 },
 		/* Stopping: keepalive switches still go out; answers are
 		 * dropped (the lease is given back); queued installs are not
 		 * started. */

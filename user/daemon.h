@@ -108,15 +108,9 @@ void log_endpoint(char *buf, size_t len, const union wgdev_endpoint *ep, const c
 enum {
 	/* Initiating back, a batch's keepalive switches start once no
 	 * install ran for INITIATE_QUIET_MS, or once the oldest waited
-	 * INITIATE_DEFER_MAX_MS. Each switch costs wireguard-go an
-	 * initiation inside the call, so a chunk taken in turn with the
-	 * installs of a burst delays every install behind it; 2 s lets a
-	 * burst of the 10,000 the sender can send in a second finish its
-	 * installs first (docs/daemon.md), and still leaves the starts time
-	 * before they go stale (ANSWER_MAX_AGE_MS after the initiation)
-	 * and the client retries by itself. */
+	 * INITIATE_DEFER_MAX_MS. */
 	SCHED_INITIATE_QUIET_MS = 20,
-	SCHED_INITIATE_DEFER_MAX_MS = 2000,
+	SCHED_INITIATE_DEFER_MAX_MS = 1000,
 	/* With --consume, the answers: an install takes wireguard-go's peer
 	 * table for writing, its handshake workers wait, and a queue of 128
 	 * makes it count itself under load (cookie replies for a second).
