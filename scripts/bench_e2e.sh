@@ -260,9 +260,16 @@ for mode in ${BENCH_BURST_MODES:-initiate consume no-initiate periodic}; do
 	# clients never send.
 	answered=
 	if [ $mode != no-initiate ]; then
+		# A start older than 4 s after its initiation is dropped as stale
+		# (the last was sent at ~1 s): once past 5 s, a count that has
+		# not moved for 2 s is final, and waiting on holds the lock.
+		n_prev=-1 still=0
 		for ((k = 0; k < 40; k++)); do
 			n_tx=$(ip netns exec "$G" wg show "$WGG" transfer | awk '$3 > 0' | wc -l)
 			[ "$n_tx" -ge "$BURST" ] && break
+			[ "$n_tx" = "$n_prev" ] && still=$((still + 1)) || still=0
+			n_prev=$n_tx
+			[ $still -ge 4 ] && awk -v t="$(calc "$(date +%s.%N) - $t0")" 'BEGIN { exit !(t > 5) }' && break
 			sleep 0.5
 		done
 		answered="$n_tx of $BURST clients had the gateway's handshake message $(calc "$(date +%s.%N) - $t0" | xargs printf '%.1f') s after the send start"
