@@ -46,7 +46,6 @@ struct api_client {
 	void *ctx;               /* the last submit's */
 	size_t submits;
 	int ret;                 /* what submit returns */
-	size_t ts_writes_at_submit; /* the cache's ts writes at the last submit */
 };
 
 struct devpeer {
@@ -97,31 +96,10 @@ static struct entry *entry_find(struct cache *c, const uint8_t key[32])
 	return NULL;
 }
 
-/* Timestamp writes (non-empty ts_accept_many batches) so far. */
-static size_t ts_writes;
-
-/* The read-only verdicts: a write failure (ts_fail) does not stop a read. */
-static int f_ts_check_many(struct cache *c, const uint8_t (*keys)[32],
-			   const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n)
-{
-	size_t i, k;
-
-	for (i = 0; i < n; i++) {
-		for (k = 0; k < c->n_ts && memcmp(c->ts_key[k], keys[i], 32); k++)
-			;
-		res[i] = k < c->n_ts && memcmp(ts[i], c->ts[k], CACHE_TS_LEN) <= 0 ?
-				 -ESTALE : 0;
-	}
-	return 0;
-}
-
 static int f_ts_accept_many(struct cache *c, const uint8_t (*keys)[32],
 			    const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n)
 {
 	size_t i, k;
-
-	if (n)
-		ts_writes++;
 
 	if (c->ts_fail) {
 		for (i = 0; i < n; i++)
@@ -227,7 +205,6 @@ static const struct daemon_cache_ops fake_cache_ops = {
 	.ts_seal = f_ts_seal,
 	.put_answers = f_put_answers,
 	.ts_accept_many = f_ts_accept_many,
-	.ts_check_many = f_ts_check_many,
 	.get_peer = f_get_peer,
 	.put_peer = f_put_peer,
 	.put_negative = f_put_negative,
@@ -241,7 +218,6 @@ static int f_submit(struct api_client *c, const uint8_t key[static 32], void *ct
 	memcpy(c->key, key, 32);
 	c->ctx = ctx;
 	c->submits++;
-	c->ts_writes_at_submit = ts_writes;
 	return c->ret;
 }
 
@@ -970,56 +946,6 @@ static void test_ts_write_failure(void)
 	rig_free(r);
 }
 
-/*
- * A new key's request goes out before its timestamp's durable write (the
- * fsync overlaps the control plane), and if that write fails, the answer
- * installs nothing (fail closed).
- */
-static void test_ts_write_overlap(void)
-{
-	struct rig *r = rig_new(true);
-	struct client a, b;
-	struct api_peer ap;
-	size_t before;
-
-	client_new(r, &a, 0);
-	client_new(r, &b, 1);
-	before = ts_writes;
-	send_initiation(r, &a, 100, 1);
-	rig_drain(r);
-	CHECK("pipeline: the request goes out before the timestamp is written",
-	      r->api.submits == 1 && r->api.ts_writes_at_submit == before &&
-	      ts_writes == before + 1,
-	      "submits %zu, writes before the submit %zu, after %zu (from %zu)",
-	      r->api.submits, r->api.ts_writes_at_submit, ts_writes, before);
-	memset(&ap, 0, sizeof(ap));
-	memcpy(ap.public_key, a.pub, 32);
-	ap.n_allowed_ips = 1;
-	ap.allowed_ips[0].family = AF_INET;
-	ap.allowed_ips[0].cidr = 32;
-	ap.allowed_ips[0].ip4.s_addr = htonl(0x0a000002);
-	api_answer(r, API_FOUND, 0, &ap);
-	rig_drain(r);
-	CHECK("pipeline: ... and its answer installs once it is written",
-	      r->st.installed == 1 && dev_find(&r->fd, a.pub),
-	      "installed %lu", (unsigned long)r->st.installed);
-
-	r->cache.ts_fail = -EIO;
-	send_initiation(r, &b, 100, 2);
-	rig_drain(r);
-	memcpy(ap.public_key, b.pub, 32);
-	ap.allowed_ips[0].ip4.s_addr = htonl(0x0a000003);
-	api_answer(r, API_FOUND, 0, &ap);
-	rig_drain(r);
-	CHECK("pipeline: an answer to a key whose timestamp was not written installs nothing",
-	      r->st.installed == 1 && r->st.errors == 1 && !dev_find(&r->fd, b.pub),
-	      "installed %lu errors %lu on device %d", (unsigned long)r->st.installed,
-	      (unsigned long)r->st.errors, dev_find(&r->fd, b.pub) != NULL);
-	client_free(&a);
-	client_free(&b);
-	rig_free(r);
-}
-
 /* What a revalidation's answer does, by answer and cached state. */
 static void test_revalidate_decide(void)
 {
@@ -1251,7 +1177,6 @@ int main(void)
 	test_handshake_starts();
 	test_rekey_recorded();
 	test_ts_write_failure();
-	test_ts_write_overlap();
 	test_revalidate_decide();
 	test_revalidate();
 	test_lease_age();

@@ -16,7 +16,6 @@
 
 const struct daemon_cache_ops daemon_cache_lmdb = {
 	.ts_accept_many = cache_ts_accept_many,
-	.ts_check_many = cache_ts_check_many,
 	.get_peer = cache_get_peer,
 	.put_peer = cache_put_peer,
 	.put_negative = cache_put_negative,
@@ -90,7 +89,6 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 	pthread_mutex_init(&d->cwriter.lock, NULL);
 	pthread_cond_init(&d->cwriter.cond, NULL);
 	pthread_mutex_init(&d->pending.lock, NULL);
-	pthread_cond_init(&d->pending.recorded, NULL);
 	randombytes_buf(d->pending.hash_key, sizeof(d->pending.hash_key));
 	pthread_mutex_init(&d->inst.lock, NULL);
 	pthread_mutex_init(&d->mon.lock, NULL);

@@ -94,9 +94,6 @@ void daemon_api_done(const uint8_t key[32], const struct api_result *res,
 		revalidate_done(d, key, res);
 		return;
 	}
-	/* Asked before its timestamp was recorded (run_batch()): its worker
-	 * may still be writing it, and touches p until it is done. */
-	pending_recorded(d, p);
 	pthread_mutex_lock(&d->intake.lock);
 	if (d->intake.stopping) {
 		pthread_mutex_unlock(&d->intake.lock);
@@ -150,24 +147,16 @@ static size_t take_jobs(struct intake *q, struct job **jobs, size_t take)
 
 /*
  * A worker's batch: provisioning decisions for each job, with the freshness
- * of all its authenticated initiations recorded in one cache transaction
+ * of all its authenticated initiations checked in one cache transaction
  * (with --cache-sync full, one fsync per client made a burst disk-bound;
  * docs/daemon.md). A lone initiation is still a batch of one, at once.
- *
- * That durable write costs about a millisecond (its fsync), so it does not
- * stand before the control plane: freshness is first read (no write, no
- * sync), which refuses replays before any request; new keys' requests go
- * out and rekeys are given back; then the batch is recorded, and nothing is
- * installed before its write succeeded (provision_recorded(),
- * provision_fetched()).
  */
 static void run_batch(struct daemon *d, struct job **jobs, size_t n)
 {
 	struct authed a[WORKER_BATCH];
-	struct pending *p[WORKER_BATCH];
 	uint8_t keys[WORKER_BATCH][32], ts[WORKER_BATCH][NOISE_TIMESTAMP_LEN];
-	int fresh[WORKER_BATCH], rec[WORKER_BATCH];
-	size_t na, nw, i, k;
+	int fresh[WORKER_BATCH];
+	size_t na, i;
 	uint64_t t_auth;
 
 	for (i = na = 0; i < n; i++) {
@@ -180,34 +169,11 @@ static void run_batch(struct daemon *d, struct job **jobs, size_t n)
 		memcpy(keys[i], a[i].key, 32);
 		memcpy(ts[i], a[i].ts, NOISE_TIMESTAMP_LEN);
 	}
-	if (!d->cache_ops.ts_check_many) {
-		d->cache_ops.ts_accept_many(d->env.cache, (const uint8_t(*)[32])keys,
-					    (const uint8_t(*)[NOISE_TIMESTAMP_LEN])ts,
-					    fresh, na);
-		t_auth = mono(d);
-		for (i = 0; i < na; i++)
-			provision_fresh(d, &a[i], fresh[i], t_auth);
-	} else if (na) {
-		d->cache_ops.ts_check_many(d->env.cache, (const uint8_t(*)[32])keys,
-					   (const uint8_t(*)[NOISE_TIMESTAMP_LEN])ts, fresh, na);
-		t_auth = mono(d);
-		for (i = 0; i < na; i++)
-			p[i] = provision_begin(d, &a[i], fresh[i], t_auth);
-		/* Only what read fresh is recorded (and judged again, atomically:
-		 * two initiations of one key may both have read fresh). */
-		for (i = nw = 0; i < na; i++) {
-			if (fresh[i])
-				continue;
-			memcpy(keys[nw], a[i].key, 32);
-			memcpy(ts[nw], a[i].ts, NOISE_TIMESTAMP_LEN);
-			nw++;
-		}
-		d->cache_ops.ts_accept_many(d->env.cache, (const uint8_t(*)[32])keys,
-					    (const uint8_t(*)[NOISE_TIMESTAMP_LEN])ts, rec, nw);
-		for (i = k = 0; i < na; i++)
-			if (!fresh[i])
-				provision_recorded(d, &a[i], p[i], rec[k++]);
-	}
+	d->cache_ops.ts_accept_many(d->env.cache, (const uint8_t(*)[32])keys,
+				    (const uint8_t(*)[NOISE_TIMESTAMP_LEN])ts, fresh, na);
+	t_auth = mono(d);
+	for (i = 0; i < na; i++)
+		provision_fresh(d, &a[i], fresh[i], t_auth);
 	for (i = 0; i < n; i++)
 		job_free(jobs[i]);
 	atomic_fetch_add_explicit(&d->intake.jobs_done, n, memory_order_relaxed);

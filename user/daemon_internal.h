@@ -156,20 +156,10 @@ struct pending {
 	uint64_t t_event, t_seen, t_ident, t_auth, t_fetch;
 	struct api_peer *stale;   /* cached answer past its TTL, or NULL;
 				   * secret: wiped on free */
-	/* Under the table's lock: the durable timestamp write's verdict (0
-	 * or -errno) once known. Its request may be answered first: nothing
-	 * is installed before it (pending_recorded()). */
-	bool ts_known;
-	int ts_verdict;
-	/* Set and read by the claiming worker only: a request went out
-	 * before the write (fetching), or its submit failed (submit_ret). */
-	bool fetching;
-	int submit_ret;
 };
 
 struct pending_table {
 	pthread_mutex_t lock;     /* the chains, and each entry's ep and last */
-	pthread_cond_t recorded;  /* an entry's ts_known became true */
 	struct pending *buckets[PENDING_BUCKETS];
 	uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* set once, at daemon_new */
 };
@@ -182,8 +172,6 @@ void pending_ep(struct daemon *d, const struct pending *p,
 void pending_last(struct daemon *d, const struct pending *p,
 		  struct jitwg_event *out);
 void pending_release(struct daemon *d, struct pending *p);
-void pending_record(struct daemon *d, struct pending *p, int verdict);
-int pending_recorded(struct daemon *d, struct pending *p);
 void pending_end(struct daemon *d, struct pending *p);
 void pending_free_all(struct daemon *d);
 void redeliver_one(struct daemon *d, const struct jitwg_event *ev);
@@ -202,10 +190,6 @@ struct authed {
 bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a);
 void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 		     uint64_t t_auth);
-struct pending *provision_begin(struct daemon *d, const struct authed *a, int fresh,
-				uint64_t t_auth);
-void provision_recorded(struct daemon *d, const struct authed *a, struct pending *p,
-			int fresh);
 void provision_fetched(struct daemon *d, struct job *j);
 void log_outcome(struct daemon *d, struct pending *p, const char *outcome,
 		 const char *source, const char *extra, enum log_level lvl);

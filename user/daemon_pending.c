@@ -116,34 +116,6 @@ void pending_release(struct daemon *d, struct pending *p)
 	pending_free(p);
 }
 
-/* The worker that claimed p: its timestamp's durable write ended so. */
-void pending_record(struct daemon *d, struct pending *p, int verdict)
-{
-	pthread_mutex_lock(&d->pending.lock);
-	p->ts_verdict = verdict;
-	p->ts_known = true;
-	pthread_cond_broadcast(&d->pending.recorded);
-	pthread_mutex_unlock(&d->pending.lock);
-}
-
-/*
- * The verdict of p's timestamp write, waited for: its request went out
- * before the write ended (provision_begin()), and an answer may come back
- * first. The wait is the rest of one worker's batch (an fsync), never a
- * network wait: the claiming worker records it before taking more work.
- */
-int pending_recorded(struct daemon *d, struct pending *p)
-{
-	int v;
-
-	pthread_mutex_lock(&d->pending.lock);
-	while (!p->ts_known)
-		pthread_cond_wait(&d->pending.recorded, &d->pending.lock);
-	v = p->ts_verdict;
-	pthread_mutex_unlock(&d->pending.lock);
-	return v;
-}
-
 /* Re-delivery (--consume): give WireGuard the initiation XDP dropped. */
 void redeliver_one(struct daemon *d, const struct jitwg_event *ev)
 {

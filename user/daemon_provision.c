@@ -308,9 +308,6 @@ static void retry_check(struct daemon *d, const uint8_t key[static 32])
  * answers it (given back with --consume), unless it is a replay, which
  * WireGuard refuses too. A cache that cannot record it does not stop an
  * installed peer's rekey: WireGuard keeps its own timestamp for the peer.
- * Given back on the read-only verdict (ts_check_many), before the durable
- * write: nothing of ours depends on that write, and WireGuard checks the
- * timestamp itself; the write (sighting_recorded()) teaches the seal.
  */
 static void sighting(struct daemon *d, const struct authed *a, int fresh)
 {
@@ -319,15 +316,11 @@ static void sighting(struct daemon *d, const struct authed *a, int fresh)
 		reject(d, a->ev, "freshness", NOISE_ERR_REPLAY, a->key, LOG_INFO);
 		return;
 	}
+	if (fresh)
+		dlog(LOG_WARN, "cache", "op=ts_accept error=%s", strerror(-fresh));
 	INC(d, sightings);
 	redeliver_one(d, a->ev);
 	retry_check(d, a->key);
-}
-
-static void sighting_recorded(const struct authed *a, int fresh)
-{
-	if (fresh && fresh != -ESTALE)
-		dlog(LOG_WARN, "cache", "op=ts_accept error=%s", strerror(-fresh));
 	if (LOG_ENABLED(LOG_DEBUG)) {
 		char fp[9];
 
@@ -337,22 +330,99 @@ static void sighting_recorded(const struct authed *a, int fresh)
 	}
 }
 
-/* Not recorded, not even in memory: going on would let this initiation's
- * replays through. Refused (docs/security.md). */
-static void ts_refused(struct daemon *d, const uint8_t key[static 32], int err)
+/*
+ * The second half: fresh is the cache's verdict on a->ts, given at t_auth
+ * for the worker's whole batch (so auth_ms covers the batch's checks).
+ */
+void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
+		     uint64_t t_auth)
 {
-	char fp[9];
+	struct jitwg_event *ev = a->ev;
+	const uint8_t *key = a->key;
+	struct pending *p;
+	struct cache_entry ce;
+	union wgdev_endpoint ep;
+	bool busy;
+	int ret, state;
 
-	INC(d, errors);
-	log_fingerprint(fp, key);
-	dlog(LOG_WARN, "provision",
-	     "peer=%s outcome=error source=cache reason=ts_write error=%s", fp,
-	     strerrorname_np(-err) ? strerrorname_np(-err) : "?");
-}
+	if (a->rekey) {
+		sighting(d, a, fresh);
+		return;
+	}
+	if (fresh == -ESTALE) {
+		INC(d, replays);
+		reject(d, ev, "freshness", NOISE_ERR_REPLAY, key, LOG_INFO);
+		return;
+	}
+	if (fresh) {
+		/* Not recorded, not even in memory: going on would let this
+		 * initiation's replays through. Refused (docs/security.md). */
+		char fp[9];
 
-/* A failed submit: the stale answer if any, else the outcome logged. */
-static void submit_failed(struct daemon *d, struct pending *p, int ret)
-{
+		INC(d, errors);
+		log_fingerprint(fp, key);
+		dlog(LOG_WARN, "provision",
+		     "peer=%s outcome=error source=cache reason=ts_write error=%s", fp,
+		     strerrorname_np(-fresh) ? strerrorname_np(-fresh) : "?");
+		return;
+	}
+
+	event_endpoint(ev, &ep);
+	p = pending_claim(d, key, ev, &ep, &busy);
+	if (!p) {
+		if (busy) {
+			INC(d, waiting);
+			if (LOG_ENABLED(LOG_DEBUG)) {
+				char fp[9];
+
+				log_fingerprint(fp, key);
+				dlog(LOG_DEBUG, "provision", "peer=%s outcome=waiting", fp);
+			}
+		}
+		return;
+	}
+	/*
+	 * Installed since this initiation was identified (the client's own
+	 * initiation crossing ours, or a retry in a burst): WireGuard answers
+	 * it now. Provisioning it again installed the peer twice.
+	 */
+	if (ptab_on_device(d->peers, key)) {
+		INC(d, sightings);
+		pending_end(d, p);
+		return;
+	}
+	p->t_event = ev->ts_ns ? ev->ts_ns : a->t_seen;
+	p->t_seen = a->t_seen;
+	p->t_ident = a->t_ident;
+	p->t_auth = t_auth;
+
+	state = d->cache_ops.get_peer(d->env.cache, key, wall(d), &ce);
+	if (state == CACHE_FRESH) {
+		reserve(d, p, &ce.peer, "cache");
+		sodium_memzero(&ce, sizeof(ce));
+		return;
+	}
+	if (state == CACHE_NEGATIVE) {
+		p->t_fetch = mono(d);
+		INC(d, unknown);
+		log_outcome(d, p, "unknown", "cache", NULL, LOG_INFO);
+		pending_end(d, p);
+		return;
+	}
+	if (state == CACHE_STALE) {
+		size_t len = api_peer_len(ce.peer.n_allowed_ips);
+
+		/* Without memory for it, the fetch just has no fallback. */
+		p->stale = malloc(len);
+		if (p->stale)
+			memcpy(p->stale, &ce.peer, len);
+		sodium_memzero(&ce, sizeof(ce));
+	} else if (state < 0) {
+		dlog(LOG_WARN, "cache", "op=get_peer error=%s", strerror(-state));
+	}
+	ret = d->api ? d->api_ops.submit(d->api, key, p) : -ESHUTDOWN;
+	if (ret == 0 || ret == API_ATTACHED)
+		return; /* daemon_api_done() continues */
 	if (p->stale) {
 		reserve(d, p, p->stale, "stale_cache");
 		return;
@@ -372,175 +442,6 @@ static void submit_failed(struct daemon *d, struct pending *p, int ret)
 	pending_end(d, p);
 }
 
-/*
- * The cache's answer for p's key, and what follows: a fresh answer is
- * installed, a negative one ends it, a miss or a stale one asks the
- * control plane (daemon_api_done() continues). With early, the timestamp
- * is not recorded yet: only the request goes out (and p->fetching says
- * so); the rest waits for provision_recorded().
- */
-static void lookup(struct daemon *d, struct pending *p, bool early)
-{
-	struct cache_entry ce;
-	int ret, state;
-
-	state = d->cache_ops.get_peer(d->env.cache, p->key, wall(d), &ce);
-	if (state == CACHE_FRESH) {
-		if (!early)
-			reserve(d, p, &ce.peer, "cache");
-		sodium_memzero(&ce, sizeof(ce));
-		return;
-	}
-	if (state == CACHE_NEGATIVE) {
-		sodium_memzero(&ce, sizeof(ce));
-		if (early)
-			return;
-		p->t_fetch = mono(d);
-		INC(d, unknown);
-		log_outcome(d, p, "unknown", "cache", NULL, LOG_INFO);
-		pending_end(d, p);
-		return;
-	}
-	if (state == CACHE_STALE) {
-		size_t len = api_peer_len(ce.peer.n_allowed_ips);
-
-		/* Without memory for it, the fetch just has no fallback. */
-		p->stale = malloc(len);
-		if (p->stale)
-			memcpy(p->stale, &ce.peer, len);
-		sodium_memzero(&ce, sizeof(ce));
-	} else if (state < 0) {
-		dlog(LOG_WARN, "cache", "op=get_peer error=%s", strerror(-state));
-	}
-	ret = d->api ? d->api_ops.submit(d->api, p->key, p) : -ESHUTDOWN;
-	if (ret == 0 || ret == API_ATTACHED) {
-		p->fetching = true;
-		return; /* daemon_api_done() continues */
-	}
-	if (early)
-		p->submit_ret = ret;
-	else
-		submit_failed(d, p, ret);
-}
-
-/*
- * The second half, in two steps. provision_begin(): fresh is the verdict
- * on a->ts given at t_auth for the worker's whole batch (so auth_ms covers
- * the batch's checks), read-only or already recorded. A replay stops here,
- * before any request. Returns the claimed key, if any, for
- * provision_recorded() once the timestamp's durable write ended: a request
- * for a new key went out meanwhile (the write's fsync overlaps it), and
- * nothing is installed before that write succeeded (fail closed).
- */
-struct pending *provision_begin(struct daemon *d, const struct authed *a, int fresh,
-				uint64_t t_auth)
-{
-	struct jitwg_event *ev = a->ev;
-	const uint8_t *key = a->key;
-	struct pending *p;
-	union wgdev_endpoint ep;
-	bool busy;
-
-	if (a->rekey) {
-		sighting(d, a, fresh);
-		return NULL;
-	}
-	if (fresh == -ESTALE) {
-		INC(d, replays);
-		reject(d, ev, "freshness", NOISE_ERR_REPLAY, key, LOG_INFO);
-		return NULL;
-	}
-	if (fresh) {
-		ts_refused(d, key, fresh);
-		return NULL;
-	}
-
-	event_endpoint(ev, &ep);
-	p = pending_claim(d, key, ev, &ep, &busy);
-	if (!p) {
-		if (busy) {
-			INC(d, waiting);
-			if (LOG_ENABLED(LOG_DEBUG)) {
-				char fp[9];
-
-				log_fingerprint(fp, key);
-				dlog(LOG_DEBUG, "provision", "peer=%s outcome=waiting", fp);
-			}
-		}
-		return NULL;
-	}
-	/*
-	 * Installed since this initiation was identified (the client's own
-	 * initiation crossing ours, or a retry in a burst): WireGuard answers
-	 * it now. Provisioning it again installed the peer twice.
-	 */
-	if (ptab_on_device(d->peers, key)) {
-		INC(d, sightings);
-		pending_record(d, p, 0);
-		pending_end(d, p);
-		return NULL;
-	}
-	p->t_event = ev->ts_ns ? ev->ts_ns : a->t_seen;
-	p->t_seen = a->t_seen;
-	p->t_ident = a->t_ident;
-	p->t_auth = t_auth;
-	lookup(d, p, true);
-	return p;
-}
-
-/*
- * fresh: the durable write's verdict on a->ts (cache_ts_accept_many()).
- * p: provision_begin()'s claim, or NULL.
- */
-void provision_recorded(struct daemon *d, const struct authed *a, struct pending *p,
-			int fresh)
-{
-	if (a->rekey) {
-		sighting_recorded(a, fresh);
-		return;
-	}
-	if (!p)
-		return;
-	if (p->fetching) {
-		/* Its answer's worker acts on the verdict (provision_fetched());
-		 * p may be gone once recorded. */
-		pending_record(d, p, fresh);
-		if (fresh == -ESTALE) {
-			INC(d, replays);
-			reject(d, a->ev, "freshness", NOISE_ERR_REPLAY, a->key, LOG_INFO);
-		} else if (fresh) {
-			ts_refused(d, a->key, fresh);
-		}
-		return;
-	}
-	pending_record(d, p, fresh);
-	/* Refused: not given back (WireGuard would refuse it too). */
-	if (fresh == -ESTALE) {
-		INC(d, replays);
-		reject(d, a->ev, "freshness", NOISE_ERR_REPLAY, a->key, LOG_INFO);
-		pending_release(d, p);
-		return;
-	}
-	if (fresh) {
-		ts_refused(d, a->key, fresh);
-		pending_release(d, p);
-		return;
-	}
-	if (p->submit_ret)
-		submit_failed(d, p, p->submit_ret);
-	else
-		lookup(d, p, false);
-}
-
-/* Both steps at once: fresh is already the durable write's verdict. */
-void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
-		     uint64_t t_auth)
-{
-	struct pending *p = provision_begin(d, a, fresh, t_auth);
-
-	provision_recorded(d, a, p, fresh);
-}
-
 /* A control-plane answer, back through the intake queue. */
 void provision_fetched(struct daemon *d, struct job *j)
 {
@@ -549,12 +450,6 @@ void provision_fetched(struct daemon *d, struct job *j)
 	uint64_t now = wall(d);
 
 	p->t_fetch = mono(d);
-	/* Asked before its timestamp was recorded: refused (and logged by
-	 * provision_recorded()) if that failed. */
-	if (pending_recorded(d, p)) {
-		pending_release(d, p);
-		return;
-	}
 	switch (j->f->status) {
 	case API_FOUND:
 		/* Cached by the writer thread, installed from memory now. */
