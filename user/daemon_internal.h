@@ -185,6 +185,7 @@ struct authed {
 	uint8_t ts[NOISE_TIMESTAMP_LEN];
 	uint64_t t_seen, t_ident;
 	bool rekey;      /* the key is on the device: record, give back */
+	bool given_back; /* a rekey already re-delivered (run_batch()) */
 };
 
 bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a);
