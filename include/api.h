@@ -145,6 +145,9 @@ struct api_stats {
 	uint64_t requests;      /* logical requests started (one per key fetch) */
 	uint64_t attempts;      /* HTTP attempts (requests + retries) */
 	uint64_t found, not_found, errors; /* completed requests by outcome */
+	uint64_t connects;      /* connections the attempts opened
+				 * (CURLINFO_NUM_CONNECTS); 1 for many
+				 * requests while the server keeps it alive */
 	uint64_t inflight;      /* requests queued or running now */
 	unsigned header_sets;   /* request header sets (bearer token copies)
 				 * alive: 1, more only while requests started

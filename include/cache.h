@@ -213,6 +213,17 @@ int cache_ts_accept(struct cache *c, const uint8_t key[static 32],
  */
 int cache_ts_accept_many(struct cache *c, const uint8_t (*keys)[32],
 			 const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n);
+/*
+ * The same verdicts, read-only: what cache_ts_accept_many() would answer
+ * now, storing nothing (no sync: microseconds, where a durable write costs
+ * an fsync). A caller may start work on a fresh verdict (a control-plane
+ * request: replays are refused before it) but must act on nothing before
+ * cache_ts_accept_many() recorded the timestamp, whose verdict is the one
+ * that counts (two initiations of one key may both look fresh here).
+ * On a read error every row not found stale gets it; returns 0 or it.
+ */
+int cache_ts_check_many(struct cache *c, const uint8_t (*keys)[32],
+			const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n);
 int cache_ts_get(struct cache *c, const uint8_t key[static 32],
 		 uint8_t ts[static CACHE_TS_LEN]);
 

@@ -86,12 +86,13 @@ fi
 echo "## First contact" >>"$R"
 echo >>"$R"
 series=() table=()
-for ph in base ib cons nib; do
+for ph in base ib kc cons nib; do
 	f=$IN/e2e-first-contact-$ph.txt
 	[ -s "$f" ] || continue
 	case $ph in
 	base) t="floor: peer already on the gateway" ;;
 	ib) t="jitwgd (initiating back)" ;;
+	kc) t="the floor's clients under jitwgd --consume" ;;
 	cons) t="jitwgd --consume" ;;
 	nib) t="jitwgd --no-initiate-back" ;;
 	esac

@@ -43,8 +43,9 @@ Admin endpoints (no token, loopback only):
                  ("status": 0 or null restores normal status handling)
   POST /_reset   zero the counters
 
-Each request is logged to stderr (or --log FILE) as one logfmt line; the
-token is never logged.
+Each request is logged to stderr (or --log FILE) as one logfmt line, with
+its service time (service_ms: from its request line read to its answer
+written); the token is never logged.
 
 Listens on 127.0.0.1 (or --listen ADDR on loopback only), --port N; with
 --port 0 the kernel picks one and --port-file FILE receives it (written
@@ -162,15 +163,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # replaced by logfmt lines below
         pass
 
+    def parse_request(self):
+        # Service time starts once the request line is in: on a kept-alive
+        # connection the wait for the next request is the client's, not ours.
+        self.t_start = time.perf_counter()
+        return super().parse_request()
+
     def note(self, status, key="-", extra=""):
         st = self.server.state
         with STATE_LOCK:
             st.by_status[str(status)] = st.by_status.get(str(status), 0) + 1
-        st.log.write('ts=%.3f method=%s path=%s status=%s key=%s%s\n' %
+        st.log.write('ts=%.3f method=%s path=%s status=%s key=%s service_ms=%.3f%s\n' %
                      (time.time(), self.command,
                       "/peers/" if self.path.startswith("/peers/")
                       else self.path.split("?")[0][:32],
-                      status, key[:8], extra))
+                      status, key[:8],
+                      (time.perf_counter() - self.t_start) * 1000, extra))
 
     def reply(self, status, body=b"", ctype="application/json", key="-"):
         self.send_response(status)

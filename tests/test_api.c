@@ -498,6 +498,29 @@ static void test_found(uint8_t key[32])
 	api_destroy(c);
 }
 
+/* Sequential requests share one kept-alive connection (libcurl's cache,
+ * the reference control plane's HTTP/1.1). */
+static void test_keepalive(const uint8_t key[32])
+{
+	struct api_client *c = client(NULL);
+	struct api_stats st;
+	uint8_t other[32];
+	int ok = 1;
+
+	for (int i = 0; i < 4; i++) {
+		reset_results();
+		memset(other, 0x60 + i, sizeof(other));
+		ok &= EXPECT(api_submit(c, i ? other : key, NULL) == 0, "submit %d", i);
+		ok &= EXPECT(wait_results(1) == 1, "callback %d", i);
+	}
+	api_stats(c, &st);
+	ok &= EXPECT(st.requests == 4 && st.connects == 1,
+		     "%lu requests over %lu connections", (unsigned long)st.requests,
+		     (unsigned long)st.connects);
+	CHECK("api_keepalive", ok, "see above");
+	api_destroy(c);
+}
+
 static void test_not_found(void)
 {
 	struct api_client *c = client(NULL);
@@ -1019,6 +1042,7 @@ int main(void)
 	}
 	test_create_errors();
 	test_found(key);
+	test_keepalive(key);
 	test_not_found();
 	test_errors(key);
 	test_refused();

@@ -336,6 +336,23 @@ static void test_ts_many(struct cache *c)
 	ok &= EXPECT(cache_ts_accept_many(c, NULL, NULL, NULL, 0) == 0, "empty batch");
 	CHECK("cache_ts_batch", ok, "see above");
 
+	/* Read-only verdicts: the same as a write's, nothing stored. */
+	ok = 1;
+	key_of(keys[0], 10, 0x55);
+	ts_of(ts[0], 0x4000000060000000ull, 6); /* key 10's newest */
+	key_of(keys[1], 10, 0x55);
+	ts_of(ts[1], 0x4000000060000000ull, 7);
+	key_of(keys[2], 13, 0x55);              /* a new key */
+	ts_of(ts[2], 0x4000000060000000ull, 1);
+	ret = cache_ts_check_many(c, (const uint8_t(*)[32])keys, (const uint8_t(*)[12])ts,
+				  res, 3);
+	ok &= EXPECT(ret == 0 && res[0] == -ESTALE && res[1] == 0 && res[2] == 0,
+		     "check: %d, %d %d %d", ret, res[0], res[1], res[2]);
+	ok &= EXPECT(cache_ts_get(c, keys[2], got) == -ENOENT, "check stored nothing");
+	ok &= EXPECT(cache_ts_get(c, keys[0], got) == 0 && !memcmp(got, ts[0], 12),
+		     "check left key 10 alone");
+	CHECK("cache_ts_check_many", ok, "see above");
+
 	ok = 1;
 	snprintf(sdir, sizeof(sdir), "/tmp/jitwg-cache-XXXXXX");
 	bk = calloc(BIG, sizeof(*bk));

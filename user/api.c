@@ -507,9 +507,18 @@ static void completed(struct api_client *c, CURL *easy, CURLcode rc)
 	bool retry = false;
 	int ret;
 
+	long conns = 0;
+
 	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
 	curl_multi_remove_handle(c->multi, easy);
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r->http_status);
+	/* Kept-alive connections live in the multi handle's cache, not in the
+	 * per-request easy handle: counted, since a new TCP connection per
+	 * request would double a first contact's round trips. */
+	curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &conns);
+	pthread_mutex_lock(&c->mu);
+	c->st.connects += (uint64_t)conns;
+	pthread_mutex_unlock(&c->mu);
 
 	if (rc != CURLE_OK) {
 		retry = classify(r, rc);

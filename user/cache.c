@@ -1110,6 +1110,33 @@ int cache_ts_accept_many(struct cache *c, const uint8_t (*keys)[32],
 	return rc;
 }
 
+int cache_ts_check_many(struct cache *c, const uint8_t (*keys)[32],
+			const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n)
+{
+	uint8_t floor[CACHE_TS_LEN];
+	MDB_txn *txn;
+	size_t i;
+	int rc;
+
+	if (!n)
+		return 0;
+	rc = err(mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn));
+	if (!rc) {
+		rc = floor_get(txn, c, floor);
+		for (i = 0; i < n && !rc; i++) {
+			res[i] = ts_check(txn, c, floor, keys[i], ts[i]);
+			if (res[i] != -ESTALE)
+				rc = res[i];
+		}
+		mdb_txn_abort(txn);
+	}
+	if (rc)
+		for (i = 0; i < n; i++)
+			if (res[i] != -ESTALE)
+				res[i] = rc;
+	return rc;
+}
+
 int cache_ts_accept(struct cache *c, const uint8_t key[static 32],
 		    const uint8_t ts[static CACHE_TS_LEN])
 {

@@ -16,6 +16,7 @@
 
 const struct daemon_cache_ops daemon_cache_lmdb = {
 	.ts_accept_many = cache_ts_accept_many,
+	.ts_check_many = cache_ts_check_many,
 	.get_peer = cache_get_peer,
 	.put_peer = cache_put_peer,
 	.put_negative = cache_put_negative,

@@ -380,6 +380,10 @@ struct noise_responder;
 struct daemon_cache_ops {
 	int (*ts_accept_many)(struct cache *c, const uint8_t (*keys)[32],
 			      const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n);
+	/* Optional: with it, a rekey is given back (--consume) before its
+	 * timestamp's durable write (daemon_intake.c's run_batch()). */
+	int (*ts_check_many)(struct cache *c, const uint8_t (*keys)[32],
+			     const uint8_t (*ts)[CACHE_TS_LEN], int *res, size_t n);
 	int (*get_peer)(struct cache *c, const uint8_t key[static 32], uint64_t now,
 			struct cache_entry *out);
 	int (*put_peer)(struct cache *c, const struct api_peer *peer, uint64_t now);

@@ -172,6 +172,37 @@ static size_t take_jobs(struct intake *q, struct job **jobs, size_t take)
 }
 
 /*
+ * With --consume, a rekey of an installed peer is given back to WireGuard on
+ * the cache's read-only verdict, before the batch's durable write: that
+ * write costs an fsync (about a millisecond here), and the peer is on the
+ * device, whose own timestamp check refuses a replay of it. The timestamp is
+ * still recorded after (provision_fresh(), which does not give it back
+ * twice); a replay that read fresh here is refused there all the same.
+ */
+static void give_back_rekeys(struct daemon *d, struct authed *a,
+			     uint8_t (*keys)[32], uint8_t (*ts)[NOISE_TIMESTAMP_LEN],
+			     int *res, size_t na)
+{
+	size_t i;
+	bool any = false;
+
+	for (i = 0; i < na; i++) {
+		a[i].given_back = false;
+		any |= a[i].rekey && (a[i].ev->flags & JITWG_EV_CONSUMED);
+	}
+	if (!any || !d->env.redeliver || !d->cache_ops.ts_check_many)
+		return;
+	d->cache_ops.ts_check_many(d->env.cache, (const uint8_t(*)[32])keys,
+				   (const uint8_t(*)[NOISE_TIMESTAMP_LEN])ts, res, na);
+	for (i = 0; i < na; i++) {
+		if (!a[i].rekey || res[i] || !(a[i].ev->flags & JITWG_EV_CONSUMED))
+			continue;
+		redeliver_one(d, a[i].ev);
+		a[i].given_back = true;
+	}
+}
+
+/*
  * A worker's batch: provisioning decisions for each job, with the freshness
  * of all its authenticated initiations checked in one cache transaction
  * (with --cache-sync full, one fsync per client made a burst disk-bound;
@@ -195,6 +226,7 @@ static void run_batch(struct daemon *d, struct job **jobs, size_t n)
 		memcpy(keys[i], a[i].key, 32);
 		memcpy(ts[i], a[i].ts, NOISE_TIMESTAMP_LEN);
 	}
+	give_back_rekeys(d, a, keys, ts, fresh, na);
 	d->cache_ops.ts_accept_many(d->env.cache, (const uint8_t(*)[32])keys,
 				    (const uint8_t(*)[NOISE_TIMESTAMP_LEN])ts, fresh, na);
 	t_auth = mono(d);

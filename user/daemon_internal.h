@@ -188,6 +188,7 @@ struct authed {
 	uint64_t t_seen, t_ident;
 	bool rekey;      /* the key is on the device: record, give back */
 	bool prio;       /* a verified source or a cached answer (budget, lanes) */
+	bool given_back; /* a rekey already re-delivered (run_batch()) */
 };
 
 bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a);

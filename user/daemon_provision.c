@@ -266,6 +266,7 @@ bool provision_event(struct daemon *d, struct jitwg_event *ev, struct authed *a)
 	a->ev = ev;
 	a->rekey = false;
 	a->prio = false;
+	a->given_back = false;
 	a->t_seen = mono(d);
 	st = noise_check_shape(ev->msg, sizeof(ev->msg));
 	if (st) {
@@ -398,7 +399,8 @@ static void sighting(struct daemon *d, const struct authed *a, int fresh)
 	if (fresh)
 		dlog(LOG_WARN, "cache", "op=ts_accept error=%s", strerror(-fresh));
 	INC(d, sightings);
-	redeliver_one(d, a->ev);
+	if (!a->given_back)
+		redeliver_one(d, a->ev);
 	retry_check(d, a->key);
 	if (LOG_ENABLED(LOG_DEBUG)) {
 		char fp[9];
