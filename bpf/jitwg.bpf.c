@@ -488,8 +488,10 @@ static __always_inline __u64 *source_bucket(const struct jitwg_src_key *key,
 }
 
 /*
- * The slot of the source's prefix in prefix_reserve: IPv4 /24, IPv6 /48
- * (a site; a /64 is one host's), from the source's key.
+ * The slot of the source's prefix in prefix_reserve: IPv4 /20, IPv6 /48
+ * (a site; a /64 is one host's), from the source's key. A /20 rather than
+ * a /24: a spoofed range of a million addresses covers ~3,900 /24s, which
+ * would share most of the 4,096 slots, but only ~240 /20s.
  */
 static __always_inline __u64 *prefix_slot(const struct flow *f,
 					  const struct jitwg_src_key *key,
@@ -501,6 +503,7 @@ static __always_inline __u64 *prefix_slot(const struct flow *f,
 	if (!seed)
 		return NULL;
 	if (f->family == 4) {
+		((__u8 *)&w1)[6] &= 0xf0; /* address byte 14: a /20 */
 		((__u8 *)&w1)[7] = 0;     /* address byte 15 */
 	} else {
 		w1 = 0;

@@ -255,7 +255,7 @@ _Static_assert(JITWG_SRC_MAP_ENTRIES == 1 << JITWG_SRC_SLOTS_LOG,
 /*
  * The prefix reserve: a share of the global budget kept for source prefixes
  * that have not used theirs lately, so that a flood from one range cannot
- * take all of it from clients elsewhere. Prefixes (IPv4 /24, IPv6 /48) hash
+ * take all of it from clients elsewhere. Prefixes (IPv4 /20, IPv6 /48) hash
  * (keyed, as above) to one of JITWG_PREFIX_SLOTS GCRA words (prefix_reserve
  * map, 32 KiB: it stays in the cache). A slot refills at a
  * 1/JITWG_PREFIX_SHARE share of the global rate divided by the slots (with

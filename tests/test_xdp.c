@@ -591,10 +591,10 @@ static void test_verified(void)
 	set_limits(0, 0, 0, 0, 0);
 }
 
-/* The prefix_reserve slot of IPv4 source a's /24 (JITWG_PREFIX_SLOT). */
+/* The prefix_reserve slot of IPv4 source a's /20 (JITWG_PREFIX_SLOT). */
 static uint32_t prefix_slot4(const uint8_t a[4])
 {
-	uint8_t p[4] = { a[0], a[1], a[2], 0 };
+	uint8_t p[4] = { a[0], a[1], (uint8_t)(a[2] & 0xf0), 0 };
 	uint64_t w[2];
 	uint8_t k[16];
 
@@ -618,7 +618,7 @@ static void test_prefix_reserve(void)
 	uint32_t i;
 	int vd, ok;
 
-	/* another prefix whose slot none of the flood's 256 /24s share */
+	/* another prefix whose slot none of the flood's 16 /20s share */
 	memset(hit, 0, sizeof(hit));
 	for (i = 0; i < 256; i++) {
 		uint8_t a[4] = { 100, 64, (uint8_t)i, 0 };
@@ -633,8 +633,8 @@ static void test_prefix_reserve(void)
 	ok = EXPECT(flood_from(0x64400000u, 65536, 1) == 0, "flood from 100.64/16 ran");
 	capture_read_counters(cap, after);
 	admitted = after[JITWG_CTR_EVENTS] - before[JITWG_CTR_EVENTS];
-	ok &= EXPECT(admitted >= 1 && admitted <= 1 + 256,
-		     "the flood got the global token and at most its 256 prefixes' "
+	ok &= EXPECT(admitted >= 1 && admitted <= 1 + 16,
+		     "the flood got the global token and at most its 16 prefixes' "
 		     "reserve: %llu", (unsigned long long)admitted);
 	ok &= EXPECT(knock(4, in16, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
 		     "another source of the flooded /16 is refused");
@@ -645,7 +645,7 @@ static void test_prefix_reserve(void)
 	CHECK("a flood from one range leaves other prefixes their reserve", ok,
 	      "see above");
 
-	/* 65,536 sources, each in a /24 of its own: all the slots */
+	/* 65,536 sources, each in a /24 of its own (4,096 /20s): all the slots */
 	set_limits(100, 100, 1, 1, 0);
 	capture_read_counters(cap, before);
 	ok = EXPECT(flood_from(0x0a000000u, 65536, 256) == 0, "flood over 10/8 ran");
