@@ -939,6 +939,14 @@ int jitwg_xdp(struct xdp_md *ctx)
 		 */
 		if (ctr == JITWG_CTR_DUPLICATE)
 			return XDP_DROP;
+		/*
+		 * Nor is the excess of a flood (the global budget spent):
+		 * passed on, millions a second fill WireGuard's socket and
+		 * handshake queue, and the handshake of a peer just installed
+		 * (its response, the client's retry) drowns with them.
+		 */
+		if (ctr == JITWG_CTR_LIMITED_GLOBAL && !(cfg->flags & JITWG_F_PASS_FLOOD))
+			return XDP_DROP;
 		goto limit;
 	}
 	/* Decided before the event leaves, which says whether it was taken:

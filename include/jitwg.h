@@ -72,6 +72,13 @@ _Static_assert(sizeof(struct jitwg_config) == 32, "jitwg_config layout is ABI");
 
 enum jitwg_flags {
 	JITWG_F_DROP_LIMITED = 1 << 0, /* XDP_DROP initiations over the limit */
+	/*
+	 * Pass initiations the global budget refused (a flood) to WireGuard
+	 * as other limited ones. Without it they are dropped: a flood that
+	 * passes drowns the device's socket and handshake queue, and then
+	 * even a peer jitwgd installed cannot complete its handshake.
+	 */
+	JITWG_F_PASS_FLOOD = 1 << 1,
 };
 
 /* Defaults: generous enough for many real clients behind one NAT address. */

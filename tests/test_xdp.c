@@ -402,6 +402,29 @@ static void test_limits(void)
 	ok = EXPECT(got == 10, "%d of 20 sources passed, want 10", got);
 	CHECK("global bucket caps many sources", ok, "see above");
 
+	/*
+	 * What the global budget refuses (a flood) is dropped, not passed to
+	 * WireGuard to drown it; over a source's own limit it still passes.
+	 * JITWG_F_PASS_FLOOD passes it as before.
+	 */
+	{
+		uint8_t s[4] = { 10, 21, 0, 1 };
+
+		set_limits(1000, 1000, 1, 1, 0);
+		ok = EXPECT(knock(4, s, &v, d) == 1 && v == XDP_PASS, "first passes");
+		s[3] = 2;
+		ok &= EXPECT(knock(4, s, &v, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1 &&
+				     v == XDP_DROP,
+			     "over the global budget: dropped (verdict %d)", v);
+		set_limits(1000, 1000, 1, 1, JITWG_F_PASS_FLOOD);
+		ok &= EXPECT(knock(4, s, &v, d) == 1, "a new budget: passes");
+		s[3] = 3;
+		ok &= EXPECT(knock(4, s, &v, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1 &&
+				     v == XDP_PASS,
+			     "with JITWG_F_PASS_FLOOD: passed (verdict %d)", v);
+		CHECK("a flood's excess is dropped, not passed to WireGuard", ok, "see above");
+	}
+
 	/* IPv6 sources in one /64 share a bucket */
 	set_limits(1, 2, 0, 0, 0);
 	v6[15] = 1;
@@ -645,10 +668,11 @@ static void test_prefix_reserve(void)
 	CHECK("a flood from one range leaves other prefixes their reserve", ok,
 	      "see above");
 
-	/* 65,536 sources, each in a /24 of its own (4,096 /20s): all the slots */
+	/* 65,536 sources, each in a /20 of its own (10.0.0.0 to 25.255.240.0):
+	 * 16 a slot on average, so every slot */
 	set_limits(100, 100, 1, 1, 0);
 	capture_read_counters(cap, before);
-	ok = EXPECT(flood_from(0x0a000000u, 65536, 256) == 0, "flood over 10/8 ran");
+	ok = EXPECT(flood_from(0x0a000000u, 65536, 4096) == 0, "flood over 10/8-25/8 ran");
 	capture_read_counters(cap, after);
 	admitted = after[JITWG_CTR_EVENTS] - before[JITWG_CTR_EVENTS];
 	ok &= EXPECT(admitted <= 1 + JITWG_PREFIX_SLOTS,
