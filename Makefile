@@ -36,7 +36,8 @@ FUZZ_BINS :=
 BENCHES   :=
 
 # Used by most programs.
-COMMON_OBJS := $(OBJ)/user/keys.o $(OBJ)/user/hostport.o $(OBJ)/user/allowed_ip.o
+COMMON_OBJS := $(OBJ)/user/keys.o $(OBJ)/user/hostport.o $(OBJ)/user/allowed_ip.o \
+	       $(OBJ)/user/inet.o
 
 .PHONY: all tests fuzz-bins test check demo setup fuzz clean format
 all:

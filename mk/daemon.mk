@@ -27,7 +27,7 @@ $(BUILD)/tests/test_pipeline: $(OBJ)/tests/test_pipeline.o $(DAEMON_OBJS) \
 
 # Re-delivery of consumed initiations (--consume), against the kernel.
 TEST_BINS += $(BUILD)/tests/test_redeliver
-$(BUILD)/tests/test_redeliver: $(OBJ)/tests/test_redeliver.o $(OBJ)/user/redeliver.o
+$(BUILD)/tests/test_redeliver: $(OBJ)/tests/test_redeliver.o $(OBJ)/user/redeliver.o $(OBJ)/user/inet.o
 	$(link)
 
 # Until every module has landed, `make all` skips jitwgd instead of failing.

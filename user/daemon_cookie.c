@@ -36,6 +36,7 @@
 #include <ifaddrs.h>
 
 #include "cookie.h"
+#include "inet.h"
 #include "daemon_internal.h"
 
 enum {
@@ -250,31 +251,13 @@ static bool host_addr(struct cookie_stage *c, const uint8_t addr[static 16], uin
 }
 
 /*
- * Sources no client can have, which the kernel drops as martians on the
- * uplink but XDP sees first: unspecified, loopback, multicast, IPv4's
- * class E and broadcast, IPv4-mapped inside IPv6, this host's own, port 0.
- * A reply to one would go to a local socket or to many hosts.
+ * Sources no client can have (inet_martian()), this host's own, port 0:
+ * a reply to one would go to a local socket or to many hosts.
  */
 static bool bogus(struct cookie_stage *c, const struct jitwg_event *ev, uint64_t now)
 {
-	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
-	const uint8_t *a = ev->saddr;
-	size_t i;
-
-	if (!ev->sport)
-		return true;
-	if (ev->family == 4) {
-		if (a[12] == 0 || a[12] == 127 || a[12] >= 224)
-			return true;
-	} else {
-		if (a[0] == 0xff || !memcmp(a, mapped, 12))
-			return true;
-		for (i = 0; i < 15 && !a[i]; i++)
-			;
-		if (i == 15 && a[15] <= 1) /* :: and ::1 */
-			return true;
-	}
-	return host_addr(c, a, now);
+	return !ev->sport || inet_martian(ev->family, ev->saddr) ||
+	       host_addr(c, ev->saddr, now);
 }
 
 static void reply(struct daemon *d, struct cookie_stage *c, const struct jitwg_event *ev,
@@ -378,33 +361,15 @@ void daemon_cookie_flush(struct daemon *d)
 
 /* ---- raw sockets ---- */
 
-static uint32_t sum16(uint32_t sum, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	for (; len > 1; len -= 2, p += 2)
-		sum += (uint32_t)p[0] << 8 | p[1];
-	if (len)
-		sum += (uint32_t)p[0] << 8;
-	return sum;
-}
-
-/* RFC 768 / RFC 8200 §8.1: over the pseudo-header; 0 is sent as 0xffff. */
+/* The UDP header and its checksum (inet_udp_check()). */
 static void udp_fill(struct udphdr *uh, const struct cookie_out *o, const void *src,
 		     const void *dst, size_t alen)
 {
-	uint32_t sum;
-	uint16_t len = sizeof(*uh) + COOKIE_REPLY_LEN;
-
 	uh->source = htons(o->sport);
 	uh->dest = htons(o->dport);
-	uh->len = htons(len);
+	uh->len = htons(sizeof(*uh) + COOKIE_REPLY_LEN);
 	uh->check = 0;
-	sum = sum16(sum16(0, src, alen), dst, alen) + IPPROTO_UDP + len;
-	sum = sum16(sum16(sum, uh, sizeof(*uh)), o->msg, COOKIE_REPLY_LEN);
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	uh->check = htons((uint16_t)~sum ? (uint16_t)~sum : 0xffff);
+	uh->check = htons(inet_udp_check(src, dst, alen, uh, o->msg, COOKIE_REPLY_LEN));
 }
 
 static void build(struct raw_pkt *p, const struct cookie_out *o)

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <time.h>
 
+#include "inet.h"
 #include "redeliver.h"
 
 #ifndef IP_TRANSPARENT
@@ -120,25 +121,6 @@ void redeliver_close(struct redeliver *r)
 	free(r);
 }
 
-/* RFC 1071 ones' complement sum, folded; data in network order. */
-static uint32_t sum16(uint32_t sum, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	for (; len > 1; len -= 2, p += 2)
-		sum += (uint32_t)p[0] << 8 | p[1];
-	if (len)
-		sum += (uint32_t)p[0] << 8;
-	return sum;
-}
-
-static uint16_t fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
 /*
  * The UDP header with its checksum over the pseudo-header (RFC 768 for IPv4,
  * RFC 8200 §8.1 for IPv6, where it is mandatory). A computed 0 is sent as
@@ -157,37 +139,21 @@ static uint16_t fold(uint32_t sum)
 static bool offloaded(const struct jitwg_event *ev, const void *src, const void *dst,
 		      size_t alen)
 {
-	uint32_t sum = sum16(sum16(0, src, alen), dst, alen) + IPPROTO_UDP + UDP_LEN;
+	uint32_t sum = inet_sum16(inet_sum16(0, src, alen), dst, alen) + IPPROTO_UDP + UDP_LEN;
 
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return ev->udp_check == htons((uint16_t)sum);
+	return ev->udp_check == htons(inet_fold(sum));
 }
 
 static void udp_header(struct udphdr *uh, const struct jitwg_event *ev,
 		       const void *src, const void *dst, size_t alen)
 {
-	uint32_t sum;
-	uint16_t c;
-
 	uh->source = htons(ev->sport);
 	uh->dest = htons(ev->dport);
 	uh->len = htons(UDP_LEN);
 	uh->check = 0;
-	sum = sum16(0, src, alen);
-	sum = sum16(sum, dst, alen);
-	sum += IPPROTO_UDP + UDP_LEN;
-	sum = sum16(sum, uh, sizeof(*uh));
-	sum = sum16(sum, ev->msg, WG_INITIATION_LEN);
-	c = fold(sum);
-	uh->check = htons(c ? c : 0xffff);
+	uh->check = htons(inet_udp_check(src, dst, alen, uh, ev->msg, WG_INITIATION_LEN));
 }
 
-/*
- * Sources no client can have: unspecified, loopback, multicast, IPv4's
- * class E and broadcast, IPv4-mapped inside IPv6. The kernel drops them as
- * martians on the uplink; sent over loopback they would get in.
- */
 static uint64_t mono_ns(void)
 {
 	struct timespec t;
@@ -227,20 +193,15 @@ static bool host_broadcast(struct redeliver *r, const uint8_t a[4])
 	return hit;
 }
 
+/*
+ * Sources no client can have (inet_martian(), and a subnet's broadcast
+ * address): the kernel drops them on the uplink; sent over loopback they
+ * would get in.
+ */
 static bool bogus_source(struct redeliver *r, const struct jitwg_event *ev)
 {
-	static const uint8_t mapped[12] = { [10] = 0xff, [11] = 0xff };
-	const uint8_t *a = ev->saddr;
-
-	if (ev->family == 4)
-		return a[12] == 0 || a[12] == 127 || a[12] >= 224 ||
-		       host_broadcast(r, a + 12);
-	if (a[0] == 0xff || !memcmp(a, mapped, 12))
-		return true;
-	for (size_t i = 0; i < 15; i++)
-		if (a[i])
-			return false;
-	return a[15] <= 1; /* :: and ::1 */
+	return inet_martian(ev->family, ev->saddr) ||
+	       (ev->family == 4 && host_broadcast(r, ev->saddr + 12));
 }
 
 int redeliver_event(struct redeliver *r, const struct jitwg_event *ev)
