@@ -104,13 +104,43 @@ void budget_free(struct daemon *d)
 	d->budget.vslots = NULL;
 }
 
+/* What a summary line reports: the refusals of the window it closes. */
+struct refusals {
+	uint64_t refused, prio;
+};
+
+/* With b->lock held: close the window when it is due (or force), taking its counts. */
+static void summary_locked(struct dh_budget *b, uint64_t now, bool force,
+			   struct refusals *out)
+{
+	out->refused = out->prio = 0;
+	if (b->refused && (now - b->window >= 1000000000ull || force)) {
+		out->refused = b->refused;
+		out->prio = b->refused_prio;
+		b->refused = b->refused_prio = 0;
+		b->window = now;
+	} else if (!b->refused) {
+		b->window = now;
+	}
+}
+
+static void summary_log(const struct dh_budget *b, const struct refusals *s)
+{
+	if (s->refused)
+		dlog(LOG_WARN, "budget",
+		     "outcome=refused initiations=%lu priority=%lu max_cpu_pct=%u stage_us=%.1f",
+		     (unsigned long)s->refused, (unsigned long)s->prio, b->pct,
+		     (double)b->dh_ns / 1000.0);
+}
+
 /*
  * Take n DHs' worth for work of class prio; false when the budget refuses
- * it (counted, and summarised by budget_log()).
+ * it (counted; the summary line is due once a second: summary_locked()).
  */
 bool budget_take(struct daemon *d, bool prio, unsigned int n)
 {
 	struct dh_budget *b = &d->budget;
+	struct refusals sum;
 	uint64_t now, cost, floor;
 	bool ok;
 
@@ -137,10 +167,11 @@ bool budget_take(struct daemon *d, bool prio, unsigned int n)
 		if (prio)
 			b->refused_prio++;
 	}
+	summary_locked(b, now, false, &sum);
 	pthread_mutex_unlock(&b->lock);
 	if (!ok)
 		INC(d, budget_refused);
-	budget_log(d, false);
+	summary_log(b, &sum);
 	return ok;
 }
 
@@ -186,23 +217,12 @@ void budget_spent(struct daemon *d, uint64_t t0)
 void budget_log(struct daemon *d, bool force)
 {
 	struct dh_budget *b = &d->budget;
-	uint64_t now = mono(d), refused = 0, prio = 0;
+	struct refusals sum;
 
 	pthread_mutex_lock(&b->lock);
-	if (b->refused && (now - b->window >= 1000000000ull || force)) {
-		refused = b->refused;
-		prio = b->refused_prio;
-		b->refused = b->refused_prio = 0;
-		b->window = now;
-	} else if (!b->refused) {
-		b->window = now;
-	}
+	summary_locked(b, mono(d), force, &sum);
 	pthread_mutex_unlock(&b->lock);
-	if (refused)
-		dlog(LOG_WARN, "budget",
-		     "outcome=refused initiations=%lu priority=%lu max_cpu_pct=%u stage_us=%.1f",
-		     (unsigned long)refused, (unsigned long)prio, b->pct,
-		     (double)b->dh_ns / 1000.0);
+	summary_log(b, &sum);
 }
 
 /* ---- the sources that completed a handshake ---- */
