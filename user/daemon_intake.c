@@ -17,37 +17,34 @@
 
 #include "daemon_internal.h"
 
-void intake_push(struct daemon *d, struct job *j)
+/* A job to the queue's tail, or with first to its head (before all waiting). */
+static void push(struct daemon *d, struct job *j, bool first)
 {
 	struct intake *q = &d->intake;
 
-	j->next = NULL;
 	j->t_queued = mono(d);
 	pthread_mutex_lock(&q->lock);
-	if (q->tail)
-		q->tail->next = j;
-	else
+	if (first) {
+		j->next = q->head;
 		q->head = j;
-	q->tail = j;
+		if (!q->tail)
+			q->tail = j;
+	} else {
+		j->next = NULL;
+		if (q->tail)
+			q->tail->next = j;
+		else
+			q->head = j;
+		q->tail = j;
+	}
 	q->len++;
 	pthread_cond_signal(&q->cond);
 	pthread_mutex_unlock(&q->lock);
 }
 
-/* A job to the queue's head: it goes before everything waiting. */
-static void intake_push_first(struct daemon *d, struct job *j)
+void intake_push(struct daemon *d, struct job *j)
 {
-	struct intake *q = &d->intake;
-
-	j->t_queued = mono(d);
-	pthread_mutex_lock(&q->lock);
-	j->next = q->head;
-	q->head = j;
-	if (!q->tail)
-		q->tail = j;
-	q->len++;
-	pthread_cond_signal(&q->cond);
-	pthread_mutex_unlock(&q->lock);
+	push(d, j, false);
 }
 
 int daemon_on_event(void *ctx, const struct jitwg_event *ev)
@@ -75,10 +72,7 @@ int daemon_on_event(void *ctx, const struct jitwg_event *ev)
 	}
 	j->type = JOB_EVENT;
 	memcpy(&j->ev, ev, sizeof(*ev));
-	if (cv == COOKIE_FIRST)
-		intake_push_first(d, j);
-	else
-		intake_push(d, j);
+	push(d, j, cv == COOKIE_FIRST);
 	return 0;
 }
 
@@ -186,10 +180,8 @@ static void give_back_rekeys(struct daemon *d, struct authed *a,
 	size_t i;
 	bool any = false;
 
-	for (i = 0; i < na; i++) {
-		a[i].given_back = false;
+	for (i = 0; i < na; i++)
 		any |= a[i].rekey && (a[i].ev->flags & JITWG_EV_CONSUMED);
-	}
 	if (!any || !d->env.redeliver || !d->cache_ops.ts_check_many)
 		return;
 	d->cache_ops.ts_check_many(d->env.cache, (const uint8_t(*)[32])keys,
