@@ -955,7 +955,8 @@ test_e2e_flood_defaults() {
 	pg=$!
 	on_exit "kill $pg 2>/dev/null"
 	wait_log 1 "msg=consume state=engaged" 10 || fail "the lease was not taken under the flood"
-	cping N 1 11 || { grep -v "msg=budget" "$JW_LOG" | tail -40; cat "$TMP/pktgen.out"; fail "a new client during the flood, by its third initiation"; }
+	cping N 1 11 || fail "a new client during the flood, by its third initiation:" \
+		"$(grep -E "$(fp "$N_PUB")|msg=(consume|cookie|budget)" "$JW_LOG" | tail -5)"
 	client_restart R
 	check "the returning client during the flood, by its second initiation" cping R 1 6
 	wait "$pg"
