@@ -143,7 +143,7 @@ test_e2e_consume() {
 	cp_add "$A_PUB" 10.77.0.2/32
 	cp_add "$V6_PUB" 10.77.0.4/32
 	e2e_jitwgd --consume --handshake-window 600
-	grep -q "msg=ready .*initiate_back=false consume=true" "$JW_LOG" ||
+	grep -q "msg=ready .*consume=always" "$JW_LOG" ||
 		fail "not consuming: $(grep msg=ready "$JW_LOG")"
 	gw_capture_start
 	check "new client: ping through the tunnel" cping A 1 5

@@ -58,6 +58,7 @@ struct consume_auto {
 	uint64_t events;   /* JITWG_CTR_EVENTS then */
 	uint64_t limited;  /* JITWG_CTR_LIMITED_GLOBAL then */
 	uint64_t until;    /* consume until (mono ns) */
+	uint64_t rate;     /* events/s over the last window (for the log) */
 };
 /*
  * One look at the counters (now: mono ns): whether to hold the lease. A

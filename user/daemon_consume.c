@@ -50,6 +50,7 @@ bool consume_auto_step(struct consume_auto *s, uint64_t now, uint64_t events,
 	 * initiations a millisecond apart is not load. */
 	if (now - s->at < win)
 		return now < s->until;
+	s->rate = (events - s->events) * 1000000000ull / (now - s->at);
 	load = limited_global != s->limited ||
 	       (events - s->events) * 1000000000ull >=
 		       (uint64_t)CONSUME_AUTO_RATE * (now - s->at);
@@ -151,8 +152,9 @@ void lease_keeper_tick(struct lease_keeper *l)
 		want = consume_auto_step(&l->a, now, ctr[JITWG_CTR_EVENTS],
 					 ctr[JITWG_CTR_LIMITED_GLOBAL]);
 		if (want && !l->held)
-			dlog(LOG_WARN, "consume", "state=engaged events=%lu limited_global=%lu",
-			     (unsigned long)ctr[JITWG_CTR_EVENTS],
+			dlog(LOG_WARN, "consume",
+			     "state=engaged events_per_s=%lu limited_global=%lu",
+			     (unsigned long)l->a.rate,
 			     (unsigned long)ctr[JITWG_CTR_LIMITED_GLOBAL]);
 	}
 	if (want) {
