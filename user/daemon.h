@@ -47,7 +47,7 @@ enum consume_mode { CONSUME_AUTO = 0, CONSUME_ALWAYS, CONSUME_NEVER };
 const char *consume_mode_str(enum consume_mode m);
 
 enum {
-	CONSUME_AUTO_RATE = 1000,      /* initiations/s handed to jitwgd */
+	CONSUME_AUTO_RATE = 1000,      /* unverified initiations/s handed to jitwgd */
 	CONSUME_AUTO_WINDOW_MS = 100,  /* the shortest span a rate is taken over */
 	CONSUME_AUTO_HOLD_MS = 10000,  /* kept this long past the last load */
 };
@@ -55,7 +55,7 @@ enum {
 /* --consume auto's view of the XDP program's counters. */
 struct consume_auto {
 	uint64_t at;       /* mono ns of the last look (0: none yet) */
-	uint64_t events;   /* JITWG_CTR_EVENTS then */
+	uint64_t events;   /* events from unverified sources then */
 	uint64_t limited;  /* JITWG_CTR_LIMITED_GLOBAL then */
 	uint64_t until;    /* consume until (mono ns) */
 	uint64_t rate;     /* events/s over the last window (for the log) */

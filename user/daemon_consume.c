@@ -9,9 +9,10 @@
  * back only what authenticated: a flood then costs WireGuard nothing, and
  * a new client's handshake is answered on the first try. Without load,
  * passing is a little faster for known peers (no hop through jitwgd), so
- * auto takes the lease only while initiations arrive faster than
- * CONSUME_AUTO_RATE a second, or the XDP program's global budget refuses
- * some, and keeps it CONSUME_AUTO_HOLD_MS past the last such look, so that
+ * auto takes the lease only while initiations from sources that are not
+ * verified (no handshake within the hour: the rekeys of a big gateway are
+ * no load) reach jitwgd faster than CONSUME_AUTO_RATE a second, or the XDP
+ * program's global budget refuses some, and keeps it CONSUME_AUTO_HOLD_MS past the last such look, so that
  * a flood's pauses do not flip it back and forth (docs/security.md).
  */
 #include <string.h>
@@ -147,9 +148,19 @@ void lease_keeper_tick(struct lease_keeper *l)
 	l->renewed = now;
 	want = l->mode == CONSUME_ALWAYS;
 	if (l->mode == CONSUME_AUTO) {
+		uint64_t verified;
+
 		if (capture_read_counters(l->cap, ctr))
 			return; /* the last decision stands */
-		want = consume_auto_step(&l->a, now, ctr[JITWG_CTR_EVENTS],
+		/* Rekeys from verified sources are no load: a big gateway's
+		 * steady handshakes must not keep the lease. */
+		verified = ctr[JITWG_CTR_VERIFIED] -
+			   (ctr[JITWG_CTR_LIMITED_VERIFIED] < ctr[JITWG_CTR_VERIFIED] ?
+				    ctr[JITWG_CTR_LIMITED_VERIFIED] :
+				    ctr[JITWG_CTR_VERIFIED]);
+		want = consume_auto_step(&l->a, now,
+					 ctr[JITWG_CTR_EVENTS] > verified ?
+						 ctr[JITWG_CTR_EVENTS] - verified : 0,
 					 ctr[JITWG_CTR_LIMITED_GLOBAL]);
 		if (want && !l->held)
 			dlog(LOG_WARN, "consume",

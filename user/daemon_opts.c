@@ -70,7 +70,8 @@ static const struct opt_def defs[] = {
 	  "[=auto|always|never] XDP drops captured initiations and jitwgd gives "
 	  "WireGuard those it can use, a new peer's once installed (answered, "
 	  "not initiated back): under load (auto, the default: initiations "
-	  "faster than 1,000/s or the XDP global budget spent), always (a bare "
+	  "from unverified sources faster than 1,000/s or the XDP global "
+	  "budget spent), always (a bare "
 	  "--consume), or never" },
 	{ "cookie", K_COOKIE, OFF(cookie), 0, 0,
 	  "auto|always|never: answer new sources with cookie replies instead of "
