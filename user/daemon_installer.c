@@ -221,7 +221,12 @@ static void finish_install(struct daemon *d, struct ijob *j, int ret,
 	} else {
 		if (!defer)
 			watch_add(d, &w);
-		pending_end(d, p);
+		/* Initiated back: its consumed initiation is not given
+		 * back too (two handshakes crossing). */
+		if (initiate)
+			pending_release(d, p);
+		else
+			pending_end(d, p);
 	}
 out:
 	ijob_free(j);

@@ -606,12 +606,20 @@ static void reserve(struct daemon *d, struct pending *p,
 	mp.source = source;
 	pending_ep(d, p, &ep);
 	mp.keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ? ap->persistent_keepalive : 0;
-	/* Answered when XDP consumed its initiation (WireGuard has not seen
-	 * it: handing it back after the install is a round trip shorter),
-	 * else initiated back; per key, since the lease comes and goes. */
+	/*
+	 * With --consume always, answered when XDP consumed its initiation
+	 * (WireGuard has not seen it: handing it back after the install saves
+	 * the gateway's own initiation); per key, since a passed one (no
+	 * lease) is initiated back. auto initiates back even so: it consumes
+	 * under load, when answers wait behind WireGuard's own under-load
+	 * threshold (in a burst of 10,000, 4 in 10 answered in time against
+	 * every one initiated back) and the client's retry, given back at
+	 * once, completes the rest.
+	 */
 	pending_last(d, p, &last);
 	mp.initiated = d->initiate &&
-		       !(d->env.redeliver && (last.flags & JITWG_EV_CONSUMED));
+		       !(d->env.redeliver && (last.flags & JITWG_EV_CONSUMED) &&
+			 d->env.opts->consume == CONSUME_ALWAYS);
 	mp.ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
 	mp.n_ips = ap->n_allowed_ips;
 	/* Two peers with overlapping allowed IPs: WireGuard would move the
