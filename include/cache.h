@@ -9,7 +9,8 @@
  *              replaces a positive entry, a 200 replaces a negative one
  *   "ts"       the last accepted TAI64N timestamp of each key (12 bytes), so
  *              that replay protection survives restarts (WireGuard paper §5.1)
- *   "managed"  peers jitwgd installed: when, from which endpoint, last seen
+ *   "managed"  peers jitwgd installed: when, from which endpoint, last seen;
+ *              in a file of its own, <dir>/managed.mdb (Durability, below)
  * and three bookkeeping databases: "meta" (the floor below), and two indexes
  * ordered by time, "tsage" (timestamp ‖ key) and "exp" (due time ‖ key), so
  * that expiry walks the oldest rows first instead of scanning.
@@ -30,7 +31,13 @@
  * at any moment leaves the last committed state; reopening never needs a
  * repair. That costs an fsync per write (~0.5 ms on the dev VM, see
  * `make bench-cache`); enum cache_sync trades some of it away, see there.
- * Opening is O(1) in the cache size (nothing is scanned).
+ * The managed records are the exception, in every mode: committed without
+ * a sync (a kill -9 loses none of them; an OS crash, which empties the
+ * WireGuard device too, may), in <dir>/managed.mdb, which is trusted only
+ * in the boot of the OS that wrote it and deleted at the first open in
+ * another (docs/security.md, "Managed records"). Opening is O(1) in the
+ * cache size (nothing is scanned), except once after an upgrade: records
+ * an older version kept in the main file move to managed.mdb.
  *
  * Threads: one cache handle is shared by all threads. Every call runs its own
  * transaction (MDB_NOTLS: read transactions are not bound to a thread); write
@@ -56,6 +63,7 @@
 
 enum {
 	CACHE_TS_LEN = 12,                  /* TAI64N */
+	CACHE_BOOT_ID_LEN = 36,             /* /proc/sys/kernel/random/boot_id */
 	CACHE_DEFAULT_TTL = 300,            /* positive entries, seconds */
 	CACHE_DEFAULT_NEGATIVE_TTL = 30,    /* 404 entries, seconds */
 };
@@ -118,6 +126,10 @@ struct cache_options {
 	/* Wall clock, ns since the Unix epoch [CLOCK_REALTIME]: the floor of
 	 * a new cache, the arrival time stored with each timestamp. */
 	uint64_t (*now_ns)(void);
+	/* This boot's id, CACHE_BOOT_ID_LEN characters [the kernel's]: tests
+	 * pass another to play a reboot. Anything else: unknown, and then the
+	 * managed records are synced per commit. */
+	const char *boot_id;
 };
 
 enum cache_state {
@@ -252,7 +264,8 @@ long cache_expire(struct cache *c, uint64_t now, size_t max, bool force);
 
 /* Insert or replace the record of m->public_key. */
 int cache_managed_put(struct cache *c, const struct cache_managed *m);
-/* The same for n records in one transaction (one sync): a burst of installs. */
+/* The same for n records in one transaction, never synced (see Durability
+ * above): a burst of installs. */
 int cache_managed_put_many(struct cache *c, const struct cache_managed *m, size_t n);
 int cache_managed_get(struct cache *c, const uint8_t key[static 32],
 		      struct cache_managed *out);

@@ -167,6 +167,8 @@ cp_from=$(wc -l <"$TMP/cp.log")
 alternate base ib
 sleep 1
 hs_times "$TMP/jw-ib.log" >"$TMP/hs-ib"
+[ -n "${BENCH_SAVE_LOGS:-}" ] && cp "$TMP/jw-ib.log" "$BENCH_SAVE_LOGS-ib.log" &&
+	cp "$TMP/cp.log" "$BENCH_SAVE_LOGS-cp.log"
 # The control plane's own service time for these requests (its log).
 tail -n +$((cp_from + 1)) "$TMP/cp.log" | grep 'path=/peers/ status=200' |
 	sed -n 's/.*service_ms=\([0-9.]*\).*/\1/p' >"$TMP/cp-service"

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lmdb.h>
 #include <sodium.h>
 
 #include "cache.h"
@@ -134,6 +135,9 @@ static void test_modes(void)
 	ok &= EXPECT(stat(p, &st) == 0, "lock.mdb exists");
 	ok &= EXPECT((st.st_mode & 0777) == 0600, "lock.mdb mode %o",
 		     st.st_mode & 0777);
+	snprintf(p, sizeof(p), "%s/managed.mdb", dir);
+	ok &= EXPECT(stat(p, &st) == 0 && (st.st_mode & 0777) == 0600,
+		     "managed.mdb mode %o", st.st_mode & 0777);
 	CHECK("cache_files_mode_0600", ok, "modes");
 
 	ret = cache_open(&c, "/nonexistent/jitwg-cache", NULL);
@@ -998,16 +1002,19 @@ static void test_bounded_flood(void)
 }
 
 /*
- * A map full of what cannot expire (managed records): fresh timestamps go to
- * the bounded in-memory table and replays of them stay refused; once it is
- * full they get the error (the caller refuses them, never lets them through).
- * (Writing them out once the map has room is not tested: a full LMDB map
- * cannot even delete, as copy-on-write needs free pages.)
+ * A map full of what cannot expire (the timestamps of managed peers): fresh
+ * timestamps go to the bounded in-memory table and replays of them stay
+ * refused; once it is full they get the error (the caller refuses them,
+ * never lets them through). (Writing them out once the map has room is not
+ * tested: a full LMDB map cannot even delete, as copy-on-write needs free
+ * pages.) The managed records have a file of their own; periodic sync:
+ * thousands of commits, none of them about durability.
  */
 static void test_mem_fallback(void)
 {
 	struct cache_options o = { .now_ns = fake_clock, .expire_interval_ms = UINT32_MAX,
-				   .map_size = 256 * 1024, .mem_ts_max = 4 };
+				   .map_size = 256 * 1024, .mem_ts_max = 4,
+				   .sync = CACHE_SYNC_PERIODIC };
 	char d[64];
 	struct cache *c;
 	struct cache_stats st;
@@ -1021,15 +1028,15 @@ static void test_mem_fallback(void)
 		CHECK("cache_mem_fallback", 0, "open");
 		return;
 	}
-	for (; filled < 100000; filled++) {
+	for (; filled < 20000; filled++) {
 		key_of(m.public_key, filled, 0x45);
 		if (cache_managed_put(c, &m))
 			break;
 	}
 	/* Fresh timestamps of the managed keys (their rows cannot expire) until
-	 * the memory table is full (the first may still find room on disk). */
+	 * the map is full and then the memory table too. */
 	ts_of(ts, T(NOW + 1), 0);
-	for (k = 0; k < 1000; k++) {
+	for (k = 0; k < filled; k++) {
 		key_of(key, k, 0x45);
 		ok &= EXPECT(cache_ts_accept(c, key, ts) == 0, "key %u accepted", k);
 		if (cache_stats(c, &st) || st.mem_ts == 4)
@@ -1048,6 +1055,150 @@ static void test_mem_fallback(void)
 	cache_close(c);
 	rm_dir(d);
 	CHECK("cache_mem_fallback", ok, "see above");
+}
+
+/* Whether the cache holds a managed record of key_of(i, 0x46). */
+static bool has_managed(struct cache *c, uint32_t i)
+{
+	struct cache_managed m;
+	uint8_t key[32];
+
+	key_of(key, i, 0x46);
+	return cache_managed_get(c, key, &m) == 0;
+}
+
+static int put_managed(struct cache *c, uint32_t i)
+{
+	struct cache_managed m = { .installed_at = NOW, .last_seen = NOW };
+
+	key_of(m.public_key, i, 0x46);
+	return cache_managed_put(c, &m);
+}
+
+/*
+ * The managed records are committed unsynced, so their file is trusted
+ * only in the boot that wrote it: reopened in the same boot they are all
+ * there (a process crash: test_kill9), in another one (the OS went down,
+ * and the device lost its peers with it) the file is gone. A boot id the
+ * cache cannot know means synced commits, and such a file is trusted in
+ * any boot.
+ */
+static void test_managed_boot(void)
+{
+	static const char boot_a[] = "11111111-2222-3333-4444-555555555555";
+	static const char boot_b[] = "66666666-7777-8888-9999-000000000000";
+	struct cache_options o = { .now_ns = epoch_clock, .expire_interval_ms = UINT32_MAX };
+	struct cache *c = NULL;
+	size_t n = 99;
+	char d[64];
+	int ok = 1;
+
+	o.boot_id = boot_a;
+	if (open_fresh(&c, d, sizeof(d), &o)) {
+		CHECK("cache_managed_boot", 0, "open");
+		return;
+	}
+	ok &= EXPECT(put_managed(c, 1) == 0, "put 1");
+	cache_close(c);
+	ok &= EXPECT(cache_open(&c, d, &o) == 0 && has_managed(c, 1), "same boot: kept");
+	cache_close(c);
+	o.boot_id = boot_b;
+	ok &= EXPECT(cache_open(&c, d, &o) == 0, "reopen in boot b");
+	ok &= EXPECT(!has_managed(c, 1) && cache_managed_count(c, &n) == 0 && n == 0,
+		     "another boot: gone (%zu left)", n);
+	ok &= EXPECT(put_managed(c, 2) == 0, "put 2");
+	cache_close(c);
+	ok &= EXPECT(cache_open(&c, d, &o) == 0 && has_managed(c, 2), "boot b again: kept");
+	cache_close(c);
+	o.boot_id = "unknown";
+	ok &= EXPECT(cache_open(&c, d, &o) == 0 && !has_managed(c, 2),
+		     "boot unknown: the unsynced file is gone");
+	ok &= EXPECT(put_managed(c, 3) == 0, "put 3");
+	cache_close(c);
+	o.boot_id = boot_a;
+	ok &= EXPECT(cache_open(&c, d, &o) == 0 && has_managed(c, 3),
+		     "synced records: kept in any boot");
+	cache_close(c);
+	rm_dir(d);
+	CHECK("cache_managed_boot", ok, "see above");
+}
+
+/*
+ * Records an older version kept in the main file (its "managed" database)
+ * move to managed.mdb at the first open, and leave the main file.
+ */
+static void test_managed_migrate(void)
+{
+	struct cache_options o = { .now_ns = epoch_clock, .expire_interval_ms = UINT32_MAX };
+	struct cache_managed m;
+	struct cache *c = NULL;
+	MDB_env *env = NULL;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k, v;
+	MDB_stat st = { 0 };
+	uint8_t key[32], val[256];
+	char d[64], p[128];
+	size_t vlen = 0, n = 0;
+	int ok = 1;
+
+	if (open_fresh(&c, d, sizeof(d), &o)) {
+		CHECK("cache_managed_migrate", 0, "open");
+		return;
+	}
+	ok &= EXPECT(put_managed(c, 7) == 0, "put");
+	cache_close(c);
+	/* Its record as an older version wrote it: in data.mdb. */
+	key_of(key, 7, 0x46);
+	k.mv_size = 32;
+	k.mv_data = key;
+	snprintf(p, sizeof(p), "%s/managed.mdb", d);
+	if (!mdb_env_create(&env) && !mdb_env_set_maxdbs(env, 2) &&
+	    !mdb_env_open(env, p, MDB_NOSUBDIR | MDB_RDONLY, 0600) &&
+	    !mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) {
+		if (!mdb_dbi_open(txn, "managed", 0, &dbi) && !mdb_get(txn, dbi, &k, &v) &&
+		    v.mv_size <= sizeof(val)) {
+			memcpy(val, v.mv_data, v.mv_size);
+			vlen = v.mv_size;
+		}
+		mdb_txn_abort(txn);
+	}
+	mdb_env_close(env);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/managed.mdb-lock", d);
+	unlink(p);
+	ok &= EXPECT(vlen > 0, "record read back");
+	if (!mdb_env_create(&env) && !mdb_env_set_maxdbs(env, 8) &&
+	    !mdb_env_set_mapsize(env, CACHE_DEFAULT_MAP_SIZE) &&
+	    !mdb_env_open(env, d, 0, 0600) && !mdb_txn_begin(env, NULL, 0, &txn)) {
+		v.mv_size = vlen;
+		v.mv_data = val;
+		if (mdb_dbi_open(txn, "managed", MDB_CREATE, &dbi) ||
+		    mdb_put(txn, dbi, &k, &v, 0))
+			mdb_txn_abort(txn);
+		else
+			ok &= EXPECT(mdb_txn_commit(txn) == 0, "legacy record written");
+	}
+	mdb_env_close(env);
+
+	ok &= EXPECT(cache_open(&c, d, &o) == 0, "open the older cache");
+	ok &= EXPECT(cache_managed_get(c, key, &m) == 0 && m.installed_at == NOW,
+		     "record moved");
+	ok &= EXPECT(cache_managed_count(c, &n) == 0 && n == 1, "count %zu", n);
+	cache_close(c);
+	st.ms_entries = 99;
+	if (!mdb_env_create(&env) && !mdb_env_set_maxdbs(env, 8) &&
+	    !mdb_env_set_mapsize(env, CACHE_DEFAULT_MAP_SIZE) &&
+	    !mdb_env_open(env, d, MDB_RDONLY, 0600) &&
+	    !mdb_txn_begin(env, NULL, MDB_RDONLY, &txn)) {
+		if (!mdb_dbi_open(txn, "managed", 0, &dbi))
+			mdb_stat(txn, dbi, &st);
+		mdb_txn_abort(txn);
+	}
+	mdb_env_close(env);
+	ok &= EXPECT(st.ms_entries == 0, "left in data.mdb: %zu", (size_t)st.ms_entries);
+	rm_dir(d);
+	CHECK("cache_managed_migrate", ok, "see above");
 }
 
 int main(void)
@@ -1090,5 +1241,7 @@ int main(void)
 	test_expiry();
 	test_bounded_flood();
 	test_mem_fallback();
+	test_managed_boot();
+	test_managed_migrate();
 	CHECK_EXIT();
 }

@@ -207,6 +207,94 @@ static void fake_serve(int lfd, const struct fake_case *c)
 	}
 }
 
+/*
+ * A server that, like wireguard-go, serves operations on one connection
+ * until the client closes it; exits with the number of connections that
+ * carried an operation.
+ */
+static void fake_serve_loop(int lfd, int conns)
+{
+	int used = 0;
+
+	for (int i = 0; i < conns; i++) {
+		int fd = accept(lfd, NULL, NULL), ops = 0;
+		char buf[4096];
+		size_t have = 0;
+
+		if (fd < 0)
+			break;
+		for (;;) {
+			ssize_t r = read(fd, buf + have, sizeof(buf) - have - 1);
+			char *end;
+
+			if (r <= 0)
+				break;
+			have += (size_t)r;
+			buf[have] = 0;
+			while ((end = strstr(buf, "\n\n"))) {
+				size_t used_len = (size_t)(end + 2 - buf);
+
+				ops++;
+				(void)!write(fd, "errno=0\n\n", 9);
+				memmove(buf, end + 2, have - used_len + 1);
+				have -= used_len;
+			}
+		}
+		used += ops > 0;
+		close(fd);
+	}
+	_exit(used);
+}
+
+/*
+ * Installs reuse one connection (no connect, accept and new goroutine per
+ * install in wireguard-go), and a server that closes after each operation
+ * still gets every one of them (the one-operation servers above).
+ */
+static void test_fake_uapi_kept(void)
+{
+	char dir[] = "/tmp/jitwg-fake-uapi.XXXXXX", path[64];
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct wgdev *dev = NULL;
+	struct wgdev_peer p = { 0 };
+	struct wgdev_allowed_ip a = ip4(0x0a000001, 32);
+	int lfd, ret, st = 0, ok = 1;
+	pid_t pid;
+
+	if (!mkdtemp(dir)) {
+		CHECK("uapi fake: kept connection", 0, "mkdtemp: %s", strerror(errno));
+		return;
+	}
+	setenv("JITWG_UAPI_DIR", dir, 1);
+	snprintf(path, sizeof(path), "%s/fake1.sock", dir);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) || listen(lfd, 8)) {
+		CHECK("uapi fake: kept connection", 0, "fake server: %s", strerror(errno));
+		return;
+	}
+	pid = fork();
+	if (pid == 0)
+		fake_serve_loop(lfd, 2); /* the probe, then the operations */
+	close(lfd);
+	key_of(p.public_key, 1, 1);
+	p.allowed_ips = &a;
+	p.n_allowed_ips = 1;
+	ret = wgdev_open(&dev, "fake1", WGDEV_UAPI, open_msg, sizeof(open_msg));
+	ok &= EXPECT(ret == 0, "open: %d %s", ret, open_msg);
+	for (int i = 0; i < 3 && !ret; i++) {
+		ret = wgdev_set_peers(dev, &p, 1);
+		ok &= EXPECT(ret == 0, "set %d: %d %s", i, ret, wgdev_error(dev));
+	}
+	wgdev_close(dev); /* the server's loop ends */
+	waitpid(pid, &st, 0);
+	ok &= EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 1,
+		     "3 sets on %d connection(s)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	unlink(path);
+	rmdir(dir);
+	CHECK("uapi fake: installs reuse one connection", ok, "see above");
+}
+
 static void test_fake_uapi(void)
 {
 	static const char two_peers[] =
@@ -1209,6 +1297,7 @@ int main(void)
 	if (!devname) {
 		test_missing();
 		test_fake_uapi();
+		test_fake_uapi_kept();
 		test_netlink_merge();
 		test_check_peers();
 		CHECK_EXIT();

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lmdb.h>
 #include <sodium.h>
@@ -31,6 +32,14 @@ enum {
 	FOREACH_BATCH = 256,
 	MAX_READERS = 256,
 };
+
+/*
+ * The managed env's address space, apart from the main map (which fills
+ * with what expires): a record takes about 100 bytes, so this holds
+ * millions, far more than a device (wireguard-go: 65,536 peers). The file
+ * grows with its records (no MDB_WRITEMAP).
+ */
+#define MANAGED_MAP_SIZE (1ULL << 30)
 
 /* On-disk positive/negative entry; followed by n_ips struct disk_ip. */
 struct disk_peer {
@@ -86,7 +95,13 @@ enum { MEM_BUCKETS = 4096 };
 
 struct cache {
 	MDB_env *env;
-	MDB_dbi peers, ts, managed, meta, tsage, exp;
+	MDB_dbi peers, ts, meta, tsage, exp;
+	/* "managed" in the main env: where older versions kept the managed
+	 * records; emptied into menv at open (migrate_managed). */
+	MDB_dbi legacy;
+	/* The managed records, in an env of their own (managed_open). */
+	MDB_env *menv;
+	MDB_dbi managed;
 	uint32_t default_ttl, negative_ttl;
 	uint32_t ts_keep, max_stale, expire_interval_ms;
 	uint64_t (*now_ns)(void);
@@ -261,7 +276,7 @@ static int meta_init(struct cache *c, MDB_txn *txn)
 		rows += st.ms_entries;
 	if (!mdb_stat(txn, c->peers, &st))
 		rows += st.ms_entries;
-	if (!mdb_stat(txn, c->managed, &st))
+	if (!mdb_stat(txn, c->legacy, &st))
 		rows += st.ms_entries;
 	if (!rows)
 		tai_of_ns(floor, c->now_ns());
@@ -490,12 +505,29 @@ static bool has(MDB_txn *txn, MDB_dbi dbi, const uint8_t key[32])
 	return mdb_get(txn, dbi, &k, &v) == 0;
 }
 
+/*
+ * A managed record exists for key: a read transaction of the managed env,
+ * beside the caller's of the main one. A record committed meanwhile is
+ * seen by the caller's next pass (managed_put needs no main-env lock).
+ */
+static bool managed_has(struct cache *c, const uint8_t key[32])
+{
+	MDB_txn *txn;
+	bool ret;
+
+	if (mdb_txn_begin(c->menv, NULL, MDB_RDONLY, &txn))
+		return true; /* unsure: keep the rows */
+	ret = has(txn, c->managed, key);
+	mdb_txn_abort(txn);
+	return ret;
+}
+
 /* A positive answer (usable or not) is stored for key. */
 static bool known(MDB_txn *txn, struct cache *c, const uint8_t key[32])
 {
 	MDB_val k = { .mv_size = 32, .mv_data = (void *)key }, v;
 
-	if (has(txn, c->managed, key))
+	if (managed_has(c, key))
 		return true;
 	return mdb_get(txn, c->peers, &k, &v) == 0 && v.mv_size >= 2 &&
 	       ((const uint8_t *)v.mv_data)[1] == REC_POSITIVE;
@@ -504,7 +536,7 @@ static bool known(MDB_txn *txn, struct cache *c, const uint8_t key[32])
 /* Pages the databases use, against the map's. */
 static bool under_pressure(MDB_txn *txn, struct cache *c, unsigned pct)
 {
-	MDB_dbi dbis[] = { c->peers, c->ts, c->managed, c->meta, c->tsage, c->exp };
+	MDB_dbi dbis[] = { c->peers, c->ts, c->legacy, c->meta, c->tsage, c->exp };
 	MDB_envinfo info;
 	MDB_stat st;
 	uint64_t used = 0, total;
@@ -561,7 +593,7 @@ static int expire_peers(MDB_txn *txn, struct cache *c, uint64_t now, size_t *bud
 		memcpy(&d, pv.mv_data, sizeof(d));
 		due = entry_due(c, &d);
 		sodium_memzero(d.psk, sizeof(d.psk));
-		if (due > now || (d.kind == REC_POSITIVE && has(txn, c->managed, key)))
+		if (due > now || (d.kind == REC_POSITIVE && managed_has(c, key)))
 			goto next; /* replaced, or in use: a later index entry or
 				    * the managed record's deletion brings it back */
 		ret = err(mdb_del(txn, c->peers, &pk, NULL));
@@ -585,6 +617,194 @@ next:
 static void *janitor(void *arg);
 static void stop_threads(struct cache *c);
 
+static const char META_MANAGED_BOOT[] = "managed_boot";
+
+/* This boot of the OS: /proc/sys/kernel/random/boot_id, 36 characters. */
+static int read_boot_id(char out[CACHE_BOOT_ID_LEN + 1])
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	size_t n;
+
+	if (!f)
+		return -errno;
+	n = fread(out, 1, CACHE_BOOT_ID_LEN, f);
+	fclose(f);
+	if (n != CACHE_BOOT_ID_LEN)
+		return -EIO;
+	out[n] = 0;
+	return 0;
+}
+
+/*
+ * The marker in the main env's meta: the boot during which the managed env
+ * was written without syncs. set: store boot (NULL: delete the marker), in
+ * a durable commit of its own. Else read it into boot ("" when absent).
+ */
+static int boot_marker(struct cache *c, char boot[CACHE_BOOT_ID_LEN + 1], bool set)
+{
+	MDB_val k = { .mv_size = sizeof(META_MANAGED_BOOT) - 1,
+		      .mv_data = (void *)META_MANAGED_BOOT };
+	MDB_val v;
+	MDB_txn *txn;
+	int rc;
+
+	rc = mdb_txn_begin(c->env, NULL, set ? 0 : MDB_RDONLY, &txn);
+	if (rc)
+		return err(rc);
+	if (!set) {
+		rc = mdb_get(txn, c->meta, &k, &v);
+		boot[0] = 0;
+		if (!rc && v.mv_size == CACHE_BOOT_ID_LEN) {
+			memcpy(boot, v.mv_data, CACHE_BOOT_ID_LEN);
+			boot[CACHE_BOOT_ID_LEN] = 0;
+		}
+		mdb_txn_abort(txn);
+		return rc == MDB_NOTFOUND ? 0 : err(rc);
+	}
+	if (boot) {
+		v.mv_size = CACHE_BOOT_ID_LEN;
+		v.mv_data = boot;
+		rc = mdb_put(txn, c->meta, &k, &v, 0);
+	} else {
+		rc = mdb_del(txn, c->meta, &k, NULL);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+	}
+	return commit_or_abort(txn, err(rc));
+}
+
+/*
+ * Records an older version kept in the main env move to the managed env,
+ * once: copied and synced there before they leave the main one, so a
+ * crash in between only copies them again.
+ */
+static int migrate_managed(struct cache *c)
+{
+	MDB_txn *rtxn = NULL, *wtxn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	MDB_stat st;
+	int rc;
+
+	rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &rtxn);
+	if (rc)
+		return err(rc);
+	rc = mdb_stat(rtxn, c->legacy, &st);
+	if (rc || !st.ms_entries)
+		goto out;
+	rc = mdb_txn_begin(c->menv, NULL, 0, &wtxn);
+	if (!rc)
+		rc = mdb_cursor_open(rtxn, c->legacy, &cur);
+	for (rc = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); !rc;
+	     rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		rc = mdb_put(wtxn, c->managed, &k, &v, 0);
+		if (rc)
+			break;
+	}
+	if (cur)
+		mdb_cursor_close(cur);
+	mdb_txn_abort(rtxn);
+	rtxn = NULL;
+	if (rc != MDB_NOTFOUND) {
+		if (wtxn)
+			mdb_txn_abort(wtxn);
+		return err(rc);
+	}
+	rc = mdb_txn_commit(wtxn);
+	if (!rc)
+		rc = mdb_env_sync(c->menv, 1);
+	if (!rc)
+		rc = mdb_txn_begin(c->env, NULL, 0, &wtxn);
+	if (rc)
+		return err(rc);
+	return commit_or_abort(wtxn, err(mdb_drop(wtxn, c->legacy, 0)));
+out:
+	mdb_txn_abort(rtxn);
+	return err(rc);
+}
+
+/*
+ * The managed records live in an env of their own, <dir>/managed.mdb,
+ * committed without a sync (MDB_NOSYNC): a commit is a write into the
+ * page cache, which outlives a crash of the process, and only an OS crash
+ * can lose it, when the device loses its peers too (docs/security.md,
+ * "Managed records"). LMDB does not promise an intact file after an OS
+ * crash without syncs, so the file is trusted only within the boot that
+ * wrote it: the main env's meta holds that boot's id (durably, before the
+ * first unsynced write), and in any other boot the file is deleted before
+ * it is opened. Without a boot id (no /proc) the env syncs every commit,
+ * as the main one does.
+ */
+static int managed_open(struct cache *c, const char *dir, const char *boot_opt)
+{
+	char path[PATH_MAX], lock[PATH_MAX + 8];
+	char boot[CACHE_BOOT_ID_LEN + 1] = "", marker[CACHE_BOOT_ID_LEN + 1];
+	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | MDB_NOSUBDIR;
+	MDB_txn *txn;
+	int dead, rc, ret;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/managed.mdb", dir) >= sizeof(path))
+		return -ENAMETOOLONG;
+	snprintf(lock, sizeof(lock), "%s-lock", path);
+	if (boot_opt)
+		snprintf(boot, sizeof(boot), "%s", boot_opt);
+	else if (read_boot_id(boot))
+		boot[0] = 0;
+	if (strlen(boot) != CACHE_BOOT_ID_LEN)
+		boot[0] = 0;
+	ret = boot_marker(c, marker, false);
+	if (ret)
+		return ret;
+	/* Written unsynced in another boot (or this one's is unknown). */
+	if (marker[0] && strcmp(marker, boot)) {
+		if ((unlink(path) && errno != ENOENT) ||
+		    (unlink(lock) && errno != ENOENT))
+			return -errno;
+		ret = boot_marker(c, NULL, true);
+		if (ret)
+			return ret;
+		marker[0] = 0;
+	}
+	if (boot[0]) {
+		flags |= MDB_NOSYNC;
+		if (strcmp(marker, boot)) {
+			ret = boot_marker(c, boot, true);
+			if (ret)
+				return ret;
+		}
+	}
+	rc = mdb_env_create(&c->menv);
+	if (rc)
+		return err(rc);
+	rc = mdb_env_set_mapsize(c->menv, MANAGED_MAP_SIZE);
+	if (!rc)
+		rc = mdb_env_set_maxdbs(c->menv, 2);
+	if (!rc)
+		rc = mdb_env_set_maxreaders(c->menv, MAX_READERS);
+	if (!rc)
+		rc = mdb_env_open(c->menv, path, flags, 0600);
+	if (rc)
+		goto err_env;
+	mdb_reader_check(c->menv, &dead);
+	rc = mdb_txn_begin(c->menv, NULL, 0, &txn);
+	if (rc)
+		goto err_env;
+	rc = mdb_dbi_open(txn, "managed", MDB_CREATE, &c->managed);
+	rc = commit_or_abort(txn, err(rc));
+	if (!rc)
+		rc = migrate_managed(c);
+	if (rc) {
+		mdb_env_close(c->menv);
+		c->menv = NULL;
+		return rc;
+	}
+	return 0;
+err_env:
+	mdb_env_close(c->menv);
+	c->menv = NULL;
+	return err(rc);
+}
+
 int cache_open(struct cache **out, const char *dir,
 	       const struct cache_options *opts)
 {
@@ -594,7 +814,7 @@ int cache_open(struct cache **out, const char *dir,
 	MDB_txn *txn = NULL;
 	uint64_t map_size = CACHE_DEFAULT_MAP_SIZE;
 	pthread_condattr_t ca;
-	int dead, rc;
+	int dead, rc, ret;
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -641,8 +861,10 @@ int cache_open(struct cache **out, const char *dir,
 	pthread_condattr_destroy(&ca);
 
 	rc = mdb_env_create(&c->env);
-	if (rc)
+	if (rc) {
+		ret = err(rc);
 		goto err_free;
+	}
 	rc = mdb_env_set_mapsize(c->env, map_size);
 	if (rc)
 		goto err_env;
@@ -673,7 +895,7 @@ int cache_open(struct cache **out, const char *dir,
 	if (!rc)
 		rc = mdb_dbi_open(txn, "ts", MDB_CREATE, &c->ts);
 	if (!rc)
-		rc = mdb_dbi_open(txn, "managed", MDB_CREATE, &c->managed);
+		rc = mdb_dbi_open(txn, "managed", MDB_CREATE, &c->legacy);
 	if (!rc)
 		rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &c->meta);
 	if (!rc)
@@ -689,6 +911,9 @@ int cache_open(struct cache **out, const char *dir,
 	rc = mdb_txn_commit(txn);
 	if (rc)
 		goto err_env;
+	ret = managed_open(c, dir, opts ? opts->boot_id : NULL);
+	if (ret)
+		goto err_ret;
 	if (sync == CACHE_SYNC_PERIODIC) {
 		rc = pthread_create(&c->thread, NULL, syncer, c);
 		if (rc)
@@ -707,13 +932,17 @@ int cache_open(struct cache **out, const char *dir,
 err_threads:
 	stop_threads(c);
 err_env:
+	ret = err(rc);
+err_ret:
+	if (c->menv)
+		mdb_env_close(c->menv);
 	mdb_env_close(c->env);
 err_free:
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
 	pthread_mutex_destroy(&c->mem_lock);
 	free(c);
-	return err(rc);
+	return ret;
 }
 
 void cache_close(struct cache *c)
@@ -724,27 +953,14 @@ void cache_close(struct cache *c)
 	/* Whatever NOMETA or PERIODIC left in the page cache goes to disk. */
 	mdb_env_sync(c->env, 1);
 	mdb_env_close(c->env);
+	/* A clean stop leaves nothing of the managed env to an OS crash. */
+	mdb_env_sync(c->menv, 1);
+	mdb_env_close(c->menv);
 	pthread_cond_destroy(&c->cv);
 	pthread_mutex_destroy(&c->mu);
 	mem_clear(c);
 	pthread_mutex_destroy(&c->mem_lock);
 	free(c);
-}
-
-/* One put in its own write transaction. */
-static int put(struct cache *c, MDB_dbi dbi, const uint8_t key[32],
-	       const void *val, size_t len)
-{
-	MDB_txn *txn;
-	MDB_val k = { .mv_size = 32, .mv_data = (void *)key };
-	MDB_val v = { .mv_size = len, .mv_data = (void *)val };
-	int rc;
-
-	rc = mdb_txn_begin(c->env, NULL, 0, &txn);
-	if (rc)
-		return err(rc);
-	rc = mdb_put(txn, dbi, &k, &v, 0);
-	return commit_or_abort(txn, err(rc));
 }
 
 static int del(struct cache *c, MDB_dbi dbi, const uint8_t key[32])
@@ -764,7 +980,7 @@ static int del(struct cache *c, MDB_dbi dbi, const uint8_t key[32])
  * Copy the value of key into buf (at most cap bytes) in a read transaction.
  * Returns the value's length or -errno; -EIO if it does not fit.
  */
-static long get(struct cache *c, MDB_dbi dbi, const uint8_t key[32],
+static long get(MDB_env *env, MDB_dbi dbi, const uint8_t key[32],
 		void *buf, size_t cap)
 {
 	MDB_txn *txn;
@@ -773,7 +989,7 @@ static long get(struct cache *c, MDB_dbi dbi, const uint8_t key[32],
 	long ret;
 	int rc;
 
-	rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn);
+	rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
 	if (rc)
 		return err(rc);
 	rc = mdb_get(txn, dbi, &k, &v);
@@ -907,7 +1123,7 @@ int cache_get_peer(struct cache *c, const uint8_t key[static 32], uint64_t now,
 	size_t i;
 	int ret;
 
-	len = get(c, c->peers, key, buf, sizeof(buf));
+	len = get(c->env, c->peers, key, buf, sizeof(buf));
 	if (len == -ENOENT)
 		return CACHE_MISS;
 	if (len < 0)
@@ -1411,10 +1627,7 @@ static int managed_decode(struct cache_managed *m, const uint8_t key[32],
 
 int cache_managed_put(struct cache *c, const struct cache_managed *m)
 {
-	struct disk_managed d;
-
-	managed_encode(&d, m);
-	return put(c, c->managed, m->public_key, &d, sizeof(d));
+	return cache_managed_put_many(c, m, 1);
 }
 
 int cache_managed_put_many(struct cache *c, const struct cache_managed *m, size_t n)
@@ -1424,7 +1637,7 @@ int cache_managed_put_many(struct cache *c, const struct cache_managed *m, size_
 	MDB_val k, v;
 	int rc;
 
-	rc = mdb_txn_begin(c->env, NULL, 0, &txn);
+	rc = mdb_txn_begin(c->menv, NULL, 0, &txn);
 	if (rc)
 		return err(rc);
 	for (size_t i = 0; i < n && !rc; i++) {
@@ -1442,7 +1655,7 @@ int cache_managed_get(struct cache *c, const uint8_t key[static 32],
 		      struct cache_managed *out)
 {
 	struct disk_managed d;
-	long len = get(c, c->managed, key, &d, sizeof(d));
+	long len = get(c->menv, c->managed, key, &d, sizeof(d));
 
 	if (len < 0)
 		return (int)len;
@@ -1460,7 +1673,7 @@ int cache_managed_touch(struct cache *c, const uint8_t key[static 32],
 	int rc, ret;
 
 	/* Read-modify-write in one write transaction: no lost update. */
-	rc = mdb_txn_begin(c->env, NULL, 0, &txn);
+	rc = mdb_txn_begin(c->menv, NULL, 0, &txn);
 	if (rc)
 		return err(rc);
 	ret = err(mdb_get(txn, c->managed, &k, &v));
@@ -1488,28 +1701,40 @@ int cache_managed_del(struct cache *c, const uint8_t key[static 32])
 	MDB_txn *txn;
 	int ret;
 
+	if (!managed_has(c, key))
+		return -ENOENT;
+	/*
+	 * No longer in use: its rows become expiry candidates again. First,
+	 * as the two envs commit apart: a crash in between leaves candidates
+	 * that expiry skips while the record is there (and whose record's
+	 * deletion queues them again), never rows that nothing expires.
+	 */
 	ret = err(mdb_txn_begin(c->env, NULL, 0, &txn));
 	if (ret)
 		return ret;
-	ret = err(mdb_del(txn, c->managed, &k, NULL));
-	/* No longer in use: its rows become expiry candidates again. */
-	if (!ret && !ts_read(txn, c, key, &row))
+	if (!ts_read(txn, c, key, &row))
 		ret = tsage_put(txn, c, row.ts, key);
 	if (!ret && !mdb_get(txn, c->peers, &k, &v) && v.mv_size >= sizeof(d)) {
 		memcpy(&d, v.mv_data, sizeof(d));
 		sodium_memzero(d.psk, sizeof(d.psk));
 		ret = exp_put(txn, c, entry_due(c, &d), key);
 	}
-	return commit_or_abort(txn, ret);
+	ret = commit_or_abort(txn, ret);
+	if (ret)
+		return ret;
+	ret = err(mdb_txn_begin(c->menv, NULL, 0, &txn));
+	if (ret)
+		return ret;
+	return commit_or_abort(txn, err(mdb_del(txn, c->managed, &k, NULL)));
 }
 
-static int count(struct cache *c, MDB_dbi dbi, size_t *n)
+static int count(MDB_env *env, MDB_dbi dbi, size_t *n)
 {
 	MDB_txn *txn;
 	MDB_stat st;
 	int rc;
 
-	rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn);
+	rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
 	if (rc)
 		return err(rc);
 	rc = mdb_stat(txn, dbi, &st);
@@ -1522,7 +1747,7 @@ static int count(struct cache *c, MDB_dbi dbi, size_t *n)
 
 int cache_managed_count(struct cache *c, size_t *n)
 {
-	return count(c, c->managed, n);
+	return count(c->menv, c->managed, n);
 }
 
 int cache_managed_foreach(struct cache *c, cache_managed_fn cb, void *arg)
@@ -1542,7 +1767,7 @@ int cache_managed_foreach(struct cache *c, cache_managed_fn cb, void *arg)
 		size_t n = 0, i;
 		int rc;
 
-		rc = mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn);
+		rc = mdb_txn_begin(c->menv, NULL, MDB_RDONLY, &txn);
 		if (rc) {
 			ret = err(rc);
 			break;
@@ -1595,11 +1820,11 @@ int cache_stats(struct cache *c, struct cache_stats *out)
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	ret = count(c, c->peers, &out->peers);
+	ret = count(c->env, c->peers, &out->peers);
 	if (!ret)
-		ret = count(c, c->ts, &out->ts);
+		ret = count(c->env, c->ts, &out->ts);
 	if (!ret)
-		ret = count(c, c->managed, &out->managed);
+		ret = count(c->menv, c->managed, &out->managed);
 	if (ret)
 		return ret;
 	mdb_env_info(c->env, &info);
@@ -1607,7 +1832,7 @@ int cache_stats(struct cache *c, struct cache_stats *out)
 	out->map_size = info.me_mapsize;
 	out->used_bytes = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
 	{
-		MDB_dbi dbis[] = { c->peers, c->ts, c->managed, c->meta, c->tsage, c->exp };
+		MDB_dbi dbis[] = { c->peers, c->ts, c->legacy, c->meta, c->tsage, c->exp };
 		uint64_t psize = st.ms_psize;
 		MDB_txn *txn;
 
@@ -1617,6 +1842,14 @@ int cache_stats(struct cache *c, struct cache_stats *out)
 					out->data_bytes += psize * (st.ms_branch_pages +
 								    st.ms_leaf_pages +
 								    st.ms_overflow_pages);
+			mdb_txn_abort(txn);
+		}
+		/* The managed records' own file. */
+		if (!mdb_txn_begin(c->menv, NULL, MDB_RDONLY, &txn)) {
+			if (!mdb_stat(txn, c->managed, &st))
+				out->data_bytes += psize * (st.ms_branch_pages +
+							    st.ms_leaf_pages +
+							    st.ms_overflow_pages);
 			mdb_txn_abort(txn);
 		}
 	}

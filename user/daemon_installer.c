@@ -305,11 +305,11 @@ static void install_batch(struct daemon *d)
 	pthread_mutex_unlock(&in->lock);
 
 	/*
-	 * The managed records go to disk before the device call: a crash in
+	 * The managed records are committed before the device call: a crash in
 	 * between leaves a record without a peer (ignored at start-up), never
 	 * a peer without a record (which no one would ever evict). One
-	 * transaction for the batch: one commit (and with --cache-sync full
-	 * one fsync) instead of one per peer.
+	 * transaction for the batch, committed unsynced: a crash of jitwgd
+	 * keeps it, an OS crash empties the device too (docs/security.md).
 	 */
 	for (i = 0; i < n; i++)
 		in->cms[i] = in->batch[i]->cm;

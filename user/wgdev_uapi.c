@@ -6,8 +6,14 @@
  * "errno=N" and a blank line; wireguard-go sends N negative (-EINVAL),
  * the document positive, so either sign is accepted.
  *
- * One connection per operation, as wg(8) does: a failed set leaves
- * wireguard-go's reader mid-stream, and a fresh connection cannot inherit it.
+ * A connection is kept for the next operation after a success (wireguard-go
+ * serves operations on one connection until it closes): an install then
+ * costs no connect, accept and new goroutine. Anything else closes it: a
+ * failed set leaves wireguard-go's reader mid-stream, and a fresh connection
+ * cannot inherit that. A kept connection that yields no reply at all (the
+ * implementation closed it, as one serving one operation per connection
+ * does, or restarted) is replaced by a fresh one and the operation sent
+ * again: it was never read, and every operation we send may be repeated.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,6 +40,7 @@ enum {
 
 struct uapi {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int fd; /* kept from the last successful operation, or -1 */
 };
 
 struct buf {
@@ -122,6 +129,33 @@ static int send_all(int fd, const char *p, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+/* The kept connection if there is one (*kept), else a new one. */
+static int conn_get(struct wgdev *dev, int *fdp, bool *kept)
+{
+	struct uapi *u = dev->priv;
+
+	*kept = u->fd >= 0;
+	if (*kept) {
+		*fdp = u->fd;
+		u->fd = -1;
+		return 0;
+	}
+	return dial(dev, fdp);
+}
+
+/* After an operation: kept for the next one if it succeeded, else closed. */
+static void conn_put(struct wgdev *dev, int fd, int ret)
+{
+	struct uapi *u = dev->priv;
+
+	if (fd < 0)
+		return;
+	if (ret || u->fd >= 0)
+		close(fd);
+	else
+		u->fd = fd;
 }
 
 /*
@@ -434,24 +468,30 @@ bad_value:
 static int do_get(struct wgdev *dev, struct parsed *out)
 {
 	struct buf b = { 0 };
-	int fd = -1, ret;
+	int fd = -1, ret, serr;
+	bool kept;
 
-	ret = dial(dev, &fd);
+again:
+	ret = conn_get(dev, &fd, &kept);
 	if (ret)
 		goto out;
-	ret = send_all(fd, "get=1\n\n", 7);
-	if (ret) {
-		ret = wgdev_fail(dev, ret, "%s: sending get=1: %s", dev->name,
-				 strerror(-ret));
-		goto out;
-	}
+	serr = send_all(fd, "get=1\n\n", 7);
 	ret = read_reply(dev, fd, &b);
+	if (kept && !b.len && ret != -ETIMEDOUT) {
+		/* A kept connection the implementation closed: anew. */
+		close(fd);
+		fd = -1;
+		dev->err[0] = 0;
+		goto again;
+	}
+	if (!ret && serr)
+		ret = wgdev_fail(dev, serr, "%s: sending get=1: %s", dev->name,
+				 strerror(-serr));
 	if (ret)
 		goto out;
 	ret = parse_get(dev, b.p, out, "get");
 out:
-	if (fd >= 0)
-		close(fd);
+	conn_put(dev, fd, ret);
 	buf_wipe(&b); /* the reply holds the private key */
 	return ret;
 }
@@ -591,10 +631,14 @@ static int uapi_set_peers(struct wgdev *dev, const struct wgdev_peer *peers,
 {
 	struct parsed none = { 0 };
 	struct buf b = { 0 }, r = { 0 };
-	int fd = -1, ret, werr = 0;
+	int fd = -1, ret, werr;
 	size_t i;
+	bool kept;
 
-	ret = dial(dev, &fd);
+again:
+	werr = 0;
+	b.len = 0;
+	ret = conn_get(dev, &fd, &kept);
 	if (ret)
 		goto out;
 	ret = put(&b, "set=1\n");
@@ -622,6 +666,15 @@ static int uapi_set_peers(struct wgdev *dev, const struct wgdev_peer *peers,
 		werr = send_all(fd, b.p, b.len);
 	}
 	ret = read_reply(dev, fd, &r);
+	if (kept && !r.len && ret != -ETIMEDOUT) {
+		/* Never read (no reply at all): anew, on a fresh connection. */
+		close(fd);
+		fd = -1;
+		dev->err[0] = 0;
+		if (b.p)
+			sodium_memzero(b.p, b.cap);
+		goto again;
+	}
 	if (ret)
 		goto out;
 	ret = parse_get(dev, r.p, &none, "set");
@@ -629,8 +682,7 @@ static int uapi_set_peers(struct wgdev *dev, const struct wgdev_peer *peers,
 		ret = wgdev_fail(dev, werr, "%s: writing set=1: %s", dev->name,
 				 strerror(-werr));
 out:
-	if (fd >= 0)
-		close(fd);
+	conn_put(dev, fd, ret);
 	buf_wipe(&b); /* preshared keys */
 	buf_wipe(&r);
 	return ret;
@@ -650,6 +702,7 @@ static int uapi_open(struct wgdev *dev)
 		return wgdev_fail(dev, -ENAMETOOLONG, "%s: socket path too long",
 				  dev->name);
 	}
+	u->fd = -1;
 	dev->priv = u;
 	ret = dial(dev, &fd);
 	if (ret) {
@@ -663,7 +716,11 @@ static int uapi_open(struct wgdev *dev)
 
 static void uapi_close(struct wgdev *dev)
 {
-	free(dev->priv);
+	struct uapi *u = dev->priv;
+
+	if (u && u->fd >= 0)
+		close(u->fd);
+	free(u);
 }
 
 const struct wgdev_ops wgdev_uapi_ops = {
