@@ -29,7 +29,9 @@
 # ICMP error), which costs far more than a drop. j/pass, the issue's
 # measure, then flatters jitwg; j/drop, against a bare XDP_DROP (the
 # cheapest receiver there is), is the strict bound: what jitwg's checks
-# cost the receiver over dropping blind.
+# and the initiations it admits cost the receiver over dropping blind;
+# s/drop, the receiver with jitwg's budget spent against it, the refused
+# path alone.
 #
 # Then, unless BENCH_FLOOD_JITWGD=0, jitwgd on the topology of
 # tests/e2e_lib.sh (wireguard-go gateway, control plane) under each flood
@@ -223,16 +225,17 @@ ip -n "$G" link set dev jfr xdp off 2>/dev/null
 echo
 echo "Mpps: median [range over rounds]; offered = what jitwg-pktgen sent (jitwg's rounds)"
 ratio() { awk -v p="$1" -v j="$2" 'BEGIN { if (p > 0) printf "%.0f", 100 * j / p; else print "-" }'; }
-printf '%-23s %-17s %-17s %-17s %-17s %-17s %-8s %6s %6s %-17s %-20s %-18s %-15s\n' "kind@sources:rate" \
+printf '%-23s %-17s %-17s %-17s %-17s %-17s %-8s %6s %6s %-17s %6s %-17s %-20s %-18s %-15s\n' "kind@sources:rate" \
 	"offered" "rx none" "rx pass" "rx drop" "rx jitwg" "dropped" "j/pass" "j/drop" \
-	"ns pass" "ns jitwg" "ns refused" "events/s"
+	"rx spent" "s/drop" "ns pass" "ns jitwg" "ns refused" "events/s"
 for spec in $(awk '{print $1}' "$TMP/rows" | awk '!seen[$0]++'); do
 	p=$(median "$spec" pass 5) d=$(median "$spec" drop 5) j=$(median "$spec" jitwg 5)
-	printf '%-23s %-17s %-17s %-17s %-17s %-17s %7s%% %5s%% %5s%% %-17s %-20s %-18s %-15s\n' "$spec" \
+	printf '%-23s %-17s %-17s %-17s %-17s %-17s %7s%% %5s%% %5s%% %-17s %5s%% %-17s %-20s %-18s %-15s\n' "$spec" \
 		"$(summary "$spec" jitwg 4)" "$(summary "$spec" none 5)" \
 		"$(summary "$spec" pass 5)" "$(summary "$spec" drop 5)" \
 		"$(summary "$spec" jitwg 5)" "$(median "$spec" jitwg 8)" \
 		"$(ratio "$p" "$j")" "$(ratio "$d" "$j")" \
+		"$(summary "$spec" spent 5)" "$(ratio "$d" "$(median "$spec" spent 5)")" \
 		"$(summary "$spec" pass 6)" "$(summary "$spec" jitwg 6)" \
 		"$(summary "$spec" spent 6)" \
 		"$(summary "$spec" jitwg 7)"
