@@ -169,7 +169,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct jitwg_bucket);
 } cookie_bucket SEC(".maps");
-/* The prefix reserve's slots, GCRA words (see JITWG_PREFIX_SLOT). Written here only. */
+/* The prefix reserve's slots, GCRA words (see JITWG_PREFIX_SLOT_A). Written here only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, JITWG_PREFIX_SLOTS);
@@ -488,20 +488,22 @@ static __always_inline __u64 *source_bucket(const struct jitwg_src_key *key,
 }
 
 /*
- * The slot of the source's prefix in prefix_reserve: IPv4 /20, IPv6 /48
- * (a site; a /64 is one host's), from the source's key. A /20 rather than
- * a /24: a spoofed range of a million addresses covers ~3,900 /24s, which
- * would share most of the 4,096 slots, but only ~240 /20s.
+ * The source's prefix's two slots in prefix_reserve (see
+ * JITWG_PREFIX_SLOT_A), *a the emptier: IPv4 /20, IPv6 /48 (a site; a /64
+ * is one host's), from the source's key. A /20 rather than a /24: a spoofed
+ * range of a million addresses covers ~3,900 /24s but only ~240 /20s.
+ * Returns -1 if a slot is missing.
  */
-static __always_inline __u64 *prefix_slot(const struct flow *f,
-					  const struct jitwg_src_key *key,
-					  const __u64 *seed)
+static __always_inline int prefix_slots(const struct flow *f,
+					const struct jitwg_src_key *key,
+					const __u64 *seed, __u64 **a, __u64 **b)
 {
 	__u64 w0 = ((const __u64 *)key->addr)[0], w1 = ((const __u64 *)key->addr)[1];
+	__u64 h, *t;
 	__u32 idx;
 
 	if (!seed)
-		return NULL;
+		return -1;
 	if (f->family == 4) {
 		((__u8 *)&w1)[6] &= 0xf0; /* address byte 14: a /20 */
 		((__u8 *)&w1)[7] = 0;     /* address byte 15 */
@@ -510,11 +512,23 @@ static __always_inline __u64 *prefix_slot(const struct flow *f,
 		((__u8 *)&w0)[6] = 0;     /* address bytes 6 and 7 */
 		((__u8 *)&w0)[7] = 0;
 	}
-	idx = JITWG_PREFIX_SLOT(w0, w1, *seed);
-	return bpf_map_lookup_elem(&prefix_reserve, &idx);
+	h = JITWG_PREFIX_HASH(w0, w1, *seed);
+	idx = JITWG_PREFIX_SLOT_A(h);
+	*a = bpf_map_lookup_elem(&prefix_reserve, &idx);
+	idx = JITWG_PREFIX_SLOT_B(h);
+	*b = bpf_map_lookup_elem(&prefix_reserve, &idx);
+	if (!*a || !*b)
+		return -1;
+	/* Racy reads: another CPU may charge either meanwhile (a meter). */
+	if (*(volatile __u64 *)*b < *(volatile __u64 *)*a) {
+		t = *a;
+		*a = *b;
+		*b = t;
+	}
+	return 0;
 }
 
-/* A prefix slot's refill interval and tolerance (see JITWG_PREFIX_SLOT). */
+/* A prefix slot's refill interval and tolerance (see JITWG_PREFIX_SLOT_A). */
 static __always_inline __u64 prefix_interval(const struct jitwg_config *cfg)
 {
 	return 1000000000ULL * JITWG_PREFIX_SHARE * JITWG_PREFIX_SLOTS /
@@ -529,8 +543,8 @@ static __always_inline __u64 prefix_tol(const struct jitwg_config *cfg, __u64 iv
 }
 
 /*
- * An initiation the global bucket admitted, charged to its prefix's slot
- * too: what the prefix used of its share. The debt is capped, so a prefix
+ * An initiation the global bucket admitted, charged to both of its prefix's
+ * slots too: what the prefix used of its share. The debt is capped, so a prefix
  * that stops flooding has its reserve back within JITWG_PREFIX_DEBT_NS.
  * Racing CPUs may lose a charge: it is a meter, not a limit.
  */
@@ -697,7 +711,7 @@ static __always_inline __u32 source_admits(const struct jitwg_src_key *key,
  * never drains the global tokens everybody shares; then the global bucket
  * is charged, the prefix's reserve slot metered, and last the source's own
  * token taken. If it is spent (under a flood), only the source's prefix
- * reserve can still admit it (see JITWG_PREFIX_SLOT): a prefix that did not
+ * reserve can still admit it (see JITWG_PREFIX_SLOT_A): a prefix that did not
  * flood has its share left, the flood's own prefixes have spent theirs and
  * are refused there, before any source bucket is read. A source's bucket is
  * a slot of a fixed array: no insert, no eviction, nothing a flood can churn.
@@ -710,7 +724,7 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 	struct jitwg_src_key key __attribute__((aligned(8))) = {};
 	struct jitwg_verified *v;
 	struct jitwg_bucket *g;
-	__u64 *b = NULL, *p, *seed, iv, tol;
+	__u64 *b = NULL, *p, *q, *seed, iv, tol;
 	__u32 zero = 0, ctr;
 
 	g = bpf_map_lookup_elem(&global_bucket, &zero);
@@ -735,13 +749,12 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 	}
 	if (!cfg->global_rate)
 		return source_admits(&key, seed, cfg, now);
-	p = prefix_slot(f, &key, seed);
-	if (!p)
+	if (prefix_slots(f, &key, seed, &p, &q))
 		return 0;
 	/*
 	 * Under a flood the global budget is spent: then only a prefix with
 	 * its reserve left (a small array in the cache, see
-	 * JITWG_PREFIX_SLOT) can pass, and for the flood's own prefixes,
+	 * JITWG_PREFIX_SLOT_A) can pass, and for the flood's own prefixes,
 	 * whose reserve it spent, no source bucket is even read (a random
 	 * slot is a cache miss).
 	 */
@@ -769,6 +782,8 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 	if (limited(&g->tokens, cfg->global_rate, cfg->global_burst, now))
 		return JITWG_CTR_LIMITED_GLOBAL;
 	charge_prefix(p, cfg, now);
+	if (q != p)
+		charge_prefix(q, cfg, now);
 	return source_take(b, cfg, now);
 }
 

@@ -263,26 +263,33 @@ _Static_assert(JITWG_SRC_MAP_ENTRIES == 1 << JITWG_SRC_SLOTS_LOG,
  * The prefix reserve: a share of the global budget kept for source prefixes
  * that have not used theirs lately, so that a flood from one range cannot
  * take all of it from clients elsewhere. Prefixes (IPv4 /20, IPv6 /48) hash
- * (keyed, as above) to one of JITWG_PREFIX_SLOTS GCRA words (prefix_reserve
- * map, 32 KiB: it stays in the cache). A slot refills at a
- * 1/JITWG_PREFIX_SHARE share of the global rate divided by the slots (with
- * the defaults 20,000/s / 4 / 4,096 = 1.2/s), bucket the same share of the
+ * (keyed, as above) to two of JITWG_PREFIX_SLOTS GCRA words (prefix_reserve
+ * map, 128 KiB), and each initiation uses the emptier of the two: a prefix
+ * whose slot a flooding prefix shares still has its other one, so a flood
+ * from 256 /20s (a spoofed million addresses) leaves a client's prefix
+ * without a slot about once in a thousand instead of once in sixteen. A
+ * slot refills at a 1/JITWG_PREFIX_SHARE share of the global rate divided
+ * by the slots (with the defaults 20,000/s / 4 / 16,384: one every 3.3 s,
+ * so a prefix has up to one every 1.6 s), bucket the same share of the
  * global burst (at least 1). Every initiation the global bucket admits is
- * charged to its prefix's slot as well (its debt capped at
- * JITWG_PREFIX_DEBT_NS), so a prefix that floods empties its own slot. Only
- * when the global budget is spent does a slot admit on its own; such an
+ * charged to both of its prefix's slots as well (their debt capped at
+ * JITWG_PREFIX_DEBT_NS), so a prefix that floods empties both. Only when
+ * the global budget is spent does a slot admit on its own; such an
  * admission is then charged to the global bucket as debt, which the
- * global's refill repays before the global bucket admits again: the long-run
- * total stays the global rate. Prefixes that hash alike share a slot.
+ * global's refill repays before the global bucket admits again: the
+ * long-run total stays the global rate.
  */
-#define JITWG_PREFIX_SLOTS_LOG 12
+#define JITWG_PREFIX_SLOTS_LOG 14
 #define JITWG_PREFIX_SLOTS (1u << JITWG_PREFIX_SLOTS_LOG)
 #define JITWG_PREFIX_SHARE 4
 #define JITWG_PREFIX_DEBT_NS (10ull * 1000000000ull)
-#define JITWG_PREFIX_SLOT(w0, w1, seed)                                       \
-	((__u32)(((((w0) ^ (seed) ^ 0x5bd1e9955bd1e995ull) *                  \
-		   0x9E3779B97F4A7C15ull ^ (w1)) * 0xBF58476D1CE4E5B9ull) >>   \
-		 (64 - JITWG_PREFIX_SLOTS_LOG)))
+#define JITWG_PREFIX_HASH(w0, w1, seed)                                       \
+	((((w0) ^ (seed) ^ 0x5bd1e9955bd1e995ull) * 0x9E3779B97F4A7C15ull ^   \
+	  (w1)) * 0xBF58476D1CE4E5B9ull)
+/* The prefix's two slots: two disjoint bit fields of its hash. */
+#define JITWG_PREFIX_SLOT_A(h) ((__u32)((h) >> (64 - JITWG_PREFIX_SLOTS_LOG)))
+#define JITWG_PREFIX_SLOT_B(h)                                                \
+	((__u32)((h) >> (64 - 2 * JITWG_PREFIX_SLOTS_LOG)) & (JITWG_PREFIX_SLOTS - 1))
 
 /* Per-CPU counters, indexes into the counters array map. */
 enum jitwg_counter {

@@ -13,7 +13,9 @@
 #  3. resident memory and start-up time with an empty cache and with
 #     BENCH_CACHE_ENTRIES entries.
 # BENCH_ONLY="2" runs only the listed sections; BENCH_BURST_MODES picks
-# section 2's modes (initiate consume no-initiate periodic), BENCH_JITWGD_ARGS
+# section 2's modes (auto: the defaults, --consume auto, which a burst
+# engages; initiate: --consume=never, initiating back; consume: always;
+# no-initiate; periodic: --cache-sync periodic), BENCH_JITWGD_ARGS
 # adds options to its jitwgd, BENCH_SAVE_LOGS=PREFIX keeps its logs.
 # BENCH_OUT=DIR also writes the raw samples there for the report's plots
 # (make bench, scripts/bench_report.sh): e2e-first-contact-PHASE.txt (ms, one
@@ -276,14 +278,15 @@ addconf_floor() {
 }
 addconf_floor before
 # initiate: jitwgd's defaults. periodic: the same with --cache-sync periodic.
-for mode in ${BENCH_BURST_MODES:-initiate consume no-initiate periodic}; do
+for mode in ${BENCH_BURST_MODES:-auto initiate consume no-initiate periodic}; do
 	log=$TMP/jw-burst-$mode.log
 	case $mode in
-	initiate) args=() ;;
-	periodic) args=(--cache-sync periodic) ;;
-	no-initiate) args=(--no-initiate-back) ;;
+	auto) args=() ;;
+	initiate) args=(--consume=never) ;;
+	periodic) args=(--cache-sync periodic --consume=never) ;;
+	no-initiate) args=(--no-initiate-back --consume=never) ;;
 	consume) args=(--consume) ;;
-	*) fail "unknown burst mode $mode (initiate consume no-initiate periodic)" ;;
+	*) fail "unknown burst mode $mode (auto initiate consume no-initiate periodic)" ;;
 	esac
 	ip netns exec "$G" wg show "$WGG" peers | sed 's/^/peer /; s/$/ remove/' | tr '\n' ' ' >"$TMP/rm"
 	[ -s "$TMP/rm" ] && ip netns exec "$G" wg set "$WGG" $(cat "$TMP/rm")

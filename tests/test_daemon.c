@@ -506,6 +506,32 @@ static void test_opts(void)
 	CHECK("opts: --cookie sometimes rejected", r == -EINVAL && strstr(err, "cookie"),
 	      "r=%d err=%s", r, err);
 	opts_free(&o);
+	/* --consume: auto by default; bare (and a config's "true", from when
+	 * it was a flag) means always. */
+	r = parse(&o, err, sizeof(err), NULL);
+	CHECK("opts: --consume defaults to auto", r == 0 && o.consume == CONSUME_AUTO, "r=%d", r);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--consume", "--workers", "2", NULL);
+	CHECK("opts: a bare --consume is always",
+	      r == 0 && o.consume == CONSUME_ALWAYS && o.workers == 2, "r=%d err=%s", r, err);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--consume=never", NULL);
+	CHECK("opts: --consume=never", r == 0 && o.consume == CONSUME_NEVER, "r=%d", r);
+	opts_free(&o);
+	r = parse(&o, err, sizeof(err), "--consume=sometimes", NULL);
+	CHECK("opts: --consume=sometimes rejected", r == -EINVAL && strstr(err, "consume"),
+	      "r=%d err=%s", r, err);
+	opts_free(&o);
+	opts_init(&o);
+	r = opts_load_string(&o, "consume\n", 8, "t", err, sizeof(err));
+	CHECK("opts: a bare consume line is always", r == 0 && o.consume == CONSUME_ALWAYS,
+	      "r=%d err=%s", r, err);
+	r = opts_load_string(&o, "consume = auto\n", 15, "t", err, sizeof(err));
+	CHECK("opts: consume = auto", r == 0 && o.consume == CONSUME_AUTO, "r=%d err=%s", r, err);
+	r = opts_load_string(&o, "consume = false\n", 16, "t", err, sizeof(err));
+	CHECK("opts: consume = false is never", r == 0 && o.consume == CONSUME_NEVER,
+	      "r=%d err=%s", r, err);
+	opts_free(&o);
 	r = parse(&o, err, sizeof(err), "--wg-dev", NULL);
 	CHECK("opts: missing value rejected", r == -EINVAL, "r=%d err=%s", r, err);
 	opts_free(&o);
@@ -623,13 +649,14 @@ static void test_counters(void)
 	st.answers_stale = 14;
 	st.budget_refused = 15;
 	st.fetch_shed = 16;
+	st.consume_engaged = 17;
 	st.bad_shape = st.bad_mac1 = st.bad_identity = st.waiting = 99;
 	daemon_stats_format(&st, line, sizeof(line));
 	CHECK("counters: stop line", !strcmp(line,
 	      "events=1 installed=2 handshakes=3 evicted=4 unknown=5 refused=6 "
 	      "errors=7 bad_auth=8 replays=9 sightings=10 queue_full=11 "
 	      "redelivered=12 redeliver_errors=13 answers_stale=14 "
-	      "budget_refused=15 fetch_shed=16"), "%s", line);
+	      "budget_refused=15 fetch_shed=16 consume_engaged=17"), "%s", line);
 	CHECK("counters: stop line cut short stays terminated",
 	      daemon_stats_format(&st, line, 10) > 10 && strlen(line) == 9, "%s", line);
 	CHECK("counters: every field listed",
@@ -656,6 +683,45 @@ static void test_counters(void)
 	CHECK("counters: metric names, help texts and labels", ok, "bad entry");
 }
 
+/*
+ * --consume auto: engaged by a rate of events of at least
+ * CONSUME_AUTO_RATE over at least a window, or by the global budget
+ * refusing any; held CONSUME_AUTO_HOLD_MS past the last such look.
+ */
+static void test_consume_auto(void)
+{
+	const uint64_t ms = 1000000ull, t0 = 5000 * ms;
+	struct consume_auto a = { 0 };
+	uint64_t ev = 777, lim = 3;
+	bool on;
+
+	on = consume_auto_step(&a, t0, ev, lim);
+	CHECK("consume auto: the first look only takes a baseline", !on, "on");
+	/* 99 events in 100 ms: under 1,000/s. */
+	on = consume_auto_step(&a, t0 + 100 * ms, ev += 99, lim);
+	CHECK("consume auto: 990/s is not load", !on, "on");
+	/* 50 events in 10 ms would be 5,000/s, but a window is 100 ms. */
+	on = consume_auto_step(&a, t0 + 110 * ms, ev += 50, lim);
+	CHECK("consume auto: a rate over less than a window is not taken", !on, "on");
+	on = consume_auto_step(&a, t0 + 200 * ms, ev += 60, lim);
+	CHECK("consume auto: 1,100/s over the window engages", on, "off");
+	on = consume_auto_step(&a, t0 + 300 * ms, ev, lim);
+	CHECK("consume auto: held through a quiet look", on, "off");
+	on = consume_auto_step(&a, t0 + 200 * ms + CONSUME_AUTO_HOLD_MS * ms - ms, ev, lim);
+	CHECK("consume auto: held until the hold ends", on, "off");
+	on = consume_auto_step(&a, t0 + 200 * ms + CONSUME_AUTO_HOLD_MS * ms, ev + 1, lim);
+	CHECK("consume auto: released once the hold ends", !on, "on");
+	ev++;
+	on = consume_auto_step(&a, t0 + 20000 * ms, ev + 1, lim + 1);
+	CHECK("consume auto: one refusal of the global budget engages", on, "off");
+	a = (struct consume_auto){ 0 };
+	consume_auto_step(&a, t0, 100000, 500);
+	on = consume_auto_step(&a, t0 + 500 * ms, 10, 0);
+	CHECK("consume auto: counters that went back are a new baseline, not load", !on, "on");
+	on = consume_auto_step(&a, t0 + 1000 * ms, 20, 0);
+	CHECK("consume auto: ... and the next look measures from it", !on, "on");
+}
+
 int main(void)
 {
 	test_evict_decide();
@@ -664,6 +730,7 @@ int main(void)
 	test_table();
 	test_table_overlap_index();
 	test_opts();
+	test_consume_auto();
 	test_log();
 	test_counters();
 	CHECK_EXIT();

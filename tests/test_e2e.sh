@@ -87,7 +87,9 @@ test_e2e_burst_initiate_back() {
 	"$LOADGEN" keys --seed ibburst --count $n --net 10.79.0.0 >"$TMP/keys"
 	cp_add_keys "$TMP/keys" i
 	e2e_sources 10
-	e2e_jitwgd --handshake-window 600
+	# 1,000 initiations a second would engage --consume auto, which
+	# answers instead: this is the initiating path.
+	e2e_jitwgd --handshake-window 600 --consume=never
 	gw_capture_start
 	lg --seed ibburst --count $n --duration-ms 300 --sources 10 --src-base 192.168.78.1 >/dev/null
 	wait_for 30 eval '[ "$(jwlog_count "outcome=installed")" -ge '$n' ]' ||
@@ -141,7 +143,7 @@ test_e2e_consume() {
 	cp_add "$A_PUB" 10.77.0.2/32
 	cp_add "$V6_PUB" 10.77.0.4/32
 	e2e_jitwgd --consume --handshake-window 600
-	grep -q "msg=ready .*initiate_back=false consume=true" "$JW_LOG" ||
+	grep -q "msg=ready .*consume=always" "$JW_LOG" ||
 		fail "not consuming: $(grep msg=ready "$JW_LOG")"
 	gw_capture_start
 	check "new client: ping through the tunnel" cping A 1 5
@@ -876,9 +878,10 @@ test_e2e_flood_fresh_keys() {
 	wait_for 20 eval '[ "$(cp_total)" -ge 64 ]' || fail "the flood's lookups did not start"
 	sleep 2 # thousands of lookups waiting by now
 	check "a new client during the flood, by its second initiation" cping N 1 9
-	# Its peer is installed: WireGuard answers it, and the flood reaches
-	# WireGuard too (no --consume), which may answer with a cookie reply
-	# first: by its third initiation.
+	# Its peer is installed: WireGuard answers it (given back: the flood,
+	# 2,000/s, engaged --consume auto), or, if the lease lapsed meanwhile,
+	# sees the flood too and may answer with a cookie reply first: by its
+	# third initiation.
 	client_restart R
 	check "the returning client during the flood" cping R 1 11
 	wait "$lgpid"
@@ -924,4 +927,46 @@ test_e2e_flood_budget() {
 	[ "$(stop_counter budget_refused)" -gt 1000 ] ||
 		fail "few refusals: $(grep msg=stop "$JW_LOG")"
 	[ "$(jwlog_count "msg=budget ")" -lt 30 ] || fail "budget lines not summarised"
+}
+
+# jitwgd's defaults under a line-rate flood from jitwg-pktgen (a million
+# spoofed sources, copies of initiations forging a registered key: each
+# costs two Diffie-Hellmans to refuse): --consume auto takes the XDP lease
+# by itself, so the flood's admitted initiations reach jitwgd only and
+# WireGuard gets back only what authenticated. A new registered client
+# gets its tunnel by its third initiation, a returning one by its second,
+# the forged key is never installed, and the lease is given back once the
+# flood is over. With --consume=never the new client's handshake drowns in
+# wireguard-go behind the flood (seen: no tunnel within 30 s).
+test_e2e_flood_defaults() {
+	local victim g_mac pg
+	e2e_start
+	[ -x "$BUILD/jitwg-pktgen" ] || skip "build/jitwg-pktgen not built"
+	victim=$(wg genkey | wg pubkey)
+	cp_add "$victim" 10.77.9.9/32
+	e2e_client R 10.77.1.1
+	cp_add "$R_PUB" 10.77.1.1/32
+	e2e_client N 10.77.2.1
+	cp_add "$N_PUB" 10.77.2.1/32
+	e2e_jitwgd
+	grep -q "msg=ready .*consume=auto" "$JW_LOG" || fail "not --consume auto by default"
+	check "the returning client's first tunnel" cping R 1 10
+	g_mac=$(ip -n "$G" -br link show vg | awk '{print $3}')
+	ip netns exec "$C" taskset -c 0 "$BUILD/jitwg-pktgen" --dev vc --dst $E2E_GW_IP \
+		--dst-mac "$g_mac" --responder "$GW_PUB" --seed dflood --victim "$victim" \
+		--kind forged --sources 1000000 --duration 20 >"$TMP/pktgen.out" 2>&1 &
+	pg=$!
+	on_exit "kill $pg 2>/dev/null"
+	wait_log 1 "msg=consume state=engaged" 10 || fail "the lease was not taken under the flood"
+	cping N 1 11 || fail "a new client during the flood, by its third initiation:" \
+		"$(grep -E "$(fp "$N_PUB")|msg=(consume|cookie|budget)" "$JW_LOG" | tail -5)"
+	client_restart R
+	check "the returning client during the flood, by its second initiation" cping R 1 6
+	wait "$pg"
+	cat "$TMP/pktgen.out"
+	gw_has "$victim" && fail "the forged key was installed"
+	wait_log 1 "msg=consume state=released" 20 || fail "the lease was kept after the flood"
+	check "a new handshake after the flood" eval 'client_restart R && cping R 1 6'
+	e2e_jitwgd_stop
+	[ "$(stop_counter consume_engaged)" -ge 1 ] || fail "$(grep msg=stop "$JW_LOG")"
 }

@@ -598,6 +598,8 @@ static void test_verified(void)
 	ok &= EXPECT(knock(4, v, &vd, d) == 1 && d[JITWG_CTR_PREFIX_RESERVE] == 1 &&
 			     d[JITWG_CTR_VERIFIED] == 0,
 		     "unmarked: an ordinary source, on its prefix's reserve");
+	ok &= EXPECT(knock(4, v, &vd, d) == 1 && d[JITWG_CTR_PREFIX_RESERVE] == 1,
+		     "and on its prefix's other slot");
 	ok &= EXPECT(knock(4, v, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
 		     "then refused globally");
 	/* IPv6: the mark covers the source's /64 */
@@ -614,8 +616,8 @@ static void test_verified(void)
 	set_limits(0, 0, 0, 0, 0);
 }
 
-/* The prefix_reserve slot of IPv4 source a's /20 (JITWG_PREFIX_SLOT). */
-static uint32_t prefix_slot4(const uint8_t a[4])
+/* The hash of IPv4 source a's /20 (JITWG_PREFIX_HASH), for its two slots. */
+static uint64_t prefix_hash4(const uint8_t a[4])
 {
 	uint8_t p[4] = { a[0], a[1], (uint8_t)(a[2] & 0xf0), 0 };
 	uint64_t w[2];
@@ -623,7 +625,7 @@ static uint32_t prefix_slot4(const uint8_t a[4])
 
 	mapped4(k, p);
 	memcpy(w, k, 16);
-	return JITWG_PREFIX_SLOT(w[0], w[1], hash_seed());
+	return JITWG_PREFIX_HASH(w[0], w[1], hash_seed());
 }
 
 /*
@@ -641,38 +643,45 @@ static void test_prefix_reserve(void)
 	uint32_t i;
 	int vd, ok;
 
-	/* another prefix whose slot none of the flood's 16 /20s share */
+	/* another prefix with two slots of its own, none of which the flood's
+	 * 16 /20s share */
 	memset(hit, 0, sizeof(hit));
 	for (i = 0; i < 256; i++) {
 		uint8_t a[4] = { 100, 64, (uint8_t)i, 0 };
 
-		hit[prefix_slot4(a)] = 1;
+		hit[JITWG_PREFIX_SLOT_A(prefix_hash4(a))] = 1;
+		hit[JITWG_PREFIX_SLOT_B(prefix_hash4(a))] = 1;
 	}
-	while (hit[prefix_slot4(other)])
-		other[2]++;
+	while (hit[JITWG_PREFIX_SLOT_A(prefix_hash4(other))] ||
+	       hit[JITWG_PREFIX_SLOT_B(prefix_hash4(other))] ||
+	       JITWG_PREFIX_SLOT_A(prefix_hash4(other)) ==
+		       JITWG_PREFIX_SLOT_B(prefix_hash4(other)))
+		other[2] += 16;
 
 	set_limits(100, 100, 1, 1, 0);
 	capture_read_counters(cap, before);
 	ok = EXPECT(flood_from(0x64400000u, 65536, 1) == 0, "flood from 100.64/16 ran");
 	capture_read_counters(cap, after);
 	admitted = after[JITWG_CTR_EVENTS] - before[JITWG_CTR_EVENTS];
-	ok &= EXPECT(admitted >= 1 && admitted <= 1 + 16,
+	ok &= EXPECT(admitted >= 1 && admitted <= 1 + 2 * 16,
 		     "the flood got the global token and at most its 16 prefixes' "
-		     "reserve: %llu", (unsigned long long)admitted);
+		     "reserve (two slots each): %llu", (unsigned long long)admitted);
 	ok &= EXPECT(knock(4, in16, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
 		     "another source of the flooded /16 is refused");
 	ok &= EXPECT(knock(4, other, &vd, d) == 1 && d[JITWG_CTR_PREFIX_RESERVE] == 1,
 		     "a client of another prefix gets in on its prefix's reserve");
+	ok &= EXPECT(knock(4, other, &vd, d) == 1 && d[JITWG_CTR_PREFIX_RESERVE] == 1,
+		     "twice: on its other slot");
 	ok &= EXPECT(knock(4, other, &vd, d) == 0 && d[JITWG_CTR_LIMITED_GLOBAL] == 1,
-		     "once: its prefix's share is small");
+		     "not three times: its prefix's share is small");
 	CHECK("a flood from one range leaves other prefixes their reserve", ok,
 	      "see above");
 
-	/* 65,536 sources, each in a /20 of its own (10.0.0.0 to 25.255.240.0):
-	 * 16 a slot on average, so every slot */
+	/* 262,144 sources, each in a /20 of its own (10.0.0.0 to
+	 * 73.255.240.0): 16 a slot on average, so every slot */
 	set_limits(100, 100, 1, 1, 0);
 	capture_read_counters(cap, before);
-	ok = EXPECT(flood_from(0x0a000000u, 65536, 4096) == 0, "flood over 10/8-25/8 ran");
+	ok = EXPECT(flood_from(0x0a000000u, 262144, 4096) == 0, "flood over 10/8-73/8 ran");
 	capture_read_counters(cap, after);
 	admitted = after[JITWG_CTR_EVENTS] - before[JITWG_CTR_EVENTS];
 	ok &= EXPECT(admitted <= 1 + JITWG_PREFIX_SLOTS,

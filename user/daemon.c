@@ -60,7 +60,7 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 	d->cache_ops = env->cache_ops ? *env->cache_ops : daemon_cache_lmdb;
 	d->api_ops = env->api_ops ? *env->api_ops : daemon_api_http;
 	d->clock = env->clock ? *env->clock : sys_clock;
-	d->initiate = env->opts->initiate_back && !env->redeliver;
+	d->initiate = env->opts->initiate_back;
 	d->policy.idle_timeout = env->opts->idle_timeout;
 	d->policy.handshake_window = env->opts->handshake_window;
 	d->started_at = now_wall_s();

@@ -41,6 +41,32 @@ enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 /* --cookie: when new sources get a cookie reply instead of a DH (user/daemon_cookie.c). */
 enum cookie_mode { COOKIE_AUTO = 0, COOKIE_ALWAYS, COOKIE_NEVER };
 
+/* --consume: when XDP drops captured initiations for jitwgd to give back
+ * (user/daemon_consume.c). */
+enum consume_mode { CONSUME_AUTO = 0, CONSUME_ALWAYS, CONSUME_NEVER };
+const char *consume_mode_str(enum consume_mode m);
+
+enum {
+	CONSUME_AUTO_RATE = 1000,      /* initiations/s handed to jitwgd */
+	CONSUME_AUTO_WINDOW_MS = 100,  /* the shortest span a rate is taken over */
+	CONSUME_AUTO_HOLD_MS = 10000,  /* kept this long past the last load */
+};
+
+/* --consume auto's view of the XDP program's counters. */
+struct consume_auto {
+	uint64_t at;       /* mono ns of the last look (0: none yet) */
+	uint64_t events;   /* JITWG_CTR_EVENTS then */
+	uint64_t limited;  /* JITWG_CTR_LIMITED_GLOBAL then */
+	uint64_t until;    /* consume until (mono ns) */
+	uint64_t rate;     /* events/s over the last window (for the log) */
+};
+/*
+ * One look at the counters (now: mono ns): whether to hold the lease. A
+ * pure decision, so that it can be tested without a program.
+ */
+bool consume_auto_step(struct consume_auto *s, uint64_t now, uint64_t events,
+		       uint64_t limited_global);
+
 struct daemon_opts {
 	char *wg_dev;
 	char *xdp_dev;
@@ -63,7 +89,7 @@ struct daemon_opts {
 	enum capture_mode xdp_mode;
 	enum cache_sync cache_sync;
 	bool initiate_back;
-	bool consume;                  /* XDP drops, jitwgd re-delivers */
+	enum consume_mode consume;     /* XDP drops, jitwgd re-delivers */
 	bool adopt;                    /* reconcile: device peers become managed */
 	enum cookie_mode cookie;       /* default COOKIE_AUTO */
 	enum log_level log_level;
@@ -340,7 +366,9 @@ size_t ptab_count_managed(struct peer_table *t);
 	X(budget_refused, "jitwg_budget_refused_total", "",                   \
 	  "Initiations refused for the CPU share (--max-cpu)", 1)             \
 	X(fetch_shed, "jitwg_fetch_shed_total", "",                           \
-	  "Control-plane lookups dropped: the fresh lane was full", 1)
+	  "Control-plane lookups dropped: the fresh lane was full", 1)        \
+	X(consume_engaged, "jitwg_consume_engaged_total", "",                 \
+	  "Times --consume auto took the XDP lease (initiations under load)", 1)
 
 struct daemon_stats {
 #define X(name, metric, labels, help, stop) uint64_t name;
@@ -451,8 +479,8 @@ struct daemon_env {
 	struct noise_responder *responder;
 	struct cache *cache;
 	struct capture *capture; /* may be set after daemon_start() */
-	struct redeliver *redeliver; /* --consume: gives initiations back to
-				      * WireGuard; NULL otherwise */
+	struct redeliver *redeliver; /* gives consumed initiations back to
+				      * WireGuard; NULL with --consume never */
 	uint16_t listen_port;
 	const struct daemon_cache_ops *cache_ops; /* NULL: daemon_cache_lmdb */
 	const struct daemon_api_ops *api_ops;     /* NULL: daemon_api_http */
@@ -479,6 +507,13 @@ void daemon_cookie_flush(struct daemon *d);
  * workers give the initiations back to WireGuard (one caller: main loop).
  */
 bool daemon_keeping_up(struct daemon *d);
+/*
+ * Whether XDP consumes initiations now (the lease held): the main loop
+ * tells, /metrics and the status show it; turning it on counts an
+ * engagement.
+ */
+void daemon_set_consuming(struct daemon *d, bool on);
+bool daemon_consuming(struct daemon *d);
 /* Ask the monitor thread for an eviction sweep now (SIGHUP). */
 void daemon_request_sweep(struct daemon *d);
 /*
@@ -518,7 +553,27 @@ struct capture_job {
 
 /* pthread start routine: capture_open() for daemon_on_event(). */
 void *daemon_capture_thread(void *arg);
-/* --consume: give the XDP program the namespace's addresses. */
+/*
+ * The XDP lease, as --consume asks (user/daemon_consume.c): held always,
+ * never, or under load (auto). Used by the main loop only.
+ */
+struct lease_keeper {
+	enum consume_mode mode;  /* never if auto could not take it */
+	struct daemon *d;
+	struct capture *cap;
+	struct consume_auto a;
+	uint64_t renewed;        /* mono ns of the last look */
+	uint64_t renewals;
+	bool held, lapsed;
+};
+/* 0 or -errno with a message in err (always only: auto falls back to never). */
+int lease_keeper_start(struct lease_keeper *l, struct daemon *d, struct capture *cap,
+		       enum consume_mode mode, char *err, size_t errlen);
+/* poll()'s timeout for the main loop: -1 when never. */
+int lease_keeper_timeout_ms(const struct lease_keeper *l);
+/* After each wakeup: renew, take or give back the lease when due. */
+void lease_keeper_tick(struct lease_keeper *l);
+/* Give the XDP program the namespace's addresses (the lease's scope). */
 int daemon_set_local_addrs(struct capture *cap, char *err, size_t errlen);
 
 /* ---- clocks (user/daemon_clock.c) ---- */

@@ -105,77 +105,76 @@ static bool starts_add(struct daemon *d, struct starts *ws, const struct watch *
 		}
 		ws->cap = cap;
 	}
-	if (d->env.redeliver)
-		pending_last(d, p, &ws->ev[ws->n]);
+	if (d->env.redeliver) {
+		if (w->initiated)
+			memset(&ws->ev[ws->n], 0, sizeof(ws->ev[ws->n]));
+		else
+			pending_last(d, p, &ws->ev[ws->n]);
+	}
 	ws->w[ws->n++] = *w;
 	return true;
 }
 
 /*
- * Start the next chunk of the waiting handshakes: with --consume by
- * answering the client's initiation, else by the 0 → non-zero keepalive
- * switch, update-only.
+ * Start the next chunk of the waiting handshakes, oldest first: a peer
+ * whose initiation XDP consumed by answering it (giving it back), the
+ * others by the 0 → non-zero keepalive switch, update-only. A chunk is
+ * ANSWER_CHUNK answers or INITIATE_CHUNK switches, whichever comes first.
  */
 static void starts_run(struct daemon *d, struct starts *ws)
 {
 	uint64_t now = mono(d), max_age = ANSWER_MAX_AGE_MS * 1000000ull;
 	uint8_t (*keys)[32] = NULL;
+	size_t i, cnt = 0, sent = 0, first = ws->head;
 	char q[300];
-	size_t i, cnt;
-	int ret = -ENOMEM;
+	int ret;
 
-	if (d->env.redeliver) {
-		size_t sent = 0;
+	keys = malloc(INITIATE_CHUNK * sizeof(*keys));
+	for (i = ws->head; i < ws->n && sent < ANSWER_CHUNK && cnt < INITIATE_CHUNK; i++) {
+		struct watch *w = &ws->w[i];
 
-		/* Stale ones cost nothing: they do not count against the chunk. */
-		for (i = ws->head; i < ws->n && sent < ANSWER_CHUNK; i++) {
+		if (!w->initiated) {
 			uint64_t t = ws->ev[i].ts_ns;
 
+			/* Stale ones cost nothing: they do not count
+			 * against the chunk. */
 			if (!t || now <= t + max_age) {
 				redeliver_one(d, &ws->ev[i]);
 				sent++;
 			} else {
 				INC(d, answers_stale);
 			}
-			watch_add(d, &ws->w[i]);
+			watch_add(d, w);
+		} else if (now > w->t_event + max_age || !keys) {
+			/* Too late to matter: the client retries at
+			 * REKEY_TIMEOUT, and that retry, its peer
+			 * installed, is answered at once. */
+			if (keys)
+				INC(d, answers_stale);
+			else
+				dlog(LOG_WARN, "device", "op=initiate error=ENOMEM peers=1");
+			watch_add(d, w);
+		} else {
+			memcpy(keys[cnt++], w->key, 32);
 		}
-		ws->head = i;
-		if (ws->head == ws->n) {
-			dlog(LOG_DEBUG, "redeliver", "op=answer peers=%zu since_first_ms=%.3f",
-			     ws->n, ms(ws->w[0].t_install, now));
-			ws->head = ws->n = 0;
-		}
-		return;
 	}
-	/* Too late to matter: the client retries at REKEY_TIMEOUT, and that
-	 * retry, its peer installed, is answered at once. */
-	while (ws->head < ws->n && now > ws->w[ws->head].t_event + max_age) {
-		INC(d, answers_stale);
-		watch_add(d, &ws->w[ws->head++]);
-	}
-	cnt = ws->n - ws->head < INITIATE_CHUNK ? ws->n - ws->head : INITIATE_CHUNK;
-	if (!cnt) {
-		ws->head = ws->n = 0;
-		return;
-	}
-	keys = malloc(cnt * sizeof(*keys));
-	if (keys) {
-		for (i = 0; i < cnt; i++)
-			memcpy(keys[i], ws->w[ws->head + i].key, 32);
+	ws->head = i;
+	if (sent)
+		dlog(LOG_DEBUG, "redeliver", "op=answer peers=%zu since_first_ms=%.3f",
+		     sent, ms(ws->w[first].t_install, now));
+	if (cnt) {
 		ret = wgdev_initiate(d->env.dev, keys, cnt, INITIATE_KEEPALIVE);
 		if (ret)
-			log_quote(q, sizeof(q), wgdev_error(d->env.dev));
-		free(keys);
-	} else {
-		snprintf(q, sizeof(q), "ENOMEM");
+			dlog(LOG_WARN, "device", "op=initiate error=%s peers=%zu",
+			     log_quote(q, sizeof(q), wgdev_error(d->env.dev)), cnt);
+		dlog(LOG_DEBUG, "device", "op=initiate peers=%zu waited_ms=%.3f", cnt,
+		     ms(ws->w[first].t_install, now));
+		/* Watched once switched (struct starts). */
+		for (i = first; i < ws->head; i++)
+			if (ws->w[i].initiated)
+				watch_add(d, &ws->w[i]);
 	}
-	if (ret)
-		dlog(LOG_WARN, "device", "op=initiate error=%s peers=%zu", q, cnt);
-	dlog(LOG_DEBUG, "device", "op=initiate peers=%zu waited_ms=%.3f", cnt,
-	     ms(ws->w[ws->head].t_install, now));
-	for (i = 0; i < cnt; i++)
-		watch_add(d, &ws->w[ws->head + i]);
-	ws->head += cnt;
+	free(keys);
 	if (ws->head == ws->n)
 		ws->head = ws->n = 0;
 }
@@ -191,7 +190,7 @@ static void finish_install(struct daemon *d, struct ijob *j, int ret,
 	struct pending *p = j->p;
 	struct watch w;
 	char extra[200], q[160];
-	bool initiate = d->initiate;
+	bool initiate = j->initiate;
 
 	if (ret) {
 		ptab_remove(d->peers, p->key);
@@ -239,6 +238,25 @@ static void inst_wait_until(struct daemon *d, uint64_t until)
 		pthread_cond_timedwait(&d->inst.cond, &d->inst.lock, &ts);
 }
 
+/* Initiated back: installed with keepalive 0, for the switch that starts it. */
+static uint16_t start_keepalive(const struct ijob *j)
+{
+	return j->initiate ? 0 : own_keepalive(j);
+}
+
+/* One peer alone: initiated back in the same device call. */
+static int install_one(struct daemon *d, struct ijob *j)
+{
+	struct wgdev_peer wp;
+	int ret;
+
+	to_wgdev(d, &wp, j, start_keepalive(j));
+	ret = j->initiate ? wgdev_install_initiate(d->env.dev, &wp, INITIATE_KEEPALIVE) :
+			    wgdev_set_peers(d->env.dev, &wp, 1);
+	sodium_memzero(&wp, sizeof(wp));
+	return ret;
+}
+
 /*
  * SCHED_INSTALL: one batch of the queued installs. Called with inst.lock
  * held; returns with it released.
@@ -249,7 +267,6 @@ static void install_batch(struct daemon *d)
 	struct ijob *j;
 	size_t n = 0, i;
 	uint64_t t0, t1;
-	bool initiate = d->initiate;
 	char err[256] = "";
 	int ret;
 
@@ -306,20 +323,13 @@ static void install_batch(struct daemon *d)
 
 	t0 = mono(d);
 	if (n == 1) {
-		to_wgdev(d, &in->wp[0], in->batch[0],
-			 initiate ? 0 : own_keepalive(in->batch[0]));
-		if (initiate)
-			ret = wgdev_install_initiate(d->env.dev, &in->wp[0],
-						     INITIATE_KEEPALIVE);
-		else
-			ret = wgdev_set_peers(d->env.dev, &in->wp[0], 1);
+		ret = install_one(d, in->batch[0]);
 	} else {
-		/* Keepalive 0 for all; with initiate, the switch to
+		/* Keepalive 0 for those initiated back: the switch to
 		 * INITIATE_KEEPALIVE follows (starts_run) and starts each
 		 * handshake. */
 		for (i = 0; i < n; i++)
-			to_wgdev(d, &in->wp[i], in->batch[i],
-				 initiate ? 0 : own_keepalive(in->batch[i]));
+			to_wgdev(d, &in->wp[i], in->batch[i], start_keepalive(in->batch[i]));
 		ret = wgdev_set_peers(d->env.dev, in->wp, n);
 	}
 	if (ret)
@@ -334,23 +344,20 @@ static void install_batch(struct daemon *d)
 		for (i = 0; i < n; i++) {
 			uint64_t a = mono(d);
 
-			to_wgdev(d, &in->wp[0], in->batch[i],
-				 initiate ? 0 : own_keepalive(in->batch[i]));
-			ret = initiate ? wgdev_install_initiate(d->env.dev, &in->wp[0],
-								INITIATE_KEEPALIVE) :
-					 wgdev_set_peers(d->env.dev, &in->wp[0], 1);
+			ret = install_one(d, in->batch[i]);
 			snprintf(err, sizeof(err), "%s", ret ? wgdev_error(d->env.dev) : "");
-			sodium_memzero(&in->wp[0], sizeof(in->wp[0]));
 			/* Answers still paced (the switch is per peer here). */
 			finish_install(d, in->batch[i], ret, err, a, mono(d), 1,
-				       d->env.redeliver ? &in->ws : NULL);
+				       d->env.redeliver && !in->batch[i]->initiate ?
+					       &in->ws : NULL);
 		}
 		in->last_install = mono(d); /* the quiet starts now */
 		return;
 	}
 	for (i = 0; i < n; i++)
 		finish_install(d, in->batch[i], ret, err, t0, t1, n,
-			       (initiate || d->env.redeliver) && n > 1 ? &in->ws : NULL);
+			       (in->batch[i]->initiate || d->env.redeliver) && n > 1 ?
+				       &in->ws : NULL);
 }
 
 /*
@@ -379,7 +386,7 @@ void *installer_thread(void *arg)
 			.waiting = in->ws.n - in->ws.head,
 			.queued = in->head != NULL,
 			.stopping = in->stop,
-			.answering = d->env.redeliver,
+			.answering = in->ws.n && !in->ws.w[in->ws.head].initiated,
 			.started_last = in->started_last,
 		};
 		switch (sched_turn(&st, &until)) {

@@ -299,6 +299,10 @@ struct ijob {
 	struct ijob *next;
 	struct pending *p;
 	const char *source;
+	/* How its handshake starts, decided as it is reserved: initiated
+	 * back (keepalive 0, then the switch), or, its initiation consumed
+	 * by XDP, answered (its own keepalive, then given back). */
+	bool initiate;
 	struct cache_managed cm; /* written by the installer, batched */
 	struct api_peer peer; /* holds the preshared key: wiped on free. Last:
 			       * allocated only up to its allowed IPs */
@@ -313,7 +317,9 @@ struct ijob {
  */
 struct starts {
 	struct watch *w;
-	struct jitwg_event *ev; /* --consume: the initiations to answer */
+	/* With a re-delivery socket: the initiations to answer (zeroed
+	 * for the peers initiated back). */
+	struct jitwg_event *ev;
 	size_t head, n, cap;    /* [head, n) wait, oldest first */
 };
 
@@ -498,7 +504,8 @@ struct daemon {
 	struct daemon_cache_ops cache_ops; /* env's, or the defaults */
 	struct daemon_api_ops api_ops;
 	struct daemon_clock clock;
-	bool initiate;                /* initiate back: not with --consume */
+	bool initiate;                /* --no-initiate-back not given */
+	atomic_bool consuming;        /* the XDP lease is held (main loop) */
 	struct api_client *api;
 	struct peer_table *peers;     /* takes its own lock */
 	struct evict_policy policy;

@@ -170,6 +170,10 @@ static int render(struct metrics_buf *b, void *ctx)
 	metrics_gauge1(b, "jitwg_managed_peers",
 		       "Peers jitwgd installed and tracks",
 		       (double)ptab_count_managed(d->peers));
+	metrics_gauge1(b, "jitwg_consuming",
+		       "1 while XDP drops the initiations it hands to jitwgd "
+		       "(--consume always, or auto under load)",
+		       daemon_consuming(d) ? 1 : 0);
 
 	metrics_family(b, "jitwg_queue_depth", METRICS_GAUGE,
 		       "Jobs waiting: initiations for the workers (intake), "
@@ -258,6 +262,7 @@ static int ctl_status(void *ctx, struct json_object *r)
 		: capture_is_native(d->env.capture) ? "native"
 						    : "generic");
 	add_str(r, "version", JITWG_VERSION);
+	json_object_object_add(r, "consuming", json_object_new_boolean(daemon_consuming(d)));
 	add_int(r, "uptime_s", (int64_t)(now_wall_s() - d->started_at));
 	add_int(peers, "device", (int64_t)atomic_load(&d->mon.device_peers));
 	add_int(peers, "managed", (int64_t)ptab_count_managed(d->peers));

@@ -16,7 +16,7 @@
 
 /* K_FLAG sets its bool, K_NOT_FLAG clears it ("no-initiate-back"). */
 enum opt_kind { K_STR, K_UINT, K_FLAG, K_NOT_FLAG, K_BACKEND, K_XDP_MODE, K_LEVEL, K_SYNC,
-	       K_COOKIE };
+	       K_COOKIE, K_CONSUME };
 
 struct opt_def {
 	const char *name;
@@ -66,9 +66,12 @@ static const struct opt_def defs[] = {
 	{ "adopt", K_FLAG, OFF(adopt), 0, 0,
 	  "at start-up, manage every peer on the device that no cache record "
 	  "claims (after a lost cache directory): they are evicted as jitwgd's own" },
-	{ "consume", K_FLAG, OFF(consume), 0, 0,
-	  "XDP drops captured initiations; jitwgd gives WireGuard those it can "
-	  "use, a new peer's once installed (answered, not initiated back)" },
+	{ "consume", K_CONSUME, OFF(consume), 0, 0,
+	  "[=auto|always|never] XDP drops captured initiations and jitwgd gives "
+	  "WireGuard those it can use, a new peer's once installed (answered, "
+	  "not initiated back): under load (auto, the default: initiations "
+	  "faster than 1,000/s or the XDP global budget spent), always (a bare "
+	  "--consume), or never" },
 	{ "cookie", K_COOKIE, OFF(cookie), 0, 0,
 	  "auto|always|never: answer new sources with cookie replies instead of "
 	  "Diffie-Hellmans while the workers fall behind (auto, the default), "
@@ -131,7 +134,8 @@ void opts_usage(FILE *f)
 		char arg[48];
 
 		snprintf(arg, sizeof(arg), "--%s%s", defs[i].name,
-			 defs[i].kind == K_FLAG || defs[i].kind == K_NOT_FLAG ? "" :
+			 defs[i].kind == K_FLAG || defs[i].kind == K_NOT_FLAG ||
+			 defs[i].kind == K_CONSUME ? "" :
 			 defs[i].kind == K_UINT ? " N" : " VALUE");
 		fprintf(f, "  %-26s %s\n", arg, defs[i].help);
 	}
@@ -276,6 +280,24 @@ int opts_set(struct daemon_opts *o, const char *name, const char *value,
 		*(enum cookie_mode *)p = (enum cookie_mode)i;
 		return 0;
 	}
+	case K_CONSUME: {
+		static const char *const names[] = {
+			[CONSUME_AUTO] = "auto",
+			[CONSUME_ALWAYS] = "always",
+			[CONSUME_NEVER] = "never",
+		};
+		int i = name_index(value, names, ARRAY_LEN(names));
+		bool b;
+
+		/* A bare --consume (and "consume = true" in a config file,
+		 * from when it was a flag) is always. */
+		if (i < 0 && !parse_bool(value, &b))
+			i = b ? CONSUME_ALWAYS : CONSUME_NEVER;
+		if (i < 0)
+			goto bad;
+		*(enum consume_mode *)p = (enum consume_mode)i;
+		return 0;
+	}
 	}
 bad:
 	snprintf(err, errlen, "invalid value '%s' for '%s' (see --help)",
@@ -345,7 +367,8 @@ int opts_load_string(struct daemon_opts *o, const char *text, size_t len,
 			return -EINVAL;
 		}
 		if (lookup(name) && lookup(name)->kind != K_NOT_FLAG &&
-		    lookup(name)->kind != K_FLAG && !value) {
+		    lookup(name)->kind != K_FLAG && lookup(name)->kind != K_CONSUME &&
+		    !value) {
 			snprintf(err, errlen, "%s:%u: '%s' needs '= value'", origin,
 				 lineno, name);
 			return -EINVAL;
@@ -406,7 +429,9 @@ int opts_parse(struct daemon_opts *o, int argc, char **argv, char *err,
 	for (i = 0; i < N_DEFS; i++) {
 		lopts[i].name = defs[i].name;
 		lopts[i].has_arg = defs[i].kind == K_FLAG || defs[i].kind == K_NOT_FLAG ?
-					   no_argument : required_argument;
+					   no_argument :
+				   defs[i].kind == K_CONSUME ? optional_argument :
+							       required_argument;
 		lopts[i].flag = NULL;
 		lopts[i].val = 0x100 + (int)i;
 	}
@@ -494,8 +519,9 @@ int opts_validate(const struct daemon_opts *o, char *err, size_t errlen)
 			 "give the device receiving WireGuard's UDP (the uplink)", o->xdp_dev);
 		return -EINVAL;
 	}
-	/* Re-delivered initiations arrive through the loopback device. */
-	if (o->consume && o->xdp_dev && !strcmp(o->xdp_dev, "lo")) {
+	/* Re-delivered initiations arrive through the loopback device (auto
+	 * does not consume there: jitwgd.c). */
+	if (o->consume == CONSUME_ALWAYS && o->xdp_dev && !strcmp(o->xdp_dev, "lo")) {
 		snprintf(err, errlen, "--consume re-delivers through the loopback "
 			 "device: it cannot also capture there (--xdp-dev lo)");
 		return -EINVAL;

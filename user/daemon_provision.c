@@ -592,6 +592,7 @@ static void reserve(struct daemon *d, struct pending *p,
 	struct managed_peer mp;
 	struct cache_managed *cm;
 	union wgdev_endpoint ep;
+	struct jitwg_event last;
 	struct ijob *j;
 	uint8_t other[32];
 	char extra[160], fp[9];
@@ -605,7 +606,12 @@ static void reserve(struct daemon *d, struct pending *p,
 	mp.source = source;
 	pending_ep(d, p, &ep);
 	mp.keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ? ap->persistent_keepalive : 0;
-	mp.initiated = d->initiate;
+	/* Answered when XDP consumed its initiation (WireGuard has not seen
+	 * it: handing it back after the install is a round trip shorter),
+	 * else initiated back; per key, since the lease comes and goes. */
+	pending_last(d, p, &last);
+	mp.initiated = d->initiate &&
+		       !(d->env.redeliver && (last.flags & JITWG_EV_CONSUMED));
 	mp.ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
 	mp.n_ips = ap->n_allowed_ips;
 	/* Two peers with overlapping allowed IPs: WireGuard would move the
@@ -641,6 +647,7 @@ static void reserve(struct daemon *d, struct pending *p,
 		    ((uint32_t)mp.keepalive << 16);
 	j->p = p;
 	j->source = source;
+	j->initiate = mp.initiated;
 	memcpy(&j->peer, ap, api_peer_len(ap->n_allowed_ips));
 	installer_submit(d, j);
 }

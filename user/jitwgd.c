@@ -87,7 +87,7 @@ struct jitwgd {
 	struct noise_responder *resp;
 	uint16_t port;                  /* the device's listen port */
 	struct cache *cache;
-	struct redeliver *rd;           /* --consume */
+	struct redeliver *rd;           /* --consume always or auto */
 	struct daemon *d;
 	struct capture_job cj;              /* the capture, opened on its thread */
 	pthread_t cap_thread;
@@ -99,8 +99,7 @@ struct jitwgd {
 	struct daemon_ops *ops;          /* /metrics, control socket */
 	size_t n_dev, n_managed;        /* reconciled */
 	uint64_t t_start, t_dev, t_cache, t_api, t_rec, t_cap; /* start-up */
-	uint64_t renewed, renewals;     /* the --consume lease */
-	bool lapsed;
+	struct lease_keeper lease;      /* --consume */
 	char err[512], q[600];
 };
 
@@ -201,14 +200,27 @@ static int open_cache(struct jitwgd *j)
 	return ret;
 }
 
-/* --consume: the raw socket that gives initiations back to WireGuard. */
+/*
+ * The raw socket that gives consumed initiations back to WireGuard. auto
+ * does without when it cannot have one (capturing on the loopback device,
+ * which re-delivery goes through, or no raw sockets): it then never
+ * consumes.
+ */
 static int open_redeliver(struct jitwgd *j)
 {
 	int ret;
 
-	if (!j->o.consume)
+	if (j->o.consume == CONSUME_AUTO && j->o.xdp_dev && !strcmp(j->o.xdp_dev, "lo"))
+		j->o.consume = CONSUME_NEVER;
+	if (j->o.consume == CONSUME_NEVER)
 		return 0;
 	ret = redeliver_open(&j->rd, j->err, sizeof(j->err));
+	if (ret && j->o.consume == CONSUME_AUTO) {
+		dlog(LOG_WARN, "consume", "state=off reason=no_redelivery error=%s",
+		     log_quote(j->q, sizeof(j->q), j->err));
+		j->o.consume = CONSUME_NEVER;
+		return 0;
+	}
 	if (ret)
 		dlog(LOG_ERROR, "start", "stage=redeliver error=%s",
 		     log_quote(j->q, sizeof(j->q), j->err));
@@ -335,7 +347,7 @@ static int start_threads(struct jitwgd *j)
 	return ret;
 }
 
-/* The capture opened meanwhile; with --consume, take the lease. */
+/* The capture opened meanwhile; with --consume, the lease. */
 static int finish_capture(struct jitwgd *j)
 {
 	int ret;
@@ -351,12 +363,8 @@ static int finish_capture(struct jitwgd *j)
 	j->cap = j->cj.cap;
 	daemon_set_capture(j->d, j->cap);
 	j->t_cap = j->cj.t_done;
-	if (!j->o.consume)
-		return 0;
-	j->renewed = now_mono_ns();
-	ret = daemon_set_local_addrs(j->cap, j->err, sizeof(j->err));
-	if (!ret && (ret = capture_set_lease(j->cap, j->renewed + JITWG_LEASE_NS)))
-		snprintf(j->err, sizeof(j->err), "%s", capture_error(j->cap));
+	ret = lease_keeper_start(&j->lease, j->d, j->cap, j->rd ? j->o.consume : CONSUME_NEVER,
+				 j->err, sizeof(j->err));
 	if (ret)
 		dlog(LOG_ERROR, "start", "stage=lease error=%s",
 		     log_quote(j->q, sizeof(j->q), j->err));
@@ -386,35 +394,12 @@ static void log_ready(struct jitwgd *j)
 	     o->wg_dev, wgdev_backend(j->dev) == WGDEV_UAPI ? "uapi" : "netlink", j->port,
 	     o->xdp_dev ? o->xdp_dev : "-", o->xdp_mode == CAPTURE_PINNED ? "pinned" :
 	     capture_is_native(j->cap) ? "native" : "generic", j->n_dev, j->n_managed,
-	     daemon_workers(j->d), o->initiate_back && !o->consume ? "true" : "false",
-	     o->consume ? "true" : "false", o->idle_timeout,
+	     daemon_workers(j->d), o->initiate_back ? "true" : "false",
+	     consume_mode_str(j->lease.mode), o->idle_timeout,
 	     (double)(now_mono_ns() - j->t_start) / 1e6,
 	     ((double)j->t_dev - j->t_start) / 1e6, ((double)j->t_cache - j->t_dev) / 1e6,
 	     ((double)j->t_api - j->t_cache) / 1e6, ((double)j->t_rec - j->t_api) / 1e6,
 	     ((double)j->t_cap - j->t_cache) / 1e6);
-}
-
-/*
- * The lease: renewed while the workers keep up, so that stuck workers hand
- * initiations back to WireGuard within JITWG_LEASE_NS instead of
- * swallowing them.
- */
-static void renew_lease(struct jitwgd *j)
-{
-	bool ok = daemon_keeping_up(j->d);
-
-	j->renewed = now_mono_ns();
-	if (++j->renewals % 10 == 0 && daemon_set_local_addrs(j->cap, j->err, sizeof(j->err)))
-		dlog(LOG_WARN, "lease", "op=local_addrs error=%s",
-		     log_quote(j->q, sizeof(j->q), j->err));
-	if (ok && capture_set_lease(j->cap, j->renewed + JITWG_LEASE_NS))
-		dlog(LOG_WARN, "lease", "error=%s",
-		     log_quote(j->q, sizeof(j->q), capture_error(j->cap)));
-	if (ok == j->lapsed)
-		dlog(ok ? LOG_INFO : LOG_WARN, "lease",
-		     ok ? "outcome=renewed" :
-			  "outcome=lapsed reason=workers_not_keeping_up");
-	j->lapsed = !ok;
 }
 
 /*
@@ -469,16 +454,14 @@ static int run(struct jitwgd *j)
 			{ .fd = j->sfd, .events = POLLIN },
 		};
 
-		ret = poll(pfd, 2, j->o.consume ? JITWG_LEASE_RENEW_MS : -1);
+		ret = poll(pfd, 2, lease_keeper_timeout_ms(&j->lease));
 		if (ret < 0) {
 			if (errno == EINTR)
 				continue;
 			dlog(LOG_ERROR, "loop", "error=poll:%s", strerror(errno));
 			break;
 		}
-		if (j->o.consume &&
-		    now_mono_ns() - j->renewed >= JITWG_LEASE_RENEW_MS * 1000000ull)
-			renew_lease(j);
+		lease_keeper_tick(&j->lease);
 		if (pfd[0].revents) {
 			ret = capture_poll(j->cap, 0);
 			daemon_cookie_flush(j->d);

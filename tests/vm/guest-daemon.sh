@@ -153,7 +153,7 @@ case_kernel_evict_hand_peer_kept() {
 case_kernel_consume() {
 	ktopo
 	kjitwgd --consume --handshake-window 600
-	grep -q "msg=ready .*initiate_back=false consume=true" "$JW_LOG" ||
+	grep -q "msg=ready .*consume=always" "$JW_LOG" ||
 		fail "not consuming: $(grep msg=ready "$JW_LOG")"
 	gw_capture_start
 	check "ping through the tunnel" kping
