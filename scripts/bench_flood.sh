@@ -24,7 +24,7 @@
 # Two floors, because veth counts a frame its XDP program dropped in
 # rx_packets like one it passed: jitwg drops a flood's excess (copies over
 # their budget, initiations the global budget refuses), so under the
-# initiation floods its receiver drops 95-97 % of what it receives while the
+# initiation floods its receiver drops 94-98 % of what it receives while the
 # bare XDP_PASS one hands every frame to the stack (an skb, IP, UDP, an
 # ICMP error), which costs far more than a drop. j/pass, the issue's
 # measure, then flatters jitwg; j/drop, against a bare XDP_DROP (the
