@@ -405,7 +405,10 @@ for kind in $JKINDS; do
 		wait "${pids[@]}"
 		client_restart R
 		ret=$(contact R $RET_WAIT)
-		kill -INT "$FLOOD_PID" 2>/dev/null
+		# TERM, not INT: a background job of a script ignores SIGINT
+		# (jitwg-loadgen would run its whole count); jitwg-pktgen
+		# handles both and prints its totals.
+		kill -TERM "$FLOOD_PID" 2>/dev/null
 		wait "$FLOOD_PID"
 		t1=$(date +%s.%N)
 		ticks1=$(cpu_ticks "$JW_PID")
