@@ -16,10 +16,12 @@ $(BUILD)/jitwg-pktgen: $(OBJ)/user/pktgen.o $(OBJ)/user/noise.o \
 		$(OBJ)/user/noise_crypto.o $(OBJ)/user/noise_input.o $(COMMON_OBJS)
 	$(link)
 
-# The floor of bench-flood: attached with ip link, no loader needed.
-BINS += $(BUILD)/xdp_pass.bpf.o
+# The floors of bench-flood: attached with ip link, no loader needed.
+BINS += $(BUILD)/xdp_pass.bpf.o $(BUILD)/xdp_drop.bpf.o
 $(BUILD)/xdp_pass.bpf.o: bpf/xdp_pass.bpf.c $(BUILD)/vmlinux.h mk/pktgen.mk
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+$(BUILD)/xdp_drop.bpf.o: bpf/xdp_pass.bpf.c $(BUILD)/vmlinux.h mk/pktgen.mk
+	$(CLANG) $(BPF_CFLAGS) -DFLOOR_DROP -c $< -o $@
 
 BENCHES += bench-flood
 .PHONY: bench-flood

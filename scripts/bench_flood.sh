@@ -7,28 +7,49 @@
 #   veth jfs 192.0.2.2                       pinned to the other core; one of:
 #                                            none  no XDP program (GRO on)
 #                                            pass  a bare XDP_PASS program
+#                                            drop  a bare XDP_DROP program
 #                                            jitwg jitwg-xdp, default limits
 #                                            spent jitwg-xdp, global budget 1/s
 #
-# Each round runs the three receivers one after the other (interleaved, so
-# the machine's drift hits all three alike); a row gives the median and, in
-# brackets, the range over rounds of: packets/s offered, received (the
-# receiving veth's rx_packets; the rest the veth ring dropped), XDP ns per
-# packet from bpf_stats (run_time_ns / run_cnt) and events/s that reached
-# userspace (jitwg's ring buffer). jitwg's figure mixes the refused packets
-# with those its budget admits (40,000 at once, then 20,000/s: the ring
-# buffer, an LRU insert); "spent" (global budget of 1/s) is the cost of a
-# refused packet alone.
+# Each round runs the receivers one after the other (interleaved, so the
+# machine's drift hits all alike); a row gives the median and, in brackets,
+# the range over rounds of: packets/s offered, received (the receiving
+# veth's rx_packets; the rest the veth ring dropped), the share of those
+# jitwg's program dropped, XDP ns per packet from bpf_stats (run_time_ns /
+# run_cnt) and events/s that reached userspace (jitwg's ring buffer).
+# jitwg's figure mixes the refused packets with those its budget admits
+# (40,000 at once, then 20,000/s: the ring buffer, the stack); "spent"
+# (global budget of 1/s) is the cost of a refused packet alone.
 #
-# Then, unless BENCH_FLOOD_JITWGD=0, jitwgd with its defaults on the
-# topology of tests/e2e_lib.sh (wireguard-go gateway, control plane) under
-# each flood kind of BENCH_FLOOD_JITWGD_KINDS at max from one core: a new
-# registered wireguard-go client's and a returning one's first contact
-# (ping through the tunnel, retried every second for up to 30 s), jitwgd's
-# CPU share and resident memory, and installs of the key the forged flood
-# claims (registered, never used by a client: must stay 0). Beside them,
-# what reached jitwgd (events/s from the XDP program's counters) and what
-# jitwgd's own defences did with it (its stop-line counters, per kind).
+# Two floors, because veth counts a frame its XDP program dropped in
+# rx_packets like one it passed: jitwg drops a flood's excess (copies over
+# their budget, initiations the global budget refuses), so under the
+# initiation floods its receiver drops 94-98 % of what it receives while the
+# bare XDP_PASS one hands every frame to the stack (an skb, IP, UDP, an
+# ICMP error), which costs far more than a drop. j/pass, the issue's
+# measure, then flatters jitwg; j/drop, against a bare XDP_DROP (the
+# cheapest receiver there is), is the strict bound: what jitwg's checks
+# and the initiations it admits cost the receiver over dropping blind;
+# s/drop, the receiver with jitwg's budget spent against it, the refused
+# path alone.
+#
+# Then, unless BENCH_FLOOD_JITWGD=0, jitwgd on the topology of
+# tests/e2e_lib.sh (wireguard-go gateway, control plane) under each flood
+# kind of BENCH_FLOOD_JITWGD_KINDS at max from one core,
+# BENCH_FLOOD_JITWGD_RUNS times each (3): per run, BENCH_FLOOD_JITWGD_CLIENTS
+# (2) new registered wireguard-go clients at once, each from an address of
+# its own never seen before, then the returning client (restarted; its
+# address verified by its earlier handshake). First contact is the time from
+# a client's first ping to the first answer through the tunnel, pinging
+# every 50 ms (WireGuard holds the pings until the handshake completes, so
+# the answer's round trip is the handshake's time, to ping's precision).
+# Per kind: the new clients' p50/p90/max and how many had a tunnel by their
+# third initiation (11 s), the returning client's p50/p99/max (nearest
+# rank), installs of the key the forged kinds claim (registered, never used
+# by a client: must stay 0), jitwgd's CPU share and resident memory (ranges
+# over runs) and what reached jitwgd (events/s from the XDP program's
+# counters); then jitwgd's own counters per run. A flood lasts up to
+# BENCH_FLOOD_JITWGD_SECONDS (22), stopped once a run is measured.
 # Kinds pktgen cannot send at line rate, from jitwg-loadgen instead
 # (BENCH_FLOOD_LG_RATE initiations/s, default 2000, over
 # BENCH_FLOOD_LG_SOURCES addresses, default 100: the XDP program lets each
@@ -41,10 +62,11 @@
 # 0) slows every control-plane answer, so that lookups queue up.
 #
 # BENCH_FLOOD_KINDS: KIND[@SOURCES][:RATE] words (default below; SOURCES
-# defaults to BENCH_FLOOD_SOURCES, RATE to max), BENCH_FLOOD_ROUNDS (3),
+# defaults to BENCH_FLOOD_SOURCES, RATE to max; " " skips the receiver
+# table), BENCH_FLOOD_ROUNDS (3),
 # BENCH_FLOOD_SECONDS (3); BENCH_FLOOD_XDP another jitwg-xdp build to
 # measure, BENCH_FLOOD_XDP_ARGS options for it; BENCH_FLOOD_BASE another
-# jitwg-xdp build (an older commit's, say) run as a fifth receiver "base" in
+# jitwg-xdp build (an older commit's, say) run as a further receiver "base" in
 # the same rounds, with the same options, for a before/after in one run.
 # BENCH_FLOOD_PKTGEN_ARGS: more jitwg-pktgen options for the receiver rounds
 # (--messages 65536: random kinds that seldom repeat).
@@ -57,8 +79,9 @@ trap 'echo "interrupted"; exit 130' INT TERM
 PKTGEN=$BUILD/jitwg-pktgen
 XDP=${BENCH_FLOOD_XDP:-$BUILD/jitwg-xdp} # another build to compare
 BASE=${BENCH_FLOOD_BASE:-}               # and one to compare it with
-MODES="none pass jitwg spent${BASE:+ base}"
+MODES="none pass drop jitwg spent${BASE:+ base}"
 PASS_OBJ=$BUILD/xdp_pass.bpf.o
+DROP_OBJ=$BUILD/xdp_drop.bpf.o
 SOURCES=${BENCH_FLOOD_SOURCES:-1000000}
 KINDS=${BENCH_FLOOD_KINDS:-"udp data replay@1 replay valid forged random random-mac1 mac2"}
 ROUNDS=${BENCH_FLOOD_ROUNDS:-3}
@@ -66,7 +89,7 @@ SECS=${BENCH_FLOOD_SECONDS:-3}
 GEN_CPU=0
 RX_CPU=$(($(nproc) - 1))
 
-[ -x "$PKTGEN" ] && [ -x "$XDP" ] && [ -f "$PASS_OBJ" ] && [ -x "${BASE:-$XDP}" ] ||
+[ -x "$PKTGEN" ] && [ -x "$XDP" ] && [ -f "$PASS_OBJ" ] && [ -f "$DROP_OBJ" ] && [ -x "${BASE:-$XDP}" ] ||
 	{ echo "bench-flood: run make first" >&2; exit 1; }
 
 tmp_dir
@@ -92,6 +115,9 @@ pin_napi() {
 	done
 }
 rx_stat() { ip netns exec "$G" cat "/sys/class/net/jfr/statistics/$1"; }
+# xdp_drops: frames the receiver's XDP program dropped (veth counts them in
+# rx_packets too).
+xdp_drops() { ip netns exec "$G" ethtool -S jfr | awk '/xdp_drops:/ { s += $2 } END { print s + 0 }'; }
 prog_id() { ip -n "$G" link show jfr | sed -n 's/.*prog\/xdp id \([0-9]*\).*/\1/p'; }
 # prog_stats ID: "run_time_ns run_cnt" of program ID.
 prog_stats() {
@@ -103,9 +129,11 @@ prog_stats() {
 receiver() {
 	ip -n "$G" link set dev jfr xdp off 2>/dev/null
 	case $1 in
-	pass)
-		ip -n "$G" link set dev jfr xdpdrv obj "$PASS_OBJ" sec xdp ||
-			fail "cannot attach $PASS_OBJ"
+	pass | drop)
+		local obj=$PASS_OBJ
+		[ "$1" = drop ] && obj=$DROP_OBJ
+		ip -n "$G" link set dev jfr xdpdrv obj "$obj" sec xdp ||
+			fail "cannot attach $obj"
 		;;
 	jitwg | spent | base)
 		local args= xdp=$XDP
@@ -124,17 +152,19 @@ receiver() {
 # run KIND SOURCES RATE MODE ROUND: one measurement, a line in $TMP/rows.
 run() {
 	local kind=$1 src=$2 rate=$3 mode=$4 round=$5 rx0 rx1 id st0 st1 out
-	local offered ns=- events=-
+	local offered ns=- events=- d0 d1
 	receiver "$mode"
 	id=$(prog_id)
 	[ -n "$id" ] && st0=$(prog_stats "$id")
 	rx0=$(rx_stat rx_packets)
+	d0=$(xdp_drops)
 	out=$(ip netns exec "$C" taskset -c $GEN_CPU "$PKTGEN" --dev jfs --dst 192.0.2.1 \
 		--dst-mac "$G_MAC" --responder "$GW_PUB" --seed flood \
 		--kind "$kind:$rate" --sources "$src" --duration "$SECS" \
 		${BENCH_FLOOD_PKTGEN_ARGS:-} 2>&1) ||
 		fail "jitwg-pktgen: $out"
 	rx1=$(rx_stat rx_packets)
+	d1=$(xdp_drops)
 	if [ -n "$id" ]; then
 		st1=$(prog_stats "$id")
 		ns=$(awk -v a="$st0" -v b="$st1" 'BEGIN { split(a, x, " "); split(b, y, " ");
@@ -151,7 +181,9 @@ run() {
 		[ "$mode" = jitwg ] && sed -n 's/^counters //p' "$TMP/xdp.out" >>"$TMP/counters"
 	fi
 	offered=$(echo "$out" | sed -n 's/^total sent=.* pps=\([0-9]*\)$/\1/p')
-	echo "$kind@$src:$rate $mode $round $offered $(((rx1 - rx0) / SECS)) $ns $events" >>"$TMP/rows"
+	echo "$kind@$src:$rate $mode $round $offered $(((rx1 - rx0) / SECS)) $ns $events" \
+		"$(awk -v d=$((d1 - d0)) -v r=$((rx1 - rx0)) 'BEGIN { printf "%.1f", r ? 100 * d / r : 0 }')" \
+		>>"$TMP/rows"
 }
 
 # summary SPEC MODE COLUMN: "median [min-max]" over rounds; pps in Mpps.
@@ -192,14 +224,18 @@ ip -n "$G" link set dev jfr xdp off 2>/dev/null
 
 echo
 echo "Mpps: median [range over rounds]; offered = what jitwg-pktgen sent (jitwg's rounds)"
-printf '%-23s %-17s %-17s %-17s %-17s %6s %-17s %-20s %-18s %-15s\n' "kind@sources:rate" \
-	"offered" "rx none" "rx pass" "rx jitwg" "j/pass" "ns pass" "ns jitwg" "ns refused" "events/s"
+ratio() { awk -v p="$1" -v j="$2" 'BEGIN { if (p > 0) printf "%.0f", 100 * j / p; else print "-" }'; }
+printf '%-23s %-17s %-17s %-17s %-17s %-17s %-8s %6s %6s %-17s %6s %-17s %-20s %-18s %-15s\n' "kind@sources:rate" \
+	"offered" "rx none" "rx pass" "rx drop" "rx jitwg" "dropped" "j/pass" "j/drop" \
+	"rx spent" "s/drop" "ns pass" "ns jitwg" "ns refused" "events/s"
 for spec in $(awk '{print $1}' "$TMP/rows" | awk '!seen[$0]++'); do
-	p=$(median "$spec" pass 5) j=$(median "$spec" jitwg 5)
-	printf '%-23s %-17s %-17s %-17s %-17s %5s%% %-17s %-20s %-18s %-15s\n' "$spec" \
+	p=$(median "$spec" pass 5) d=$(median "$spec" drop 5) j=$(median "$spec" jitwg 5)
+	printf '%-23s %-17s %-17s %-17s %-17s %-17s %7s%% %5s%% %5s%% %-17s %5s%% %-17s %-20s %-18s %-15s\n' "$spec" \
 		"$(summary "$spec" jitwg 4)" "$(summary "$spec" none 5)" \
-		"$(summary "$spec" pass 5)" "$(summary "$spec" jitwg 5)" \
-		"$(awk -v p="$p" -v j="$j" 'BEGIN { if (p > 0) printf "%.0f", 100 * j / p; else print "-" }')" \
+		"$(summary "$spec" pass 5)" "$(summary "$spec" drop 5)" \
+		"$(summary "$spec" jitwg 5)" "$(median "$spec" jitwg 8)" \
+		"$(ratio "$p" "$j")" "$(ratio "$d" "$j")" \
+		"$(summary "$spec" spent 5)" "$(ratio "$d" "$(median "$spec" spent 5)")" \
 		"$(summary "$spec" pass 6)" "$(summary "$spec" jitwg 6)" \
 		"$(summary "$spec" spent 6)" \
 		"$(summary "$spec" jitwg 7)"
@@ -226,14 +262,26 @@ awk '{print "  " $0}' "$TMP/counters" | awk -v r="$ROUNDS" 'NR % r == 0'
 [ "${BENCH_FLOOD_JITWGD:-1}" = 0 ] && exit 0
 # ---- jitwgd under the floods ------------------------------------------------
 JKINDS=${BENCH_FLOOD_JITWGD_KINDS:-"replay forged valid random-mac1 mac2 fresh forged-unique"}
-JSECS=${BENCH_FLOOD_JITWGD_SECONDS:-20}
+JSECS=${BENCH_FLOOD_JITWGD_SECONDS:-22}
+JRUNS=${BENCH_FLOOD_JITWGD_RUNS:-3}
+JNEW=${BENCH_FLOOD_JITWGD_CLIENTS:-2}
 JITWGD=${BENCH_FLOOD_JITWGD_BIN:-$JITWGD}
 LG_RATE=${BENCH_FLOOD_LG_RATE:-2000}
 LG_SOURCES=${BENCH_FLOOD_LG_SOURCES:-100}
+# A new client's wait: its third initiation leaves ~10.3 s after its first
+# (WireGuard retries every 5 s, plus up to 1/3 s of jitter): 12 s covers it.
+NEW_WAIT=12
+RET_WAIT=8
 [ -x "$JITWGD" ] || { echo "bench-flood: no jitwgd built" >&2; exit 1; }
+# The flood's first second, then the new clients' wait and the returning
+# one's: a shorter flood may end before a slow contact.
+[ "$JSECS" -ge $((1 + NEW_WAIT + RET_WAIT + 1)) ] ||
+	echo "bench-flood: floods of $JSECS s may end before a slow contact" >&2
 e2e_topo
 e2e_cp
 e2e_sources "$LG_SOURCES"
+# New clients' own source addresses (below): one /20 per run.
+ip -n "$G" route add 172.16.0.0/12 dev vg || fail "route to the new clients"
 # shellcheck disable=SC2086 # options, split on purpose
 e2e_jitwgd --metrics-listen 127.0.0.1:9089 ${BENCH_FLOOD_JITWGD_ARGS:-}
 G_MAC=$(ip -n "$G" -br link show vg | awk '{print $3}')
@@ -245,18 +293,41 @@ cp_add "$R_PUB" 10.77.1.1/32
 cping R 1 10 >/dev/null || fail "the returning client's first tunnel"
 cp_mode "{\"delay\": ${BENCH_FLOOD_CP_DELAY:-0}}"
 
-# contact PREFIX: seconds until a ping through the tunnel gets an answer,
-# one try a second, or "none" after 30 tries.
+# new_client VAR RUN I: a registered wireguard-go client that has never
+# connected, from an address of its own, 172.(16 + RUN / 16).(RUN % 16 *
+# 16).I: the returning client's address is verified after its first
+# handshake (an hour, per address), and a new client sharing it would pass
+# on that budget instead of the one a new client elsewhere gets. A fwmark on
+# its socket picks a routing table whose route carries that source; each run
+# a /20 of its own, so that the prefix reserve's slot of one run is not the
+# next run's.
+new_client() {
+	local var=$1 src dev mark=$((0x1000 + $2 * 16 + $3))
+	src=172.$((16 + $2 / 16)).$(($2 % 16 * 16)).$3
+	e2e_client "$var" "10.77.$((100 + $2)).$3"
+	dev=$(eval echo "\$${var}_DEV")
+	ip -n "$C" addr add "$src/32" dev vc || fail "address $src"
+	ip netns exec "$C" wg set "$dev" fwmark $mark || fail "fwmark on $dev"
+	ip -n "$C" rule add fwmark $mark table $mark
+	ip -n "$C" route add $E2E_GW_IP/32 dev vc src "$src" table $mark ||
+		fail "route from $src"
+	cp_add "$(eval echo "\$${var}_PUB")" "10.77.$((100 + $2)).$3/32"
+}
+
+# contact PREFIX WAIT: seconds from the client's first ping to the first
+# answer through the tunnel, or "none" after WAIT s. A ping every 50 ms: the
+# first one starts the handshake and WireGuard holds it (and those after)
+# until the handshake completes, so the first answer's round trip, plus 50 ms
+# per ping sent before the one answered, is the time to a working tunnel,
+# measured by ping itself (without the start-up of ip netns exec).
 contact() {
-	local t0 i
-	t0=$(date +%s.%N)
-	for ((i = 0; i < 30; i++)); do
-		if cping "$1" 1 1 >/dev/null 2>&1; then
-			calc "$(date +%s.%N) - $t0"
-			return
-		fi
-	done
-	echo none
+	local n dev
+	n=$(eval echo "\$${1}_NS")
+	dev=$(eval echo "\$${1}_DEV")
+	ip netns exec "$n" ping -n -c 1 -i 0.05 -w "$2" -I "$dev" $E2E_GW_TUN 2>/dev/null |
+		sed -n 's/.*icmp_seq=\([0-9]*\) .*time=\([0-9.]*\) ms.*/\1 \2/p' |
+		awk 'NR == 1 { printf "%.3f\n", ($1 - 1) * 0.05 + $2 / 1000; ok = 1 }
+			END { if (!ok) print "none" }'
 }
 # metric NAME: the sum of NAME's series in jitwgd's /metrics.
 metric() {
@@ -274,65 +345,127 @@ counters() {
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
+victim_installs() { jwlog_count "peer=$(fp "$VICTIM") outcome=installed"; }
 
-echo
-echo "jitwgd ($JITWGD ${BENCH_FLOOD_JITWGD_ARGS:-defaults}) under each flood" \
-	"from CPU $GEN_CPU, $JSECS s each, control plane delay ${BENCH_FLOOD_CP_DELAY:-0} s;" \
-	"load: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-14s %10s %12s %12s %9s %8s %9s %15s %10s\n' kind "offered" "new client s" \
-	"returning s" "jitwgd %" "RSS MB" "installs" "forged installs" "events/s"
-k=0
-for kind in $JKINDS; do
-	k=$((k + 1))
-	e2e_client N$k 10.77.2.$k
-	cp_add "$(eval echo "\$N${k}_PUB")" 10.77.2.$k/32
-	ticks0=$(cpu_ticks "$JW_PID")
-	ev0=$(metric jitwg_xdp_events_total)
-	c0=$(counters)
-	case $kind in
+# flood KIND SEED: start KIND's flood from CPU $GEN_CPU; FLOOD_PID set.
+flood() {
+	local lgargs=()
+	case $1 in
 	fresh | forged-unique)
-		lgargs=()
-		[ "$kind" = forged-unique ] && lgargs=(--forge "$VICTIM")
+		[ "$1" = forged-unique ] && lgargs=(--forge "$VICTIM")
 		ip netns exec "$C" taskset -c $GEN_CPU "$LOADGEN" send \
-			--to $E2E_GW_IP:51820 --responder "$GW_PUB" --seed "flood$k" \
+			--to $E2E_GW_IP:51820 --responder "$GW_PUB" --seed "$2" \
 			--count $((LG_RATE * JSECS)) --duration-ms $((JSECS * 1000)) \
 			--sources "$LG_SOURCES" --src-base 192.168.78.1 "${lgargs[@]}" \
-			>"$TMP/pg-$kind.out" 2>&1 &
+			>"$TMP/pg.out" 2>&1 &
 		;;
 	*)
 		ip netns exec "$C" taskset -c $GEN_CPU "$PKTGEN" --dev vc --dst $E2E_GW_IP \
-			--dst-mac "$G_MAC" --responder "$GW_PUB" --seed "flood$k" \
-			--victim "$VICTIM" --kind "$kind" --sources "$SOURCES" \
-			--duration "$JSECS" >"$TMP/pg-$kind.out" 2>&1 &
+			--dst-mac "$G_MAC" --responder "$GW_PUB" --seed "$2" \
+			--victim "$VICTIM" --kind "$1" --sources "$SOURCES" \
+			--duration "$JSECS" >"$TMP/pg.out" 2>&1 &
 		;;
 	esac
-	pg=$!
-	sleep 2
-	# jitwg-loadgen builds its initiations first: contact once they flow.
-	case $kind in fresh | forged-unique)
-		wait_for 30 eval '[ $(($(metric jitwg_xdp_events_total) - ev0)) -ge $LG_RATE ]' ||
-			echo "bench-flood: the $kind flood did not reach jitwgd" >&2
-	esac
-	new=$(contact N$k)
-	client_restart R
-	ret=$(contact R)
-	wait "$pg"
-	ticks1=$(cpu_ticks "$JW_PID")
-	jw_alive || fail "jitwgd died under the $kind flood"
-	ev1=$(metric jitwg_xdp_events_total)
-	echo "$kind $c0 -> $(counters)" >>"$TMP/jcounters"
-	printf '%-14s %10s %12s %12s %9s %8s %9s %15s %10s\n' "$kind" \
-		"$(sed -n -e 's/^total sent=.* pps=\([0-9]*\)$/\1/p' \
-			-e 's/^loadgen: round 1: sent \([0-9]*\) initiations in \([0-9.]*\) s$/\1 \2/p' \
-			"$TMP/pg-$kind.out" | awk 'NF == 2 { printf "%d", $1 / $2; next } { print }')" \
-		"$new" "$ret" \
-		"$(calc "100 * ($ticks1 - $ticks0) / $(getconf CLK_TCK) / $JSECS")" \
-		"$(rss_mb "$JW_PID")" \
-		"$(jwlog_count "outcome=installed")" \
-		"$(jwlog_count "peer=$(fp "$VICTIM") outcome=installed")" \
-		"$(((ev1 - ev0) / JSECS))"
-	sleep 3 # the queue drains between kinds
+	FLOOD_PID=$!
+}
+
+# One line per run in $TMP/jruns: kind run offered_pps cpu% rss_mb events/s
+# forged_installs returning_s new_s...
+echo
+echo "jitwgd ($JITWGD ${BENCH_FLOOD_JITWGD_ARGS:-defaults}) under each flood" \
+	"from CPU $GEN_CPU: $JRUNS runs per kind, $JNEW new clients and the" \
+	"returning one per run, floods of up to $JSECS s (stopped once measured)," \
+	"control plane delay ${BENCH_FLOOD_CP_DELAY:-0} s; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+: >"$TMP/jruns"
+: >"$TMP/jcounters"
+run=0
+for kind in $JKINDS; do
+	for ((r = 1; r <= JRUNS; r++)); do
+		run=$((run + 1))
+		for ((i = 1; i <= JNEW; i++)); do new_client "N${run}_$i" "$run" "$i"; done
+		ticks0=$(cpu_ticks "$JW_PID")
+		ev0=$(metric jitwg_xdp_events_total)
+		c0=$(counters)
+		v0=$(victim_installs)
+		t0=$(date +%s.%N)
+		flood "$kind" "flood$run"
+		sleep 1
+		# jitwg-loadgen builds its initiations first: contact once they flow.
+		case $kind in fresh | forged-unique)
+			wait_for 30 eval '[ $(($(metric jitwg_xdp_events_total) - ev0)) -ge $LG_RATE ]' ||
+				echo "bench-flood: the $kind flood did not reach jitwgd" >&2
+		esac
+		# The new clients at once (each its own address), then the
+		# returning one, still during the flood.
+		pids=()
+		for ((i = 1; i <= JNEW; i++)); do
+			contact "N${run}_$i" $NEW_WAIT >"$TMP/new.$i" &
+			pids+=($!)
+		done
+		wait "${pids[@]}"
+		client_restart R
+		ret=$(contact R $RET_WAIT)
+		# TERM, not INT: a background job of a script ignores SIGINT
+		# (jitwg-loadgen would run its whole count); jitwg-pktgen
+		# handles both and prints its totals.
+		kill -TERM "$FLOOD_PID" 2>/dev/null
+		wait "$FLOOD_PID"
+		t1=$(date +%s.%N)
+		ticks1=$(cpu_ticks "$JW_PID")
+		jw_alive || fail "jitwgd died under the $kind flood"
+		ev1=$(metric jitwg_xdp_events_total)
+		echo "$kind#$r $c0 -> $(counters)" >>"$TMP/jcounters"
+		offered=$(sed -n 's/^total sent=.* pps=\([0-9]*\)$/\1/p' "$TMP/pg.out")
+		echo "$kind $r ${offered:-$LG_RATE}" \
+			"$(calc "100 * ($ticks1 - $ticks0) / $(getconf CLK_TCK) / ($t1 - $t0)")" \
+			"$(rss_mb "$JW_PID")" \
+			"$(calc "($ev1 - $ev0) / ($t1 - $t0)")" \
+			"$(($(victim_installs) - v0))" "$ret" \
+			"$(cat "$TMP"/new.* | paste -sd' ')" >>"$TMP/jruns"
+		rm -f "$TMP"/new.*
+		echo "  $(tail -n 1 "$TMP/jruns")" >&2
+		sleep 2 # the queue drains between runs
+	done
+done
+
+# pct KIND COLUMN P: the P-th percentile (nearest rank) of COLUMN over the
+# kind's runs, COLUMN "new" (every new client) or a field number; "none"
+# sorts last, as a wait longer than any.
+pct() {
+	awk -v k="$1" -v c="$2" -v p="$3" '
+		$1 == k { if (c == "new") for (i = 9; i <= NF; i++) v[++n] = $i; else v[++n] = $c }
+		END {
+			if (!n) { print "-"; exit }
+			for (i = 1; i <= n; i++) x[i] = v[i] == "none" ? 1e9 : v[i]
+			for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+				if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
+			r = int(p * n / 100); if (r < p * n / 100) r++; if (r < 1) r = 1
+			print x[r] == 1e9 ? "none" : x[r]
+		}' "$TMP/jruns"
+}
+# range KIND FIELD: "min-max" of FIELD over the kind's runs.
+range() {
+	awk -v k="$1" -v c="$2" '$1 == k { if (!n++ || $c < lo) lo = $c; if (!hi || $c > hi) hi = $c }
+		END { if (!n) print "-"; else if (lo == hi) print lo; else print lo "-" hi }' "$TMP/jruns"
+}
+echo
+echo "Per kind over runs: a new client's and the returning client's time from" \
+	"its first ping to a working tunnel (s; nearest-rank percentiles over" \
+	"every client of every run, \"none\": no tunnel within $NEW_WAIT s, $RET_WAIT s);" \
+	"<=11 s: new clients with a tunnel by their third initiation"
+printf '%-14s %4s %9s %21s %7s %21s %7s %9s %9s %11s\n' kind runs "offered" \
+	"new p50/p90/max" "<=11 s" "returning p50/p99/max" forged "jitwgd %" "RSS MB" "events/s"
+for kind in $JKINDS; do
+	n=$(awk -v k="$kind" '$1 == k' "$TMP/jruns" | wc -l)
+	ok=$(awk -v k="$kind" '$1 == k { for (i = 9; i <= NF; i++) { t++; if ($i != "none" && $i <= 11) o++ } }
+		END { printf "%d/%d", o, t }' "$TMP/jruns")
+	printf '%-14s %4s %9s %21s %7s %21s %7s %9s %9s %11s\n' "$kind" "$n" \
+		"$(pct "$kind" 3 50)" \
+		"$(pct "$kind" new 50)/$(pct "$kind" new 90)/$(pct "$kind" new 100)" "$ok" \
+		"$(pct "$kind" 8 50)/$(pct "$kind" 8 99)/$(pct "$kind" 8 100)" \
+		"$(awk -v k="$kind" '$1 == k { s += $7 } END { print s + 0 }' "$TMP/jruns")" \
+		"$(range "$kind" 4)" "$(range "$kind" 5)" "$(pct "$kind" 6 50)"
 done
 echo
-echo "jitwgd's counters before -> after each kind (cumulative):"
+echo "jitwgd's counters before -> after each run (cumulative):"
 awk '{print "  " $0}' "$TMP/jcounters"
