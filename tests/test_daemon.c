@@ -649,6 +649,7 @@ static void test_counters(void)
 	st.answers_stale = 14;
 	st.budget_refused = 15;
 	st.fetch_shed = 16;
+	st.giveback_skipped = 18;
 	st.consume_engaged = 17;
 	st.bad_shape = st.bad_mac1 = st.bad_identity = st.waiting = 99;
 	daemon_stats_format(&st, line, sizeof(line));
@@ -656,7 +657,7 @@ static void test_counters(void)
 	      "events=1 installed=2 handshakes=3 evicted=4 unknown=5 refused=6 "
 	      "errors=7 bad_auth=8 replays=9 sightings=10 queue_full=11 "
 	      "redelivered=12 redeliver_errors=13 answers_stale=14 "
-	      "budget_refused=15 fetch_shed=16 consume_engaged=17"), "%s", line);
+	      "budget_refused=15 fetch_shed=16 giveback_skipped=18 consume_engaged=17"), "%s", line);
 	CHECK("counters: stop line cut short stays terminated",
 	      daemon_stats_format(&st, line, 10) > 10 && strlen(line) == 9, "%s", line);
 	CHECK("counters: every field listed",

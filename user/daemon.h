@@ -367,6 +367,8 @@ size_t ptab_count_managed(struct peer_table *t);
 	  "Initiations refused for the CPU share (--max-cpu)", 1)             \
 	X(fetch_shed, "jitwg_fetch_shed_total", "",                           \
 	  "Control-plane lookups dropped: the fresh lane was full", 1)        \
+	X(giveback_skipped, "jitwg_giveback_skipped_total", "",               \
+	  "Initiations of keys not on the device not given back to WireGuard: over their budget (a flood of fresh keys)", 1) \
 	X(consume_engaged, "jitwg_consume_engaged_total", "",                 \
 	  "Times --consume auto took the XDP lease (initiations under load)", 1)
 

@@ -54,6 +54,8 @@ enum {
 	 * sched_turn() (user/daemon_sched.c).
 	 */
 	INITIATE_CHUNK = 256,
+	/* Give-backs of keys not on the device: a second's worth at once. */
+	GIVEBACK_UNUSED_RATE = 100,
 	ANSWER_CHUNK = 20,
 	ANSWER_MAX_AGE_MS = 4000,
 	INSTALL_BATCH_MAX = 1024,
@@ -164,6 +166,9 @@ struct pending_table {
 	pthread_mutex_t lock;     /* the chains, and each entry's ep and last */
 	struct pending *buckets[PENDING_BUCKETS];
 	uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* set once, at daemon_new */
+	/* The give-back budget of keys not on the device (pending_unused). */
+	double giveback_tokens;
+	uint64_t giveback_at;     /* mono ns of its last refill */
 };
 
 struct pending *pending_claim(struct daemon *d, const uint8_t key[static 32],
@@ -175,6 +180,16 @@ void pending_last(struct daemon *d, const struct pending *p,
 		  struct jitwg_event *out);
 void pending_release(struct daemon *d, struct pending *p);
 void pending_end(struct daemon *d, struct pending *p);
+/*
+ * Ended without an install (unknown, refused, shed, a failed lookup): the
+ * initiation goes back only if its key is on the device, or within
+ * GIVEBACK_UNUSED_RATE a second (a peer added by hand since the last
+ * listing): a flood of fresh keys must not reach WireGuard through
+ * jitwgd. giveback_unused() is the same for an event with no entry.
+ */
+void pending_unused(struct daemon *d, struct pending *p);
+void giveback_unused(struct daemon *d, const uint8_t key[static 32],
+		     const struct jitwg_event *ev);
 void pending_free_all(struct daemon *d);
 void redeliver_one(struct daemon *d, const struct jitwg_event *ev);
 

@@ -129,7 +129,7 @@ static void shed(struct daemon *d, struct pending *p)
 	p->t_fetch = mono(d);
 	if (LOG_ENABLED(LOG_DEBUG))
 		log_outcome(d, p, "shed", "api", "reason=fresh_lane_full", LOG_DEBUG);
-	pending_end(d, p);
+	pending_unused(d, p);
 }
 
 /* Start what the slots allow. On a worker (the failures it handles run the

@@ -157,6 +157,53 @@ void pending_end(struct daemon *d, struct pending *p)
 	redeliver_one(d, &ev);
 }
 
+/* One token of the give-back budget, if any is left. */
+static bool giveback_token(struct daemon *d)
+{
+	struct pending_table *t = &d->pending;
+	uint64_t now = mono(d);
+	bool ok;
+
+	pthread_mutex_lock(&t->lock);
+	if (!t->giveback_at || now > t->giveback_at) {
+		t->giveback_tokens = !t->giveback_at ? GIVEBACK_UNUSED_RATE :
+				     t->giveback_tokens +
+					     (double)(now - t->giveback_at) *
+						     GIVEBACK_UNUSED_RATE / 1e9;
+		if (t->giveback_tokens > GIVEBACK_UNUSED_RATE)
+			t->giveback_tokens = GIVEBACK_UNUSED_RATE;
+		t->giveback_at = now;
+	}
+	ok = t->giveback_tokens >= 1;
+	if (ok)
+		t->giveback_tokens -= 1;
+	pthread_mutex_unlock(&t->lock);
+	return ok;
+}
+
+void giveback_unused(struct daemon *d, const uint8_t key[static 32],
+		     const struct jitwg_event *ev)
+{
+	/* Not consumed: nothing to give back, no token spent. */
+	if (!d->env.redeliver || !(ev->flags & JITWG_EV_CONSUMED))
+		return;
+	if (ptab_on_device(d->peers, key) || giveback_token(d))
+		redeliver_one(d, ev);
+	else
+		INC(d, giveback_skipped);
+}
+
+void pending_unused(struct daemon *d, struct pending *p)
+{
+	struct jitwg_event ev;
+	uint8_t key[32];
+
+	memcpy(key, p->key, 32);
+	pending_unlink(d, p, &ev);
+	pending_free(p);
+	giveback_unused(d, key, &ev);
+}
+
 /* At the end: only keys whose fetch never completed (api destroyed first). */
 void pending_free_all(struct daemon *d)
 {

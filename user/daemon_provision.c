@@ -228,8 +228,8 @@ static void unknown_key(struct daemon *d, const struct authed *a)
 
 	INC(d, unknown);
 	/* As any key that ends unknown (--consume): a peer added by hand
-	 * since the last listing is still answered. */
-	redeliver_one(d, a->ev);
+	 * since the last listing is still answered, within a budget. */
+	giveback_unused(d, a->key, a->ev);
 	if (!LOG_ENABLED(LOG_INFO) || !reject_log_ok(d, "unknown"))
 		return;
 	log_fingerprint(fp, a->key);
@@ -487,7 +487,7 @@ void provision_fresh(struct daemon *d, const struct authed *a, int fresh,
 		p->t_fetch = mono(d);
 		INC(d, unknown);
 		log_unknown(d, p, "cache", NULL);
-		pending_end(d, p);
+		pending_unused(d, p);
 		return;
 	}
 	if (state == CACHE_STALE) {
@@ -527,7 +527,7 @@ void fetch_failed(struct daemon *d, struct pending *p, int ret)
 			 strerrorname_np(-ret) ? strerrorname_np(-ret) : "?");
 		log_outcome(d, p, "api_error", "api", extra, LOG_WARN);
 	}
-	pending_end(d, p);
+	pending_unused(d, p);
 }
 
 /* A control-plane answer, back through the intake queue. */
@@ -571,7 +571,7 @@ static void fetched(struct daemon *d, struct job *j)
 		log_outcome(d, p, "api_error", "api", extra, LOG_WARN);
 		break;
 	}
-	pending_end(d, p);
+	pending_unused(d, p);
 }
 
 /* ... whose slot (freed by daemon_api_done()) starts the next lookup. */
@@ -630,7 +630,7 @@ static void reserve(struct daemon *d, struct pending *p,
 		log_fingerprint(fp, other);
 		snprintf(extra, sizeof(extra), "reason=allowed_ip_overlap other=%s", fp);
 		log_outcome(d, p, "refused", source, extra, LOG_WARN);
-		pending_end(d, p);
+		pending_unused(d, p);
 		return;
 	}
 	/* Sized to its allowed IPs: a burst queues thousands of these. */
@@ -641,7 +641,7 @@ static void reserve(struct daemon *d, struct pending *p,
 			ptab_remove(d->peers, p->key);
 		INC(d, errors);
 		log_outcome(d, p, "error", source, "reason=out_of_memory", LOG_ERROR);
-		pending_end(d, p);
+		pending_unused(d, p);
 		return;
 	}
 	/* The installer writes it, with the rest of its batch in one
