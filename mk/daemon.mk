@@ -4,7 +4,7 @@
 # The daemon's files; the stages in data-path order (user/daemon_internal.h).
 DAEMON_OBJS := $(patsubst %,$(OBJ)/user/daemon_%.o,opts log capture clock counters \
 	       peer_table prefix_index sched intake pending provision installer \
-	       monitor evict revalidate cache_writer cookie budget lanes consume) $(OBJ)/user/daemon.o
+	       monitor evict revalidate cache_writer cookie budget lanes consume dirs) $(OBJ)/user/daemon.o
 
 # The modules jitwgd links. Listed here by file because this fragment is
 # read before theirs (their *_OBJS variables are still empty at this point).

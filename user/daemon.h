@@ -578,6 +578,14 @@ void lease_keeper_tick(struct lease_keeper *l);
 /* Give the XDP program the namespace's addresses (the lease's scope). */
 int daemon_set_local_addrs(struct capture *cap, char *err, size_t errlen);
 
+/* ---- the cache directory (user/daemon_dirs.c) ---- */
+/*
+ * Create path and its parents (0700) and make it private: a directory
+ * with wider permissions is tightened (logged, quoted into q), one that is
+ * not a directory or cannot be tightened is refused. 0 or -errno.
+ */
+int daemon_cache_dir(const char *path, char *q, size_t qlen);
+
 /* ---- clocks (user/daemon_clock.c) ---- */
 uint64_t now_mono_ns(void);
 uint64_t now_wall_s(void);
