@@ -213,10 +213,14 @@ static int render(struct metrics_buf *b, void *ctx)
 	memset(&cs, 0, sizeof(cs));
 	if (d->env.cache)
 		cache_stats(d->env.cache, &cs);
-	/* Blocks really used: with --cache-sync periodic the file is sparse. */
-	snprintf(path, sizeof(path), "%s/data.mdb", d->env.opts->cache_dir);
-	if (!stat(path, &sb))
-		disk = (uint64_t)sb.st_blocks * 512;
+	/* Blocks really used (with --cache-sync periodic the files are
+	 * sparse): the answers and timestamps, and the managed records. */
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", d->env.opts->cache_dir,
+			 i ? "managed.mdb" : "data.mdb");
+		if (!stat(path, &sb))
+			disk += (uint64_t)sb.st_blocks * 512;
+	}
 	metrics_gauge1(
 	    b, "jitwg_cache_entries",
 	    "Control-plane answers in the cache (positive and negative)",
@@ -224,7 +228,8 @@ static int render(struct metrics_buf *b, void *ctx)
 	metrics_gauge1(b, "jitwg_cache_managed_records",
 		       "Managed-peer records in the cache", (double)cs.managed);
 	metrics_gauge1(b, "jitwg_cache_disk_bytes",
-		       "Disk space the cache's data file uses", (double)disk);
+		       "Disk space the cache's files use (data.mdb, managed.mdb)",
+		       (double)disk);
 	return b->err;
 }
 
