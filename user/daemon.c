@@ -93,6 +93,7 @@ int daemon_new(struct daemon **out, const struct daemon_env *env)
 	pthread_cond_init(&d->cwriter.cond, NULL);
 	pthread_mutex_init(&d->pending.lock, NULL);
 	randombytes_buf(d->pending.hash_key, sizeof(d->pending.hash_key));
+	d->pending.giveback.tokens = GIVEBACK_UNUSED_RATE;
 	pthread_mutex_init(&d->inst.lock, NULL);
 	pthread_mutex_init(&d->mon.lock, NULL);
 	pthread_condattr_init(&ca);

@@ -91,8 +91,7 @@ struct cookie_stage {
 	uint64_t hosts_at;       /* mono ns the list below was read */
 	size_t n_hosts;
 	uint8_t hosts[COOKIE_HOST_ADDRS][16];
-	double mac2_tokens;
-	uint64_t mac2_at;
+	struct rate_bucket mac2; /* valid mac2 first: COOKIE_MAC2_RATE */
 };
 
 static int raw_send(void *arg, const struct cookie_out *out, size_t n);
@@ -118,7 +117,7 @@ int daemon_cookie_new(struct daemon *d)
 	c->fd4 = c->fd6 = -1;
 	c->ops = d->env.cookie_ops ? *d->env.cookie_ops :
 				     (struct daemon_cookie_ops){ .send = raw_send, .arg = c };
-	c->mac2_tokens = COOKIE_MAC2_BURST;
+	c->mac2.tokens = COOKIE_MAC2_BURST;
 	d->cookie = c;
 	return 0;
 }
@@ -180,21 +179,6 @@ static bool under_load(struct daemon *d, struct cookie_stage *c, uint64_t now)
 		     (unsigned long)atomic_load(&d->counters.cookie_replies));
 	c->loaded = false;
 	return false;
-}
-
-/* One token of the valid-mac2 budget, if any is left. */
-static bool mac2_budget(struct cookie_stage *c, uint64_t now)
-{
-	if (c->mac2_at && now > c->mac2_at) {
-		c->mac2_tokens += (double)(now - c->mac2_at) * COOKIE_MAC2_RATE / 1e9;
-		if (c->mac2_tokens > COOKIE_MAC2_BURST)
-			c->mac2_tokens = COOKIE_MAC2_BURST;
-	}
-	c->mac2_at = now;
-	if (c->mac2_tokens < 1)
-		return false;
-	c->mac2_tokens -= 1;
-	return true;
 }
 
 static void log_ev(enum log_level lvl, const struct jitwg_event *ev, const char *what)
@@ -306,7 +290,8 @@ enum cookie_verdict daemon_cookie_intake(struct daemon *d, const struct jitwg_ev
 	if (m == COOKIE_MAC2_VALID) {
 		INC(d, mac2_valid);
 		log_ev(LOG_DEBUG, ev, "mac2=valid");
-		return mac2_budget(c, now) ? COOKIE_FIRST : COOKIE_PASS;
+		return rate_bucket_take(&c->mac2, now, COOKIE_MAC2_RATE, COOKIE_MAC2_BURST) ?
+			       COOKIE_FIRST : COOKIE_PASS;
 	}
 	if (m == COOKIE_MAC2_INVALID)
 		INC(d, mac2_invalid);

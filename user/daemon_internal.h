@@ -162,13 +162,37 @@ struct pending {
 	uint8_t lane;             /* enum fetch_lane */
 };
 
+/*
+ * A token bucket of initiations a second, the caller holding whatever lock
+ * guards it: starts with tokens = burst (set by its owner) and at = 0.
+ */
+struct rate_bucket {
+	double tokens;
+	uint64_t at; /* mono ns of the last take (0: none yet) */
+};
+
+/* One token, if any is left after the refill since the last take. */
+static inline bool rate_bucket_take(struct rate_bucket *b, uint64_t now, double rate,
+				    double burst)
+{
+	if (b->at && now > b->at) {
+		b->tokens += (double)(now - b->at) * rate / 1e9;
+		if (b->tokens > burst)
+			b->tokens = burst;
+	}
+	b->at = now;
+	if (b->tokens < 1)
+		return false;
+	b->tokens -= 1;
+	return true;
+}
+
 struct pending_table {
 	pthread_mutex_t lock;     /* the chains, and each entry's ep and last */
 	struct pending *buckets[PENDING_BUCKETS];
 	uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* set once, at daemon_new */
 	/* The give-back budget of keys not on the device (pending_unused). */
-	double giveback_tokens;
-	uint64_t giveback_at;     /* mono ns of its last refill */
+	struct rate_bucket giveback;
 };
 
 struct pending *pending_claim(struct daemon *d, const uint8_t key[static 32],

@@ -160,24 +160,12 @@ void pending_end(struct daemon *d, struct pending *p)
 /* One token of the give-back budget, if any is left. */
 static bool giveback_token(struct daemon *d)
 {
-	struct pending_table *t = &d->pending;
-	uint64_t now = mono(d);
 	bool ok;
 
-	pthread_mutex_lock(&t->lock);
-	if (!t->giveback_at || now > t->giveback_at) {
-		t->giveback_tokens = !t->giveback_at ? GIVEBACK_UNUSED_RATE :
-				     t->giveback_tokens +
-					     (double)(now - t->giveback_at) *
-						     GIVEBACK_UNUSED_RATE / 1e9;
-		if (t->giveback_tokens > GIVEBACK_UNUSED_RATE)
-			t->giveback_tokens = GIVEBACK_UNUSED_RATE;
-		t->giveback_at = now;
-	}
-	ok = t->giveback_tokens >= 1;
-	if (ok)
-		t->giveback_tokens -= 1;
-	pthread_mutex_unlock(&t->lock);
+	pthread_mutex_lock(&d->pending.lock);
+	ok = rate_bucket_take(&d->pending.giveback, mono(d), GIVEBACK_UNUSED_RATE,
+			      GIVEBACK_UNUSED_RATE);
+	pthread_mutex_unlock(&d->pending.lock);
 	return ok;
 }
 

@@ -616,10 +616,11 @@ static void reserve(struct daemon *d, struct pending *p,
 	 * every one initiated back) and the client's retry, given back at
 	 * once, completes the rest.
 	 */
-	pending_last(d, p, &last);
-	mp.initiated = d->initiate &&
-		       !(d->env.redeliver && (last.flags & JITWG_EV_CONSUMED) &&
-			 d->env.opts->consume == CONSUME_ALWAYS);
+	mp.initiated = d->initiate;
+	if (mp.initiated && d->env.redeliver && d->env.opts->consume == CONSUME_ALWAYS) {
+		pending_last(d, p, &last);
+		mp.initiated = !(last.flags & JITWG_EV_CONSUMED);
+	}
 	mp.ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
 	mp.n_ips = ap->n_allowed_ips;
 	/* Two peers with overlapping allowed IPs: WireGuard would move the
