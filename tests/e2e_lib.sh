@@ -190,8 +190,19 @@ cp_add_keys() {
 	done <"$1"
 }
 
-# gw_capture_start / gw_capture_stop: record in $TMP/vc.pcap, on the
-# client's veth, the UDP the gateway sends from its port 51820. Immediate
+# e2e_begin: skip without jitwgd or wireguard-go; then the topology and
+# the control plane (a test's start).
+e2e_begin() {
+	[ -x "$JITWGD" ] || skip "build/jitwgd not built"
+	command -v wireguard-go >/dev/null || skip "wireguard-go not installed"
+	tmp_dir
+	e2e_topo
+	e2e_cp
+}
+
+# gw_capture_start [FILTER] / gw_capture_stop: record in $TMP/vc.pcap, on
+# the client's veth, the UDP the gateway sends from its port 51820 (or what
+# the tcpdump FILTER matches). Immediate
 # mode: otherwise packets wait in the kernel for a buffer timeout (up to a
 # second) and a stop before it loses them.
 # A small snapshot length: in immediate mode libpcap sizes each slot of its
@@ -199,7 +210,7 @@ cp_add_keys() {
 # so a burst of the gateway's initiations was partly lost to the capture.
 gw_capture_start() {
 	ip netns exec "$C" tcpdump -i vc -n -s 512 -B 8192 -U --immediate-mode -w "$TMP/vc.pcap" \
-		"udp and src host $E2E_GW_IP and src port 51820" 2>"$TMP/tcpdump.log" &
+		"${1:-udp and src host $E2E_GW_IP and src port 51820}" 2>"$TMP/tcpdump.log" &
 	GW_CAP_PID=$!
 	on_exit "kill $GW_CAP_PID 2>/dev/null"
 	wait_for 60 grep -q "listening on" "$TMP/tcpdump.log" || fail "tcpdump did not start"

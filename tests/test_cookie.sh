@@ -11,37 +11,14 @@
 
 . "$ROOT/tests/e2e_lib.sh"
 
-cookie_start() {
-	[ -x "$JITWGD" ] || skip "build/jitwgd not built"
-	command -v wireguard-go >/dev/null || skip "wireguard-go not installed"
-	tmp_dir
-	e2e_topo
-	e2e_cp
-}
-
 # cookie_metric NAME: its value in jitwgd's /metrics (first series), or 0.
 cookie_metric() {
 	ip netns exec "$G" curl -s --max-time 2 http://127.0.0.1:9089/metrics |
 		awk -v m="$1" '$1 == m || index($1, m "{") == 1 { print $2; f = 1; exit } END { if (!f) print 0 }'
 }
 
-# wg_port_capture_start / _stop: all UDP to or from port 51820 on the
-# client's veth, into $TMP/wg.pcap (immediate mode: see gw_capture_start).
-wg_port_capture_start() {
-	ip netns exec "$C" tcpdump -i vc -n -s 256 -B 4096 -U --immediate-mode -w "$TMP/wg.pcap" \
-		"udp port 51820" 2>"$TMP/wgcap.log" &
-	WG_CAP_PID=$!
-	on_exit "kill $WG_CAP_PID 2>/dev/null"
-	wait_for 60 grep -q "listening on" "$TMP/wgcap.log" || fail "tcpdump did not start"
-}
-wg_port_capture_stop() {
-	kill "$WG_CAP_PID" 2>/dev/null
-	wait "$WG_CAP_PID" 2>/dev/null
-	return 0
-}
-
 # wg_lines ERE: lines of the capture's text dump that match.
-wg_lines() { tcpdump -nr "$TMP/wg.pcap" 2>/dev/null | grep -cE "$1"; }
+wg_lines() { tcpdump -nr "$TMP/vc.pcap" 2>/dev/null | grep -cE "$1"; }
 
 # A new registered client over IPv4 and one over IPv6 each get a cookie
 # reply (64 bytes, from the gateway's WireGuard port) to their first
@@ -49,7 +26,7 @@ wg_lines() { tcpdump -nr "$TMP/wg.pcap" 2>/dev/null | grep -cE "$1"; }
 # by the third initiation. $1: extra jitwgd arguments (--consume).
 cookie_round() {
 	local args=("$@") inits4 inits6
-	cookie_start
+	e2e_begin
 	e2e_client A 10.77.0.2
 	e2e_client V6 10.77.0.4
 	ip netns exec "$C" wg set "$V6_DEV" peer "$GW_PUB" endpoint "[fd77::1]:51820"
@@ -57,20 +34,20 @@ cookie_round() {
 	cp_add "$V6_PUB" 10.77.0.4/32
 	e2e_jitwgd --cookie always --metrics-listen 127.0.0.1:9089 --handshake-window 600 \
 		"${args[@]}"
-	wg_port_capture_start
+	gw_capture_start "udp port 51820"
 	# The first initiation is answered with a cookie, the retry comes
 	# after REKEY_TIMEOUT (5 s + jitter): well within 16 s.
 	check "IPv4 client: tunnel after a cookie round" cping A 1 16
 	check "IPv6 client: tunnel after a cookie round" cping V6 1 16
 	sleep 0.5
-	wg_port_capture_stop
+	gw_capture_stop
 	gw_has "$A_PUB" || fail "IPv4 client not installed"
 	gw_has "$V6_PUB" || fail "IPv6 client not installed"
 	# The cookie path, on the wire: replies from the gateway's port.
 	[ "$(wg_lines "IP $E2E_GW_IP[.]51820 > 192[.]168[.]77[.]2[.]41001: UDP, length 64")" -ge 1 ] ||
-		fail "no cookie reply to the IPv4 client: $(tcpdump -nr "$TMP/wg.pcap" 2>/dev/null)"
+		fail "no cookie reply to the IPv4 client: $(tcpdump -nr "$TMP/vc.pcap" 2>/dev/null)"
 	[ "$(wg_lines "IP6 fd77::1[.]51820 > fd77::2[.]41002: UDP, length 64")" -ge 1 ] ||
-		fail "no cookie reply to the IPv6 client: $(tcpdump -nr "$TMP/wg.pcap" 2>/dev/null)"
+		fail "no cookie reply to the IPv6 client: $(tcpdump -nr "$TMP/vc.pcap" 2>/dev/null)"
 	inits4=$(wg_lines "192[.]168[.]77[.]2[.]41001 > $E2E_GW_IP[.]51820: UDP, length 148")
 	inits6=$(wg_lines "fd77::2[.]41002 > fd77::1[.]51820: UDP, length 148")
 	echo "initiations before the tunnel: IPv4 $inits4, IPv6 $inits6"
@@ -116,14 +93,14 @@ test_cookie_wireguard_go_consume() {
 
 # --cookie never: the first initiation installs, and no reply is sent.
 test_cookie_never() {
-	cookie_start
+	e2e_begin
 	e2e_client A 10.77.0.2
 	cp_add "$A_PUB" 10.77.0.2/32
 	e2e_jitwgd --cookie never --metrics-listen 127.0.0.1:9089
-	wg_port_capture_start
+	gw_capture_start "udp port 51820"
 	check "ping at once" cping A 1 4
 	sleep 0.3
-	wg_port_capture_stop
+	gw_capture_stop
 	expect_eq "$(wg_lines "UDP, length 64")" 0 "cookie replies on the wire"
 	expect_eq "$(cookie_metric jitwg_cookie_replies_total)" 0 "cookie replies counted"
 }
@@ -133,7 +110,7 @@ test_cookie_never() {
 # each gets a reply, keeps the cookie, and its retry with mac2 installs it.
 test_cookie_loadgen_clients() {
 	local out
-	cookie_start
+	e2e_begin
 	[ -x "$LOADGEN" ] || skip "build/jitwg-loadgen not built"
 	"$LOADGEN" keys --seed cookieclients --count 3 --net 10.79.0.0 >"$TMP/keys"
 	cp_add_keys "$TMP/keys" k

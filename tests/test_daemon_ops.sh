@@ -18,11 +18,7 @@ CTL=$BUILD/jitwgctl
 # ops_start [ctl]: the topology, client A registered, jitwgd with metrics;
 # "ctl": its control socket at $TMP/ctl.sock instead of the default.
 ops_start() {
-	[ -x "$JITWGD" ] || skip "build/jitwgd not built"
-	command -v wireguard-go >/dev/null || skip "wireguard-go not installed"
-	tmp_dir
-	e2e_topo
-	e2e_cp
+	e2e_begin
 	e2e_client A 10.77.0.2
 	cp_add "$A_PUB" 10.77.0.2/32
 	if [ "${1:-}" = ctl ]; then
