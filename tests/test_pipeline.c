@@ -846,6 +846,45 @@ static void test_pending_table(void)
 	rig_free(r);
 }
 
+/*
+ * One batch of fresh and stale starts: the stale ones left to their retry,
+ * the fresh one switched, and each watched once (a peer watched twice
+ * would be logged and counted twice when its handshake completes).
+ */
+static void test_handshake_starts_mixed(void)
+{
+	struct rig *r = rig_new(true);
+	struct client c[3];
+	size_t k;
+
+	for (k = 0; k < 3; k++) {
+		client_new(r, &c[k], 0);
+		cache_set(r, c[k].pub, CACHE_FRESH, 0x0a000000u + 2 + (uint32_t)k);
+	}
+	/* Two received long ago (their XDP receive time), one now. */
+	r->mono += (ANSWER_MAX_AGE_MS + 1) * 1000000ull;
+	for (k = 0; k < 3; k++) {
+		struct jitwg_event ev;
+
+		make_event(r, &c[k], 100, (uint8_t)(1 + k), &ev);
+		if (k < 2)
+			ev.ts_ns -= (ANSWER_MAX_AGE_MS + 1) * 1000000ull;
+		send_event(r, &ev);
+	}
+	while (intake_drain(r->d))
+		;
+	rig_drain(r);
+	CHECK("starts: fresh and stale in one batch, each watched once",
+	      r->st.installed == 3 && r->fd.initiations == 1 && r->st.answers_stale == 2 &&
+	      r->d->mon.n_watches == 3,
+	      "installed %lu initiations %zu stale %lu watches %zu",
+	      (unsigned long)r->st.installed, r->fd.initiations,
+	      (unsigned long)r->st.answers_stale, r->d->mon.n_watches);
+	for (k = 0; k < 3; k++)
+		client_free(&c[k]);
+	rig_free(r);
+}
+
 /* ---- handshake starts ---- */
 
 /*
@@ -1574,6 +1613,7 @@ int main(void)
 	test_malformed();
 	test_pending_table();
 	test_handshake_starts();
+	test_handshake_starts_mixed();
 	test_rekey_recorded();
 	test_ts_write_failure();
 	test_revalidate_decide();

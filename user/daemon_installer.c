@@ -153,7 +153,6 @@ static void starts_run(struct daemon *d, struct starts *ws)
 				INC(d, answers_stale);
 			else
 				dlog(LOG_WARN, "device", "op=initiate error=ENOMEM peers=1");
-			watch_add(d, w);
 		} else {
 			memcpy(keys[cnt++], w->key, 32);
 		}
@@ -169,11 +168,12 @@ static void starts_run(struct daemon *d, struct starts *ws)
 			     log_quote(q, sizeof(q), wgdev_error(d->env.dev)), cnt);
 		dlog(LOG_DEBUG, "device", "op=initiate peers=%zu waited_ms=%.3f", cnt,
 		     ms(ws->w[first].t_install, now));
-		/* Watched once switched (struct starts). */
-		for (i = first; i < ws->head; i++)
-			if (ws->w[i].initiated)
-				watch_add(d, &ws->w[i]);
 	}
+	/* Those initiated back watched once switched (struct starts), the
+	 * stale ones with them: each once. */
+	for (i = first; i < ws->head; i++)
+		if (ws->w[i].initiated)
+			watch_add(d, &ws->w[i]);
 	free(keys);
 	if (ws->head == ws->n)
 		ws->head = ws->n = 0;
