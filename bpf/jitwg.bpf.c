@@ -718,7 +718,8 @@ static __always_inline __u32 source_admits(const struct jitwg_src_key *key,
  */
 static __always_inline __u32 admit(const struct flow *f, void *end,
 				   const __u8 *msg,
-				   const struct jitwg_config *cfg, __u64 now)
+				   const struct jitwg_config *cfg, __u64 now,
+				   __u16 *flags)
 {
 	/* aligned: the verifier wants the word stores to the stack aligned */
 	struct jitwg_src_key key __attribute__((aligned(8))) = {};
@@ -736,6 +737,7 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
 	v = maybe_verified(&key, seed) ? bpf_map_lookup_elem(&verified, &key) : NULL;
 	if (v && now < v->until_ns) {
 		count(JITWG_CTR_VERIFIED);
+		*flags |= JITWG_EV_VERIFIED;
 		return limited(&v->tokens, cfg->verified_rate,
 			       cfg->verified_burst, now) ?
 			       JITWG_CTR_LIMITED_VERIFIED : 0;
@@ -891,6 +893,7 @@ int jitwg_xdp(struct xdp_md *ctx)
 	struct udphdr *udp;
 	__u8 *msg;
 	__u32 zero = 0, ctr;
+	__u16 flags = 0;
 	__u64 now;
 	bool consume;
 	int proto, ret;
@@ -943,7 +946,7 @@ int jitwg_xdp(struct xdp_md *ctx)
 	 */
 	now = bpf_ktime_get_coarse_ns();
 	ret = cookie_retry(&f, c.end, msg, now);
-	ctr = ret >= 0 ? (__u32)ret : admit(&f, c.end, msg, cfg, now);
+	ctr = ret >= 0 ? (__u32)ret : admit(&f, c.end, msg, cfg, now, &flags);
 	if (ctr) {
 		count(ctr);
 		/*
@@ -967,7 +970,9 @@ int jitwg_xdp(struct xdp_md *ctx)
 	/* Decided before the event leaves, which says whether it was taken:
 	 * the consumer gives back only what WireGuard has not seen. */
 	consume = leased(now) && to_this_host(&f, c.end);
-	if (emit(ctx, &f, c.end, msg, consume ? JITWG_EV_CONSUMED : 0))
+	if (consume)
+		flags |= JITWG_EV_CONSUMED;
+	if (emit(ctx, &f, c.end, msg, flags))
 		return XDP_PASS;
 	remember(msg, now);
 	if (consume) {

@@ -51,6 +51,12 @@ enum jitwg_event_flags {
 	/* Dropped by XDP under the consumer's lease: WireGuard has not seen
 	 * it, and only the consumer can give it back. */
 	JITWG_EV_CONSUMED = 1 << 0,
+	/* Admitted on a verified source's own budget (see verified): a
+	 * source that completed a handshake lately, so most likely a
+	 * returning client or a rekey. The consumer serves it before the
+	 * rest of a flood; the per-source budget bounds what a spoofer of
+	 * such an address can put ahead. */
+	JITWG_EV_VERIFIED = 1 << 1,
 };
 
 /*

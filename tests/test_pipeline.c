@@ -1116,6 +1116,50 @@ static void test_lease_age(void)
 	rig_free(r);
 }
 
+/*
+ * An initiation XDP admitted on a verified source's budget is served before
+ * the queue's backlog (a returning client behind a flood), in the order such
+ * initiations came, and the queue's age is still its oldest job's.
+ */
+static void test_verified_first(void)
+{
+	static const uint8_t want[] = { 11, 12, 1, 2, 3 };
+	struct rig *r = rig_new(false);
+	struct jitwg_event ev;
+	struct client a;
+	uint8_t order[8];
+	uint64_t oldest;
+	size_t n = 0;
+	struct job *j;
+	int i;
+
+	client_new(r, &a, 0);
+	for (i = 1; i <= 3; i++) {
+		make_event(r, &a, 100 + i, i, &ev);
+		daemon_on_event(r->d, &ev);
+		r->mono += 1000000;
+	}
+	for (i = 11; i <= 12; i++) {
+		make_event(r, &a, 100 + i, i, &ev);
+		ev.flags = JITWG_EV_VERIFIED;
+		daemon_on_event(r->d, &ev);
+	}
+	pthread_mutex_lock(&r->d->intake.lock);
+	for (j = r->d->intake.head; j && n < sizeof(order); j = j->next)
+		order[n++] = j->ev.saddr[15];
+	oldest = intake_oldest_locked(&r->d->intake);
+	pthread_mutex_unlock(&r->d->intake.lock);
+	rig_drain(r);
+	CHECK("intake: verified sources' initiations first, in their order; age from the oldest",
+	      n == sizeof(want) && !memcmp(order, want, n) &&
+		      oldest == r->mono - 3000000 &&
+		      atomic_load(&r->d->counters.intake_first) == 2,
+	      "%zu queued, first %u %u, oldest %llu", n, n ? order[0] : 0,
+	      n > 1 ? order[1] : 0, (unsigned long long)oldest);
+	client_free(&a);
+	rig_free(r);
+}
+
 /* A replay flood: byte-identical copies are refused before any DH. */
 static void test_duplicates(void)
 {
@@ -1619,6 +1663,7 @@ int main(void)
 	test_revalidate_decide();
 	test_revalidate();
 	test_lease_age();
+	test_verified_first();
 	test_duplicates();
 	test_reject_log_limit();
 	test_installed_meanwhile();

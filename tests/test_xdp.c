@@ -529,9 +529,13 @@ static void test_verified(void)
 	ok = EXPECT(!mark(v16, mono_ns() + JITWG_VERIFIED_TTL_NS), "marked");
 	ok &= EXPECT(knock(4, v, &vd, d) == 1 && d[JITWG_CTR_VERIFIED] == 1,
 		     "verified source passes, counted verified");
+	ok &= EXPECT(events[0].flags == JITWG_EV_VERIFIED,
+		     "its event says verified (flags %u)", events[0].flags);
 	ok &= EXPECT(d[JITWG_CTR_SRC_NEW] == 0, "verified source: no source bucket");
 	ok &= EXPECT(knock(4, r, &vd, d) == 1 && d[JITWG_CTR_SRC_NEW] == 1,
 		     "a real source takes its token");
+	ok &= EXPECT(events[0].flags == 0, "a real source's event does not (flags %u)",
+		     events[0].flags);
 	ok &= EXPECT(knock(4, r, &vd, d) == 0 && d[JITWG_CTR_LIMITED_SRC] == 1,
 		     "and is limited");
 	ok &= EXPECT(!src_bucket4(r, &tat0) && tat0, "its bucket is in its slot");

@@ -323,6 +323,8 @@ size_t ptab_count_managed(struct peer_table *t);
 	  "Initiations of peers already on the device", 1)                    \
 	X(queue_full, "jitwg_queue_dropped_total", "",                        \
 	  "Initiations dropped: the workers' queue was full", 1)              \
+	X(intake_first, "jitwg_queued_first_total", "",                       \
+	  "Initiations served before the rest of the queue: a verified source or a valid jitwgd mac2", 0) \
 	X(redelivered, "jitwg_redelivered_total", "",                         \
 	  "Consumed initiations given back to WireGuard", 1)                  \
 	X(redeliver_errors, "jitwg_redeliver_errors_total", "",               \

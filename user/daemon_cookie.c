@@ -155,8 +155,7 @@ static bool behind(struct daemon *d, struct cookie_stage *c, uint64_t now)
 	c->checked_at = now;
 	pthread_mutex_lock(&d->intake.lock);
 	len = d->intake.len;
-	if (d->intake.head)
-		oldest = d->intake.head->t_queued;
+	oldest = intake_oldest_locked(&d->intake);
 	pthread_mutex_unlock(&d->intake.lock);
 	return len >= COOKIE_LOAD_QUEUE ||
 	       (oldest && now > oldest && now - oldest >= COOKIE_LOAD_AGE_MS * 1000000ull);

@@ -17,29 +17,39 @@
 
 #include "daemon_internal.h"
 
-/* A job to the queue's tail, or with first to its head (before all waiting). */
+/*
+ * A job to the queue's tail, or with first to the end of the priority
+ * segment at its head: served before every other waiting job, in the order
+ * they came (a LIFO head would starve the first of a burst of them).
+ */
 static void push(struct daemon *d, struct job *j, bool first)
 {
 	struct intake *q = &d->intake;
+	struct job **link;
 
 	j->t_queued = mono(d);
 	pthread_mutex_lock(&q->lock);
-	if (first) {
-		j->next = q->head;
-		q->head = j;
-		if (!q->tail)
-			q->tail = j;
-	} else {
-		j->next = NULL;
-		if (q->tail)
-			q->tail->next = j;
-		else
-			q->head = j;
+	link = first ? (q->prio_tail ? &q->prio_tail->next : &q->head) :
+		       (q->tail ? &q->tail->next : &q->head);
+	j->next = *link;
+	*link = j;
+	if (!j->next)
 		q->tail = j;
-	}
+	if (first)
+		q->prio_tail = j;
 	q->len++;
 	pthread_cond_signal(&q->cond);
 	pthread_mutex_unlock(&q->lock);
+}
+
+uint64_t intake_oldest_locked(const struct intake *q)
+{
+	const struct job *rest = q->prio_tail ? q->prio_tail->next : q->head;
+	uint64_t oldest = q->head ? q->head->t_queued : 0;
+
+	if (rest && (!oldest || rest->t_queued < oldest))
+		oldest = rest->t_queued;
+	return oldest;
 }
 
 void intake_push(struct daemon *d, struct job *j)
@@ -52,16 +62,21 @@ int daemon_on_event(void *ctx, const struct jitwg_event *ev)
 	struct daemon *d = ctx;
 	enum cookie_verdict cv;
 	struct job *j;
+	bool first;
 
 	INC(d, events);
 	/* Under load, a cookie reply instead of a DH; a valid mac2 goes
-	 * first, even past a full queue (its budget bounds it). */
+	 * first, even past a full queue (its budget bounds it), and so does
+	 * an initiation XDP admitted on a verified source's own budget: a
+	 * returning client or a rekey does not wait behind a flood from
+	 * elsewhere (a spoofer of its address gets that source's budget). */
 	cv = daemon_cookie_intake(d, ev);
 	if (cv == COOKIE_ANSWERED)
 		return 0;
+	first = cv == COOKIE_FIRST || (ev->flags & JITWG_EV_VERIFIED);
 	/* Bounded: a flood beyond the workers' pace is dropped here, the
 	 * clients retry in 5 s (XDP rate limits per source before this). */
-	if (d->intake.len >= QUEUE_MAX && cv != COOKIE_FIRST) {
+	if (d->intake.len >= QUEUE_MAX && !first) {
 		INC(d, queue_full);
 		return 0;
 	}
@@ -72,7 +87,9 @@ int daemon_on_event(void *ctx, const struct jitwg_event *ev)
 	}
 	j->type = JOB_EVENT;
 	memcpy(&j->ev, ev, sizeof(*ev));
-	push(d, j, cv == COOKIE_FIRST);
+	if (first)
+		INC(d, intake_first);
+	push(d, j, first);
 	return 0;
 }
 
@@ -159,6 +176,8 @@ static size_t take_jobs(struct intake *q, struct job **jobs, size_t take)
 		jobs[n] = q->head;
 		q->head = jobs[n]->next;
 		q->len--;
+		if (jobs[n] == q->prio_tail)
+			q->prio_tail = NULL;
 	}
 	if (!q->head)
 		q->tail = NULL;
@@ -279,8 +298,7 @@ bool daemon_keeping_up(struct daemon *d)
 
 	pthread_mutex_lock(&d->intake.lock);
 	qlen = d->intake.len;
-	if (d->intake.head)
-		oldest = d->intake.head->t_queued;
+	oldest = intake_oldest_locked(&d->intake);
 	pthread_mutex_unlock(&d->intake.lock);
 	/* Progress, nothing lost to a full queue since the last call, and the
 	 * oldest queued job young: beyond the workers' pace (slow progress

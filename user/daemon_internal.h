@@ -114,6 +114,7 @@ struct intake {
 	pthread_mutex_t lock;   /* head, tail, len, stopping */
 	pthread_cond_t cond;    /* a job was queued, or stopping */
 	struct job *head, *tail;
+	struct job *prio_tail;  /* last of the served-first jobs at the head */
 	size_t len;
 	bool stopping;
 	pthread_t *workers;
@@ -123,6 +124,8 @@ struct intake {
 };
 
 void intake_push(struct daemon *d, struct job *j);
+/* The oldest waiting job's t_queued, 0 if none; the queue's lock held. */
+uint64_t intake_oldest_locked(const struct intake *q);
 void *intake_worker(void *arg);
 size_t intake_drain(struct daemon *d);
 void job_free(struct job *j);
