@@ -958,6 +958,10 @@ test_e2e_flood_defaults() {
 	wait_log 1 "msg=consume state=engaged" 10 || fail "the lease was not taken under the flood"
 	cping N 1 11 || fail "a new client during the flood, by its third initiation:" \
 		"$(grep -E "$(fp "$N_PUB")|msg=(consume|cookie|budget)" "$JW_LOG" | tail -5)"
+	# Its initiation was consumed and no install was queued: answered, so
+	# that no second message of its has to come in through the flood.
+	grep -q "peer=$(fp "$N_PUB") outcome=installed .*initiated=false" "$JW_LOG" ||
+		fail "the new client was not answered: $(grep "peer=$(fp "$N_PUB")" "$JW_LOG")"
 	client_restart R
 	check "the returning client during the flood, by its second initiation" cping R 1 6
 	wait "$pg"

@@ -607,19 +607,23 @@ static void reserve(struct daemon *d, struct pending *p,
 	pending_ep(d, p, &ep);
 	mp.keepalive = (ap->flags & API_PEER_HAS_KEEPALIVE) ? ap->persistent_keepalive : 0;
 	/*
-	 * With --consume always, answered when XDP consumed its initiation
-	 * (WireGuard has not seen it: handing it back after the install saves
-	 * the gateway's own initiation); per key, since a passed one (no
-	 * lease) is initiated back. auto initiates back even so: it consumes
-	 * under load, when answers wait behind WireGuard's own under-load
-	 * threshold (in a burst of 10,000, 4 in 10 answered in time against
-	 * every one initiated back) and the client's retry, given back at
-	 * once, completes the rest.
+	 * A new peer whose initiation XDP consumed (WireGuard has not seen
+	 * it) is answered: that initiation goes back after the install, and
+	 * the client's handshake needs nothing more from it, where initiating
+	 * back needs its response to come in too. Under a flood the way in is
+	 * what loses packets (a full receive ring drops them before any
+	 * program runs; docs/bench.md), so one message fewer to lose there is
+	 * a 5 s retry less. Per key: one whose initiation passed (no lease) is
+	 * initiated back. auto answers only while no installs are queued: it
+	 * consumes under load, and in a burst of new clients answers wait
+	 * behind WireGuard's own under-load threshold (of 10,000, 4 in 10
+	 * answered in time against every one initiated back).
 	 */
 	mp.initiated = d->initiate;
-	if (mp.initiated && d->env.redeliver && d->env.opts->consume == CONSUME_ALWAYS) {
+	if (mp.initiated && d->env.redeliver && d->env.opts->consume != CONSUME_NEVER) {
 		pending_last(d, p, &last);
-		mp.initiated = !(last.flags & JITWG_EV_CONSUMED);
+		mp.initiated = !(last.flags & JITWG_EV_CONSUMED) ||
+			       (d->env.opts->consume == CONSUME_AUTO && installer_backlog(d));
 	}
 	mp.ips = (struct wgdev_allowed_ip *)ap->allowed_ips;
 	mp.n_ips = ap->n_allowed_ips;
