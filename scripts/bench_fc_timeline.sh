@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# make bench-fc-timeline: where a fresh client's first contact spends its
+# time, from packets (docs/bench.md, "First contact").
+#
+#  1. bench-e2e's section 1 with BENCH_CLIENTS (100) clients of two kinds
+#     only, alternating: the floor (peer preinstalled) and jitwgd initiating
+#     back; the gateway veth's WireGuard packets captured, jitwgd's and the
+#     control plane's logs kept (BENCH_FC_OUT, default build/bench/fc-timeline,
+#     files fc-*). scripts/fc_timeline.py pairs each client's packets and lays
+#     jitwgd's stages on them: p50/p90 of every segment.
+#  2. bare costs, alone on the machine as far as the lock goes: LMDB's two
+#     flushes on the filesystem the benchmark's cache is on (/tmp), and a
+#     wireguard-go UAPI set of a new peer with and without the keepalive
+#     switch that makes it initiate at once (BENCH_FC_BARE, 300 each).
+# BENCH_JITWGD=PATH runs another jitwgd build (bench_e2e.sh). Run it under
+# the shared lock: flock /tmp/jitwg-bench.lock make bench-fc-timeline.
+SCRIPT=bench-fc-timeline
+. "$(dirname "$0")/e2e_script.sh"
+trap 'echo "interrupted"; exit 130' INT TERM
+
+N=${BENCH_CLIENTS:-100}
+BARE=${BENCH_FC_BARE:-300}
+OUT=${BENCH_FC_OUT:-$ROOT/build/bench/fc-timeline}
+mkdir -p "$OUT"
+rm -f "$OUT"/fc-*
+echo "first contact's timeline: $N clients of each kind; $(date -u '+%Y-%m-%d %H:%M UTC')"
+
+# The child's namespaces are its own (JITWG_RUNID is exported, the names
+# differ: g, c there; b here, made after it ends).
+# BENCH_CLIENTS=0: the bare costs alone.
+if [ "$N" -gt 0 ]; then
+	BENCH_ONLY=1 BENCH_CLIENTS=$N BENCH_NIB_CLIENTS=0 BENCH_CONSUME_CLIENTS=0 \
+		BENCH_SAVE_LOGS=$OUT/fc BENCH_CAPTURE=1 bash scripts/bench_e2e.sh ||
+		fail "bench_e2e.sh section 1 failed"
+	echo
+	echo "load average after the clients: $(cut -d' ' -f1-3 /proc/loadavg)"
+	$PY scripts/fc_timeline.py analyze "$OUT/fc" | tee "$OUT/fc-timeline.txt"
+fi
+
+echo
+echo "bare costs, $BARE of each; the cache's filesystem: $(df --output=fstype /tmp | tail -1) on $(df --output=source /tmp | tail -1)"
+tmp_dir
+$PY scripts/fc_timeline.py sync "$TMP" "$BARE" | tee -a "$OUT/fc-timeline.txt"
+# A device of its own, its peers' endpoint behind a veth whose other end
+# has no address (a static neighbour, so no ARP): the initiation is sent and
+# captured there, and goes no further.
+netns_add b
+B=$(ns b)
+ip -n "$B" link add d0 type veth peer name d1
+ip -n "$B" addr add 10.98.0.1/24 dev d0
+ip -n "$B" link set d1 up
+ip -n "$B" link set d0 up
+ip -n "$B" neigh add 10.98.0.2 lladdr 02:00:00:00:00:02 dev d0
+BD=jw${RUNID}x
+wggo "$B" "$BD"
+wg genkey >"$TMP/bare.key"
+ip netns exec "$B" wg set "$BD" private-key "$TMP/bare.key" listen-port 51870 ||
+	fail "wg set on the bare device"
+ip -n "$B" link set "$BD" up
+ip netns exec "$B" tcpdump -i d0 -n -s 256 -B 8192 -U --immediate-mode -w "$TMP/bare.pcap" \
+	udp 2>"$TMP/tcpdump-bare.log" &
+cap=$!
+on_exit "kill $cap 2>/dev/null"
+wait_for 60 grep -q "listening on" "$TMP/tcpdump-bare.log" || fail "tcpdump did not start"
+ip netns exec "$B" $PY scripts/fc_timeline.py uapi "/var/run/wireguard/$BD.sock" "$BARE" \
+	10.98.0.2:51820 "$TMP/bare.rec" | tee -a "$OUT/fc-timeline.txt"
+sleep 0.5
+kill "$cap"
+wait "$cap" 2>/dev/null
+$PY scripts/fc_timeline.py uapi-pcap "$TMP/bare.rec" "$TMP/bare.pcap" | tee -a "$OUT/fc-timeline.txt"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/fc-timeline.txt"

@@ -1,0 +1,408 @@
+#!/usr/bin/env python3
+"""First contact's timeline from packets (scripts/bench_fc_timeline.sh).
+
+analyze PREFIX: reads what bench_e2e.sh section 1 saved with
+BENCH_SAVE_LOGS=PREFIX BENCH_CAPTURE=1 (PREFIX-ib.pcap: the gateway veth's
+WireGuard packets; PREFIX-ib.log: jitwgd; PREFIX-cp.log: the control plane;
+PREFIX-keys.txt; PREFIX-rtt-{base,ib}.txt) and prints p50/p90 of each
+segment of a client's first contact, for the floor (peer preinstalled) and
+for jitwgd initiating back.
+
+The clients run one at a time on one client device, so a client's packets
+are the run of packets from its first initiation to the gateway's first
+data packet. Which client a run belongs to comes from the gateway's first
+handshake message: its mac1 is keyed with the recipient's public key
+(WireGuard paper, section 5.4.4), which PREFIX-keys.txt lists.
+
+jitwgd's stages are laid on the packet time line from the client's
+initiation on the gateway's veth, which is where XDP stamps the event
+(t_event, the start of queue_ms); its log's own time stamps have only
+millisecond resolution.
+
+sync DIR N: two flushes as LMDB's commit does them (a data page written and
+fdatasync'd, then the meta page through an O_DSYNC descriptor), N times, in
+a file under DIR; prints p50/p90/p99 in ms.
+
+uapi SOCK N ENDPOINT: against wireguard-go's UAPI socket, alternately, a
+set of a new peer (keepalive 0) and the same with the second section
+jitwgd's install-and-initiate adds (the keepalive switched to non-zero,
+which makes wireguard-go send an initiation to ENDPOINT before it replies);
+each peer removed again, untimed. Prints per-kind p50/p90/p99 of the set's
+round trip, and writes the send and reply times to SOCK-less file
+ARGV[5] for the capture's pairing ("kind t_send t_reply pubkey_b64").
+"""
+import base64
+import hashlib
+import os
+import socket
+import struct
+import sys
+import time
+
+
+def pct(vals, p):
+    """Nearest rank, as bench_e2e.sh's pct()."""
+    if not vals:
+        return float("nan")
+    v = sorted(vals)
+    i = int(p / 100.0 * len(v) + 0.999999)
+    return v[max(1, min(i, len(v))) - 1]
+
+
+def read_pcap(path):
+    """(time, from_gateway, type, length, payload) of each WireGuard packet."""
+    d = open(path, "rb").read()
+    magic = struct.unpack_from("<I", d, 0)[0]
+    if magic == 0xA1B2C3D4:
+        scale = 1e-6
+    elif magic == 0xA1B23C4D:
+        scale = 1e-9
+    else:
+        raise SystemExit("%s: not a little-endian pcap" % path)
+    off, out = 24, []
+    while off + 16 <= len(d):
+        sec, frac, incl, _ = struct.unpack_from("<IIII", d, off)
+        pkt = d[off + 16: off + 16 + incl]
+        off += 16 + incl
+        if len(pkt) < 14 + 20 + 8 or pkt[12:14] != b"\x08\x00":
+            continue
+        ihl = (pkt[14] & 15) * 4
+        udp = 14 + ihl
+        sport, dport, ulen = struct.unpack_from("!HHH", pkt, udp)
+        payload = pkt[udp + 8:]
+        if not payload:
+            continue
+        out.append((sec + frac * scale, sport == 51820, payload[0], ulen - 8, payload))
+    return out
+
+
+def mac1_keys(keys_file):
+    """mac1 key -> public key (base64) for every client key."""
+    out = {}
+    for line in open(keys_file):
+        f = line.split()
+        pub = base64.b64decode(f[0])
+        out[hashlib.blake2s(b"mac1----" + pub).digest()] = f[0]
+    return out
+
+
+def whose(payload, mkeys):
+    """The client a gateway's handshake message is for (its mac1)."""
+    end = {1: 116, 2: 60}.get(payload[0])
+    if end is None or len(payload) < end + 16:
+        return None
+    for k, pub in mkeys.items():
+        if hashlib.blake2s(payload[:end], key=k, digest_size=16).digest() == payload[end:end + 16]:
+            return pub
+    return None
+
+
+def episodes(pkts, mkeys):
+    """Each client's first contact: the named moments, in seconds.
+
+    All clients share one client port, and the gateway keeps talking to
+    earlier ones (its own handshakes with peers that are still installed),
+    so a message joins the current client's run only if it is addressed to
+    it: by the indexes of its handshake (receiver index = the other side's
+    sender index, WireGuard paper section 5.4) or, for the gateway's
+    initiation, which answers nothing, by its mac1 key, a client not seen
+    before."""
+    eps, cur, seen = [], None, set()
+    for t, gw, typ, ln, payload in pkts:
+        snd = payload[4:8]
+        rcv = payload[8:12] if typ == 2 else payload[4:8]
+        if not gw and typ == 1:
+            if cur is None or "g_data" in cur:
+                cur = {"c_init": t, "retries": 0, "c_idx": {snd}, "g_idx": set()}
+                eps.append(cur)
+            else:
+                cur["retries"] += 1
+                cur["c_idx"].add(snd)
+            continue
+        if cur is None:
+            continue
+        name = None
+        if gw and typ == 2 and rcv in cur["c_idx"]:
+            name = "g_resp"
+        elif gw and typ == 1 and "g_init" not in cur and "g_resp" not in cur:
+            key = whose(payload, mkeys)
+            if key and key not in seen:
+                name = "g_init"
+        elif not gw and typ == 2 and rcv in cur["g_idx"]:
+            name = "c_resp"
+        elif gw and typ == 4 and rcv in cur["c_idx"]:
+            name = "g_ka" if ln == 32 else "g_data"
+        elif not gw and typ == 4 and rcv in cur["g_idx"]:
+            name = "c_ka" if ln == 32 else "c_data"
+        if not name or name in cur:
+            continue
+        cur[name] = t
+        if name in ("g_resp", "g_init"):
+            cur["key"] = whose(payload, mkeys)
+            seen.add(cur["key"])
+            cur["g_idx"].add(snd)
+        elif name == "c_resp":
+            cur["c_idx"].add(snd)
+    return eps
+
+
+def logfmt(line):
+    out = {}
+    for f in line.split():
+        k, _, v = f.partition("=")
+        out[k] = v
+    return out
+
+
+def analyze(prefix):
+    mkeys = mac1_keys(prefix + "-keys.txt")
+    kinds = {}
+    for line in open(prefix + "-keys.txt"):
+        f = line.split()
+        kinds[f[0]] = f[2]
+    eps = episodes(read_pcap(prefix + "-ib.pcap"), mkeys)
+    installs = {}
+    for line in open(prefix + "-ib.log"):
+        if "outcome=installed" in line:
+            v = logfmt(line)
+            installs[v["peer"]] = v
+    service = {}
+    for line in open(prefix + "-cp.log"):
+        v = logfmt(line)
+        if v.get("path") == "/peers/" and v.get("status") == "200":
+            service[v["key"]] = float(v["service_ms"])
+
+    seg = {}
+
+    floor, ib, incomplete = [], [], 0
+    for e in eps:
+        kind = kinds.get(e.get("key"))
+        if kind == "base" and all(k in e for k in ("g_resp", "c_data", "g_data")):
+            floor.append(e)
+        elif kind == "ib" and all(k in e for k in ("g_init", "c_resp", "g_ka", "c_data", "g_data")):
+            ib.append(e)
+        else:
+            incomplete += 1
+    ms = 1000.0
+    for e in floor:
+        seg.setdefault("f.wire", []).append((e["g_data"] - e["c_init"]) * ms)
+        seg.setdefault("f.gw_resp", []).append((e["g_resp"] - e["c_init"]) * ms)
+        seg.setdefault("f.c_data", []).append((e["c_data"] - e["g_resp"]) * ms)
+        seg.setdefault("f.g_data", []).append((e["g_data"] - e["c_data"]) * ms)
+        seg.setdefault("f.retries", []).append(e["retries"])
+    matched = 0
+    for e in ib:
+        s = seg.setdefault
+        s("i.wire", []).append((e["g_data"] - e["c_init"]) * ms)
+        s("i.gw_init", []).append((e["g_init"] - e["c_init"]) * ms)
+        s("i.c_resp", []).append((e["c_resp"] - e["g_init"]) * ms)
+        s("i.g_ka", []).append((e["g_ka"] - e["c_resp"]) * ms)
+        s("i.c_data", []).append((e["c_data"] - e["g_ka"]) * ms)
+        s("i.g_data", []).append((e["g_data"] - e["c_data"]) * ms)
+        s("i.after_gw_init", []).append((e["g_data"] - e["g_init"]) * ms)
+        s("i.retries", []).append(e["retries"])
+        v = installs.get(e["key"][:8])
+        if not v:
+            continue
+        matched += 1
+        st = {k: float(v[k]) for k in ("queue_ms", "identify_ms", "auth_ms", "fetch_ms",
+                                       "install_ms", "total_ms")}
+        svc = service.get(e["key"][:8].replace("+", "-").replace("/", "_"))
+        rest = st["total_ms"] - sum(st[k] for k in ("queue_ms", "identify_ms", "auth_ms",
+                                                     "fetch_ms", "install_ms"))
+        # On the packet time line, from the client's initiation.
+        inst_start = st["total_ms"] - st["install_ms"]
+        a = (e["g_init"] - e["c_init"]) * ms
+        for k in st:
+            s("j." + k, []).append(st[k])
+        s("j.rest", []).append(rest)
+        if svc is not None:
+            s("j.service", []).append(svc)
+            s("j.fetch_over", []).append(st["fetch_ms"] - svc)
+            s("j.own", []).append(st["queue_ms"] + st["identify_ms"] + st["auth_ms"]
+                                  + st["fetch_ms"] - svc + rest)
+        s("j.to_install", []).append(inst_start)
+        s("j.wg_before_init", []).append(a - inst_start)
+        s("j.wg_after_init", []).append(st["total_ms"] - a)
+    # Client j of each kind ran back to back: the per-pair difference.
+    pairs = []
+    fk = {e["key"]: e for e in floor}
+    ik = {e["key"]: e for e in ib}
+    order = [l.split() for l in open(prefix + "-keys.txt")]
+    fl = [f[0] for f in order if f[2] == "base"]
+    il = [f[0] for f in order if f[2] == "ib"]
+    for a, b in zip(fl, il):
+        if a in fk and b in ik:
+            pairs.append(((ik[b]["g_data"] - ik[b]["c_init"]) - (fk[a]["g_data"] - fk[a]["c_init"])) * ms)
+    rtt = {}
+    for k in ("base", "ib"):
+        try:
+            rtt[k] = [float(x) for x in open("%s-rtt-%s.txt" % (prefix, k)) if x.strip() != "lost"]
+        except OSError:
+            rtt[k] = []
+
+    def row(label, vals):
+        if not vals:
+            print("  %-66s %8s %8s %5s" % (label, "-", "-", 0))
+            return
+        print("  %-66s %8.3f %8.3f %5d" % (label, pct(vals, 50), pct(vals, 90), len(vals)))
+
+    g = seg.get
+    print("first contact's timeline (ms; on the gateway's veth): %d floor and %d initiating-back "
+          "clients complete, %d runs incomplete or unknown, %d matched to jitwgd's log"
+          % (len(floor), len(ib), incomplete, matched))
+    print("  %-66s %8s %8s %5s" % ("", "p50", "p90", "n"))
+    print("floor (peer preinstalled)")
+    row("client's ping, round trip (ping)", rtt["base"])
+    row("wire: client's initiation -> gateway's data reply", g("f.wire"))
+    row("  client's initiation -> gateway's response", g("f.gw_resp"))
+    row("  gateway's response -> client's first data", g("f.c_data"))
+    row("  client's first data -> gateway's reply", g("f.g_data"))
+    print("jitwgd, initiating back")
+    row("client's ping, round trip (ping)", rtt["ib"])
+    row("wire: client's initiation -> gateway's data reply", g("i.wire"))
+    row("  client's initiation -> gateway's initiation", g("i.gw_init"))
+    row("    jitwgd: queue_ms (XDP -> worker)", g("j.queue_ms"))
+    row("    jitwgd: identify_ms", g("j.identify_ms"))
+    row("    jitwgd: auth_ms (timestamp's durable commit)", g("j.auth_ms"))
+    row("    jitwgd: fetch_ms", g("j.fetch_ms"))
+    row("      control plane's service_ms", g("j.service"))
+    row("      fetch_ms beyond it (HTTP, parse, hand-offs)", g("j.fetch_over"))
+    row("    jitwgd: the rest (managed record, thread hops)", g("j.rest"))
+    row("    jitwgd's own work (all of the above but service_ms)", g("j.own"))
+    row("    = XDP -> the UAPI set's start", g("j.to_install"))
+    row("    wireguard-go: the set's start -> its initiation on the wire", g("j.wg_before_init"))
+    row("    (wireguard-go: the initiation -> the set's reply, off the path)", g("j.wg_after_init"))
+    row("    (install_ms, both)", g("j.install_ms"))
+    row("  gateway's initiation -> client's response", g("i.c_resp"))
+    row("  client's response -> gateway's keepalive", g("i.g_ka"))
+    row("  gateway's keepalive -> client's first data", g("i.c_data"))
+    row("  client's first data -> gateway's reply", g("i.g_data"))
+    row("  gateway's initiation -> gateway's data reply", g("i.after_gw_init"))
+    print("the gap")
+    row("initiating back minus the floor, client by client (wire)", pairs)
+    if g("i.after_gw_init") and g("f.c_data"):
+        legs = pct(g("i.after_gw_init"), 50) - pct(g("f.c_data"), 50) - pct(g("f.g_data"), 50)
+        print("  p50s: the extra handshake leg (gateway's initiation -> reply, less the floor's"
+              " response -> reply) %.3f" % legs)
+        print("  p50s: wireguard-go before its initiation less the floor's response time %.3f"
+              % (pct(g("j.wg_before_init"), 50) - pct(g("f.gw_resp"), 50)))
+    retries = sum(g("f.retries") or []) + sum(g("i.retries") or [])
+    print("  client retries seen: %d" % retries)
+
+
+def bare_sync(dirname, n):
+    """Alternately: pages rewritten inside the file, and the file grown by
+    a page (as a commit that cannot reuse a freed page does): fdatasync
+    then also has the file's new size to write."""
+    page = os.urandom(4096)
+    times = {"in place": [], "growing": []}
+    fds = {}
+    for k in times:
+        path = os.path.join(dirname, "fc-sync-%s.bin" % k.replace(" ", "-"))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.pwrite(fd, page * 64, 0)
+        os.fsync(fd)
+        fds[k] = (path, fd, os.open(path, os.O_RDWR | os.O_DSYNC))
+    try:
+        for i in range(2 * n):
+            k = "growing" if i % 2 else "in place"
+            path, fd, fdd = fds[k]
+            off = 4096 * (64 + i // 2) if k == "growing" else 4096 * (2 + (i // 2) % 60)
+            t = time.perf_counter()
+            os.pwrite(fd, page, off)
+            os.fdatasync(fd)
+            os.pwrite(fdd, page[:128], 4096 * (i // 2 % 2))
+            times[k].append((time.perf_counter() - t) * 1000.0)
+    finally:
+        for path, fd, fdd in fds.values():
+            os.close(fd)
+            os.close(fdd)
+            os.unlink(path)
+    for k, v in times.items():
+        print("  two flushes (a data page + fdatasync, the meta page through O_DSYNC), %-8s "
+              "%d times: p50 %.3f p90 %.3f p99 %.3f ms" % (k, n, pct(v, 50), pct(v, 90), pct(v, 99)))
+
+
+def uapi_call(s, req):
+    s.sendall(req.encode())
+    buf = b""
+    while not buf.endswith(b"\n\n"):
+        r = s.recv(4096)
+        if not r:
+            raise SystemExit("uapi: connection closed")
+        buf += r
+    if b"errno=0\n" not in buf:
+        raise SystemExit("uapi: %r" % buf)
+
+
+def bare_uapi(sock, n, endpoint, out):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sock)
+    times = {"plain": [], "initiate": []}
+    rec = open(out, "w")
+    for i in range(2 * n):
+        kind = "initiate" if i % 2 else "plain"
+        pub = os.urandom(32)
+        hx = pub.hex()
+        req = ("set=1\npublic_key=%s\nendpoint=%s\nreplace_allowed_ips=true\n"
+               "allowed_ip=10.99.%d.%d/32\npersistent_keepalive_interval=0\n"
+               % (hx, endpoint, (i // 250) % 250, i % 250 + 1))
+        if kind == "initiate":
+            req += "public_key=%s\nupdate_only=true\npersistent_keepalive_interval=25\n" % hx
+        req += "\n"
+        t0 = time.time()
+        p0 = time.perf_counter()
+        uapi_call(s, req)
+        p1 = time.perf_counter()
+        times[kind].append((p1 - p0) * 1000.0)
+        rec.write("%s %.6f %.6f %s\n" % (kind, t0, t0 + (p1 - p0), base64.b64encode(pub).decode()))
+        # Untimed: the peer goes, so the device stays small and no
+        # handshake retry of an earlier peer lands in a later set.
+        uapi_call(s, "set=1\npublic_key=%s\nremove=true\n\n" % hx)
+        time.sleep(0.005)
+    rec.close()
+    for k in ("plain", "initiate"):
+        v = times[k]
+        print("  UAPI set of a new peer, %-8s %d times: p50 %.3f p90 %.3f p99 %.3f ms"
+              % (k, len(v), pct(v, 50), pct(v, 90), pct(v, 99)))
+
+
+def uapi_pcap(rec, pcap):
+    """The bare set's initiation on the wire, from the set's start."""
+    sends = []
+    mk = {}
+    for line in open(rec):
+        kind, t0, t1, pub = line.split()
+        if kind == "initiate":
+            k = hashlib.blake2s(b"mac1----" + base64.b64decode(pub)).digest()
+            mk[k] = pub
+            sends.append((pub, float(t0), float(t1)))
+    seen = {}
+    for t, gw, typ, ln, payload in read_pcap(pcap):
+        if typ == 1:
+            pub = whose(payload, mk)
+            if pub and pub not in seen:
+                seen[pub] = t
+    before, after = [], []
+    for pub, t0, t1 in sends:
+        if pub in seen:
+            before.append((seen[pub] - t0) * 1000.0)
+            after.append((t1 - seen[pub]) * 1000.0)
+    print("  of the initiating set (%d of %d initiations captured): start -> initiation on the "
+          "wire p50 %.3f p90 %.3f; initiation -> reply p50 %.3f p90 %.3f ms"
+          % (len(before), len(sends), pct(before, 50), pct(before, 90), pct(after, 50),
+             pct(after, 90)))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "analyze":
+        analyze(sys.argv[2])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "sync":
+        bare_sync(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) >= 6 and sys.argv[1] == "uapi":
+        bare_uapi(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "uapi-pcap":
+        uapi_pcap(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(__doc__)
