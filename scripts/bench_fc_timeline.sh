@@ -11,7 +11,10 @@
 #  2. bare costs, alone on the machine as far as the lock goes: LMDB's two
 #     flushes on the filesystem the benchmark's cache is on (/tmp), and a
 #     wireguard-go UAPI set of a new peer with and without the keepalive
-#     switch that makes it initiate at once (BENCH_FC_BARE, 300 each).
+#     switch that makes it initiate at once (BENCH_FC_BARE, 300 each), back
+#     to back and 100 ms apart.
+#  3. jitwgd's own fdatasync and meta writes under `perf trace`, in a short
+#     run of BENCH_FC_SYSCALLS (30) clients of each kind (0 skips).
 # BENCH_JITWGD=PATH runs another jitwgd build (bench_e2e.sh). Run it under
 # the shared lock: flock /tmp/jitwg-bench.lock make bench-fc-timeline.
 SCRIPT=bench-fc-timeline
@@ -62,10 +65,32 @@ ip netns exec "$B" tcpdump -i d0 -n -s 256 -B 8192 -U --immediate-mode -w "$TMP/
 cap=$!
 on_exit "kill $cap 2>/dev/null"
 wait_for 60 grep -q "listening on" "$TMP/tcpdump-bare.log" || fail "tcpdump did not start"
+# Back to back (5 ms apart) and as jitwgd meets them (100 ms apart: an
+# idle machine between clients).
 ip netns exec "$B" $PY scripts/fc_timeline.py uapi "/var/run/wireguard/$BD.sock" "$BARE" \
-	10.98.0.2:51820 "$TMP/bare.rec" | tee -a "$OUT/fc-timeline.txt"
+	10.98.0.2:51820 "$TMP/bare.rec" 5 plain,initiate | tee -a "$OUT/fc-timeline.txt"
+ip netns exec "$B" $PY scripts/fc_timeline.py uapi "/var/run/wireguard/$BD.sock" \
+	$((BARE / 3)) 10.98.0.2:51820 "$TMP/bare-idle.rec" 100 initiate | tee -a "$OUT/fc-timeline.txt"
 sleep 0.5
 kill "$cap"
 wait "$cap" 2>/dev/null
-$PY scripts/fc_timeline.py uapi-pcap "$TMP/bare.rec" "$TMP/bare.pcap" | tee -a "$OUT/fc-timeline.txt"
+for r in bare bare-idle; do
+	$PY scripts/fc_timeline.py uapi-pcap "$TMP/$r.rec" "$TMP/bare.pcap" | tee -a "$OUT/fc-timeline.txt"
+done
+
+# jitwgd's own flushes, as perf trace sees them in a short run of its own
+# (tracing slows what it traces a little: not the timeline's run).
+NS=${BENCH_FC_SYSCALLS:-30}
+if [ "$NS" -gt 0 ] && command -v perf >/dev/null; then
+	echo
+	echo "jitwgd's flushes under perf trace, $NS clients of each kind:"
+	printf '#!/bin/sh\nexec perf trace -o %s -e fdatasync,pwrite64,writev %s "$@"\n' \
+		"$TMP/perf.txt" "$(realpath "${BENCH_JITWGD:-$BUILD/jitwgd}")" >"$TMP/jitwgd-traced"
+	chmod 700 "$TMP/jitwgd-traced"
+	BENCH_JITWGD=$TMP/jitwgd-traced BENCH_ONLY=1 BENCH_CLIENTS=$NS BENCH_NIB_CLIENTS=0 \
+		BENCH_CONSUME_CLIENTS=0 bash scripts/bench_e2e.sh | grep -E 'auth_ms|first ping'
+	$PY scripts/fc_timeline.py syscalls "$TMP/perf.txt" | tee -a "$OUT/fc-timeline.txt"
+elif [ "$NS" -gt 0 ]; then
+	echo "  (perf not installed: jitwgd's flushes not traced)"
+fi
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/fc-timeline.txt"

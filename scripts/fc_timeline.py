@@ -19,17 +19,22 @@ initiation on the gateway's veth, which is where XDP stamps the event
 (t_event, the start of queue_ms); its log's own time stamps have only
 millisecond resolution.
 
-sync DIR N: two flushes as LMDB's commit does them (a data page written and
-fdatasync'd, then the meta page through an O_DSYNC descriptor), N times, in
-a file under DIR; prints p50/p90/p99 in ms.
+sync DIR N: two flushes as LMDB's commit does them (data pages written and
+fdatasync'd, then the meta page through an O_DSYNC descriptor), N times
+each of three shapes, in files under DIR; prints p50/p90/p99 in ms.
 
-uapi SOCK N ENDPOINT: against wireguard-go's UAPI socket, alternately, a
-set of a new peer (keepalive 0) and the same with the second section
-jitwgd's install-and-initiate adds (the keepalive switched to non-zero,
-which makes wireguard-go send an initiation to ENDPOINT before it replies);
-each peer removed again, untimed. Prints per-kind p50/p90/p99 of the set's
-round trip, and writes the send and reply times to SOCK-less file
-ARGV[5] for the capture's pairing ("kind t_send t_reply pubkey_b64").
+syscalls FILE: jitwgd's fdatasync and meta writes, from `perf trace`.
+
+uapi SOCK N ENDPOINT RECORD GAP_MS KINDS: against wireguard-go's UAPI
+socket, N sets of a new peer of each kind in turn, GAP_MS apart: "plain"
+(keepalive 0) and "initiate" (with the second section jitwgd's
+install-and-initiate adds: the keepalive switched to non-zero, which makes
+wireguard-go send an initiation to ENDPOINT before it replies); each peer
+removed again, untimed. Prints per-kind p50/p90/p99 of the set's round
+trip, and writes "kind t_send t_reply pubkey_b64" lines to RECORD.
+
+uapi-pcap RECORD PCAP: when each initiating set's initiation left (its mac1
+names the peer), against the set's start and reply.
 """
 import base64
 import hashlib
@@ -292,36 +297,89 @@ def analyze(prefix):
 
 
 def bare_sync(dirname, n):
-    """Alternately: pages rewritten inside the file, and the file grown by
-    a page (as a commit that cannot reuse a freed page does): fdatasync
-    then also has the file's new size to write."""
+    """In turn: one data page rewritten inside the file; one page that
+    grows the file (a commit that cannot reuse a freed page: fdatasync has
+    the new size to write too); three pages far apart inside the file (a
+    small B-tree update: leaf, branch, free list). Each time, fdatasync
+    and then the meta page through an O_DSYNC descriptor, as LMDB's
+    commit."""
     page = os.urandom(4096)
-    times = {"in place": [], "growing": []}
+    size = 1024  # pages: 4 MiB
+    kinds = ("one page", "growing", "3 pages")
+    times = {k: [] for k in kinds}
     fds = {}
-    for k in times:
+    for k in kinds:
         path = os.path.join(dirname, "fc-sync-%s.bin" % k.replace(" ", "-"))
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.pwrite(fd, page * 64, 0)
+        for i in range(0, size, 64):
+            os.pwrite(fd, page * 64, 4096 * i)
         os.fsync(fd)
         fds[k] = (path, fd, os.open(path, os.O_RDWR | os.O_DSYNC))
     try:
-        for i in range(2 * n):
-            k = "growing" if i % 2 else "in place"
+        for i in range(len(kinds) * n):
+            k = kinds[i % len(kinds)]
+            r = i // len(kinds)
             path, fd, fdd = fds[k]
-            off = 4096 * (64 + i // 2) if k == "growing" else 4096 * (2 + (i // 2) % 60)
+            if k == "growing":
+                offs = [size + r]
+            elif k == "3 pages":
+                offs = [2 + (r * 7) % 300, 340 + (r * 13) % 300, 700 + (r * 11) % 300]
+            else:
+                offs = [2 + r % 1000]
             t = time.perf_counter()
-            os.pwrite(fd, page, off)
+            for o in offs:
+                os.pwrite(fd, page, 4096 * o)
             os.fdatasync(fd)
-            os.pwrite(fdd, page[:128], 4096 * (i // 2 % 2))
+            os.pwrite(fdd, page[:128], 4096 * (r % 2))
+            times[k].append((time.perf_counter() - t) * 1000.0)
+        # As jitwgd meets them: one client's commit now and then, the
+        # machine idle in between (the 100 ms between bench-e2e's clients).
+        k = "one page, 100 ms apart"
+        kinds += (k,)
+        times[k] = []
+        path, fd, fdd = fds["one page"]
+        for r in range(max(n // 3, 10)):
+            time.sleep(0.1)
+            t = time.perf_counter()
+            os.pwrite(fd, page, 4096 * (2 + r % 1000))
+            os.fdatasync(fd)
+            os.pwrite(fdd, page[:128], 4096 * (r % 2))
             times[k].append((time.perf_counter() - t) * 1000.0)
     finally:
         for path, fd, fdd in fds.values():
             os.close(fd)
             os.close(fdd)
             os.unlink(path)
-    for k, v in times.items():
-        print("  two flushes (a data page + fdatasync, the meta page through O_DSYNC), %-8s "
-              "%d times: p50 %.3f p90 %.3f p99 %.3f ms" % (k, n, pct(v, 50), pct(v, 90), pct(v, 99)))
+    for k in kinds:
+        v = times[k]
+        print("  two flushes (data + fdatasync, meta through O_DSYNC), %-22s "
+              "%3d times: p50 %.3f p90 %.3f p99 %.3f ms"
+              % (k, len(v), pct(v, 50), pct(v, 90), pct(v, 99)))
+
+
+def syscalls(path):
+    """jitwgd's own flushes, from `perf trace` output: the data file is the
+    one fdatasync'd; its meta descriptor (O_DSYNC) the one written only in
+    120-byte meta records; managed.mdb, committed unsynced, is neither."""
+    import re
+    rx = re.compile(r"\(\s*([0-9.]+) ms\): \S+ (\w+)\(fd: (\d+)(?:.*?count: (\d+))?")
+    calls = []
+    for line in open(path):
+        m = rx.search(line)
+        if m:
+            calls.append((m.group(2), m.group(3), float(m.group(1)), int(m.group(4) or 0)))
+    synced = {fd for c, fd, _, _ in calls if c == "fdatasync"}
+    pages = {fd for c, fd, _, cnt in calls if c in ("pwrite64", "writev") and cnt != 120}
+    meta = {fd for c, fd, _, cnt in calls if c == "pwrite64" and cnt == 120} - pages
+    rows = [("fdatasync of the data file", [t for c, fd, t, _ in calls
+                                            if c == "fdatasync" and fd in synced]),
+            ("meta page through O_DSYNC", [t for c, fd, t, _ in calls
+                                           if c == "pwrite64" and fd in meta]),
+            ("page writes to the data file (writev, pwrite)",
+             [t for c, fd, t, _ in calls if c in ("pwrite64", "writev") and fd in synced])]
+    for label, v in rows:
+        print("  jitwgd's %-48s p50 %.3f p90 %.3f ms (n %d)"
+              % (label, pct(v, 50), pct(v, 90), len(v)))
 
 
 def uapi_call(s, req):
@@ -336,13 +394,13 @@ def uapi_call(s, req):
         raise SystemExit("uapi: %r" % buf)
 
 
-def bare_uapi(sock, n, endpoint, out):
+def bare_uapi(sock, n, endpoint, out, gap_ms, kinds):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(sock)
-    times = {"plain": [], "initiate": []}
+    times = {k: [] for k in kinds}
     rec = open(out, "w")
-    for i in range(2 * n):
-        kind = "initiate" if i % 2 else "plain"
+    for i in range(len(kinds) * n):
+        kind = kinds[i % len(kinds)]
         pub = os.urandom(32)
         hx = pub.hex()
         req = ("set=1\npublic_key=%s\nendpoint=%s\nreplace_allowed_ips=true\n"
@@ -360,12 +418,12 @@ def bare_uapi(sock, n, endpoint, out):
         # Untimed: the peer goes, so the device stays small and no
         # handshake retry of an earlier peer lands in a later set.
         uapi_call(s, "set=1\npublic_key=%s\nremove=true\n\n" % hx)
-        time.sleep(0.005)
+        time.sleep(gap_ms / 1000.0)
     rec.close()
-    for k in ("plain", "initiate"):
+    for k in kinds:
         v = times[k]
-        print("  UAPI set of a new peer, %-8s %d times: p50 %.3f p90 %.3f p99 %.3f ms"
-              % (k, len(v), pct(v, 50), pct(v, 90), pct(v, 99)))
+        print("  UAPI set of a new peer, %-8s %3d times, %3d ms apart: p50 %.3f p90 %.3f p99 %.3f ms"
+              % (k, len(v), gap_ms, pct(v, 50), pct(v, 90), pct(v, 99)))
 
 
 def uapi_pcap(rec, pcap):
@@ -400,8 +458,11 @@ if __name__ == "__main__":
         analyze(sys.argv[2])
     elif len(sys.argv) >= 4 and sys.argv[1] == "sync":
         bare_sync(sys.argv[2], int(sys.argv[3]))
-    elif len(sys.argv) >= 6 and sys.argv[1] == "uapi":
-        bare_uapi(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    elif len(sys.argv) >= 8 and sys.argv[1] == "uapi":
+        bare_uapi(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], int(sys.argv[6]),
+                  sys.argv[7].split(","))
+    elif len(sys.argv) >= 3 and sys.argv[1] == "syscalls":
+        syscalls(sys.argv[2])
     elif len(sys.argv) >= 4 and sys.argv[1] == "uapi-pcap":
         uapi_pcap(sys.argv[2], sys.argv[3])
     else:
