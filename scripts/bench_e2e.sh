@@ -18,8 +18,8 @@
 # no-initiate; periodic: --cache-sync periodic), BENCH_JITWGD_ARGS
 # adds options to its jitwgd, BENCH_SAVE_LOGS=PREFIX keeps its logs (and
 # section 1's keys and round trips); BENCH_CAPTURE=1 with it also records the
-# gateway veth's WireGuard packets while the floor and initiating-back
-# clients run (PREFIX-ib.pcap, for scripts/bench_fc_timeline.sh).
+# veth's WireGuard packets while each alternating phase runs (PREFIX-ib.pcap,
+# PREFIX-cons.pcap, for scripts/bench_fc_timeline.sh).
 # BENCH_OUT=DIR also writes the raw samples there for the report's plots
 # (make bench, scripts/bench_report.sh): e2e-first-contact-PHASE.txt (ms, one
 # a line), e2e-burst-MODE.txt (s from the send start to each install),
@@ -162,6 +162,28 @@ run_phase() {
 	done
 }
 
+# cap_start NAME / cap_stop NAME: with BENCH_CAPTURE and BENCH_SAVE_LOGS, the
+# WireGuard packets on the client's side of the veth while a phase runs, in
+# PREFIX-NAME.pcap. The client's side: an initiation XDP consumes on the
+# gateway's side never reaches a capture there. Immediate mode and a small
+# snapshot, as gw_capture_start (tests/e2e_lib.sh).
+cap_start() {
+	[ -n "${BENCH_CAPTURE:-}" ] && [ -n "${BENCH_SAVE_LOGS:-}" ] || return 0
+	ip netns exec "$C" tcpdump -i vc -n -s 256 -B 8192 -U --immediate-mode \
+		-w "$TMP/$1.pcap" udp port 51820 2>"$TMP/tcpdump-$1.log" &
+	cap_pid=$!
+	on_exit "kill $cap_pid 2>/dev/null"
+	wait_for 60 grep -q "listening on" "$TMP/tcpdump-$1.log" || fail "tcpdump did not start"
+}
+cap_stop() {
+	[ -n "${cap_pid:-}" ] || return 0
+	kill "$cap_pid"
+	wait "$cap_pid" 2>/dev/null
+	cap_pid=
+	cp "$TMP/$1.pcap" "$BENCH_SAVE_LOGS-$1.pcap"
+	grep 'dropped by kernel' "$TMP/tcpdump-$1.log" | sed "s/^/  capture ($1): /"
+}
+
 # hs_times LOG: jitwgd's XDP-initiation -> handshake-seen times, in ms.
 hs_times() { grep -o 'msg=handshake .*since_initiation_ms=[0-9.]*' "$1" | sed 's/.*since_initiation_ms=//'; }
 
@@ -169,15 +191,7 @@ t_sec1=$(date +%s)
 JW_LOG=$TMP/jw-ib.log e2e_jitwgd
 echo "floor and initiating back: $N clients each, alternating, one at a time"
 cp_from=$(wc -l <"$TMP/cp.log")
-if [ -n "${BENCH_CAPTURE:-}" ] && [ -n "${BENCH_SAVE_LOGS:-}" ]; then
-	# On the gateway's side of the veth, WireGuard's port only; immediate
-	# mode and a small snapshot (gw_capture_start in tests/e2e_lib.sh).
-	ip netns exec "$G" tcpdump -i vg -n -s 256 -B 8192 -U --immediate-mode \
-		-w "$TMP/ib.pcap" udp port 51820 2>"$TMP/tcpdump-ib.log" &
-	cap_pid=$!
-	on_exit "kill $cap_pid 2>/dev/null"
-	wait_for 60 grep -q "listening on" "$TMP/tcpdump-ib.log" || fail "tcpdump did not start"
-fi
+cap_start ib
 alternate base ib
 sleep 1
 hs_times "$TMP/jw-ib.log" >"$TMP/hs-ib"
@@ -188,13 +202,8 @@ if [ -n "${BENCH_SAVE_LOGS:-}" ]; then
 	cp "$TMP/keys.txt" "$BENCH_SAVE_LOGS-keys.txt"
 	cp "$TMP/rtt-base" "$BENCH_SAVE_LOGS-rtt-base.txt"
 	cp "$TMP/rtt-ib" "$BENCH_SAVE_LOGS-rtt-ib.txt"
-	if [ -n "${cap_pid:-}" ]; then
-		kill "$cap_pid"
-		wait "$cap_pid" 2>/dev/null
-		cp "$TMP/ib.pcap" "$BENCH_SAVE_LOGS-ib.pcap"
-		grep 'dropped by kernel' "$TMP/tcpdump-ib.log" | sed 's/^/  capture: /'
-	fi
 fi
+cap_stop ib
 # The control plane's own service time for these requests (its log).
 tail -n +$((cp_from + 1)) "$TMP/cp.log" | grep 'path=/peers/ status=200' |
 	sed -n 's/.*service_ms=\([0-9.]*\).*/\1/p' >"$TMP/cp-service"
@@ -203,9 +212,17 @@ e2e_jitwgd_stop
 if [ "$N_CONS" -gt 0 ]; then
 	JW_LOG=$TMP/jw-cons.log e2e_jitwgd --consume
 	echo "--consume: $N known clients (the floor's) and $N new ones, alternating, one at a time"
+	cap_start cons
 	alternate kc cons
 	sleep 1
 	hs_times "$TMP/jw-cons.log" >"$TMP/hs-cons"
+	cap_stop cons
+	if [ -n "${BENCH_SAVE_LOGS:-}" ]; then
+		cp "$TMP/jw-cons.log" "$BENCH_SAVE_LOGS-cons.log"
+		cp "$TMP/cp.log" "$BENCH_SAVE_LOGS-cp.log"
+		cp "$TMP/rtt-kc" "$BENCH_SAVE_LOGS-rtt-kc.txt"
+		cp "$TMP/rtt-cons" "$BENCH_SAVE_LOGS-rtt-cons.txt"
+	fi
 	e2e_jitwgd_stop
 fi
 

@@ -2,12 +2,14 @@
 # make bench-fc-timeline: where a fresh client's first contact spends its
 # time, from packets (docs/bench.md, "First contact").
 #
-#  1. bench-e2e's section 1 with BENCH_CLIENTS (100) clients of two kinds
-#     only, alternating: the floor (peer preinstalled) and jitwgd initiating
-#     back; the gateway veth's WireGuard packets captured, jitwgd's and the
-#     control plane's logs kept (BENCH_FC_OUT, default build/bench/fc-timeline,
-#     files fc-*). scripts/fc_timeline.py pairs each client's packets and lays
-#     jitwgd's stages on them: p50/p90 of every segment.
+#  1. bench-e2e's section 1 with BENCH_CLIENTS (100) clients of each kind
+#     that alternate: the floor (peer preinstalled) with jitwgd initiating
+#     back, then the floor's clients under --consume with fresh ones
+#     (BENCH_FC_CONSUME=0 skips these); the veth's WireGuard packets
+#     captured, jitwgd's and the control plane's logs kept (BENCH_FC_OUT,
+#     default build/bench/fc-timeline, files fc-*). scripts/fc_timeline.py
+#     pairs each client's packets and lays jitwgd's stages on them: p50/p90
+#     of every segment.
 #  2. bare costs, alone on the machine as far as the lock goes: LMDB's two
 #     flushes on the filesystem the benchmark's cache is on (/tmp), and a
 #     wireguard-go UAPI set of a new peer with and without the keepalive
@@ -32,7 +34,8 @@ echo "first contact's timeline: $N clients of each kind; $(date -u '+%Y-%m-%d %H
 # differ: g, c there; b here, made after it ends).
 # BENCH_CLIENTS=0: the bare costs alone.
 if [ "$N" -gt 0 ]; then
-	BENCH_ONLY=1 BENCH_CLIENTS=$N BENCH_NIB_CLIENTS=0 BENCH_CONSUME_CLIENTS=0 \
+	BENCH_ONLY=1 BENCH_CLIENTS=$N BENCH_NIB_CLIENTS=0 \
+		BENCH_CONSUME_CLIENTS=$([ "${BENCH_FC_CONSUME:-1}" = 0 ] && echo 0 || echo "$N") \
 		BENCH_SAVE_LOGS=$OUT/fc BENCH_CAPTURE=1 bash scripts/bench_e2e.sh ||
 		fail "bench_e2e.sh section 1 failed"
 	echo

@@ -2,11 +2,12 @@
 """First contact's timeline from packets (scripts/bench_fc_timeline.sh).
 
 analyze PREFIX: reads what bench_e2e.sh section 1 saved with
-BENCH_SAVE_LOGS=PREFIX BENCH_CAPTURE=1 (PREFIX-ib.pcap: the gateway veth's
-WireGuard packets; PREFIX-ib.log: jitwgd; PREFIX-cp.log: the control plane;
-PREFIX-keys.txt; PREFIX-rtt-{base,ib}.txt) and prints p50/p90 of each
-segment of a client's first contact, for the floor (peer preinstalled) and
-for jitwgd initiating back.
+BENCH_SAVE_LOGS=PREFIX BENCH_CAPTURE=1 (PREFIX-{ib,cons}.pcap: the veth's
+WireGuard packets in each alternating phase; PREFIX-{ib,cons}.log: jitwgd;
+PREFIX-cp.log: the control plane; PREFIX-keys.txt; PREFIX-rtt-KIND.txt) and
+prints p50/p90 of each segment of a client's first contact, for the floor
+(peer preinstalled), jitwgd initiating back and, when that phase ran, the
+floor's clients and fresh ones under --consume.
 
 The clients run one at a time on one client device, so a client's packets
 are the run of packets from its first initiation to the gateway's first
@@ -15,7 +16,7 @@ handshake message: its mac1 is keyed with the recipient's public key
 (WireGuard paper, section 5.4.4), which PREFIX-keys.txt lists.
 
 jitwgd's stages are laid on the packet time line from the client's
-initiation on the gateway's veth, which is where XDP stamps the event
+initiation on the veth, which is where XDP stamps the event
 (t_event, the start of queue_ms); its log's own time stamps have only
 millisecond resolution.
 
@@ -159,141 +160,176 @@ def logfmt(line):
     return out
 
 
+def stages_of(log):
+    """jitwgd's stage times of each installed peer, by fingerprint."""
+    out = {}
+    try:
+        for line in open(log):
+            if "outcome=installed" in line:
+                v = logfmt(line)
+                out[v["peer"]] = {k: float(v[k]) for k in (
+                    "queue_ms", "identify_ms", "auth_ms", "fetch_ms", "install_ms", "total_ms")}
+    except OSError:
+        pass
+    return out
+
+
 def analyze(prefix):
     mkeys = mac1_keys(prefix + "-keys.txt")
-    kinds = {}
-    for line in open(prefix + "-keys.txt"):
-        f = line.split()
-        kinds[f[0]] = f[2]
-    eps = episodes(read_pcap(prefix + "-ib.pcap"), mkeys)
-    installs = {}
-    for line in open(prefix + "-ib.log"):
-        if "outcome=installed" in line:
-            v = logfmt(line)
-            installs[v["peer"]] = v
+    order = [line.split() for line in open(prefix + "-keys.txt")]
+    kinds = {f[0]: f[2] for f in order}
     service = {}
     for line in open(prefix + "-cp.log"):
         v = logfmt(line)
         if v.get("path") == "/peers/" and v.get("status") == "200":
             service[v["key"]] = float(v["service_ms"])
-
+    ms = 1000.0
     seg = {}
 
-    floor, ib, incomplete = [], [], 0
-    for e in eps:
-        kind = kinds.get(e.get("key"))
-        if kind == "base" and all(k in e for k in ("g_resp", "c_data", "g_data")):
-            floor.append(e)
-        elif kind == "ib" and all(k in e for k in ("g_init", "c_resp", "g_ka", "c_data", "g_data")):
-            ib.append(e)
-        else:
-            incomplete += 1
-    ms = 1000.0
-    for e in floor:
-        seg.setdefault("f.wire", []).append((e["g_data"] - e["c_init"]) * ms)
-        seg.setdefault("f.gw_resp", []).append((e["g_resp"] - e["c_init"]) * ms)
-        seg.setdefault("f.c_data", []).append((e["c_data"] - e["g_resp"]) * ms)
-        seg.setdefault("f.g_data", []).append((e["g_data"] - e["c_data"]) * ms)
-        seg.setdefault("f.retries", []).append(e["retries"])
-    matched = 0
-    for e in ib:
-        s = seg.setdefault
-        s("i.wire", []).append((e["g_data"] - e["c_init"]) * ms)
-        s("i.gw_init", []).append((e["g_init"] - e["c_init"]) * ms)
-        s("i.c_resp", []).append((e["c_resp"] - e["g_init"]) * ms)
-        s("i.g_ka", []).append((e["g_ka"] - e["c_resp"]) * ms)
-        s("i.c_data", []).append((e["c_data"] - e["g_ka"]) * ms)
-        s("i.g_data", []).append((e["g_data"] - e["c_data"]) * ms)
-        s("i.after_gw_init", []).append((e["g_data"] - e["g_init"]) * ms)
-        s("i.retries", []).append(e["retries"])
-        v = installs.get(e["key"][:8])
-        if not v:
-            continue
-        matched += 1
-        st = {k: float(v[k]) for k in ("queue_ms", "identify_ms", "auth_ms", "fetch_ms",
-                                       "install_ms", "total_ms")}
+    def add(name, val):
+        seg.setdefault(name, []).append(val)
+
+    def jitwgd(pre, e, st):
+        """jitwgd's stages on the time line from the client's initiation
+        (where XDP stamped it: t_event, the start of queue_ms)."""
         svc = service.get(e["key"][:8].replace("+", "-").replace("/", "_"))
         rest = st["total_ms"] - sum(st[k] for k in ("queue_ms", "identify_ms", "auth_ms",
                                                      "fetch_ms", "install_ms"))
-        # On the packet time line, from the client's initiation.
-        inst_start = st["total_ms"] - st["install_ms"]
-        a = (e["g_init"] - e["c_init"]) * ms
         for k in st:
-            s("j." + k, []).append(st[k])
-        s("j.rest", []).append(rest)
+            add(pre + k, st[k])
+        add(pre + "rest", rest)
         if svc is not None:
-            s("j.service", []).append(svc)
-            s("j.fetch_over", []).append(st["fetch_ms"] - svc)
-            s("j.own", []).append(st["queue_ms"] + st["identify_ms"] + st["auth_ms"]
-                                  + st["fetch_ms"] - svc + rest)
-        s("j.to_install", []).append(inst_start)
-        s("j.wg_before_init", []).append(a - inst_start)
-        s("j.wg_after_init", []).append(st["total_ms"] - a)
-    # Client j of each kind ran back to back: the per-pair difference.
-    pairs = []
-    fk = {e["key"]: e for e in floor}
-    ik = {e["key"]: e for e in ib}
-    order = [l.split() for l in open(prefix + "-keys.txt")]
-    fl = [f[0] for f in order if f[2] == "base"]
-    il = [f[0] for f in order if f[2] == "ib"]
-    for a, b in zip(fl, il):
-        if a in fk and b in ik:
-            pairs.append(((ik[b]["g_data"] - ik[b]["c_init"]) - (fk[a]["g_data"] - fk[a]["c_init"])) * ms)
+            add(pre + "service", svc)
+            add(pre + "fetch_over", st["fetch_ms"] - svc)
+            add(pre + "own", st["queue_ms"] + st["identify_ms"] + st["auth_ms"]
+                + st["fetch_ms"] - svc + rest)
+        add(pre + "to_install", st["total_ms"] - st["install_ms"])
+        return st["total_ms"] - st["install_ms"]
+
+    # Each phase's capture: (pcap, jitwgd's log, kind of the gateway's
+    # own keys in it, kind of the fresh ones).
+    done = {}
+    incomplete = 0
+    for phase, known, fresh in (("ib", "base", "ib"), ("cons", "kc", "cons")):
+        try:
+            pkts = read_pcap("%s-%s.pcap" % (prefix, phase))
+        except OSError:
+            continue
+        st_by = stages_of("%s-%s.log" % (prefix, phase))
+        for e in episodes(pkts, mkeys):
+            kind = kinds.get(e.get("key"))
+            kind = known if kind == "base" else kind
+            answered = all(k in e for k in ("g_resp", "c_data", "g_data"))
+            inited = all(k in e for k in ("g_init", "c_resp", "g_ka", "c_data", "g_data"))
+            if kind in (known, "cons") and answered:
+                pre = kind + "."
+                add(pre + "wire", (e["g_data"] - e["c_init"]) * ms)
+                add(pre + "gw_resp", (e["g_resp"] - e["c_init"]) * ms)
+                add(pre + "c_data", (e["c_data"] - e["g_resp"]) * ms)
+                add(pre + "g_data", (e["g_data"] - e["c_data"]) * ms)
+                st = st_by.get(e["key"][:8]) if kind == "cons" else None
+                if st:
+                    jitwgd(pre + "j.", e, st)
+                    # Given back after the set's reply: WireGuard answers
+                    # the client's own initiation.
+                    add(pre + "answer", (e["g_resp"] - e["c_init"]) * ms - st["total_ms"])
+                done.setdefault(kind, {})[e["key"]] = e
+            elif kind == "ib" and inited:
+                pre = "ib."
+                a = (e["g_init"] - e["c_init"]) * ms
+                add(pre + "wire", (e["g_data"] - e["c_init"]) * ms)
+                add(pre + "gw_init", a)
+                add(pre + "c_resp", (e["c_resp"] - e["g_init"]) * ms)
+                add(pre + "g_ka", (e["g_ka"] - e["c_resp"]) * ms)
+                add(pre + "c_data", (e["c_data"] - e["g_ka"]) * ms)
+                add(pre + "g_data", (e["g_data"] - e["c_data"]) * ms)
+                add(pre + "after_gw_init", (e["g_data"] - e["g_init"]) * ms)
+                st = st_by.get(e["key"][:8])
+                if st:
+                    start = jitwgd(pre + "j.", e, st)
+                    add(pre + "j.wg_before_init", a - start)
+                    add(pre + "j.wg_after_init", st["total_ms"] - a)
+                done.setdefault(kind, {})[e["key"]] = e
+            else:
+                incomplete += 1
     rtt = {}
-    for k in ("base", "ib"):
+    for k in ("base", "ib", "kc", "cons"):
         try:
             rtt[k] = [float(x) for x in open("%s-rtt-%s.txt" % (prefix, k)) if x.strip() != "lost"]
         except OSError:
             rtt[k] = []
 
+    def pairs(a, b):
+        """Client j of kind b less client j of kind a: they ran back to back."""
+        ka = [f[0] for f in order if f[2] == ("base" if a == "kc" else a)]
+        kb = [f[0] for f in order if f[2] == b]
+        da, db = done.get(a, {}), done.get(b, {})
+        return [((db[y]["g_data"] - db[y]["c_init"]) - (da[x]["g_data"] - da[x]["c_init"])) * ms
+                for x, y in zip(ka, kb) if x in da and y in db]
+
     def row(label, vals):
         if not vals:
-            print("  %-66s %8s %8s %5s" % (label, "-", "-", 0))
             return
         print("  %-66s %8.3f %8.3f %5d" % (label, pct(vals, 50), pct(vals, 90), len(vals)))
 
+    def jrows(pre):
+        row("    jitwgd: queue_ms (XDP -> worker)", g(pre + "queue_ms"))
+        row("    jitwgd: identify_ms", g(pre + "identify_ms"))
+        row("    jitwgd: auth_ms (the timestamp's durable commit)", g(pre + "auth_ms"))
+        row("    jitwgd: fetch_ms", g(pre + "fetch_ms"))
+        row("      control plane's service_ms", g(pre + "service"))
+        row("      fetch_ms beyond it (HTTP, parse, thread hops)", g(pre + "fetch_over"))
+        row("    jitwgd: the rest (managed record, thread hops)", g(pre + "rest"))
+        row("    jitwgd's own work (all of the above but service_ms)", g(pre + "own"))
+        row("    = XDP -> the UAPI set's start", g(pre + "to_install"))
+
     g = seg.get
-    print("first contact's timeline (ms; on the gateway's veth): %d floor and %d initiating-back "
-          "clients complete, %d runs incomplete or unknown, %d matched to jitwgd's log"
-          % (len(floor), len(ib), incomplete, matched))
+    print("first contact's timeline (ms, on the veth); complete runs: %s; %d incomplete or unknown"
+          % (", ".join("%s %d" % (k, len(v)) for k, v in done.items()), incomplete))
     print("  %-66s %8s %8s %5s" % ("", "p50", "p90", "n"))
-    print("floor (peer preinstalled)")
-    row("client's ping, round trip (ping)", rtt["base"])
-    row("wire: client's initiation -> gateway's data reply", g("f.wire"))
-    row("  client's initiation -> gateway's response", g("f.gw_resp"))
-    row("  gateway's response -> client's first data", g("f.c_data"))
-    row("  client's first data -> gateway's reply", g("f.g_data"))
-    print("jitwgd, initiating back")
-    row("client's ping, round trip (ping)", rtt["ib"])
-    row("wire: client's initiation -> gateway's data reply", g("i.wire"))
-    row("  client's initiation -> gateway's initiation", g("i.gw_init"))
-    row("    jitwgd: queue_ms (XDP -> worker)", g("j.queue_ms"))
-    row("    jitwgd: identify_ms", g("j.identify_ms"))
-    row("    jitwgd: auth_ms (timestamp's durable commit)", g("j.auth_ms"))
-    row("    jitwgd: fetch_ms", g("j.fetch_ms"))
-    row("      control plane's service_ms", g("j.service"))
-    row("      fetch_ms beyond it (HTTP, parse, hand-offs)", g("j.fetch_over"))
-    row("    jitwgd: the rest (managed record, thread hops)", g("j.rest"))
-    row("    jitwgd's own work (all of the above but service_ms)", g("j.own"))
-    row("    = XDP -> the UAPI set's start", g("j.to_install"))
-    row("    wireguard-go: the set's start -> its initiation on the wire", g("j.wg_before_init"))
-    row("    (wireguard-go: the initiation -> the set's reply, off the path)", g("j.wg_after_init"))
-    row("    (install_ms, both)", g("j.install_ms"))
-    row("  gateway's initiation -> client's response", g("i.c_resp"))
-    row("  client's response -> gateway's keepalive", g("i.g_ka"))
-    row("  gateway's keepalive -> client's first data", g("i.c_data"))
-    row("  client's first data -> gateway's reply", g("i.g_data"))
-    row("  gateway's initiation -> gateway's data reply", g("i.after_gw_init"))
-    print("the gap")
-    row("initiating back minus the floor, client by client (wire)", pairs)
-    if g("i.after_gw_init") and g("f.c_data"):
-        legs = pct(g("i.after_gw_init"), 50) - pct(g("f.c_data"), 50) - pct(g("f.g_data"), 50)
-        print("  p50s: the extra handshake leg (gateway's initiation -> reply, less the floor's"
-              " response -> reply) %.3f" % legs)
-        print("  p50s: wireguard-go before its initiation less the floor's response time %.3f"
-              % (pct(g("j.wg_before_init"), 50) - pct(g("f.gw_resp"), 50)))
-    retries = sum(g("f.retries") or []) + sum(g("i.retries") or [])
-    print("  client retries seen: %d" % retries)
+    for kind, title in (("base", "floor (peer preinstalled)"),
+                        ("kc", "the floor's clients under jitwgd --consume (given back)")):
+        if not g(kind + ".wire"):
+            continue
+        print(title)
+        row("client's ping, round trip (ping)", rtt[kind])
+        row("wire: client's initiation -> gateway's data reply", g(kind + ".wire"))
+        row("  client's initiation -> gateway's response", g(kind + ".gw_resp"))
+        row("  gateway's response -> client's first data", g(kind + ".c_data"))
+        row("  client's first data -> gateway's reply", g(kind + ".g_data"))
+    if g("ib.wire"):
+        print("jitwgd, initiating back")
+        row("client's ping, round trip (ping)", rtt["ib"])
+        row("wire: client's initiation -> gateway's data reply", g("ib.wire"))
+        row("  client's initiation -> gateway's initiation", g("ib.gw_init"))
+        jrows("ib.j.")
+        row("    wireguard-go: the set's start -> its initiation on the wire", g("ib.j.wg_before_init"))
+        row("    (wireguard-go: the initiation -> the set's reply, off the path)", g("ib.j.wg_after_init"))
+        row("    (install_ms, both)", g("ib.j.install_ms"))
+        row("  gateway's initiation -> client's response", g("ib.c_resp"))
+        row("  client's response -> gateway's keepalive", g("ib.g_ka"))
+        row("  gateway's keepalive -> client's first data", g("ib.c_data"))
+        row("  client's first data -> gateway's reply", g("ib.g_data"))
+        row("  gateway's initiation -> gateway's data reply", g("ib.after_gw_init"))
+    if g("cons.wire"):
+        print("jitwgd --consume, fresh clients (answered: their initiation given back)")
+        row("client's ping, round trip (ping)", rtt["cons"])
+        row("wire: client's initiation -> gateway's data reply", g("cons.wire"))
+        row("  client's initiation -> gateway's response", g("cons.gw_resp"))
+        jrows("cons.j.")
+        row("    install_ms (the UAPI set, on the path here)", g("cons.j.install_ms"))
+        row("    the set's reply -> wireguard-go's response (give-back, answer)", g("cons.answer"))
+        row("  gateway's response -> client's first data", g("cons.c_data"))
+        row("  client's first data -> gateway's reply", g("cons.g_data"))
+    print("the gaps")
+    row("initiating back minus the floor, client by client (wire)", pairs("base", "ib"))
+    row("--consume fresh minus the floor's clients under it, client by client", pairs("kc", "cons"))
+    if g("ib.after_gw_init") and g("base.c_data"):
+        print("  p50s: the extra handshake leg (gateway's initiation -> its data reply, less the"
+              " floor's response -> reply) %.3f"
+              % (pct(g("ib.after_gw_init"), 50) - pct(g("base.c_data"), 50) - pct(g("base.g_data"), 50)))
+        print("  p50s: wireguard-go's set start -> its initiation, less the floor's response time %.3f"
+              % (pct(g("ib.j.wg_before_init") or [0], 50) - pct(g("base.gw_resp"), 50)))
 
 
 def bare_sync(dirname, n):
