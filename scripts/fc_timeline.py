@@ -16,13 +16,14 @@ handshake message: its mac1 is keyed with the recipient's public key
 (WireGuard paper, section 5.4.4), which PREFIX-keys.txt lists.
 
 jitwgd's stages are laid on the packet time line from the client's
-initiation on the veth, which is where XDP stamps the event
-(t_event, the start of queue_ms); its log's own time stamps have only
-millisecond resolution.
+initiation on the veth (captured at the client's end, XDP stamps the event
+at the gateway's: a veth hands a packet over at once), t_event, the start
+of queue_ms; its log's own time stamps have only millisecond resolution.
 
 sync DIR N: two flushes as LMDB's commit does them (data pages written and
 fdatasync'd, then the meta page through an O_DSYNC descriptor), N times
-each of three shapes, in files under DIR; prints p50/p90/p99 in ms.
+each of three shapes back to back, then N/3 times 100 ms apart, in files
+under DIR; prints p50/p90/p99 in ms.
 
 syscalls FILE: jitwgd's fdatasync and meta writes, from `perf trace`.
 
