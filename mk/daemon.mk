@@ -55,6 +55,12 @@ bench-e2e: all
 	@scripts/setup.sh
 	@scripts/bench_e2e.sh
 
+# First contact's timeline from packets (not part of make bench).
+.PHONY: bench-fc-timeline
+bench-fc-timeline: all
+	@scripts/setup.sh
+	@scripts/bench_fc_timeline.sh
+
 # The config file parser reads operator input: fuzzed.
 FUZZ_BINS += $(BUILD)/fuzz/fuzz_jitwgd_config
 $(BUILD)/fuzz/fuzz_jitwgd_config: tests/fuzz_jitwgd_config.c user/daemon_opts.c user/daemon_log.c \

@@ -16,7 +16,10 @@
 # section 2's modes (auto: the defaults, --consume auto, which a burst
 # engages; initiate: --consume=never, initiating back; consume: always;
 # no-initiate; periodic: --cache-sync periodic), BENCH_JITWGD_ARGS
-# adds options to its jitwgd, BENCH_SAVE_LOGS=PREFIX keeps its logs.
+# adds options to its jitwgd, BENCH_SAVE_LOGS=PREFIX keeps its logs (and
+# section 1's keys and round trips); BENCH_CAPTURE=1 with it also records the
+# veth's WireGuard packets while each alternating phase runs (PREFIX-ib.pcap,
+# PREFIX-cons.pcap, for scripts/bench_fc_timeline.sh).
 # BENCH_OUT=DIR also writes the raw samples there for the report's plots
 # (make bench, scripts/bench_report.sh): e2e-first-contact-PHASE.txt (ms, one
 # a line), e2e-burst-MODE.txt (s from the send start to each install),
@@ -65,9 +68,11 @@ if want 1; then
 #   nib   fresh, jitwgd --no-initiate-back (waits for the client's retry)
 # base and ib alternate in one jitwgd run, kc and cons in another, so each
 # comparison is made under the same host load. BENCH_NIB_CLIENTS (default
-# 100, 0 skips) sizes the slow --no-initiate-back phase.
+# 100, 0 skips) sizes the slow --no-initiate-back phase;
+# BENCH_CONSUME_CLIENTS=0 skips the --consume one (kc and cons).
 N_NIB=${BENCH_NIB_CLIENTS:-100}
 [ "$N_NIB" -gt "$N" ] && N_NIB=$N
+N_CONS=${BENCH_CONSUME_CLIENTS:-$N}
 echo
 echo "setting up $PAR client devices and $((3 * N + N_NIB)) client keys"
 python_map='import json,sys
@@ -157,6 +162,28 @@ run_phase() {
 	done
 }
 
+# cap_start NAME / cap_stop NAME: with BENCH_CAPTURE and BENCH_SAVE_LOGS, the
+# WireGuard packets on the client's side of the veth while a phase runs, in
+# PREFIX-NAME.pcap. The client's side: an initiation XDP consumes on the
+# gateway's side never reaches a capture there. Immediate mode and a small
+# snapshot, as gw_capture_start (tests/e2e_lib.sh).
+cap_start() {
+	[ -n "${BENCH_CAPTURE:-}" ] && [ -n "${BENCH_SAVE_LOGS:-}" ] || return 0
+	ip netns exec "$C" tcpdump -i vc -n -s 256 -B 8192 -U --immediate-mode \
+		-w "$TMP/$1.pcap" udp port 51820 2>"$TMP/tcpdump-$1.log" &
+	cap_pid=$!
+	on_exit "kill $cap_pid 2>/dev/null"
+	wait_for 60 grep -q "listening on" "$TMP/tcpdump-$1.log" || fail "tcpdump did not start"
+}
+cap_stop() {
+	[ -n "${cap_pid:-}" ] || return 0
+	kill "$cap_pid"
+	wait "$cap_pid" 2>/dev/null
+	cap_pid=
+	cp "$TMP/$1.pcap" "$BENCH_SAVE_LOGS-$1.pcap"
+	grep 'dropped by kernel' "$TMP/tcpdump-$1.log" | sed "s/^/  capture ($1): /"
+}
+
 # hs_times LOG: jitwgd's XDP-initiation -> handshake-seen times, in ms.
 hs_times() { grep -o 'msg=handshake .*since_initiation_ms=[0-9.]*' "$1" | sed 's/.*since_initiation_ms=//'; }
 
@@ -164,22 +191,40 @@ t_sec1=$(date +%s)
 JW_LOG=$TMP/jw-ib.log e2e_jitwgd
 echo "floor and initiating back: $N clients each, alternating, one at a time"
 cp_from=$(wc -l <"$TMP/cp.log")
+cap_start ib
 alternate base ib
 sleep 1
 hs_times "$TMP/jw-ib.log" >"$TMP/hs-ib"
-[ -n "${BENCH_SAVE_LOGS:-}" ] && cp "$TMP/jw-ib.log" "$BENCH_SAVE_LOGS-ib.log" &&
+if [ -n "${BENCH_SAVE_LOGS:-}" ]; then
+	cp "$TMP/jw-ib.log" "$BENCH_SAVE_LOGS-ib.log"
 	cp "$TMP/cp.log" "$BENCH_SAVE_LOGS-cp.log"
+	# Public keys only: "PUBKEY ADDRESS KIND" a line.
+	cp "$TMP/keys.txt" "$BENCH_SAVE_LOGS-keys.txt"
+	cp "$TMP/rtt-base" "$BENCH_SAVE_LOGS-rtt-base.txt"
+	cp "$TMP/rtt-ib" "$BENCH_SAVE_LOGS-rtt-ib.txt"
+fi
+cap_stop ib
 # The control plane's own service time for these requests (its log).
 tail -n +$((cp_from + 1)) "$TMP/cp.log" | grep 'path=/peers/ status=200' |
 	sed -n 's/.*service_ms=\([0-9.]*\).*/\1/p' >"$TMP/cp-service"
 e2e_jitwgd_stop
 
-JW_LOG=$TMP/jw-cons.log e2e_jitwgd --consume
-echo "--consume: $N known clients (the floor's) and $N new ones, alternating, one at a time"
-alternate kc cons
-sleep 1
-hs_times "$TMP/jw-cons.log" >"$TMP/hs-cons"
-e2e_jitwgd_stop
+if [ "$N_CONS" -gt 0 ]; then
+	JW_LOG=$TMP/jw-cons.log e2e_jitwgd --consume
+	echo "--consume: $N known clients (the floor's) and $N new ones, alternating, one at a time"
+	cap_start cons
+	alternate kc cons
+	sleep 1
+	hs_times "$TMP/jw-cons.log" >"$TMP/hs-cons"
+	cap_stop cons
+	if [ -n "${BENCH_SAVE_LOGS:-}" ]; then
+		cp "$TMP/jw-cons.log" "$BENCH_SAVE_LOGS-cons.log"
+		cp "$TMP/cp.log" "$BENCH_SAVE_LOGS-cp.log"
+		cp "$TMP/rtt-kc" "$BENCH_SAVE_LOGS-rtt-kc.txt"
+		cp "$TMP/rtt-cons" "$BENCH_SAVE_LOGS-rtt-cons.txt"
+	fi
+	e2e_jitwgd_stop
+fi
 
 if [ "$N_NIB" -gt 0 ]; then
 	JW_LOG=$TMP/jw-nib.log e2e_jitwgd --no-initiate-back
@@ -232,8 +277,10 @@ over() { calc "$(qdiff "$1" ib base) - $(pct "$TMP/cp-service" "$1")" | xargs pr
 row "jitwgd over the floor (initiating back)" "$(qdiff 50 ib base)" "$(qdiff 99 ib base)"
 row "  less the control plane's service time" "$(over 50)" "$(over 99)"
 echo "  target: <= 1 ms at p50, <= 3 ms at p99"
-row "--consume over the floor, known clients" "$(qdiff 50 kc base)" "$(qdiff 99 kc base)"
-echo "  target: <= 1 ms at p50"
+if [ "$N_CONS" -gt 0 ]; then
+	row "--consume over the floor, known clients" "$(qdiff 50 kc base)" "$(qdiff 99 kc base)"
+	echo "  target: <= 1 ms at p50"
+fi
 
 fi
 # Sections 2 and 3 need a control plane only to start jitwgd.

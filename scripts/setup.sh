@@ -17,8 +17,9 @@ PKGS=(
 	systemd util-linux libcap2-bin libxdp-dev xdp-tools
 	# metrics tests: promtool and a real Prometheus server
 	prometheus
-	# benchmark report plots (make bench)
-	gnuplot-nox
+	# benchmark report plots (make bench); jitwgd's flushes traced by
+	# make bench-fc-timeline (perf trace)
+	gnuplot-nox linux-perf
 	# kernel WireGuard VM lane (tests/vm)
 	qemu-system-x86 linux-image-amd64 busybox-static
 )
