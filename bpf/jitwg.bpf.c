@@ -65,7 +65,7 @@ struct {
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, JITWG_LEASE_WORDS);
 	__type(key, __u32);
 	__type(value, __u64);
 } lease SEC(".maps");
@@ -857,12 +857,22 @@ static __always_inline int emit(struct xdp_md *ctx, const struct flow *f,
  * without a consumer. now is the coarse clock, at most a
  * tick behind the consumer's CLOCK_MONOTONIC: a 500 ms lease does not care.
  */
-static __always_inline bool leased(__u64 now)
+static __always_inline bool leased(__u64 now, const struct jitwg_config *cfg)
 {
-	__u32 zero = 0;
-	__u64 *until = bpf_map_lookup_elem(&lease, &zero);
+	__u32 key = JITWG_LEASE_FULL, zero = 0;
+	__u64 *until = bpf_map_lookup_elem(&lease, &key);
+	struct jitwg_bucket *g;
 
-	return until && now < *until;
+	if (until && now < *until)
+		return true;
+	/* The automatic consumer's word: a burst past half the global
+	 * bucket is load enough (see JITWG_LEASE_AUTO). */
+	key = JITWG_LEASE_AUTO;
+	until = bpf_map_lookup_elem(&lease, &key);
+	if (!until || now >= *until || !cfg->global_rate || cfg->global_burst < 2)
+		return false;
+	g = bpf_map_lookup_elem(&global_bucket, &zero);
+	return g && spent(&g->tokens, cfg->global_rate, cfg->global_burst / 2 + 1, now);
 }
 
 /*
@@ -969,7 +979,7 @@ int jitwg_xdp(struct xdp_md *ctx)
 	}
 	/* Decided before the event leaves, which says whether it was taken:
 	 * the consumer gives back only what WireGuard has not seen. */
-	consume = leased(now) && to_this_host(&f, c.end);
+	consume = leased(now, cfg) && to_this_host(&f, c.end);
 	if (consume)
 		flags |= JITWG_EV_CONSUMED;
 	if (emit(ctx, &f, c.end, msg, flags))

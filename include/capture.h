@@ -99,6 +99,13 @@ int capture_set_limits(struct capture *c, const struct jitwg_config *cfg);
  */
 int capture_set_lease(struct capture *c, uint64_t until_ns);
 /*
+ * The automatic consumer's word (JITWG_LEASE_AUTO in jitwg.h): until
+ * until_ns, the program consumes by itself while a burst has spent
+ * half the global bucket. -EOPNOTSUPP for a program pinned before it existed.
+ * capture_close() clears it.
+ */
+int capture_set_lease_auto(struct capture *c, uint64_t until_ns);
+/*
  * This host's addresses (16 bytes each, IPv4-mapped for IPv4): only an
  * initiation sent to one of them is dropped under the lease. Replaces the
  * set; at most JITWG_LOCAL_ADDRS_MAX (-E2BIG beyond).

@@ -1058,6 +1058,42 @@ static void test_lease(void)
 		     "no lease: event and pass (verdict %d)", v);
 	ok &= EXPECT(d[JITWG_CTR_CONSUMED] == 0, "consumed");
 	CHECK("lease: lapsed or given back, initiations pass", ok, "see above");
+
+	/*
+	 * The automatic word: no lease, a global bucket of 10 refilling once
+	 * a second. The first five pass; once half the bucket is
+	 * spent the program consumes by itself, until the bucket is empty.
+	 */
+	{
+		int passed = 0, consumed = 0, i, first_consumed = 0;
+
+		set_limits(0, 0, 1, 10, 0);
+		ok = EXPECT(capture_set_lease_auto(cap, mono_ns() + 10000000000ull) == 0, "%s",
+			    capture_error(cap));
+		for (i = 1; i <= 10; i++) {
+			ok &= EXPECT(knock(4, a, &v, d) == 1, "knock %d: no event", i);
+			if (v == XDP_PASS && !events[0].flags)
+				passed++;
+			else if (v == XDP_DROP && events[0].flags == JITWG_EV_CONSUMED &&
+				 d[JITWG_CTR_CONSUMED] == 1 && ++consumed == 1)
+				first_consumed = i;
+		}
+		ok &= EXPECT(passed == 5 && consumed == 5 && first_consumed == 6,
+			     "passed %d, consumed %d from knock %d", passed, consumed,
+			     first_consumed);
+		CHECK("lease: the automatic word consumes once a burst spent half the budget",
+		      ok, "see above");
+
+		/* Expired: the same burst passes whole. */
+		set_limits(0, 0, 1, 10, 0);
+		ok = EXPECT(capture_set_lease_auto(cap, mono_ns() - 1000000000ull) == 0, "set");
+		for (i = 1; i <= 10; i++)
+			ok &= EXPECT(knock(4, a, &v, d) == 1 && v == XDP_PASS && !events[0].flags,
+				     "knock %d: verdict %d flags %u", i, v, events[0].flags);
+		ok &= EXPECT(capture_set_lease_auto(cap, 0) == 0, "cleared");
+		set_limits(0, 0, 0, 0, 0);
+		CHECK("lease: an expired automatic word consumes nothing", ok, "see above");
+	}
 }
 
 static void test_settings(void)

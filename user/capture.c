@@ -51,6 +51,7 @@ struct capture {
 	__u64 vseed;
 	pthread_mutex_t vlock; /* one writer of verified_bits at a time */
 	bool leased;  /* we wrote a lease: give it back on close */
+	bool auto_leased; /* the same for the automatic word */
 	int prog_fd;
 	int ncpus;
 	bool busy; /* the last poll consumed events */
@@ -651,6 +652,8 @@ void capture_close(struct capture *c)
 	/* A program that stays attached (pinned) passes again at once. */
 	if (c->leased)
 		capture_set_lease(c, 0);
+	if (c->auto_leased)
+		capture_set_lease_auto(c, 0);
 	if (c->link_fd >= 0)
 		close(c->link_fd);
 	if (c->xprog) {
@@ -782,6 +785,25 @@ int capture_set_lease(struct capture *c, uint64_t until_ns)
 	if (bpf_map_update_elem(c->fd_lease, &key, &v, BPF_ANY))
 		return fail(c, -errno, "cannot set the lease: %s", strerror(errno));
 	c->leased = until_ns != 0;
+	return 0;
+}
+
+int capture_set_lease_auto(struct capture *c, uint64_t until_ns)
+{
+	__u32 key = JITWG_LEASE_AUTO;
+	__u64 v = until_ns;
+
+	if (c->fd_lease < 0 || c->fd_local < 0)
+		return fail(c, -ENOENT, "the pinned program has no lease map");
+	if (bpf_map_update_elem(c->fd_lease, &key, &v, BPF_ANY)) {
+		if (errno == E2BIG)
+			return fail(c, -EOPNOTSUPP,
+				    "the pinned program's lease map has no automatic "
+				    "word: load and pin it again from this build's jitwg.bpf.o");
+		return fail(c, -errno, "cannot set the automatic lease: %s",
+			    strerror(errno));
+	}
+	c->auto_leased = until_ns != 0;
 	return 0;
 }
 

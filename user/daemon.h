@@ -569,6 +569,7 @@ struct lease_keeper {
 	uint64_t renewed;        /* mono ns of the last look */
 	uint64_t renewals;
 	bool held, lapsed;
+	bool auto_word;          /* the program's own trigger (JITWG_LEASE_AUTO) */
 };
 /* 0 or -errno with a message in err (always only: auto falls back to never). */
 int lease_keeper_start(struct lease_keeper *l, struct daemon *d, struct capture *cap,

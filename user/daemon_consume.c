@@ -14,6 +14,13 @@
  * no load) reach jitwgd faster than CONSUME_AUTO_RATE a second, or the XDP
  * program's global budget refuses some, and keeps it CONSUME_AUTO_HOLD_MS past the last such look, so that
  * a flood's pauses do not flip it back and forth (docs/security.md).
+ *
+ * A look every JITWG_LEASE_RENEW_MS is too late for the start of a
+ * line-rate flood: the global bucket's whole burst (40,000) reaches
+ * WireGuard within milliseconds, and wireguard-go then spent seconds on it,
+ * answering real clients with cookies. So auto also keeps the program's own
+ * trigger armed (JITWG_LEASE_AUTO, renewed while the workers keep up): the
+ * program consumes by itself once a burst has spent half the bucket.
  */
 #include <string.h>
 
@@ -101,6 +108,13 @@ int lease_keeper_start(struct lease_keeper *l, struct daemon *d, struct capture 
 	if (!ret) {
 		l->held = mode == CONSUME_ALWAYS;
 		daemon_set_consuming(d, l->held);
+		/* The program's own trigger, renewed with each look (tick). */
+		if (mode == CONSUME_AUTO) {
+			l->auto_word = !capture_set_lease_auto(cap, l->renewed + JITWG_LEASE_NS);
+			if (!l->auto_word)
+				dlog(LOG_WARN, "consume", "auto_trigger=off error=\"%s\"",
+				     capture_error(cap));
+		}
 		return 0;
 	}
 	if (mode == CONSUME_ALWAYS)
@@ -121,9 +135,8 @@ int lease_keeper_timeout_ms(const struct lease_keeper *l)
  * initiations back to WireGuard within JITWG_LEASE_NS instead of
  * swallowing them.
  */
-static void renew(struct lease_keeper *l, uint64_t now)
+static void renew(struct lease_keeper *l, uint64_t now, bool ok)
 {
-	bool ok = daemon_keeping_up(l->d);
 	char err[256];
 
 	if ((++l->renewals % 10 == 0 || !l->held) &&
@@ -141,15 +154,22 @@ static void renew(struct lease_keeper *l, uint64_t now)
 void lease_keeper_tick(struct lease_keeper *l)
 {
 	uint64_t now = now_mono_ns(), ctr[JITWG_CTR_MAX];
-	bool want;
+	bool want, ok;
 
 	if (l->mode == CONSUME_NEVER || now - l->renewed < JITWG_LEASE_RENEW_MS * 1000000ull)
 		return;
 	l->renewed = now;
+	/* Once per look: it measures progress since the last call. */
+	ok = daemon_keeping_up(l->d);
 	want = l->mode == CONSUME_ALWAYS;
 	if (l->mode == CONSUME_AUTO) {
 		uint64_t verified;
 
+		/* The program may take over by itself only while the
+		 * workers keep up, as the lease is renewed. */
+		if (l->auto_word && ok &&
+		    capture_set_lease_auto(l->cap, now + JITWG_LEASE_NS))
+			dlog(LOG_WARN, "lease", "op=auto error=\"%s\"", capture_error(l->cap));
 		if (capture_read_counters(l->cap, ctr))
 			return; /* the last decision stands */
 		/* Rekeys from verified sources are no load: a big gateway's
@@ -169,7 +189,7 @@ void lease_keeper_tick(struct lease_keeper *l)
 			     (unsigned long)ctr[JITWG_CTR_LIMITED_GLOBAL]);
 	}
 	if (want) {
-		renew(l, now);
+		renew(l, now, ok);
 	} else if (l->held) {
 		if (capture_set_lease(l->cap, 0))
 			dlog(LOG_WARN, "lease", "error=\"%s\"", capture_error(l->cap));
