@@ -859,20 +859,23 @@ static __always_inline int emit(struct xdp_md *ctx, const struct flow *f,
  */
 static __always_inline bool leased(__u64 now, const struct jitwg_config *cfg)
 {
-	__u32 key = JITWG_LEASE_FULL, zero = 0;
+	__u32 key = JITWG_LEASE_FULL, zero = 0, used;
 	__u64 *until = bpf_map_lookup_elem(&lease, &key);
 	struct jitwg_bucket *g;
 
 	if (until && now < *until)
 		return true;
-	/* The automatic consumer's word: a burst past half the global
-	 * bucket is load enough (see JITWG_LEASE_AUTO). */
+	/* The automatic consumer's word: a burst that spent
+	 * JITWG_LEASE_AUTO_SPENT tokens is load enough (see JITWG_LEASE_AUTO). */
 	key = JITWG_LEASE_AUTO;
 	until = bpf_map_lookup_elem(&lease, &key);
 	if (!until || now >= *until || !cfg->global_rate || cfg->global_burst < 2)
 		return false;
 	g = bpf_map_lookup_elem(&global_bucket, &zero);
-	return g && spent(&g->tokens, cfg->global_rate, cfg->global_burst / 2 + 1, now);
+	used = cfg->global_burst / 2;
+	if (used > JITWG_LEASE_AUTO_SPENT)
+		used = JITWG_LEASE_AUTO_SPENT;
+	return g && spent(&g->tokens, cfg->global_rate, used + 1, now);
 }
 
 /*

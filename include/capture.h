@@ -101,7 +101,7 @@ int capture_set_lease(struct capture *c, uint64_t until_ns);
 /*
  * The automatic consumer's word (JITWG_LEASE_AUTO in jitwg.h): until
  * until_ns, the program consumes by itself while a burst has spent
- * half the global bucket. -EOPNOTSUPP for a program pinned before it existed.
+ * JITWG_LEASE_AUTO_SPENT of the global bucket's tokens. -EOPNOTSUPP for a program pinned before it existed.
  * capture_close() clears it.
  */
 int capture_set_lease_auto(struct capture *c, uint64_t until_ns);

@@ -133,17 +133,22 @@ enum {
 /*
  * The lease map's second word (JITWG_LEASE_AUTO) is the automatic consumer's
  * (jitwgd --consume auto), renewed the same way: while it is valid, the
- * program takes over on its own as soon as a burst has spent half
- * the global bucket, without waiting for the consumer to see the load and
- * take the lease (its look every JITWG_LEASE_RENEW_MS came after a line-rate
- * flood had put the whole burst through to WireGuard, which then spent
- * seconds on it, under load). A program pinned before the second word has
+ * program takes over on its own as soon as a burst has spent
+ * JITWG_LEASE_AUTO_SPENT of the global bucket's tokens (half the bucket if
+ * it is smaller), without waiting for the consumer to see the load and
+ * take the lease: its look every JITWG_LEASE_RENEW_MS came after a
+ * line-rate flood had put the whole burst (40,000) through to WireGuard,
+ * and wireguard-go, under load, then answered real clients with cookies or
+ * seconds late. 64 stays below the 128 queued handshakes at which
+ * wireguard-go counts itself under load; a steady rate below the global
+ * one never spends that many. A program pinned before the second word has
  * only the first.
  */
 enum {
 	JITWG_LEASE_FULL = 0,                /* lease map keys */
 	JITWG_LEASE_AUTO = 1,
 	JITWG_LEASE_WORDS = 2,
+	JITWG_LEASE_AUTO_SPENT = 64,
 	JITWG_LEASE_NS = 500000000ull,       /* how long one renewal holds */
 	JITWG_LEASE_RENEW_MS = 100,          /* how often the consumer renews */
 	/* Addresses of this host the consumer may take initiations for

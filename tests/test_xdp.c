@@ -1084,6 +1084,25 @@ static void test_lease(void)
 		CHECK("lease: the automatic word consumes once a burst spent half the budget",
 		      ok, "see above");
 
+		/* A big bucket: the trigger is JITWG_LEASE_AUTO_SPENT tokens. */
+		set_limits(0, 0, 1, 1000, 0);
+		passed = consumed = first_consumed = 0;
+		ok = EXPECT(capture_set_lease_auto(cap, mono_ns() + 10000000000ull) == 0, "%s",
+			    capture_error(cap));
+		for (i = 1; i <= JITWG_LEASE_AUTO_SPENT + 8; i++) {
+			ok &= EXPECT(knock(4, a, &v, d) == 1, "knock %d: no event", i);
+			if (v == XDP_PASS && !events[0].flags)
+				passed++;
+			else if (v == XDP_DROP && ++consumed == 1)
+				first_consumed = i;
+		}
+		ok &= EXPECT(passed == JITWG_LEASE_AUTO_SPENT && consumed == 8 &&
+				     first_consumed == JITWG_LEASE_AUTO_SPENT + 1,
+			     "passed %d, consumed %d from knock %d", passed, consumed,
+			     first_consumed);
+		CHECK("lease: a big bucket's automatic trigger is JITWG_LEASE_AUTO_SPENT tokens",
+		      ok, "see above");
+
 		/* Expired: the same burst passes whole. */
 		set_limits(0, 0, 1, 10, 0);
 		ok = EXPECT(capture_set_lease_auto(cap, mono_ns() - 1000000000ull) == 0, "set");

@@ -20,7 +20,9 @@
  * WireGuard within milliseconds, and wireguard-go then spent seconds on it,
  * answering real clients with cookies. So auto also keeps the program's own
  * trigger armed (JITWG_LEASE_AUTO, renewed while the workers keep up): the
- * program consumes by itself once a burst has spent half the bucket.
+ * program consumes by itself once a burst has spent JITWG_LEASE_AUTO_SPENT
+ * (64) of the bucket's tokens: fewer than make wireguard-go count itself
+ * under load.
  */
 #include <string.h>
 
