@@ -1156,6 +1156,28 @@ static void test_verified_first(void)
 		      atomic_load(&r->d->counters.intake_first) == 2,
 	      "%zu queued, first %u %u, oldest %llu", n, n ? order[0] : 0,
 	      n > 1 ? order[1] : 0, (unsigned long long)oldest);
+
+	/* Not past a full queue: verified budgets add up over addresses. */
+	{
+		uint64_t full0 = atomic_load(&r->d->counters.queue_full);
+		bool queued;
+
+		pthread_mutex_lock(&r->d->intake.lock);
+		r->d->intake.len = QUEUE_MAX; /* as if full; nothing is queued */
+		pthread_mutex_unlock(&r->d->intake.lock);
+		make_event(r, &a, 200, 21, &ev);
+		ev.flags = JITWG_EV_VERIFIED;
+		daemon_on_event(r->d, &ev);
+		pthread_mutex_lock(&r->d->intake.lock);
+		queued = r->d->intake.head != NULL;
+		r->d->intake.len = queued ? 1 : 0;
+		pthread_mutex_unlock(&r->d->intake.lock);
+		rig_drain(r);
+		CHECK("intake: a verified source's initiation is dropped at a full queue",
+		      !queued && atomic_load(&r->d->counters.queue_full) == full0 + 1,
+		      "queued %d, dropped %llu", queued,
+		      (unsigned long long)(atomic_load(&r->d->counters.queue_full) - full0));
+	}
 	client_free(&a);
 	rig_free(r);
 }

@@ -66,17 +66,19 @@ int daemon_on_event(void *ctx, const struct jitwg_event *ev)
 
 	INC(d, events);
 	/* Under load, a cookie reply instead of a DH; a valid mac2 goes
-	 * first, even past a full queue (its budget bounds it), and so does
-	 * an initiation XDP admitted on a verified source's own budget: a
-	 * returning client or a rekey does not wait behind a flood from
-	 * elsewhere (a spoofer of its address gets that source's budget). */
+	 * first, even past a full queue (only a client that got jitwgd's
+	 * cookie can make one, and its budget bounds it). An initiation XDP
+	 * admitted on a verified source's own budget goes first too, so that
+	 * a returning client or a rekey does not wait behind a flood from
+	 * elsewhere, but not past a full queue: a spoofer who knows verified
+	 * addresses gets each one's budget, and those add up. */
 	cv = daemon_cookie_intake(d, ev);
 	if (cv == COOKIE_ANSWERED)
 		return 0;
 	first = cv == COOKIE_FIRST || (ev->flags & JITWG_EV_VERIFIED);
 	/* Bounded: a flood beyond the workers' pace is dropped here, the
 	 * clients retry in 5 s (XDP rate limits per source before this). */
-	if (d->intake.len >= QUEUE_MAX && !first) {
+	if (d->intake.len >= QUEUE_MAX && cv != COOKIE_FIRST) {
 		INC(d, queue_full);
 		return 0;
 	}
