@@ -50,8 +50,7 @@ struct capture {
 	int fd_prefix;         /* prefix_reserve; -1 as fd_lease */
 	__u64 vseed;
 	pthread_mutex_t vlock; /* one writer of verified_bits at a time */
-	bool leased;  /* we wrote a lease: give it back on close */
-	bool auto_leased; /* the same for the automatic word */
+	unsigned int leased; /* lease words we set (1 << key): cleared on close */
 	int prog_fd;
 	int ncpus;
 	bool busy; /* the last poll consumed events */
@@ -638,6 +637,8 @@ err:
 	return err;
 }
 
+static int set_lease_word(struct capture *c, __u32 key, uint64_t until_ns);
+
 void capture_close(struct capture *c)
 {
 	int *fds[] = { &c->fd_events, &c->fd_counters, &c->fd_settings,
@@ -650,10 +651,9 @@ void capture_close(struct capture *c)
 	if (!c)
 		return;
 	/* A program that stays attached (pinned) passes again at once. */
-	if (c->leased)
-		capture_set_lease(c, 0);
-	if (c->auto_leased)
-		capture_set_lease_auto(c, 0);
+	for (i = 0; i < JITWG_LEASE_WORDS; i++)
+		if (c->leased & (1u << i))
+			set_lease_word(c, (__u32)i, 0);
 	if (c->link_fd >= 0)
 		close(c->link_fd);
 	if (c->xprog) {
@@ -773,38 +773,42 @@ int capture_set_limits(struct capture *c, const struct jitwg_config *cfg)
 	return 0;
 }
 
-int capture_set_lease(struct capture *c, uint64_t until_ns)
+/*
+ * One word of the lease map (JITWG_LEASE_FULL or JITWG_LEASE_AUTO), until
+ * until_ns; which words we hold is kept so that close gives them back.
+ */
+static int set_lease_word(struct capture *c, __u32 key, uint64_t until_ns)
 {
-	__u32 key = 0;
 	__u64 v = until_ns;
 
 	if (c->fd_lease < 0 || c->fd_local < 0)
 		return fail(c, -ENOENT,
 			    "the pinned program has no lease map: load and pin "
 			    "it again from this build's jitwg.bpf.o");
-	if (bpf_map_update_elem(c->fd_lease, &key, &v, BPF_ANY))
-		return fail(c, -errno, "cannot set the lease: %s", strerror(errno));
-	c->leased = until_ns != 0;
+	if (bpf_map_update_elem(c->fd_lease, &key, &v, BPF_ANY)) {
+		/* An array map refuses a key past its size. */
+		if (errno == E2BIG)
+			return fail(c, -EOPNOTSUPP,
+				    "the pinned program's lease map has no %s word: load "
+				    "and pin it again from this build's jitwg.bpf.o",
+				    key == JITWG_LEASE_AUTO ? "automatic" : "lease");
+		return fail(c, -errno, "cannot set lease word %u: %s", key, strerror(errno));
+	}
+	if (until_ns)
+		c->leased |= 1u << key;
+	else
+		c->leased &= ~(1u << key);
 	return 0;
+}
+
+int capture_set_lease(struct capture *c, uint64_t until_ns)
+{
+	return set_lease_word(c, JITWG_LEASE_FULL, until_ns);
 }
 
 int capture_set_lease_auto(struct capture *c, uint64_t until_ns)
 {
-	__u32 key = JITWG_LEASE_AUTO;
-	__u64 v = until_ns;
-
-	if (c->fd_lease < 0 || c->fd_local < 0)
-		return fail(c, -ENOENT, "the pinned program has no lease map");
-	if (bpf_map_update_elem(c->fd_lease, &key, &v, BPF_ANY)) {
-		if (errno == E2BIG)
-			return fail(c, -EOPNOTSUPP,
-				    "the pinned program's lease map has no automatic "
-				    "word: load and pin it again from this build's jitwg.bpf.o");
-		return fail(c, -errno, "cannot set the automatic lease: %s",
-			    strerror(errno));
-	}
-	c->auto_leased = until_ns != 0;
-	return 0;
+	return set_lease_word(c, JITWG_LEASE_AUTO, until_ns);
 }
 
 /*
