@@ -620,7 +620,7 @@ static void reserve(struct daemon *d, struct pending *p,
 	 * answered in time against every one initiated back).
 	 */
 	mp.initiated = d->initiate;
-	if (mp.initiated && d->env.redeliver && d->env.opts->consume != CONSUME_NEVER) {
+	if (mp.initiated && d->env.redeliver) {
 		pending_last(d, p, &last);
 		mp.initiated = !(last.flags & JITWG_EV_CONSUMED) ||
 			       (d->env.opts->consume == CONSUME_AUTO && installer_backlog(d));
