@@ -295,6 +295,8 @@ struct cache_stats {
 	uint64_t map_size, used_bytes;
 	uint64_t data_bytes;     /* pages in use by the databases (the file's
 				  * high-water mark is used_bytes) */
+	uint64_t disk_bytes;     /* blocks the files use, data.mdb and
+				  * managed.mdb (sparse with CACHE_SYNC_PERIODIC) */
 	size_t mem_ts;           /* timestamp rows held in memory now */
 	uint64_t mem_ts_refused; /* fresh rows refused: memory full too */
 	uint64_t expired;        /* rows deleted by expiry since open */

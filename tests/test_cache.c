@@ -580,6 +580,22 @@ static void test_reopen(void)
 	ok &= EXPECT(cache_stats(c, &st) == 0 && st.managed == 500 &&
 			     st.map_size == CACHE_DEFAULT_MAP_SIZE,
 		     "stats managed %zu", st.managed);
+	/* The disk space is both files' blocks: the answers and timestamps
+	 * (data.mdb) and the managed records' own file. */
+	{
+		uint64_t want = 0;
+		struct stat sb;
+		char f[300];
+		const char *names[] = { "data.mdb", "managed.mdb" };
+
+		for (size_t i = 0; i < 2; i++) {
+			snprintf(f, sizeof(f), "%s/%s", dir, names[i]);
+			ok &= EXPECT(!stat(f, &sb) && sb.st_blocks > 0, "%s", f);
+			want += (uint64_t)sb.st_blocks * 512;
+		}
+		ok &= EXPECT(st.disk_bytes == want, "disk %llu, the files %llu",
+			     (unsigned long long)st.disk_bytes, (unsigned long long)want);
+	}
 	CHECK("cache_reopen", ok, "see above");
 	cache_close(c);
 }

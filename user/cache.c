@@ -1813,6 +1813,35 @@ int cache_managed_foreach(struct cache *c, cache_managed_fn cb, void *arg)
 	return ret;
 }
 
+/* Pages in use by the databases dbis of env, in bytes (0 if unreadable). */
+static uint64_t pages_bytes(MDB_env *env, const MDB_dbi *dbis, size_t n)
+{
+	uint64_t bytes = 0;
+	MDB_txn *txn;
+	MDB_stat st;
+
+	if (mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!mdb_stat(txn, dbis[i], &st))
+			bytes += (uint64_t)st.ms_psize * (st.ms_branch_pages + st.ms_leaf_pages +
+							  st.ms_overflow_pages);
+	mdb_txn_abort(txn);
+	return bytes;
+}
+
+/* Disk blocks path + suffix uses, in bytes (a sparse file less), or 0. */
+static uint64_t file_bytes(const char *path, const char *suffix)
+{
+	char buf[PATH_MAX];
+	struct stat sb;
+
+	if ((size_t)snprintf(buf, sizeof(buf), "%s%s", path, suffix) >= sizeof(buf) ||
+	    stat(buf, &sb))
+		return 0;
+	return (uint64_t)sb.st_blocks * 512;
+}
+
 int cache_stats(struct cache *c, struct cache_stats *out)
 {
 	MDB_envinfo info;
@@ -1833,25 +1862,16 @@ int cache_stats(struct cache *c, struct cache_stats *out)
 	out->used_bytes = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
 	{
 		MDB_dbi dbis[] = { c->peers, c->ts, c->legacy, c->meta, c->tsage, c->exp };
-		uint64_t psize = st.ms_psize;
-		MDB_txn *txn;
+		const char *path;
 
-		if (!mdb_txn_begin(c->env, NULL, MDB_RDONLY, &txn)) {
-			for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++)
-				if (!mdb_stat(txn, dbis[i], &st))
-					out->data_bytes += psize * (st.ms_branch_pages +
-								    st.ms_leaf_pages +
-								    st.ms_overflow_pages);
-			mdb_txn_abort(txn);
-		}
-		/* The managed records' own file. */
-		if (!mdb_txn_begin(c->menv, NULL, MDB_RDONLY, &txn)) {
-			if (!mdb_stat(txn, c->managed, &st))
-				out->data_bytes += psize * (st.ms_branch_pages +
-							    st.ms_leaf_pages +
-							    st.ms_overflow_pages);
-			mdb_txn_abort(txn);
-		}
+		out->data_bytes = pages_bytes(c->env, dbis, sizeof(dbis) / sizeof(dbis[0])) +
+				  pages_bytes(c->menv, &c->managed, 1);
+		/* The files: the main env's is data.mdb in its directory, the
+		 * managed records' (MDB_NOSUBDIR) its own path. */
+		if (!mdb_env_get_path(c->env, &path))
+			out->disk_bytes += file_bytes(path, "/data.mdb");
+		if (!mdb_env_get_path(c->menv, &path))
+			out->disk_bytes += file_bytes(path, "");
 	}
 	pthread_mutex_lock(&c->mem_lock);
 	out->mem_ts = c->mem_n;

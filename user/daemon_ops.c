@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <json-c/json.h>
 
@@ -148,9 +147,6 @@ static int render(struct metrics_buf *b, void *ctx)
 	struct daemon *d = ops->d;
 	struct daemon_stats st;
 	struct cache_stats cs;
-	char path[4096];
-	struct stat sb;
-	uint64_t disk = 0;
 	size_t i;
 
 	metrics_family(b, "jitwg_build_info", METRICS_GAUGE,
@@ -213,14 +209,6 @@ static int render(struct metrics_buf *b, void *ctx)
 	memset(&cs, 0, sizeof(cs));
 	if (d->env.cache)
 		cache_stats(d->env.cache, &cs);
-	/* Blocks really used (with --cache-sync periodic the files are
-	 * sparse): the answers and timestamps, and the managed records. */
-	for (i = 0; i < 2; i++) {
-		snprintf(path, sizeof(path), "%s/%s", d->env.opts->cache_dir,
-			 i ? "managed.mdb" : "data.mdb");
-		if (!stat(path, &sb))
-			disk += (uint64_t)sb.st_blocks * 512;
-	}
 	metrics_gauge1(
 	    b, "jitwg_cache_entries",
 	    "Control-plane answers in the cache (positive and negative)",
@@ -229,7 +217,7 @@ static int render(struct metrics_buf *b, void *ctx)
 		       "Managed-peer records in the cache", (double)cs.managed);
 	metrics_gauge1(b, "jitwg_cache_disk_bytes",
 		       "Disk space the cache's files use (data.mdb, managed.mdb)",
-		       (double)disk);
+		       (double)cs.disk_bytes);
 	return b->err;
 }
 
