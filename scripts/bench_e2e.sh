@@ -49,7 +49,6 @@ pct() { sort -n "$1" | awk -v p="$2" '{a[NR]=$1} END {if (!NR) {print "-"; exit}
 row() { printf '  %-52s %12s %12s %8s %9s\n' "$1" "$2" "$3" "${4:-}" "${5:-}"; }
 # calc EXPR: floating-point arithmetic (awk; no bc needed).
 calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 logts() { sed -n 's/^ts=\([^ ]*\) .*/\1/p' | head -1 | xargs -I{} date -d {} +%s.%N; }
 
 echo "jitwgd end-to-end benchmark ($(nproc) CPUs, shared machine: expect noise)"

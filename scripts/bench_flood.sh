@@ -379,7 +379,6 @@ counters() {
 	# drops are the real clients' packets the full ring refused.
 	printf 'vc_tx_dropped=%s' "$(ip netns exec "$C" cat /sys/class/net/vc/statistics/tx_dropped)"
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_mb() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 victim_installs() { jwlog_count "peer=$(fp "$VICTIM") outcome=installed"; }

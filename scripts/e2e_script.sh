@@ -11,3 +11,7 @@ export JITWG_ROOT=$ROOT JITWG_RUNID=${JITWG_RUNID:-$$}
 trap lib_cleanup EXIT
 [ "$(id -u)" -eq 0 ] || { echo "$SCRIPT: run as root (namespaces, XDP)" >&2; exit 1; }
 mount | grep -q ' /sys/fs/bpf type bpf' || mount -t bpf bpf /sys/fs/bpf
+
+# cpu_ticks PID: user + system CPU time the process has used, in clock ticks
+# (getconf CLK_TCK a second), 0 once it is gone.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
