@@ -145,6 +145,21 @@ static int conn_get(struct wgdev *dev, int *fdp, bool *kept)
 	return dial(dev, fdp);
 }
 
+/*
+ * A kept connection that yielded no reply at all (not even a timeout): the
+ * implementation closed it, the operation was never read. Closed here;
+ * true to send it again on a fresh one (once: a fresh one is not kept).
+ */
+static bool conn_lost(struct wgdev *dev, int *fdp, bool kept, size_t got, int ret)
+{
+	if (!kept || got || ret == -ETIMEDOUT)
+		return false;
+	close(*fdp);
+	*fdp = -1;
+	dev->err[0] = 0;
+	return true;
+}
+
 /* After an operation: kept for the next one if it succeeded, else closed. */
 static void conn_put(struct wgdev *dev, int fd, int ret)
 {
@@ -477,13 +492,8 @@ again:
 		goto out;
 	serr = send_all(fd, "get=1\n\n", 7);
 	ret = read_reply(dev, fd, &b);
-	if (kept && !b.len && ret != -ETIMEDOUT) {
-		/* A kept connection the implementation closed: anew. */
-		close(fd);
-		fd = -1;
-		dev->err[0] = 0;
+	if (conn_lost(dev, &fd, kept, b.len, ret))
 		goto again;
-	}
 	if (!ret && serr)
 		ret = wgdev_fail(dev, serr, "%s: sending get=1: %s", dev->name,
 				 strerror(-serr));
@@ -666,12 +676,8 @@ again:
 		werr = send_all(fd, b.p, b.len);
 	}
 	ret = read_reply(dev, fd, &r);
-	if (kept && !r.len && ret != -ETIMEDOUT) {
-		/* Never read (no reply at all): anew, on a fresh connection. */
-		close(fd);
-		fd = -1;
-		dev->err[0] = 0;
-		if (b.p)
+	if (conn_lost(dev, &fd, kept, r.len, ret)) {
+		if (b.p) /* rebuilt on the way round: preshared keys */
 			sodium_memzero(b.p, b.cap);
 		goto again;
 	}
