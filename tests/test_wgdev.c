@@ -246,6 +246,25 @@ static void fake_serve_loop(int lfd, int conns)
 	_exit(used);
 }
 
+/* A fake wireguard-go's listening socket at path, or -1 (errno set). */
+static int fake_listen(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd, e;
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) || listen(fd, 8)) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
 /*
  * Installs reuse one connection (no connect, accept and new goroutine per
  * install in wireguard-go), and a server that closes after each operation
@@ -254,7 +273,6 @@ static void fake_serve_loop(int lfd, int conns)
 static void test_fake_uapi_kept(void)
 {
 	char dir[] = "/tmp/jitwg-fake-uapi.XXXXXX", path[64];
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct wgdev *dev = NULL;
 	struct wgdev_peer p = { 0 };
 	struct wgdev_allowed_ip a = ip4(0x0a000001, 32);
@@ -267,9 +285,8 @@ static void test_fake_uapi_kept(void)
 	}
 	setenv("JITWG_UAPI_DIR", dir, 1);
 	snprintf(path, sizeof(path), "%s/fake1.sock", dir);
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) || listen(lfd, 8)) {
+	lfd = fake_listen(path);
+	if (lfd < 0) {
 		CHECK("uapi fake: kept connection", 0, "fake server: %s", strerror(errno));
 		return;
 	}
@@ -347,16 +364,13 @@ static void test_fake_uapi(void)
 	snprintf(path, sizeof(path), "%s/fake0.sock", dir);
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct fake_case *c = &cases[i];
-		struct sockaddr_un sun = { .sun_family = AF_UNIX };
 		struct wgdev *dev = NULL;
 		int lfd, ret, ok = 1;
 		pid_t pid;
 
 		unlink(path);
-		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-		lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-		if (lfd < 0 || bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) ||
-		    listen(lfd, 8)) {
+		lfd = fake_listen(path);
+		if (lfd < 0) {
 			CHECK(c->name, 0, "fake server: %s", strerror(errno));
 			continue;
 		}
