@@ -793,16 +793,15 @@ static int managed_open(struct cache *c, const char *dir, const char *boot_opt)
 	rc = commit_or_abort(txn, err(rc));
 	if (!rc)
 		rc = migrate_managed(c);
-	if (rc) {
-		mdb_env_close(c->menv);
-		c->menv = NULL;
-		return rc;
-	}
-	return 0;
+	if (!rc)
+		return 0;
+	goto close; /* rc is -errno already */
 err_env:
+	rc = err(rc);
+close:
 	mdb_env_close(c->menv);
 	c->menv = NULL;
-	return err(rc);
+	return rc;
 }
 
 int cache_open(struct cache **out, const char *dir,
