@@ -154,7 +154,7 @@ lg_resend() { ip netns exec "$C" "$LOADGEN" resend --to $E2E_GW_IP:51820 "$@"; }
 # would) so that its next packet starts a handshake at once. A responder
 # ignores a peer's initiations less than 20 ms apart (wireguard-go's
 # HandshakeInitationRate, the kernel's INITIATIONS_PER_SECOND; see
-# shared/WIREGUARD-NOTES.md), and a test may get here a few ms after the
+# docs/protocol.md, "Timers"), and a test may get here a few ms after the
 # last handshake (CI saw 18 ms, and the new initiation was ignored): wait
 # that out first, as any real reboot does.
 client_restart() {

@@ -308,7 +308,7 @@ void wgdev_peers_free(struct wgdev_peer *peers, size_t n)
 }
 
 /*
- * Role inversion (WIREGUARD-NOTES.md, "Initiating back"): both the kernel
+ * Role inversion (docs/protocol.md, "Initiating back"): both the kernel
  * (netlink.c set_peer) and wireguard-go (uapi.go, pkaOn) send a keepalive
  * at once when a peer's persistent keepalive goes from 0 to non-zero on an
  * up interface; with no session that keepalive is staged and triggers a
