@@ -262,9 +262,12 @@ awk '{print "  " $0}' "$TMP/counters" | awk -v r="$ROUNDS" 'NR % r == 0'
 [ "${BENCH_FLOOD_JITWGD:-1}" = 0 ] && exit 0
 # ---- jitwgd under the floods ------------------------------------------------
 JKINDS=${BENCH_FLOOD_JITWGD_KINDS:-"replay forged valid random-mac1 mac2 fresh forged-unique"}
-JSECS=${BENCH_FLOOD_JITWGD_SECONDS:-22}
 JRUNS=${BENCH_FLOOD_JITWGD_RUNS:-3}
 JNEW=${BENCH_FLOOD_JITWGD_CLIENTS:-2}
+JRET=${BENCH_FLOOD_JITWGD_RETURNS:-5}
+# pktgen's rate (packets/s, "max": as fast as one core goes); the loadgen
+# kinds keep LG_RATE.
+JRATE=${BENCH_FLOOD_JITWGD_RATE:-max}
 JITWGD=${BENCH_FLOOD_JITWGD_BIN:-$JITWGD}
 LG_RATE=${BENCH_FLOOD_LG_RATE:-2000}
 LG_SOURCES=${BENCH_FLOOD_LG_SOURCES:-100}
@@ -272,10 +275,12 @@ LG_SOURCES=${BENCH_FLOOD_LG_SOURCES:-100}
 # (WireGuard retries every 5 s, plus up to 1/3 s of jitter): 12 s covers it.
 NEW_WAIT=12
 RET_WAIT=8
-[ -x "$JITWGD" ] || { echo "bench-flood: no jitwgd built" >&2; exit 1; }
 # The flood's first second, then the new clients' wait and the returning
-# one's: a shorter flood may end before a slow contact.
-[ "$JSECS" -ge $((1 + NEW_WAIT + RET_WAIT + 1)) ] ||
+# one's contacts (each up to RET_WAIT, plus its restart): a shorter flood
+# may end before a slow contact.
+JSECS=${BENCH_FLOOD_JITWGD_SECONDS:-$((2 + NEW_WAIT + JRET * (RET_WAIT + 1)))}
+[ -x "$JITWGD" ] || { echo "bench-flood: no jitwgd built" >&2; exit 1; }
+[ "$JSECS" -ge $((2 + NEW_WAIT + JRET * (RET_WAIT + 1))) ] ||
 	echo "bench-flood: floods of $JSECS s may end before a slow contact" >&2
 e2e_topo
 e2e_cp
@@ -398,21 +403,51 @@ flood() {
 	*)
 		ip netns exec "$C" taskset -c $GEN_CPU "$PKTGEN" --dev vc --dst $E2E_GW_IP \
 			--dst-mac "$G_MAC" --responder "$GW_PUB" --seed "$2" \
-			--victim "$VICTIM" --kind "$1" --sources "$SOURCES" \
+			--victim "$VICTIM" --kind "$1:$JRATE" --sources "$SOURCES" \
 			--duration "$JSECS" >"$TMP/pg.out" 2>&1 &
 		;;
 	esac
 	FLOOD_PID=$!
 }
 
+# The returning client's handshakes, from a capture of its own UDP port on
+# the clients' side of the veth (the flood's live frames pass no tap there):
+# the initiations it sent and the responses it got, whether or not the veth
+# then took them. ret_capture starts it (RCAP_PID), ret_handshake FROM TO
+# prints, for a contact between two wall-clock times, the ms from the
+# client's first initiation to the first response ("none") and how many
+# initiations it sent until then: the handshake itself, apart from what the
+# link does to the data packets after it (a ping lost there costs the
+# contact 50 ms, a lost initiation 5 s).
+R_ADDR=$(ip -n "$C" -4 -o addr show dev vc | awk '{sub("/.*", "", $4); print $4; exit}')
+R_PORT=$(ip netns exec "$C" wg show "$R_DEV" listen-port)
+ret_capture() {
+	ip netns exec "$C" tcpdump -i vc -n -tt -l -U "udp and host $R_ADDR and port $R_PORT" \
+		>"$TMP/rcap" 2>"$TMP/rcap.err" &
+	RCAP_PID=$!
+	wait_for 5 grep -q "listening on" "$TMP/rcap.err" || fail "capture on vc"
+}
+ret_handshake() {
+	awk -v a="$1" -v b="$2" -v me="$R_ADDR.$R_PORT" '
+		$1 < a || $1 > b { next }
+		$3 == me && $NF == 148 { if (!t0) t0 = $1; if (!tr) n++ }
+		$5 == me ":" && $NF == 92 && t0 && !tr { tr = $1 }
+		END { printf "%s %d\n", tr ? sprintf("%.3f", (tr - t0) * 1000) : "none", n }' "$TMP/rcap"
+}
+
 # One line per run in $TMP/jruns: kind run offered_pps cpu% rss_mb events/s
 # forged_installs returning_s path(loss%/max_rtt_ms) returning_lost new_s...
+# (returning_s: its first contact); one per returning contact in $TMP/jret:
+# kind run contact ping_s handshake_ms initiations_sent initiations_seen
+# flood_s (the contact's start, s into the flood)
 echo
 echo "jitwgd ($JITWGD ${BENCH_FLOOD_JITWGD_ARGS:-defaults}) under each flood" \
-	"from CPU $GEN_CPU: $JRUNS runs per kind, $JNEW new clients and the" \
-	"returning one per run, floods of up to $JSECS s (stopped once measured)," \
+	"from CPU $GEN_CPU at $JRATE packets/s: $JRUNS runs per kind, $JNEW new" \
+	"clients and $JRET contacts of the returning one per run, floods of up to" \
+	"$JSECS s (stopped once measured)," \
 	"control plane delay ${BENCH_FLOOD_CP_DELAY:-0} s; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 : >"$TMP/jruns"
+: >"$TMP/jret"
 : >"$TMP/jcounters"
 run=0
 for kind in $JKINDS; do
@@ -423,8 +458,8 @@ for kind in $JKINDS; do
 		done
 		ticks0=$(cpu_ticks "$JW_PID")
 		ev0=$(metric jitwg_xdp_events_total)
-		vr0=$(metric jitwg_xdp_verified_initiations_total)
 		c0=$(counters)
+		ret_capture
 		v0=$(victim_installs)
 		t0=$(date +%s.%N)
 		flood "$kind" "flood$run"
@@ -442,8 +477,24 @@ for kind in $JKINDS; do
 			pids+=($!)
 		done
 		wait "${pids[@]}"
-		client_restart R
-		ret=$(contact R $RET_WAIT)
+		# The returning one, JRET times: restarted (a rebooted client),
+		# then contact. The XDP program's verified initiations are its
+		# own (its address is the only verified one sending initiations).
+		rlost=0 ret=
+		for ((k = 1; k <= JRET; k++)); do
+			client_restart R
+			vr0=$(metric jitwg_xdp_verified_initiations_total)
+			tk0=$(date +%s.%N)
+			rk=$(contact R $RET_WAIT)
+			tk1=$(date +%s.%N)
+			sleep 0.05 # the capture's last lines
+			vr1=$(metric jitwg_xdp_verified_initiations_total)
+			read -r hs sent < <(ret_handshake "$tk0" "$tk1")
+			echo "$kind $r $k $rk $hs $sent $((vr1 - vr0)) $(calc "$tk0 - $t0")" >>"$TMP/jret"
+			echo "    returning $(tail -n 1 "$TMP/jret")" >&2
+			[ "$sent" -gt $((vr1 - vr0)) ] && rlost=$((rlost + sent - (vr1 - vr0)))
+			: "${ret:=$rk}"
+		done
 		loss=$(path_probe)
 		# TERM, not INT: a background job of a script ignores SIGINT
 		# (jitwg-loadgen would run its whole count); jitwg-pktgen
@@ -452,15 +503,10 @@ for kind in $JKINDS; do
 		wait "$FLOOD_PID"
 		t1=$(date +%s.%N)
 		ticks1=$(cpu_ticks "$JW_PID")
+		kill "$RCAP_PID" 2>/dev/null
+		wait "$RCAP_PID" 2>/dev/null
 		jw_alive || fail "jitwgd died under the $kind flood"
 		ev1=$(metric jitwg_xdp_events_total)
-		# The returning client's initiations the XDP program saw (its
-		# address is the only verified one sending initiations here)
-		# against those it sent: one, then one per 5 s retry.
-		vr1=$(metric jitwg_xdp_verified_initiations_total)
-		rsent=$(awk -v t="$ret" 'BEGIN { print t == "none" ? 2 : 1 + int(t / 5) }')
-		rlost=$((rsent - (vr1 - vr0)))
-		[ "$rlost" -ge 0 ] || rlost=0
 		echo "$kind#$r $c0 -> $(counters)" >>"$TMP/jcounters"
 		offered=$(sed -n 's/^total sent=.* pps=\([0-9]*\)$/\1/p' "$TMP/pg.out")
 		echo "$kind $r ${offered:-$LG_RATE}" \
@@ -475,9 +521,10 @@ for kind in $JKINDS; do
 	done
 done
 
-# pct KIND COLUMN P: the P-th percentile (nearest rank) of COLUMN over the
-# kind's runs, COLUMN "new" (every new client) or a field number; "none"
-# sorts last, as a wait longer than any.
+# pct KIND COLUMN P [FILE]: the P-th percentile (nearest rank) of COLUMN
+# over the kind's lines of FILE (jruns, a line per run), COLUMN "new"
+# (every new client) or a field number; "none" sorts last, as a wait longer
+# than any.
 pct() {
 	awk -v k="$1" -v c="$2" -v p="$3" '
 		$1 == k { if (c == "new") for (i = 11; i <= NF; i++) v[++n] = $i; else v[++n] = $c }
@@ -488,8 +535,10 @@ pct() {
 				if (x[j] < x[i]) { t = x[i]; x[i] = x[j]; x[j] = t }
 			r = int(p * n / 100); if (r < p * n / 100) r++; if (r < 1) r = 1
 			print x[r] == 1e9 ? "none" : x[r]
-		}' "$TMP/jruns"
+		}' "${4:-$TMP/jruns}"
 }
+# p3 KIND COLUMN: "p50/p99/max" of a returning contact's COLUMN.
+p3() { echo "$(pct "$1" "$2" 50 "$TMP/jret")/$(pct "$1" "$2" 99 "$TMP/jret")/$(pct "$1" "$2" 100 "$TMP/jret")"; }
 # range KIND FIELD: "min-max" of FIELD over the kind's runs.
 range() {
 	awk -v k="$1" -v c="$2" '$1 == k { if (!n++ || $c < lo) lo = $c; if (!hi || $c > hi) hi = $c }
@@ -499,22 +548,27 @@ echo
 echo "Per kind over runs: a new client's and the returning client's time from" \
 	"its first ping to a working tunnel (s; nearest-rank percentiles over" \
 	"every client of every run, \"none\": no tunnel within $NEW_WAIT s, $RET_WAIT s);" \
-	"<=11 s: new clients with a tunnel by their third initiation; r lost: the" \
-	"returning client's initiations that never reached the XDP program (the" \
-	"veth, its ring full, dropped them), summed over runs; path: 200" \
+	"<=11 s: new clients with a tunnel by their third initiation; handshake:" \
+	"the returning client's, from its capture (ms from its first initiation" \
+	"to the response; the ping's time adds the data packets' way through the" \
+	"link); 1st: its contacts answered at the first initiation; r lost: its" \
+	"initiations that never reached the XDP program (the veth, its ring" \
+	"full, dropped them), summed over contacts; path: 200" \
 	"pings from the clients' namespace to the gateway during the flood, % lost" \
 	"and the slowest round trip in ms (the runs' worst): what every real" \
 	"packet, handshake messages included, meets on the way in"
-printf '%-14s %4s %9s %21s %7s %21s %6s %10s %7s %9s %9s %11s\n' kind runs "offered" \
-	"new p50/p90/max" "<=11 s" "returning p50/p99/max" "r lost" "path" forged "jitwgd %" "RSS MB" "events/s"
+printf '%-14s %4s %9s %21s %7s %21s %24s %7s %6s %10s %7s %9s %9s %11s\n' kind runs "offered" \
+	"new p50/p90/max" "<=11 s" "returning p50/p99/max" "handshake ms p50/p99/max" "1st" "r lost" \
+	"path" forged "jitwgd %" "RSS MB" "events/s"
 for kind in $JKINDS; do
 	n=$(awk -v k="$kind" '$1 == k' "$TMP/jruns" | wc -l)
 	ok=$(awk -v k="$kind" '$1 == k { for (i = 11; i <= NF; i++) { t++; if ($i != "none" && $i <= 11) o++ } }
 		END { printf "%d/%d", o, t }' "$TMP/jruns")
-	printf '%-14s %4s %9s %21s %7s %21s %6s %10s %7s %9s %9s %11s\n' "$kind" "$n" \
+	printf '%-14s %4s %9s %21s %7s %21s %24s %7s %6s %10s %7s %9s %9s %11s\n' "$kind" "$n" \
 		"$(pct "$kind" 3 50)" \
 		"$(pct "$kind" new 50)/$(pct "$kind" new 90)/$(pct "$kind" new 100)" "$ok" \
-		"$(pct "$kind" 8 50)/$(pct "$kind" 8 99)/$(pct "$kind" 8 100)" \
+		"$(p3 "$kind" 4)" "$(p3 "$kind" 5)" \
+		"$(awk -v k="$kind" '$1 == k { t++; if ($5 != "none" && $6 == 1) o++ } END { printf "%d/%d", o, t }' "$TMP/jret")" \
 		"$(awk -v k="$kind" '$1 == k { s += $10 } END { print s + 0 }' "$TMP/jruns")" \
 		"$(awk -v k="$kind" '$1 == k { split($9, a, "/"); if (a[1] > l) l = a[1]; if (a[2] > m) m = a[2] }
 			END { printf "%s%%/%sms", l + 0, m + 0 }' "$TMP/jruns")" \

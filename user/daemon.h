@@ -505,6 +505,9 @@ int daemon_start(struct daemon *d);
 int daemon_on_event(void *ctx, const struct jitwg_event *ev);
 /* Send the cookie replies daemon_on_event() decided on (after each poll). */
 void daemon_cookie_flush(struct daemon *d);
+/* After each poll of the ring buffer: the cookie replies sent, and workers
+ * woken for the jobs daemon_on_event() queued. */
+void daemon_events_flush(struct daemon *d);
 /*
  * Whether the workers keep up: their queue is empty, or they finished a job
  * since the last call. --consume renews its lease only then, so that stuck

@@ -21,8 +21,12 @@
  * A job to the queue's tail, or with first to the end of the priority
  * segment at its head: served before every other waiting job, in the order
  * they came (a LIFO head would starve the first of a burst of them).
+ * Without wake, the job waits for daemon_events_flush() to wake a worker:
+ * the main thread queues a poll's events so, since a worker woken per event
+ * put two thread switches on each one, and under a flood those switches
+ * were most of jitwgd's CPU (bench-flood, docs/bench.md).
  */
-static void push(struct daemon *d, struct job *j, bool first)
+static void push(struct daemon *d, struct job *j, bool first, bool wake)
 {
 	struct intake *q = &d->intake;
 	struct job **link;
@@ -38,7 +42,24 @@ static void push(struct daemon *d, struct job *j, bool first)
 	if (first)
 		q->prio_tail = j;
 	q->len++;
-	pthread_cond_signal(&q->cond);
+	if (wake)
+		pthread_cond_signal(&q->cond);
+	else
+		q->unwoken++;
+	pthread_mutex_unlock(&q->lock);
+}
+
+void daemon_events_flush(struct daemon *d)
+{
+	struct intake *q = &d->intake;
+	size_t i;
+
+	daemon_cookie_flush(d);
+	pthread_mutex_lock(&q->lock);
+	/* A worker per queued job, as push() would have, but once per poll. */
+	for (i = 0; i < q->unwoken && i < q->n_workers; i++)
+		pthread_cond_signal(&q->cond);
+	q->unwoken = 0;
 	pthread_mutex_unlock(&q->lock);
 }
 
@@ -54,7 +75,7 @@ uint64_t intake_oldest_locked(const struct intake *q)
 
 void intake_push(struct daemon *d, struct job *j)
 {
-	push(d, j, false);
+	push(d, j, false, true);
 }
 
 int daemon_on_event(void *ctx, const struct jitwg_event *ev)
@@ -91,7 +112,7 @@ int daemon_on_event(void *ctx, const struct jitwg_event *ev)
 	memcpy(&j->ev, ev, sizeof(*ev));
 	if (first)
 		INC(d, intake_first);
-	push(d, j, first);
+	push(d, j, first, false);
 	return 0;
 }
 

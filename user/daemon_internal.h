@@ -116,6 +116,7 @@ struct intake {
 	struct job *head, *tail;
 	struct job *prio_tail;  /* last of the served-first jobs at the head */
 	size_t len;
+	size_t unwoken;         /* queued by events since the last flush */
 	bool stopping;
 	pthread_t *workers;
 	unsigned int n_workers, n_started;
