@@ -162,6 +162,14 @@ struct {
 	__type(value, struct jitwg_cookie_src);
 } cookie_sources SEC(".maps");
 
+/* Until when a cookie may come back (see JITWG_COOKIE_TTL_NS). Written by userspace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} cookie_active SEC(".maps");
+
 /* The bucket all cookie retries share, one entry. Written here only. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -793,7 +801,8 @@ static __always_inline __u32 admit(const struct flow *f, void *end,
  * A retry that carries mac2 from a source jitwgd sent a cookie to (see
  * jitwg_cookie_key): its own budgets, never the global one. Returns -1
  * when it is no such retry (admit() decides), else the counter of the
- * limit hit or 0 to admit. An initiation without mac2 costs two loads.
+ * limit hit or 0 to admit. While no cookie is out (cookie_active), that is
+ * one word in the cache; else an initiation without mac2 costs two loads.
  */
 static __always_inline int cookie_retry(const struct flow *f, void *end,
 					const __u8 *msg, __u64 now)
@@ -802,7 +811,11 @@ static __always_inline int cookie_retry(const struct flow *f, void *end,
 	struct jitwg_cookie_src *s;
 	struct jitwg_bucket *b;
 	__u32 zero = 0;
+	__u64 *active;
 
+	active = bpf_map_lookup_elem(&cookie_active, &zero);
+	if (!active || now >= *active)
+		return -1;
 	if (!(*(const __u64 *)(msg + WG_MAC1_OFF + 16) |
 	      *(const __u64 *)(msg + WG_MAC1_OFF + 24)))
 		return -1;

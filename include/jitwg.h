@@ -266,6 +266,18 @@ enum {
 	JITWG_COOKIE_RATE = 20000,
 	JITWG_COOKIE_BURST = 20000,
 };
+/*
+ * The cookie_active map: one __u64, CLOCK_MONOTONIC ns until which a cookie
+ * jitwgd sent may still come back (the latest until_ns it wrote to
+ * cookie_sources; it only grows). Written by userspace only. Until then the
+ * program reads an initiation's mac2 and looks its source up in
+ * cookie_sources; after it, while no cookie is out, an initiation is no
+ * cookie retry and the program reads neither: mac2 sits in the packet's
+ * last cache line, and a lookup in the 262,144-bucket table misses the
+ * cache, which under a mac2 flood cost the receiver as much as the rest of
+ * the program (bench-flood, docs/bench.md).
+ */
+
 /* A cookie is good for two minutes at the client (paper §5.4.7). */
 #define JITWG_COOKIE_TTL_NS (120ull * 1000000000ull)
 

@@ -47,6 +47,7 @@ struct capture {
 	int fd_vbits, fd_vseed; /* verified_bits, verified_seed; -1 as fd_lease */
 	int fd_recent, fd_dup; /* recent, dup_bucket; -1 as fd_lease */
 	int fd_cookie; /* cookie_sources; -1 as fd_lease */
+	int fd_cookie_active; /* cookie_active; -1 as fd_lease */
 	int fd_prefix;         /* prefix_reserve; -1 as fd_lease */
 	__u64 vseed;
 	pthread_mutex_t vlock; /* one writer of verified_bits at a time */
@@ -290,6 +291,9 @@ static int open_pinned(struct capture *c, const char *dir)
 		c->err[0] = '\0';
 	if (pinned_map(c, dir, "cookie_sources", &c->fd_cookie))
 		c->err[0] = '\0';
+	/* Not in objects before it, whose program has no such gate. */
+	if (pinned_map(c, dir, "cookie_active", &c->fd_cookie_active))
+		c->err[0] = '\0';
 	if (pinned_map(c, dir, "prefix_reserve", &c->fd_prefix))
 		c->err[0] = '\0';
 	return 0;
@@ -355,6 +359,7 @@ static void take_fds(struct capture *c, int prog_fd)
 	c->fd_recent = bpf_map__fd(c->skel->maps.recent);
 	c->fd_dup = bpf_map__fd(c->skel->maps.dup_bucket);
 	c->fd_cookie = bpf_map__fd(c->skel->maps.cookie_sources);
+	c->fd_cookie_active = bpf_map__fd(c->skel->maps.cookie_active);
 	c->fd_prefix = bpf_map__fd(c->skel->maps.prefix_reserve);
 }
 
@@ -574,7 +579,7 @@ int capture_open(struct capture **out, const struct capture_opts *opts,
 	c->fd_ports = c->fd_src = c->fd_global = c->fd_lease = c->fd_local = -1;
 	c->link_fd = -1;
 	c->fd_verified = c->fd_vbits = c->fd_vseed = c->fd_recent = -1;
-	c->fd_dup = c->fd_cookie = c->fd_prefix = -1;
+	c->fd_dup = c->fd_cookie = c->fd_cookie_active = c->fd_prefix = -1;
 	pthread_mutex_init(&c->vlock, NULL);
 	c->ncpus = libbpf_num_possible_cpus();
 	if (c->ncpus <= 0) {
@@ -645,7 +650,7 @@ void capture_close(struct capture *c)
 		       &c->fd_ports, &c->fd_src, &c->fd_global, &c->fd_lease,
 		       &c->fd_local, &c->fd_verified, &c->fd_vbits,
 		       &c->fd_vseed, &c->fd_recent, &c->fd_dup, &c->fd_cookie,
-		       &c->fd_prefix };
+		       &c->fd_cookie_active, &c->fd_prefix };
 	size_t i;
 
 	if (!c)
@@ -1132,6 +1137,28 @@ int capture_read_settings(struct capture *c, struct jitwg_config *cfg,
 	return 0;
 }
 
+/*
+ * The program looks for cookie retries until the latest cookie's end
+ * (cookie_active in jitwg.h): the word only grows, so an earlier cookie's
+ * end never cuts a later one's short. Written after the sources, so the
+ * program never looks before the entry is there.
+ */
+static int cookie_active_until(struct capture *c, uint64_t until_ns)
+{
+	__u64 cur = 0;
+	__u32 zero = 0;
+
+	if (c->fd_cookie_active < 0)
+		return 0; /* an older pinned program looks for them always */
+	if (bpf_map_lookup_elem(c->fd_cookie_active, &zero, &cur))
+		return fail(c, -errno, "cannot read cookie_active: %s", strerror(errno));
+	if (until_ns <= cur)
+		return 0;
+	if (bpf_map_update_elem(c->fd_cookie_active, &zero, &until_ns, BPF_ANY))
+		return fail(c, -errno, "cannot write cookie_active: %s", strerror(errno));
+	return 0;
+}
+
 int capture_cookie_sent(struct capture *c, const struct jitwg_cookie_key *keys, size_t n,
 			uint64_t until_ns)
 {
@@ -1154,5 +1181,5 @@ int capture_cookie_sent(struct capture *c, const struct jitwg_cookie_key *keys, 
 			return fail(c, -errno, "cannot record a cookie source: %s",
 				    strerror(errno));
 	}
-	return 0;
+	return n ? cookie_active_until(c, until_ns) : 0;
 }
