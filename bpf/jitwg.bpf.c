@@ -585,18 +585,10 @@ static __always_inline struct jitwg_recent *recent_slot(const __u8 *msg, __u32 w
 	return bpf_map_lookup_elem(&recent, &idx);
 }
 
-/*
- * The head first: it sits in the packet's first cache line with the
- * headers, where mac1 is two lines further on. A flood of messages that
- * differ there (fresh ephemeral keys) is told from copies without reading
- * that line, a read that cost about half of a refused packet (bench-flood,
- * README Floods); only a message whose head matches has its mac1 read.
- */
+/* The head alone (see jitwg_recent): the packet's first cache line. */
 static __always_inline bool same(const struct jitwg_recent *r, const __u8 *msg)
 {
-	return r->head == head(msg) &&
-	       r->mac1[0] == *(const __u64 *)(msg + WG_MAC1_OFF) &&
-	       r->mac1[1] == *(const __u64 *)(msg + WG_MAC1_OFF + 8);
+	return r->head == head(msg);
 }
 
 static __always_inline bool holds(const struct jitwg_recent *r, const __u8 *msg,
@@ -629,10 +621,8 @@ static __always_inline void remember(const __u8 *msg, __u64 now)
 		r = r1;
 	else
 		r = r1->ts_ns < r0->ts_ns ? r1 : r0;
-	/* Racing CPUs may tear it: a torn slot matches nothing. */
+	/* Racing CPUs may tear it: at worst a copy passes as new once. */
 	r->head = head(msg);
-	r->mac1[0] = *(const __u64 *)(msg + WG_MAC1_OFF);
-	r->mac1[1] = *(const __u64 *)(msg + WG_MAC1_OFF + 8);
 	r->ts_ns = now;
 }
 

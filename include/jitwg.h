@@ -183,11 +183,16 @@ struct jitwg_verified {
 };
 
 /*
- * Recent initiations, by head and mac1: the head is the message's bytes
- * JITWG_RECENT_HEAD_OFF..+8 (the sender index and the start of the
- * ephemeral key, both fresh in every initiation a client sends), mac1 a MAC
- * over the first 116 bytes, so together they tell messages apart (messages
- * that differ with the same mac1 fail its check anyway). A 2-way
+ * Recent initiations, by head: the message's bytes JITWG_RECENT_HEAD_OFF..+8,
+ * the sender index and the start of the ephemeral key, 64 bits drawn afresh
+ * for every initiation a client sends. No real client sends two messages
+ * with one head; an attacker cannot make a real message's head before the
+ * client sends it, and one who sees it on the way and races it to the
+ * gateway could as well copy any other bytes the check compared. So the
+ * head alone tells messages apart, and the check reads only the packet's
+ * first cache line: comparing mac1 too, two lines further on, cost a copy
+ * ~130 ns of a ~200 ns refusal under a copies flood (bench-flood,
+ * docs/bench.md). A 2-way
  * set-associative table of JITWG_RECENT_SLOTS slots (recent map, set = the
  * head's low bits mod slots / 2), 32 KiB so that it stays in the cache.
  * A client's retry is always a new message (new ephemeral key and
@@ -199,7 +204,8 @@ struct jitwg_verified {
  * replays. Checked whenever a global limit is set.
  */
 struct jitwg_recent {
-	__u64 mac1[2];        /* the initiation's mac1, as in the packet */
+	__u64 unused[2];      /* mac1 until it was no longer compared: the
+			       * map's layout stays for pinned maps */
 	__u64 ts_ns;          /* coarse clock when it was handed to userspace */
 	__u64 head;           /* its bytes JITWG_RECENT_HEAD_OFF..+8, as in the packet */
 };

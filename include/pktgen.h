@@ -19,7 +19,10 @@ enum {
 	PKTGEN_MSG_LEN = 148,      /* longest payload the table holds */
 	PKTGEN_MSGS_MAX = 1 << 16, /* payloads of all kinds together */
 	PKTGEN_PAYLOAD_OFF_MAX = 128,
-	PKTGEN_STAMP_OFF = 116,    /* the counter of a unique kind: over mac1 */
+	PKTGEN_STAMP_OFF = 4,      /* the counter of a unique kind: over the
+				    * sender index and the start of the
+				    * ephemeral key, the head jitwg tells
+				    * copies by (jitwg_recent) */
 };
 
 /*
@@ -53,9 +56,9 @@ struct pktgen_kind {
 	__u32 msg_first;     /* first table entry of this kind */
 	__u32 msg_count;     /* entries: msg_first + seq % msg_count; 0 = none */
 	__u32 msg_len;       /* 148 or 128 bytes copied from the table */
-	__u32 stamp;         /* nonzero: write seq over payload bytes 116-123 (the
-			      * start of mac1, zero in the table): every packet
-			      * differs, mac1 included */
+	__u32 stamp;         /* nonzero: write seq over payload bytes 4-11 (the
+			      * head, zero in the table): every packet is a new
+			      * message, its mac1 wrong */
 	__u32 reserved;
 	__u16 ip_csum;       /* the template's IPv4 header checksum, as in memory */
 	__u16 hdr_sum;       /* sum of the pseudo-header and UDP header (checksum

@@ -152,7 +152,7 @@ static int send_one(uint8_t *frame, size_t len, const struct frame_layout *l,
 	uint32_t a = htonl(saddr);
 
 	memcpy(frame + l->l3 + 12, &a, 4);
-	memcpy(frame + l->payload + WG_MAC1_OFF, &n, 4);
+	memcpy(frame + l->payload + JITWG_RECENT_HEAD_OFF, &n, 4); /* a new message */
 	if (bpf_prog_test_run_opts(capture_prog_fd(cap), &o)) {
 		fprintf(stderr, "bench_xdp: test run: %s\n", strerror(errno));
 		exit(1);

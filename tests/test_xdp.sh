@@ -310,9 +310,11 @@ test_xdp_pktgen_kinds() {
 	[ "$(awk '$1 == "ok"' "$TMP/decoded" | wc -l)" = 4 ] || fail "mac2: $(cat "$TMP/decoded")"
 	grep ":41005 dst=" "$TMP/events" | sed 's/.*msg=//' | cut -c265-296 |
 		grep -qx '0\{32\}' && fail "mac2: a zero mac2"
-	# unique: no two alike
+	# unique: no two alike, nor two heads (bytes 4-11, what tells copies)
 	n=$(grep ":41008 dst=" "$TMP/events" | sed 's/.*msg=//' | sort -u | wc -l)
 	expect_eq "$n" 20 "distinct unique messages"
+	n=$(grep ":41008 dst=" "$TMP/events" | sed 's/.*msg=//' | cut -c9-24 | sort -u | wc -l)
+	expect_eq "$n" 20 "distinct unique heads"
 	decode_port 41008 2
 	expect_eq "$(sort -u "$TMP/decoded")" "bad_mac1 " "unique"
 	return 0

@@ -23,7 +23,8 @@
  *   random       --messages random type-1 payloads of 148 bytes, bad mac1
  *   random-mac1  the same with a valid mac1 for --responder
  *   unique       random type-1 payloads with the packet counter over the
- *                start of mac1: no two packets alike, mac1 included (bad)
+ *                sender index and the start of the ephemeral key: no two
+ *                packets alike, none a copy of another (mac1 bad)
  *   mac2         valid initiations with random bytes as mac2
  *   data         --messages type-4 (transport data) messages of 128 bytes
  *   udp          64 bytes of UDP to --udp-port, background
