@@ -108,9 +108,10 @@ stats_was=$(sysctl -n kernel.bpf_stats_enabled)
 sysctl -qw kernel.bpf_stats_enabled=1
 on_exit "sysctl -qw kernel.bpf_stats_enabled=$stats_was"
 
+# pin_napi [DEV]: DEV's NAPI threads (jfr's) to the receiver's core.
 pin_napi() {
 	local pid
-	for pid in $(ps -eo pid=,comm= | awk '$2 ~ /^napi\/jfr-/ {print $1}'); do
+	for pid in $(ps -eo pid=,comm= | awk -v d="${1:-jfr}" '$2 ~ "^napi/" d "-" {print $1}'); do
 		taskset -pc "$RX_CPU" "$pid" >/dev/null
 	done
 }
@@ -306,6 +307,20 @@ ip -n "$G" route replace 192.168.78.0/24 via 192.168.77.2 dev vg ||
 # shellcheck disable=SC2086 # options, split on purpose
 e2e_jitwgd --metrics-listen 127.0.0.1:9089 ${BENCH_FLOOD_JITWGD_ARGS:-}
 ip netns exec "$G" sh -c 'echo 1 >/sys/class/net/vg/threaded' 2>/dev/null
+# Two machines on two cores: the gateway (its receive NAPI, jitwgd and
+# wireguard-go: everything in its namespace but the control plane) on the
+# receiver's core; the outside world (the generator, the control plane, the
+# clients' wireguard-go, and this script with what it starts to set up and
+# time contacts: restarts, pings, metric reads, the capture) on the
+# generator's. Left to the scheduler, a contact's own set-up (a handful of
+# process start-ups just before the client's initiation) also ran on the
+# gateway's core and took it from the receiver at that very moment.
+pin_napi vg
+for pid in $(ip netns pids "$G"); do
+	taskset -apc "$RX_CPU" "$pid" >/dev/null 2>&1
+done
+taskset -apc "$GEN_CPU" "$CP_PID" >/dev/null
+taskset -pc "$GEN_CPU" $$ >/dev/null
 VICTIM=$(wg genkey | wg pubkey)
 cp_add "$VICTIM" 10.77.9.9/32
 e2e_client R 10.77.1.1
