@@ -21,10 +21,12 @@
  * A job to the queue's tail, or with first to the end of the priority
  * segment at its head: served before every other waiting job, in the order
  * they came (a LIFO head would starve the first of a burst of them).
- * Without wake, the job waits for daemon_events_flush() to wake a worker:
- * the main thread queues a poll's events so, since a worker woken per event
- * put two thread switches on each one, and under a flood those switches
- * were most of jitwgd's CPU (bench-flood, docs/bench.md).
+ * Without wake, the job waits for daemon_events_flush() to wake a worker,
+ * or for a batch's worth of them: the main thread queues a poll's events
+ * so, since a worker woken per event put two thread switches on each one,
+ * and under a flood those switches were most of jitwgd's CPU (bench-flood,
+ * docs/bench.md); a poll that drains a long backlog still sets workers
+ * going every WORKER_BATCH jobs.
  */
 static void push(struct daemon *d, struct job *j, bool first, bool wake)
 {
@@ -42,10 +44,12 @@ static void push(struct daemon *d, struct job *j, bool first, bool wake)
 	if (first)
 		q->prio_tail = j;
 	q->len++;
-	if (wake)
+	if (wake) {
 		pthread_cond_signal(&q->cond);
-	else
-		q->unwoken++;
+	} else if (++q->unwoken >= WORKER_BATCH) {
+		pthread_cond_signal(&q->cond);
+		q->unwoken = 0;
+	}
 	pthread_mutex_unlock(&q->lock);
 }
 
