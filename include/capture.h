@@ -81,8 +81,17 @@ const char *capture_error(const struct capture *c);
 
 /* The ring buffer's epoll fd, readable when events wait. */
 int capture_fd(const struct capture *c);
-/* Consume waiting events, waiting up to timeout_ms; returns events or -errno. */
+/*
+ * Consume waiting events, waiting up to timeout_ms; returns events or -errno.
+ * While the last call consumed events (capture_busy()), a call with a
+ * timeout first sleeps CAPTURE_COALESCE_US, so events are taken in batches
+ * (see capture_poll() in capture.c); a caller that polls capture_fd() with
+ * other fds does the same with capture_busy().
+ */
 int capture_poll(struct capture *c, int timeout_ms);
+enum { CAPTURE_COALESCE_US = 200 };
+/* Whether the last capture_poll() consumed events. */
+bool capture_busy(const struct capture *c);
 
 /* The program's fd (not for CAPTURE_PINNED), for BPF_PROG_TEST_RUN. */
 int capture_prog_fd(const struct capture *c);

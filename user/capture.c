@@ -693,18 +693,17 @@ int capture_fd(const struct capture *c)
  * The kernel wakes a ring-buffer consumer only when that consumer had caught
  * up (bpf_ringbuf_submit's adaptive notification), and a wakeup costs the
  * XDP program some 400 ns per event. So while events keep coming, consume
- * in batches COALESCE_US apart instead of sleeping in epoll: the producer
- * then finds data pending and skips the wakeup. An idle consumer sleeps in
- * epoll and the first event wakes it at once.
+ * in batches CAPTURE_COALESCE_US apart instead of sleeping in epoll: the
+ * producer then finds data pending and skips the wakeup. An idle consumer
+ * sleeps in epoll and the first event wakes it at once.
  */
-enum { COALESCE_US = 200 };
 
 int capture_poll(struct capture *c, int timeout_ms)
 {
 	int n;
 
 	if (c->busy && timeout_ms) {
-		usleep(COALESCE_US);
+		usleep(CAPTURE_COALESCE_US);
 		n = ring_buffer__consume(c->rb);
 		if (n > 0)
 			return n;
@@ -717,6 +716,11 @@ int capture_poll(struct capture *c, int timeout_ms)
 	if (n < 0)
 		return fail(c, n, "ring buffer poll: %s", strerror(-n));
 	return n;
+}
+
+bool capture_busy(const struct capture *c)
+{
+	return c->busy;
 }
 
 int capture_prog_fd(const struct capture *c)

@@ -400,20 +400,20 @@ static bool handle_signals(struct jitwgd *j)
 }
 
 /*
- * While events keep coming, the loop takes them COALESCE_US apart instead of
- * sleeping in poll: the XDP program then finds data pending and skips the
- * wakeup, and a poll's events wake the workers once (daemon_events_flush()).
- * Under a flood admitting ~25,000 initiations a second, a wakeup per event
- * and a worker's per job were most of jitwgd's CPU, in thread switches
- * (bench-flood, docs/bench.md). An event after a quiet spell wakes the loop
- * at once: a lone client's first contact waits for nothing.
+ * Until SIGTERM or SIGINT (returns 0) or a failure (1).
+ *
+ * While events keep coming (capture_busy()), the loop takes them
+ * CAPTURE_COALESCE_US apart instead of sleeping in poll: the XDP program
+ * then finds data pending and skips the wakeup, and a poll's events wake
+ * the workers once (daemon_events_flush()). Under a flood admitting
+ * ~25,000 initiations a second, a wakeup per event and a worker's per job
+ * were most of jitwgd's CPU, in thread switches (bench-flood,
+ * docs/bench.md). An event after a quiet spell wakes the loop at once: a
+ * lone client's first contact waits for nothing.
  */
-enum { COALESCE_US = 200 };
-
-/* Until SIGTERM or SIGINT (returns 0) or a failure (1). */
 static int run(struct jitwgd *j)
 {
-	bool running = true, busy = false;
+	bool running = true, busy;
 	int ret;
 
 	while (running) {
@@ -422,8 +422,9 @@ static int run(struct jitwgd *j)
 			{ .fd = j->sfd, .events = POLLIN },
 		};
 
+		busy = capture_busy(j->cap);
 		if (busy)
-			usleep(COALESCE_US);
+			usleep(CAPTURE_COALESCE_US);
 		ret = poll(pfd, 2, busy ? 0 : lease_keeper_timeout_ms(&j->lease));
 		if (ret < 0) {
 			if (errno == EINTR)
@@ -432,11 +433,10 @@ static int run(struct jitwgd *j)
 			break;
 		}
 		lease_keeper_tick(&j->lease);
-		busy = false;
-		if (pfd[0].revents) {
+		/* Busy, it consumes even with nothing waiting: that ends it. */
+		if (pfd[0].revents || busy) {
 			ret = capture_poll(j->cap, 0);
 			daemon_events_flush(j->d);
-			busy = ret > 0;
 			if (ret < 0 && ret != -EINTR) {
 				dlog(LOG_ERROR, "loop", "error=capture_poll:%s",
 				     strerror(-ret));
