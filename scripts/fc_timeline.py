@@ -288,20 +288,24 @@ def analyze(prefix):
     print("first contact's timeline (ms, on the veth); complete runs: %s; %d incomplete or unknown"
           % (", ".join("%s %d" % (k, len(v)) for k, v in done.items()), incomplete))
     print("  %-66s %8s %8s %5s" % ("", "p50", "p90", "n"))
-    for kind, title in (("base", "floor (peer preinstalled)"),
-                        ("kc", "the floor's clients under jitwgd --consume (given back)")):
+
+    def section(kind, title):
+        """A client kind's title and its end-to-end rows; False if it has no run."""
         if not g(kind + ".wire"):
-            continue
+            return False
         print(title)
         row("client's ping, round trip (ping)", rtt[kind])
         row("wire: client's initiation -> gateway's data reply", g(kind + ".wire"))
+        return True
+
+    for kind, title in (("base", "floor (peer preinstalled)"),
+                        ("kc", "the floor's clients under jitwgd --consume (given back)")):
+        if not section(kind, title):
+            continue
         row("  client's initiation -> gateway's response", g(kind + ".gw_resp"))
         row("  gateway's response -> client's first data", g(kind + ".c_data"))
         row("  client's first data -> gateway's reply", g(kind + ".g_data"))
-    if g("ib.wire"):
-        print("jitwgd, initiating back")
-        row("client's ping, round trip (ping)", rtt["ib"])
-        row("wire: client's initiation -> gateway's data reply", g("ib.wire"))
+    if section("ib", "jitwgd, initiating back"):
         row("  client's initiation -> gateway's initiation", g("ib.gw_init"))
         jrows("ib.j.")
         row("    wireguard-go: the set's start -> its initiation on the wire", g("ib.j.wg_before_init"))
@@ -312,10 +316,7 @@ def analyze(prefix):
         row("  gateway's keepalive -> client's first data", g("ib.c_data"))
         row("  client's first data -> gateway's reply", g("ib.g_data"))
         row("  gateway's initiation -> gateway's data reply", g("ib.after_gw_init"))
-    if g("cons.wire"):
-        print("jitwgd --consume, fresh clients (answered: their initiation given back)")
-        row("client's ping, round trip (ping)", rtt["cons"])
-        row("wire: client's initiation -> gateway's data reply", g("cons.wire"))
+    if section("cons", "jitwgd --consume, fresh clients (answered: their initiation given back)"):
         row("  client's initiation -> gateway's response", g("cons.gw_resp"))
         jrows("cons.j.")
         row("    install_ms (the UAPI set, on the path here)", g("cons.j.install_ms"))
