@@ -451,8 +451,8 @@ ret_handshake() {
 }
 
 # One line per run in $TMP/jruns: kind run offered_pps cpu% rss_mb events/s
-# forged_installs returning_s path(loss%/max_rtt_ms) returning_lost new_s...
-# (returning_s: its first contact); one per returning contact in $TMP/jret:
+# forged_installs path(loss%/max_rtt_ms) new_s...; one per returning
+# contact in $TMP/jret:
 # kind run contact ping_s handshake_ms initiations_sent initiations_seen
 # flood_s (the contact's start, s into the flood)
 echo
@@ -495,7 +495,6 @@ for kind in $JKINDS; do
 		# The returning one, JRET times: restarted (a rebooted client),
 		# then contact. The XDP program's verified initiations are its
 		# own (its address is the only verified one sending initiations).
-		rlost=0 ret=
 		for ((k = 1; k <= JRET; k++)); do
 			client_restart R
 			vr0=$(metric jitwg_xdp_verified_initiations_total)
@@ -507,8 +506,6 @@ for kind in $JKINDS; do
 			read -r hs sent < <(ret_handshake "$tk0" "$tk1")
 			echo "$kind $r $k $rk $hs $sent $((vr1 - vr0)) $(calc "$tk0 - $t0")" >>"$TMP/jret"
 			echo "    returning $(tail -n 1 "$TMP/jret")" >&2
-			[ "$sent" -gt $((vr1 - vr0)) ] && rlost=$((rlost + sent - (vr1 - vr0)))
-			: "${ret:=$rk}"
 		done
 		loss=$(path_probe)
 		# TERM, not INT: a background job of a script ignores SIGINT
@@ -528,7 +525,7 @@ for kind in $JKINDS; do
 			"$(calc "100 * ($ticks1 - $ticks0) / $(getconf CLK_TCK) / ($t1 - $t0)")" \
 			"$(rss_mb "$JW_PID")" \
 			"$(calc "($ev1 - $ev0) / ($t1 - $t0)")" \
-			"$(($(victim_installs) - v0))" "$ret" "${loss:-100/0}" "$rlost" \
+			"$(($(victim_installs) - v0))" "${loss:-100/0}" \
 			"$(cat "$TMP"/new.* | paste -sd' ')" >>"$TMP/jruns"
 		rm -f "$TMP"/new.*
 		echo "  $(tail -n 1 "$TMP/jruns")" >&2
@@ -542,7 +539,7 @@ done
 # than any.
 pct() {
 	awk -v k="$1" -v c="$2" -v p="$3" '
-		$1 == k { if (c == "new") for (i = 11; i <= NF; i++) v[++n] = $i; else v[++n] = $c }
+		$1 == k { if (c == "new") for (i = 9; i <= NF; i++) v[++n] = $i; else v[++n] = $c }
 		END {
 			if (!n) { print "-"; exit }
 			for (i = 1; i <= n; i++) x[i] = v[i] == "none" ? 1e9 : v[i]
@@ -577,15 +574,15 @@ printf '%-14s %4s %9s %21s %7s %21s %24s %7s %6s %10s %7s %9s %9s %11s\n' kind r
 	"path" forged "jitwgd %" "RSS MB" "events/s"
 for kind in $JKINDS; do
 	n=$(awk -v k="$kind" '$1 == k' "$TMP/jruns" | wc -l)
-	ok=$(awk -v k="$kind" '$1 == k { for (i = 11; i <= NF; i++) { t++; if ($i != "none" && $i <= 11) o++ } }
+	ok=$(awk -v k="$kind" '$1 == k { for (i = 9; i <= NF; i++) { t++; if ($i != "none" && $i <= 11) o++ } }
 		END { printf "%d/%d", o, t }' "$TMP/jruns")
 	printf '%-14s %4s %9s %21s %7s %21s %24s %7s %6s %10s %7s %9s %9s %11s\n' "$kind" "$n" \
 		"$(pct "$kind" 3 50)" \
 		"$(pct "$kind" new 50)/$(pct "$kind" new 90)/$(pct "$kind" new 100)" "$ok" \
 		"$(p3 "$kind" 4)" "$(p3 "$kind" 5)" \
 		"$(awk -v k="$kind" '$1 == k { t++; if ($5 != "none" && $6 == 1) o++ } END { printf "%d/%d", o, t }' "$TMP/jret")" \
-		"$(awk -v k="$kind" '$1 == k { s += $10 } END { print s + 0 }' "$TMP/jruns")" \
-		"$(awk -v k="$kind" '$1 == k { split($9, a, "/"); if (a[1] > l) l = a[1]; if (a[2] > m) m = a[2] }
+		"$(awk -v k="$kind" '$1 == k && $6 > $7 { s += $6 - $7 } END { print s + 0 }' "$TMP/jret")" \
+		"$(awk -v k="$kind" '$1 == k { split($8, a, "/"); if (a[1] > l) l = a[1]; if (a[2] > m) m = a[2] }
 			END { printf "%s%%/%sms", l + 0, m + 0 }' "$TMP/jruns")" \
 		"$(awk -v k="$kind" '$1 == k { s += $7 } END { print s + 0 }' "$TMP/jruns")" \
 		"$(range "$kind" 4)" "$(range "$kind" 5)" "$(pct "$kind" 6 50)"
